@@ -1,0 +1,1 @@
+//! Bench-only crate comparing residency-policy with cedar-policy.

@@ -1,0 +1,61 @@
+//! Residency's policy core: regions, categories, hosting rules, tenants,
+//! classification and placement decisions.
+//!
+//! Pure: no I/O, no async, and no heap allocation per decision. Everything
+//! else in Residency depends on this crate; it depends on nothing of ours.
+//!
+//! ```
+//! use residency_policy::{Decision, PlacementRequest, Ruleset};
+//!
+//! let policy = r#"
+//!     version = "2017-11-01"
+//!     default_region = "us"
+//!     [regions.eu]
+//!     jurisdiction = "EEA"
+//!     [regions.us]
+//!     jurisdiction = "US"
+//!     [categories.chat_content]  # "Chat Content: available to be hosted in the EEA only"
+//!     allowed = ["eu"]
+//!     [[key_rules]]
+//!     pattern = "chat/**"
+//!     category = "chat_content"
+//! "#;
+//! let tenants = r#"
+//!     [[tenants]]
+//!     id = "acme"
+//!     locality = "us"
+//! "#;
+//! let rules = Ruleset::from_toml(policy, "policy.toml", tenants, "tenants.toml").unwrap();
+//! let d = rules.decide(&PlacementRequest {
+//!     tenant: "acme",
+//!     key: "chat/1.json",
+//!     category: None,
+//!     content_type: None,
+//! });
+//! let Decision::Allow(p) = d else { panic!() };
+//! assert_eq!(rules.policy().region(p.region).id(), "eu");
+//! assert!(p.out_of_locality);
+//! println!("{}", d.explain(rules.policy(), rules.tenants()));
+//! ```
+
+mod category;
+mod classifier;
+mod decision;
+mod error;
+mod policy;
+mod region;
+mod ruleset;
+mod tenant;
+
+pub use category::{Category, CategoryId, FeatureId, FeatureSet, HostingRule, MAX_FEATURES};
+pub use classifier::{
+    Classification, ClassifiedBy, ContentTypeRule, KeyRule, OnConflict, CATEGORY_HEADER,
+};
+pub use decision::{AllowReason, Decision, DenyReason, Explanation, Placement, PlacementRequest};
+pub use error::{ConfigError, ConfigErrors};
+pub use policy::Policy;
+pub use region::{Region, RegionId, RegionSet, MAX_REGIONS};
+pub use ruleset::Ruleset;
+pub use tenant::{
+    KeyOwner, RegionOrder, SecretRef, ServiceKey, Tenant, TenantId, TenantKey, Tenants,
+};

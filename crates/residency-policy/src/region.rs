@@ -1,0 +1,99 @@
+//! Regions: where data may be hosted.
+
+use std::fmt;
+
+/// The most regions one policy may declare (they fit a 64-bit set).
+pub const MAX_REGIONS: usize = 64;
+
+/// A region declared in the policy, by its position in declaration order.
+///
+/// Cheap to copy and compare; [`crate::Policy::region`] gives its details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegionId(pub(crate) u8);
+
+impl RegionId {
+    /// Position of the region in the policy's declaration order.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A region: a jurisdiction and the provider locations that count as inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    pub(crate) id: String,
+    pub(crate) jurisdiction: String,
+    pub(crate) locations: Vec<String>,
+}
+
+impl Region {
+    /// The region's id as written in the policy (`eu`, `us`, ...).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The jurisdiction label (e.g. `EEA`).
+    pub fn jurisdiction(&self) -> &str {
+        &self.jurisdiction
+    }
+
+    /// Provider locations inside the region (what `GetBucketLocation` may answer).
+    pub fn locations(&self) -> &[String] {
+        &self.locations
+    }
+
+    /// Whether a provider location (e.g. `eu-west-1`) is inside this region.
+    pub fn contains_location(&self, location: &str) -> bool {
+        self.locations.iter().any(|l| l == location)
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id)
+    }
+}
+
+/// A set of regions (a bit set; iteration in declaration order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct RegionSet(u64);
+
+impl RegionSet {
+    /// The empty set.
+    pub const EMPTY: RegionSet = RegionSet(0);
+
+    /// Whether `r` is in the set.
+    pub fn contains(self, r: RegionId) -> bool {
+        self.0 & (1u64 << r.0) != 0
+    }
+
+    /// The set with `r` added.
+    #[must_use]
+    pub fn with(self, r: RegionId) -> RegionSet {
+        RegionSet(self.0 | (1u64 << r.0))
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Number of regions in the set.
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// The regions in declaration order.
+    pub fn iter(self) -> impl Iterator<Item = RegionId> {
+        let bits = self.0;
+        (0..MAX_REGIONS as u8)
+            .filter(move |i| bits & (1u64 << i) != 0)
+            .map(RegionId)
+    }
+}
+
+impl FromIterator<RegionId> for RegionSet {
+    fn from_iter<I: IntoIterator<Item = RegionId>>(iter: I) -> Self {
+        iter.into_iter().fold(RegionSet::EMPTY, RegionSet::with)
+    }
+}

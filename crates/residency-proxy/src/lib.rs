@@ -1,0 +1,1 @@
+//! residency-proxy (work in progress).

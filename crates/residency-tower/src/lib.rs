@@ -1,0 +1,1 @@
+//! residency-tower (work in progress).

@@ -1,0 +1,48 @@
+//! `residency check`: validate files, report every error.
+
+use std::process::ExitCode;
+
+use residency::policy::Tenants;
+
+use super::{load_policy, read, LoadError, EXIT_CONFIG};
+use crate::PolicyFiles;
+
+pub(crate) fn run(files: &PolicyFiles) -> Result<ExitCode, LoadError> {
+    let policy = match load_policy(&files.policy) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!(
+                "{}: invalid (tenants not checked until the policy is valid)",
+                files.policy.display()
+            );
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let src = read(&files.tenants)?;
+    match Tenants::from_toml(&src, &files.tenants.display().to_string(), &policy) {
+        Ok(t) => {
+            println!(
+                "ok: {} (version {}, {} regions, {} categories, {} key rules, {} content-type rules)",
+                files.policy.display(),
+                policy.version(),
+                policy.regions().len(),
+                policy.categories().len(),
+                policy.key_rules().len(),
+                policy.content_type_rules().len()
+            );
+            println!(
+                "ok: {} ({} tenants, {} service keys)",
+                files.tenants.display(),
+                t.len(),
+                t.service_keys().len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("{}: {} error(s)", files.tenants.display(), e.errors().len());
+            Ok(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}

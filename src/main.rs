@@ -1,0 +1,144 @@
+//! The `residency` command line: run the sidecar, explain and check policies.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod commands;
+
+/// Region-aware storage routing: every object lands where the tenant's
+/// data-locality contract and the per-category hosting rules allow.
+#[derive(Parser, Debug)]
+#[command(name = "residency", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The policy and tenants files a command reads.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct PolicyFiles {
+    /// Hosting policy file (regions, categories, rules).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "config/hosting-policy.toml"
+    )]
+    pub(crate) policy: PathBuf,
+    /// Tenants file (localities, features, credentials).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "config/tenants.example.toml"
+    )]
+    pub(crate) tenants: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Explain where one object would be placed, and why.
+    ///
+    /// Exit code 0 for allow and deny alike; 2 for an unknown --category or an
+    /// invalid file.
+    Explain {
+        #[command(flatten)]
+        files: PolicyFiles,
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Object key within the tenant's bucket (e.g. tickets/123/comment.json).
+        #[arg(long)]
+        key: String,
+        /// Explicit category (as the x-amz-meta-residency-category header would).
+        #[arg(long)]
+        category: Option<String>,
+        /// The payload's Content-Type.
+        #[arg(long = "content-type", value_name = "MIME")]
+        content_type: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+        format: ExplainFormat,
+    },
+    /// Validate the policy and tenants files; list every error with its line.
+    ///
+    /// Exit code 0 when valid, 2 otherwise.
+    Check {
+        #[command(flatten)]
+        files: PolicyFiles,
+    },
+    /// Inspect the hosting policy.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Render the hosting table: category, allowed regions, follows, feature gate.
+    Show {
+        /// Hosting policy file.
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "config/hosting-policy.toml"
+        )]
+        policy: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
+        format: ShowFormat,
+    },
+}
+
+/// How `explain` prints.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExplainFormat {
+    /// A few human lines.
+    Text,
+    /// One JSON object.
+    Json,
+}
+
+/// How `policy show` prints.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ShowFormat {
+    /// An aligned table.
+    Text,
+    /// A Markdown table.
+    Markdown,
+    /// JSON.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Explain {
+            files,
+            tenant,
+            key,
+            category,
+            content_type,
+            format,
+        } => commands::explain::run(
+            &files,
+            &tenant,
+            &key,
+            category.as_deref(),
+            content_type.as_deref(),
+            format,
+        ),
+        Command::Check { files } => commands::check::run(&files),
+        Command::Policy {
+            command: PolicyCommand::Show { policy, format },
+        } => commands::policy_show::run(&policy, format),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("residency: {e}");
+            ExitCode::from(commands::EXIT_CONFIG)
+        }
+    }
+}
