@@ -1,5 +1,7 @@
 //! Categories of data and their hosting rules.
 
+use std::sync::Arc;
+
 use crate::region::{RegionId, RegionSet};
 
 /// A category declared in the policy, by its position in declaration order.
@@ -69,7 +71,7 @@ pub enum HostingRule {
 /// A category and its rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Category {
-    pub(crate) id: String,
+    pub(crate) id: Arc<str>,
     pub(crate) description: Option<String>,
     pub(crate) rule: HostingRule,
     pub(crate) feature: Option<FeatureId>,
@@ -79,6 +81,11 @@ impl Category {
     /// The category id (`ticket_data`, `chat_content`, ...).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The id as a shared string (cheap to clone: for metric labels).
+    pub fn shared_id(&self) -> Arc<str> {
+        self.id.clone()
     }
 
     /// The policy's description of the category, if it gives one.

@@ -137,7 +137,7 @@ impl Policy {
                 );
             }
             regions.push(Region {
-                id: id.clone(),
+                id: id.as_str().into(),
                 jurisdiction: r.get_ref().jurisdiction.clone(),
                 locations: r.get_ref().locations.clone(),
             });
@@ -145,7 +145,7 @@ impl Policy {
         let region_by_id = |s: &str| {
             regions
                 .iter()
-                .position(|r| r.id == s)
+                .position(|r| &*r.id == s)
                 .map(|i| RegionId(i as u8))
         };
         let default_region = region_by_id(raw.default_region.get_ref());
@@ -280,7 +280,7 @@ impl Policy {
                 }
             };
             categories.push(Category {
-                id: id.clone(),
+                id: id.as_str().into(),
                 description: c.description.clone(),
                 // A placeholder keeps indices aligned; the error is already recorded.
                 rule: rule.unwrap_or(HostingRule::Allowed(Vec::new())),
@@ -310,8 +310,8 @@ impl Policy {
                         if seen.contains(&next.index()) {
                             let names: Vec<&str> = seen
                                 .iter()
-                                .map(|&k| categories[k].id.as_str())
-                                .chain([categories[next.index()].id.as_str()])
+                                .map(|&k| &*categories[k].id)
+                                .chain([&*categories[next.index()].id])
                                 .collect();
                             diag.push(
                                 c.get_ref().follows.as_ref().map(|f| f.span()),
@@ -462,7 +462,7 @@ impl Policy {
     pub fn region_by_id(&self, id: &str) -> Option<RegionId> {
         self.regions
             .iter()
-            .position(|r| r.id == id)
+            .position(|r| &*r.id == id)
             .map(|i| RegionId(i as u8))
     }
 

@@ -1,6 +1,7 @@
 //! Regions: where data may be hosted.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The most regions one policy may declare (they fit a 64-bit set).
 pub const MAX_REGIONS: usize = 64;
@@ -21,7 +22,7 @@ impl RegionId {
 /// A region: a jurisdiction and the provider locations that count as inside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Region {
-    pub(crate) id: String,
+    pub(crate) id: Arc<str>,
     pub(crate) jurisdiction: String,
     pub(crate) locations: Vec<String>,
 }
@@ -30,6 +31,11 @@ impl Region {
     /// The region's id as written in the policy (`eu`, `us`, ...).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The id as a shared string (cheap to clone: for metric labels).
+    pub fn shared_id(&self) -> Arc<str> {
+        self.id.clone()
     }
 
     /// The jurisdiction label (e.g. `EEA`).

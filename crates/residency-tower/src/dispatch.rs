@@ -1,0 +1,588 @@
+//! Regional dispatch: each routed operation goes to its region's backend only.
+//!
+//! Readiness and backpressure: `poll_ready` is always ready. Each region has
+//! its own bound on in-flight backend calls (a semaphore acquired inside the
+//! call's future), so a slow or stalled region queues its own requests and
+//! never holds back another region's. Put a `tower::limit::ConcurrencyLimit`
+//! or load shedding in front of the stack to bound the whole service.
+//!
+//! Fail closed: when the chosen region fails, the operation fails; nothing is
+//! ever sent to another region instead. Reads that may find their object in
+//! several regions try them in the route's order and stop at the first region
+//! that fails with anything but "not found" (a region that is down gives 503,
+//! never a false 404).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use futures::StreamExt;
+use residency_policy::RegionId;
+use residency_store::{
+    Backend, Body, ListPage, ListRequest, ObjectSummary, Operation, Outcome, StoreError,
+};
+use tokio::sync::Semaphore;
+use tower::Service;
+
+use crate::error::{Denied, RoutingError};
+use crate::metrics as m;
+use crate::request::{Route, StorageRequest, Target};
+use crate::upload_id::UploadIdCodec;
+
+/// The default bound on in-flight backend calls per region.
+pub const DEFAULT_REGION_CONCURRENCY: usize = 512;
+
+/// A routed operation's result and where it was served.
+#[derive(Debug)]
+pub struct StorageResponse {
+    /// The backend's answer, with keys relative to the tenant's namespace and
+    /// multipart upload ids signed.
+    pub outcome: Outcome,
+    /// The region that served it (`None` for a merged listing).
+    pub region: Option<Arc<str>>,
+}
+
+struct RegionBackend {
+    name: Arc<str>,
+    backend: Arc<dyn Backend>,
+    permits: Arc<Semaphore>,
+}
+
+/// Sends each routed [`StorageRequest`] to its region's backend.
+#[derive(Clone)]
+pub struct RegionalDispatch {
+    regions: Arc<Vec<RegionBackend>>,
+    codec: UploadIdCodec,
+}
+
+impl std::fmt::Debug for RegionalDispatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_map();
+        for r in self.regions.iter() {
+            d.entry(&r.name, &r.backend.describe().to_string());
+        }
+        d.finish()
+    }
+}
+
+/// Builds a [`RegionalDispatch`].
+#[derive(Default)]
+pub struct RegionalDispatchBuilder {
+    regions: Vec<(String, Arc<dyn Backend>)>,
+    concurrency: Option<usize>,
+    codec: Option<UploadIdCodec>,
+}
+
+impl RegionalDispatchBuilder {
+    /// Serves region `id` (as declared in the policy) with `backend`.
+    #[must_use]
+    pub fn region(mut self, id: impl Into<String>, backend: Arc<dyn Backend>) -> Self {
+        self.regions.push((id.into(), backend));
+        self
+    }
+
+    /// Bounds in-flight backend calls per region.
+    #[must_use]
+    pub fn concurrency_per_region(mut self, n: usize) -> Self {
+        self.concurrency = Some(n.max(1));
+        self
+    }
+
+    /// Signs upload ids with `codec` (must be the routing layer's).
+    #[must_use]
+    pub fn upload_ids(mut self, codec: UploadIdCodec) -> Self {
+        self.codec = Some(codec);
+        self
+    }
+
+    /// The dispatch service.
+    pub fn build(self) -> RegionalDispatch {
+        let n = self.concurrency.unwrap_or(DEFAULT_REGION_CONCURRENCY);
+        RegionalDispatch {
+            regions: Arc::new(
+                self.regions
+                    .into_iter()
+                    .map(|(name, backend)| RegionBackend {
+                        name: name.into(),
+                        backend,
+                        permits: Arc::new(Semaphore::new(n)),
+                    })
+                    .collect(),
+            ),
+            codec: self.codec.unwrap_or_else(UploadIdCodec::random),
+        }
+    }
+}
+
+impl RegionalDispatch {
+    /// A builder.
+    pub fn builder() -> RegionalDispatchBuilder {
+        RegionalDispatchBuilder::default()
+    }
+
+    /// The backend serving a region id, if configured.
+    pub fn backend(&self, region: &str) -> Option<Arc<dyn Backend>> {
+        self.regions
+            .iter()
+            .find(|r| &*r.name == region)
+            .map(|r| r.backend.clone())
+    }
+
+    /// The configured regions and their backends.
+    pub fn backends(&self) -> impl Iterator<Item = (&str, &Arc<dyn Backend>)> {
+        self.regions.iter().map(|r| (&*r.name, &r.backend))
+    }
+}
+
+type DispatchFuture = Pin<Box<dyn Future<Output = Result<StorageResponse, RoutingError>> + Send>>;
+
+impl Service<StorageRequest> for RegionalDispatch {
+    type Response = StorageResponse;
+    type Error = RoutingError;
+    type Future = DispatchFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: StorageRequest) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { this.dispatch(req).await })
+    }
+}
+
+/// The lexicographically greatest key that starts with `prefix`, for resuming
+/// a delimited listing after a common prefix.
+fn past_prefix(prefix: &str) -> String {
+    let mut s = prefix.to_string();
+    s.push(char::MAX);
+    s
+}
+
+fn encode_token(start_after: &str) -> String {
+    URL_SAFE_NO_PAD.encode(start_after.as_bytes())
+}
+
+fn decode_token(token: &str) -> Result<String, RoutingError> {
+    URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| RoutingError::Store {
+            region: "-".into(),
+            source: StoreError::Backend {
+                code: Some("InvalidArgument".into()),
+                status: Some(400),
+                message: "the continuation token is invalid".into(),
+            },
+        })
+}
+
+impl RegionalDispatch {
+    fn region(&self, route: &Route, r: RegionId) -> Result<&RegionBackend, RoutingError> {
+        let name = route.region_name(r);
+        self.regions
+            .iter()
+            .find(|rb| &*rb.name == name)
+            .ok_or_else(|| RoutingError::NoBackend(name.to_string()))
+    }
+
+    async fn call_backend<T, F, Fut>(
+        rb: &RegionBackend,
+        op: &'static str,
+        f: F,
+    ) -> Result<T, RoutingError>
+    where
+        F: FnOnce(Arc<dyn Backend>) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let _permit = rb
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| RoutingError::NoBackend(rb.name.to_string()))?;
+        let start = Instant::now();
+        let result = f(rb.backend.clone()).await;
+        let code = result.as_ref().err().map(|e| e.s3_code().to_string());
+        m::backend_call(
+            rb.name.clone(),
+            op,
+            start.elapsed().as_secs_f64(),
+            code.as_deref(),
+        );
+        result.map_err(|source| RoutingError::Store {
+            region: rb.name.to_string(),
+            source,
+        })
+    }
+
+    async fn dispatch(&self, mut req: StorageRequest) -> Result<StorageResponse, RoutingError> {
+        let route = req.route.take().ok_or_else(|| {
+            RoutingError::Denied(Denied {
+                reason: "no_route",
+                detail: "RegionalDispatch must run behind RoutingLayer".into(),
+            })
+        })?;
+        let prefix = format!("{}/", route.tenant_id());
+        let full = |k: &str| format!("{prefix}{k}");
+        let op_name = req.operation.kind().as_str();
+        match (req.operation, &route.target) {
+            (Operation::Put { key, body, meta }, Target::Region(r)) => {
+                let rb = self.region(&route, *r)?;
+                let body = counted(body, rb.name.clone(), "in");
+                let key = full(&key);
+                let out = Self::call_backend(rb, op_name, |b| async move {
+                    b.put_object(&key, body, meta).await
+                })
+                .await?;
+                Ok(self.served(Outcome::Put(out), rb))
+            }
+            (Operation::CreateMultipart { key, meta }, Target::Region(r)) => {
+                let rb = self.region(&route, *r)?;
+                let key = full(&key);
+                let id = Self::call_backend(rb, op_name, |b| async move {
+                    b.create_multipart(&key, meta).await
+                })
+                .await?;
+                let signed = self.codec.encode(&rb.name, route.tenant_id(), &id);
+                Ok(self.served(Outcome::CreateMultipart(signed), rb))
+            }
+            (
+                Operation::UploadPart {
+                    key,
+                    part_number,
+                    body,
+                    checksums,
+                    ..
+                },
+                Target::Region(r),
+            ) => {
+                let rb = self.region(&route, *r)?;
+                let id = route.backend_upload_id.clone().unwrap_or_default();
+                let body = counted(body, rb.name.clone(), "in");
+                let key = full(&key);
+                let out = Self::call_backend(rb, op_name, |b| async move {
+                    b.upload_part(&key, &id, part_number, body, checksums).await
+                })
+                .await?;
+                Ok(self.served(Outcome::UploadPart(out), rb))
+            }
+            (Operation::CompleteMultipart { key, parts, .. }, Target::Region(r)) => {
+                let rb = self.region(&route, *r)?;
+                let id = route.backend_upload_id.clone().unwrap_or_default();
+                let key = full(&key);
+                let out = Self::call_backend(rb, op_name, |b| async move {
+                    b.complete_multipart(&key, &id, parts).await
+                })
+                .await?;
+                Ok(self.served(Outcome::CompleteMultipart(out), rb))
+            }
+            (Operation::AbortMultipart { key, .. }, Target::Region(r)) => {
+                let rb = self.region(&route, *r)?;
+                let id = route.backend_upload_id.clone().unwrap_or_default();
+                let key = full(&key);
+                Self::call_backend(rb, op_name, |b| async move {
+                    b.abort_multipart(&key, &id).await
+                })
+                .await?;
+                Ok(self.served(Outcome::AbortMultipart, rb))
+            }
+            (
+                Operation::ListParts {
+                    key,
+                    part_number_marker,
+                    max_parts,
+                    ..
+                },
+                Target::Region(r),
+            ) => {
+                let rb = self.region(&route, *r)?;
+                let id = route.backend_upload_id.clone().unwrap_or_default();
+                let key = full(&key);
+                let out = Self::call_backend(rb, op_name, |b| async move {
+                    b.list_parts(&key, &id, part_number_marker, max_parts).await
+                })
+                .await?;
+                Ok(self.served(Outcome::ListParts(out), rb))
+            }
+            (
+                Operation::Copy {
+                    src_key,
+                    dst_key,
+                    meta,
+                },
+                Target::Region(dst),
+            ) => {
+                self.copy(&route, *dst, full(&src_key), full(&dst_key), meta)
+                    .await
+            }
+            (Operation::Get { key, range }, Target::Regions(order)) => {
+                let key = full(&key);
+                for r in order.iter() {
+                    let rb = self.region(&route, r)?;
+                    let k = key.clone();
+                    match Self::call_backend(rb, op_name, |b| async move {
+                        b.get_object(&k, range).await
+                    })
+                    .await
+                    {
+                        Ok(mut out) => {
+                            out.info.key = out
+                                .info
+                                .key
+                                .strip_prefix(&prefix)
+                                .unwrap_or(&out.info.key)
+                                .to_string();
+                            out.body = counted(out.body, rb.name.clone(), "out");
+                            return Ok(self.served(Outcome::Get(out), rb));
+                        }
+                        Err(RoutingError::Store {
+                            source: StoreError::NotFound { .. },
+                            ..
+                        }) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(not_found(&key, &prefix))
+            }
+            (Operation::Head { key }, Target::Regions(order)) => {
+                let key = full(&key);
+                for r in order.iter() {
+                    let rb = self.region(&route, r)?;
+                    let k = key.clone();
+                    match Self::call_backend(
+                        rb,
+                        op_name,
+                        |b| async move { b.head_object(&k).await },
+                    )
+                    .await
+                    {
+                        Ok(mut info) => {
+                            info.key = info
+                                .key
+                                .strip_prefix(&prefix)
+                                .unwrap_or(&info.key)
+                                .to_string();
+                            return Ok(self.served(Outcome::Head(info), rb));
+                        }
+                        Err(RoutingError::Store {
+                            source: StoreError::NotFound { .. },
+                            ..
+                        }) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(not_found(&key, &prefix))
+            }
+            (Operation::Delete { key }, Target::Regions(order)) => {
+                // Deletes are idempotent: remove the key wherever the tenant may
+                // have it; any region that cannot be reached fails the delete.
+                let key = full(&key);
+                for r in order.iter() {
+                    let rb = self.region(&route, r)?;
+                    let k = key.clone();
+                    Self::call_backend(rb, op_name, |b| async move { b.delete_object(&k).await })
+                        .await?;
+                }
+                Ok(StorageResponse {
+                    outcome: Outcome::Delete,
+                    region: None,
+                })
+            }
+            (Operation::List { request }, Target::Regions(order)) => {
+                self.list(&route, order, request, &prefix).await
+            }
+            (Operation::ListMultipartUploads { prefix: p }, Target::Regions(order)) => {
+                let mut all = Vec::new();
+                for r in order.iter() {
+                    let rb = self.region(&route, r)?;
+                    let p = full(&p);
+                    let ups = Self::call_backend(rb, op_name, |b| async move {
+                        b.list_multipart_uploads(&p).await
+                    })
+                    .await?;
+                    for mut u in ups {
+                        u.upload_id = self.codec.encode(&rb.name, route.tenant_id(), &u.upload_id);
+                        u.key = u.key.strip_prefix(&prefix).unwrap_or(&u.key).to_string();
+                        all.push(u);
+                    }
+                }
+                all.sort_by(|a, b| a.key.cmp(&b.key).then(a.initiated.cmp(&b.initiated)));
+                Ok(StorageResponse {
+                    outcome: Outcome::ListMultipartUploads(all),
+                    region: None,
+                })
+            }
+            (op, _) => Err(RoutingError::Denied(Denied {
+                reason: "no_route",
+                detail: format!(
+                    "operation {} was routed to the wrong kind of target",
+                    op.kind()
+                ),
+            })),
+        }
+    }
+
+    fn served(&self, outcome: Outcome, rb: &RegionBackend) -> StorageResponse {
+        StorageResponse {
+            outcome,
+            region: Some(rb.name.clone()),
+        }
+    }
+
+    /// Copies within the destination's region only: a copy that would move
+    /// data from one region to another is denied.
+    async fn copy(
+        &self,
+        route: &Route,
+        dst: RegionId,
+        src: String,
+        dst_key: String,
+        meta: Option<residency_store::PutMeta>,
+    ) -> Result<StorageResponse, RoutingError> {
+        let rb = self.region(route, dst)?;
+        let s = src.clone();
+        match Self::call_backend(rb, "head", |b| async move { b.head_object(&s).await }).await {
+            Ok(_) => {
+                let out = Self::call_backend(rb, "copy", |b| async move {
+                    b.copy_object(&src, &dst_key, meta).await
+                })
+                .await?;
+                Ok(self.served(Outcome::Copy(out), rb))
+            }
+            Err(RoutingError::Store {
+                source: StoreError::NotFound { .. },
+                ..
+            }) => {
+                let order = route
+                    .rules
+                    .tenants()
+                    .read_order(route.rules.policy(), route.tenant);
+                for r in order.iter().filter(|r| *r != dst) {
+                    let other = self.region(route, r)?;
+                    let s = src.clone();
+                    match Self::call_backend(other, "head", |b| async move { b.head_object(&s).await }).await {
+                        Ok(_) => {
+                            return Err(RoutingError::Denied(Denied {
+                                reason: "cross_region_copy",
+                                detail: format!(
+                                    "the source is stored in {} and the destination must be in {}: a copy never moves data between regions",
+                                    other.name, rb.name
+                                ),
+                            }))
+                        }
+                        Err(RoutingError::Store { source: StoreError::NotFound { .. }, .. }) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                let prefix = format!("{}/", route.tenant_id());
+                Err(not_found(&src, &prefix))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Lists every region the tenant may have data in and merges them in key
+    /// order. Continuation tokens are ours: the last key (or common prefix)
+    /// returned, so they work across regions.
+    async fn list(
+        &self,
+        route: &Route,
+        order: &residency_policy::RegionOrder,
+        request: ListRequest,
+        prefix: &str,
+    ) -> Result<StorageResponse, RoutingError> {
+        let max_keys = request.max_keys.clamp(1, 1000);
+        let mut start_after = request.start_after.clone().unwrap_or_default();
+        if let Some(t) = &request.continuation_token {
+            let k = decode_token(t)?;
+            if k > start_after {
+                start_after = k;
+            }
+        }
+        let mut entries: BTreeMap<String, Option<ObjectSummary>> = BTreeMap::new();
+        let mut more = false;
+        let mut single_region = None;
+        for r in order.iter() {
+            let rb = self.region(route, r)?;
+            let mut req =
+                ListRequest::new(format!("{prefix}{}", request.prefix)).max_keys(max_keys);
+            if let Some(d) = &request.delimiter {
+                req = req.delimiter(d.clone());
+            }
+            if !start_after.is_empty() {
+                req = req.start_after(format!("{prefix}{start_after}"));
+            }
+            let page: ListPage =
+                Self::call_backend(rb, "list", |b| async move { b.list_objects(req).await })
+                    .await?;
+            more |= page.next_continuation_token.is_some();
+            for mut o in page.objects {
+                o.key = o.key.strip_prefix(prefix).unwrap_or(&o.key).to_string();
+                entries.insert(o.key.clone(), Some(o));
+            }
+            for p in page.common_prefixes {
+                let p = p.strip_prefix(prefix).unwrap_or(&p).to_string();
+                entries.entry(p).or_insert(None);
+            }
+            single_region = if order.len() == 1 {
+                Some(rb.name.clone())
+            } else {
+                None
+            };
+        }
+        if entries.len() > max_keys {
+            more = true;
+        }
+        let mut page = ListPage::default();
+        let mut last = None;
+        for (k, v) in entries.into_iter().take(max_keys) {
+            match v {
+                Some(o) => {
+                    last = Some(k);
+                    page.objects.push(o);
+                }
+                None => {
+                    last = Some(past_prefix(&k));
+                    page.common_prefixes.push(k);
+                }
+            }
+        }
+        if more {
+            page.next_continuation_token = last.map(|l| encode_token(&l));
+        }
+        Ok(StorageResponse {
+            outcome: Outcome::List(page),
+            region: single_region,
+        })
+    }
+}
+
+fn not_found(full_key: &str, prefix: &str) -> RoutingError {
+    RoutingError::Store {
+        region: "*".into(),
+        source: StoreError::NotFound {
+            key: full_key
+                .strip_prefix(prefix)
+                .unwrap_or(full_key)
+                .to_string(),
+        },
+    }
+}
+
+/// Counts body bytes into `residency_bytes_total` as they stream.
+fn counted(body: Body, region: Arc<str>, direction: &'static str) -> Body {
+    let len = body.len_hint();
+    let counter = metrics::counter!(m::BYTES_TOTAL, "region" => m::Label::Shared(region), "direction" => direction);
+    let stream = body.into_stream().inspect(move |chunk| {
+        if let Ok(c) = chunk {
+            counter.increment(c.len() as u64);
+        }
+    });
+    Body::from_stream(stream, len)
+}

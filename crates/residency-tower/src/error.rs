@@ -1,0 +1,62 @@
+//! Why the routing layer refused or failed a request.
+
+use residency_store::StoreError;
+
+/// A request refused by policy before anything was sent to a backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("denied ({reason}): {detail}")]
+pub struct Denied {
+    /// Stable reason label (`unknown_tenant`, `feature_disabled`, `out_of_locality`,
+    /// `category_conflict`, `unclassified`, `unknown_category`, `invalid_upload_id`,
+    /// `cross_region_copy`, `no_tenant`).
+    pub reason: &'static str,
+    /// One line of why.
+    pub detail: String,
+}
+
+/// Every way a routed operation can fail; the proxy maps each to an S3 error
+/// in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum RoutingError {
+    /// Refused by policy; nothing happened.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// The chosen region has no backend configured (a deployment error).
+    #[error("region {0} has no backend configured")]
+    NoBackend(String),
+    /// The region's backend failed. For a region that is down this is
+    /// `StoreError::Unavailable`: the request fails, it is never sent elsewhere.
+    #[error("region {region}: {source}")]
+    Store {
+        /// The region whose backend failed.
+        region: String,
+        /// The backend's error.
+        #[source]
+        source: StoreError,
+    },
+}
+
+impl RoutingError {
+    /// The S3 error code to answer with.
+    pub fn s3_code(&self) -> &str {
+        match self {
+            RoutingError::Denied(d) => match d.reason {
+                "invalid_upload_id" => "NoSuchUpload",
+                "unknown_category" | "unclassified" => "AccessDenied",
+                _ => "AccessDenied",
+            },
+            RoutingError::NoBackend(_) => "ServiceUnavailable",
+            RoutingError::Store { source, .. } => source.s3_code(),
+        }
+    }
+
+    /// The HTTP status to answer with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            RoutingError::Denied(d) if d.reason == "invalid_upload_id" => 404,
+            RoutingError::Denied(_) => 403,
+            RoutingError::NoBackend(_) => 503,
+            RoutingError::Store { source, .. } => source.http_status(),
+        }
+    }
+}

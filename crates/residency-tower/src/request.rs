@@ -1,0 +1,250 @@
+//! What the routing layer needs to know about a request, and what it attaches.
+
+use std::sync::Arc;
+
+use residency_policy::{
+    CategoryId, ClassifiedBy, RegionId, RegionOrder, Ruleset, TenantId, CATEGORY_HEADER,
+};
+use residency_store::{OpKind, Operation};
+
+/// Where the routing layer sends an operation.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A write (or a multipart step): exactly this region.
+    Region(RegionId),
+    /// A read, delete or listing of data that may be in several regions: try
+    /// (or merge) these, in order.
+    Regions(RegionOrder),
+}
+
+/// The placement the layer attached to a request: which region(s), decided
+/// under which ruleset snapshot, for which tenant.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The ruleset the decision was made under.
+    pub rules: Arc<Ruleset>,
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Where to go.
+    pub target: Target,
+    /// The category, when the operation was classified.
+    pub category: Option<CategoryId>,
+    /// How it was classified.
+    pub classified_by: Option<ClassifiedBy>,
+    /// The backend's own upload id, for multipart steps (unwrapped from the
+    /// signed id the client holds).
+    pub backend_upload_id: Option<String>,
+    /// The decision's reason label (`tenant_locality`, `tenant_regions`, ...).
+    pub reason: &'static str,
+    /// Written outside the tenant's selected region.
+    pub out_of_locality: bool,
+    /// The request id (for logs and the audit trail).
+    pub request_id: Arc<str>,
+}
+
+impl Route {
+    /// The tenant's id string (the prefix of its objects in every bucket).
+    pub fn tenant_id(&self) -> &str {
+        self.rules.tenants().tenant(self.tenant).id()
+    }
+
+    /// A region's id string.
+    pub fn region_name(&self, r: RegionId) -> &str {
+        self.rules.policy().region(r).id()
+    }
+}
+
+/// What the routing layer reads from a request and attaches to it.
+///
+/// Implemented for [`StorageRequest`] (the embedded API) and for
+/// `http::Request<B>` in S3 form (path-style `/<bucket>/<key>`, the tenant
+/// named by a [`TenantExtension`] that an authentication layer inserted).
+pub trait RoutableRequest {
+    /// The tenant id, if known.
+    fn tenant(&self) -> Option<&str>;
+    /// The operation.
+    fn op(&self) -> OpKind;
+    /// The object key (a copy's destination); `None` for listings.
+    fn key(&self) -> Option<&str>;
+    /// The source key of a copy.
+    fn source_key(&self) -> Option<&str> {
+        None
+    }
+    /// A category named explicitly by the caller.
+    fn category_hint(&self) -> Option<&str>;
+    /// The payload's content type.
+    fn content_type(&self) -> Option<&str>;
+    /// The (signed) multipart upload id of a multipart step.
+    fn upload_id(&self) -> Option<&str>;
+    /// A request id the caller already has (else the layer makes one).
+    fn request_id(&self) -> Option<&str> {
+        None
+    }
+    /// Attaches the route; the inner service reads it back.
+    fn set_route(&mut self, route: Route);
+}
+
+/// A storage operation on behalf of a tenant: the embedded API's request.
+#[derive(Debug)]
+pub struct StorageRequest {
+    /// Tenant id.
+    pub tenant: String,
+    /// Explicit category, if the application knows it.
+    pub category: Option<String>,
+    /// The operation, with keys relative to the tenant's namespace.
+    pub operation: Operation,
+    /// A request id to carry into logs and the audit trail.
+    pub request_id: Option<String>,
+    /// Set by the routing layer.
+    pub route: Option<Route>,
+}
+
+impl StorageRequest {
+    /// A request for `tenant`.
+    pub fn new(tenant: impl Into<String>, operation: Operation) -> Self {
+        Self {
+            tenant: tenant.into(),
+            category: None,
+            operation,
+            request_id: None,
+            route: None,
+        }
+    }
+
+    /// Names the category explicitly.
+    #[must_use]
+    pub fn with_category(mut self, category: impl Into<String>) -> Self {
+        self.category = Some(category.into());
+        self
+    }
+
+    /// Sets the request id.
+    #[must_use]
+    pub fn with_request_id(mut self, id: impl Into<String>) -> Self {
+        self.request_id = Some(id.into());
+        self
+    }
+}
+
+impl RoutableRequest for StorageRequest {
+    fn tenant(&self) -> Option<&str> {
+        Some(&self.tenant)
+    }
+    fn op(&self) -> OpKind {
+        self.operation.kind()
+    }
+    fn key(&self) -> Option<&str> {
+        self.operation.key()
+    }
+    fn source_key(&self) -> Option<&str> {
+        self.operation.source_key()
+    }
+    fn category_hint(&self) -> Option<&str> {
+        if let Some(c) = self.category.as_deref() {
+            return Some(c);
+        }
+        let meta = match &self.operation {
+            Operation::Put { meta, .. } | Operation::CreateMultipart { meta, .. } => meta,
+            Operation::Copy {
+                meta: Some(meta), ..
+            } => meta,
+            _ => return None,
+        };
+        meta.user_metadata
+            .get(&CATEGORY_HEADER["x-amz-meta-".len()..])
+            .map(String::as_str)
+    }
+    fn content_type(&self) -> Option<&str> {
+        self.operation.content_type()
+    }
+    fn upload_id(&self) -> Option<&str> {
+        self.operation.upload_id()
+    }
+    fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+    fn set_route(&mut self, route: Route) {
+        self.route = Some(route);
+    }
+}
+
+/// The tenant of an `http::Request`, inserted as an extension by whatever
+/// authenticated it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantExtension(pub String);
+
+/// The path-style S3 key of an http request: `/<bucket>/<key>` → `<key>`.
+fn s3_key<B>(req: &http::Request<B>) -> Option<&str> {
+    let path = req.uri().path().strip_prefix('/')?;
+    let (_bucket, key) = path.split_once('/')?;
+    (!key.is_empty()).then_some(key)
+}
+
+fn query_has<B>(req: &http::Request<B>, name: &str) -> bool {
+    req.uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv.split('=').next() == Some(name)))
+}
+
+fn query_value<'a, B>(req: &'a http::Request<B>, name: &str) -> Option<&'a str> {
+    req.uri().query().and_then(|q| {
+        q.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == name).then_some(v)
+        })
+    })
+}
+
+impl<B> RoutableRequest for http::Request<B> {
+    fn tenant(&self) -> Option<&str> {
+        self.extensions()
+            .get::<TenantExtension>()
+            .map(|t| t.0.as_str())
+    }
+    fn op(&self) -> OpKind {
+        use http::Method;
+        let has_key = s3_key(self).is_some();
+        let upload = query_has(self, "uploadId");
+        match *self.method() {
+            Method::GET if !has_key && query_has(self, "uploads") => OpKind::ListMultipartUploads,
+            Method::GET if !has_key => OpKind::List,
+            Method::GET if upload => OpKind::ListParts,
+            Method::GET => OpKind::Get,
+            Method::HEAD => OpKind::Head,
+            Method::PUT if upload => OpKind::UploadPart,
+            Method::PUT if self.headers().contains_key("x-amz-copy-source") => OpKind::Copy,
+            Method::PUT => OpKind::Put,
+            Method::POST if query_has(self, "uploads") => OpKind::CreateMultipart,
+            Method::POST if upload => OpKind::CompleteMultipart,
+            Method::DELETE if upload => OpKind::AbortMultipart,
+            Method::DELETE => OpKind::Delete,
+            _ => OpKind::Get,
+        }
+    }
+    fn key(&self) -> Option<&str> {
+        s3_key(self)
+    }
+    fn source_key(&self) -> Option<&str> {
+        let src = self.headers().get("x-amz-copy-source")?.to_str().ok()?;
+        let src = src.strip_prefix('/').unwrap_or(src);
+        src.split_once('/').map(|(_, k)| k)
+    }
+    fn category_hint(&self) -> Option<&str> {
+        self.headers().get(CATEGORY_HEADER)?.to_str().ok()
+    }
+    fn content_type(&self) -> Option<&str> {
+        self.headers()
+            .get(http::header::CONTENT_TYPE)?
+            .to_str()
+            .ok()
+    }
+    fn upload_id(&self) -> Option<&str> {
+        query_value(self, "uploadId")
+    }
+    fn request_id(&self) -> Option<&str> {
+        self.headers().get("x-request-id")?.to_str().ok()
+    }
+    fn set_route(&mut self, route: Route) {
+        self.extensions_mut().insert(route);
+    }
+}

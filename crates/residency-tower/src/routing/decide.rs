@@ -1,0 +1,213 @@
+//! From a request to a route: the policy decision for one operation.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use residency_policy::{CategoryId, Decision, DenyReason, Ruleset};
+use residency_store::OpKind;
+
+use crate::audit::AuditEvent;
+use crate::error::Denied;
+use crate::request::{RoutableRequest, Route, Target};
+use crate::upload_id::UploadIdCodec;
+
+static REQUEST_SEQ: AtomicU64 = AtomicU64::new(1);
+
+fn next_request_id() -> Arc<str> {
+    let n = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}-{n}", std::process::id()).into()
+}
+
+/// A denial, with the category when one was found (for the audit trail).
+pub(crate) struct Refusal {
+    pub(crate) denied: Denied,
+    pub(crate) category: Option<CategoryId>,
+    pub(crate) request_id: Arc<str>,
+}
+
+fn refuse(
+    reason: &'static str,
+    detail: impl Into<String>,
+    category: Option<CategoryId>,
+    request_id: &Arc<str>,
+) -> Refusal {
+    Refusal {
+        denied: Denied {
+            reason,
+            detail: detail.into(),
+        },
+        category,
+        request_id: request_id.clone(),
+    }
+}
+
+/// Decides one request under `rules`.
+pub(crate) fn route<R: RoutableRequest>(
+    rules: &Arc<Ruleset>,
+    req: &R,
+    codec: &UploadIdCodec,
+) -> Result<Route, Refusal> {
+    let request_id: Arc<str> = req
+        .request_id()
+        .map(Arc::from)
+        .unwrap_or_else(next_request_id);
+    let policy = rules.policy();
+    let op = req.op();
+    let tenant_name = req.tenant().unwrap_or("");
+    let Some(tenant) = rules.tenants().get(tenant_name) else {
+        return Err(refuse(
+            "unknown_tenant",
+            format!("unknown tenant {tenant_name:?}"),
+            None,
+            &request_id,
+        ));
+    };
+    let key = req.key().unwrap_or("");
+    let route = |target, category, classified_by, upload, reason, out_of_locality| Route {
+        rules: rules.clone(),
+        tenant,
+        target,
+        category,
+        classified_by,
+        backend_upload_id: upload,
+        reason,
+        out_of_locality,
+        request_id: request_id.clone(),
+    };
+    match op {
+        OpKind::Put | OpKind::CreateMultipart | OpKind::Copy => {
+            match rules.decide_for(tenant, key, req.category_hint(), req.content_type()) {
+                Decision::Allow(p) => Ok(route(
+                    Target::Region(p.region),
+                    Some(p.category),
+                    Some(p.classified_by),
+                    None,
+                    p.reason.as_str(),
+                    p.out_of_locality,
+                )),
+                d @ Decision::Deny(r) => {
+                    let category = match r {
+                        DenyReason::FeatureDisabled { category, .. }
+                        | DenyReason::OutOfLocality { category } => Some(category),
+                        DenyReason::CategoryConflict { explicit, .. } => Some(explicit),
+                        _ => None,
+                    };
+                    let detail = d.explain(policy, rules.tenants()).to_string();
+                    Err(refuse(r.as_str(), detail, category, &request_id))
+                }
+            }
+        }
+        OpKind::Get | OpKind::Head | OpKind::Delete => {
+            let order = rules.read_regions(tenant, key);
+            Ok(route(
+                Target::Regions(order),
+                None,
+                None,
+                None,
+                "tenant_regions",
+                false,
+            ))
+        }
+        OpKind::List | OpKind::ListMultipartUploads => {
+            let order = rules.tenants().read_order(policy, tenant);
+            Ok(route(
+                Target::Regions(order),
+                None,
+                None,
+                None,
+                "tenant_regions",
+                false,
+            ))
+        }
+        OpKind::UploadPart
+        | OpKind::CompleteMultipart
+        | OpKind::AbortMultipart
+        | OpKind::ListParts => {
+            let tenant_id = rules.tenants().tenant(tenant).id();
+            match req.upload_id().and_then(|id| codec.decode(id)) {
+                Some(tok) if tok.tenant == tenant_id => match policy.region_by_id(&tok.region) {
+                    Some(region) => Ok(route(
+                        Target::Region(region),
+                        None,
+                        None,
+                        Some(tok.backend_id),
+                        "upload_region",
+                        false,
+                    )),
+                    None => Err(refuse(
+                        "invalid_upload_id",
+                        format!("the upload's region {:?} is no longer declared", tok.region),
+                        None,
+                        &request_id,
+                    )),
+                },
+                _ => Err(refuse(
+                    "invalid_upload_id",
+                    "the upload id is unknown, forged, or belongs to another tenant",
+                    None,
+                    &request_id,
+                )),
+            }
+        }
+    }
+}
+
+/// The audit event for a decision (built only when a sink is configured).
+pub(crate) fn audit_event<R: RoutableRequest>(
+    rules: &Ruleset,
+    req: &R,
+    result: &Result<Route, Refusal>,
+) -> AuditEvent {
+    let policy = rules.policy();
+    let tenant = req.tenant().and_then(|t| rules.tenants().get(t));
+    let home = tenant.map_or(policy.default_region(), |t| {
+        rules.tenants().tenant(t).home_region(policy)
+    });
+    let name = |c: Option<CategoryId>| c.map(|c| policy.category(c).id().to_string());
+    let mut e = AuditEvent {
+        time: AuditEvent::now(),
+        request_id: String::new(),
+        tenant: req.tenant().unwrap_or("").to_string(),
+        op: req.op().as_str().to_string(),
+        key: req.key().or(req.source_key()).unwrap_or("").to_string(),
+        category: None,
+        classified_by: None,
+        decision: String::new(),
+        regions: Vec::new(),
+        bucket: tenant.map(|t| rules.tenants().tenant(t).bucket().to_string()),
+        reason: String::new(),
+        out_of_locality: false,
+        policy_version: policy.version().to_string(),
+        store_region: policy.region(home).id().to_string(),
+    };
+    match result {
+        Ok(r) => {
+            e.request_id = r.request_id.to_string();
+            e.decision = "allow".into();
+            e.category = name(r.category);
+            e.classified_by = r.classified_by.map(|c| c.as_str().to_string());
+            e.reason = r.reason.to_string();
+            e.out_of_locality = r.out_of_locality;
+            match &r.target {
+                Target::Region(region) => {
+                    e.regions = vec![policy.region(*region).id().to_string()];
+                    // "an audit event is stored where the object it describes was placed"
+                    e.store_region = policy.region(*region).id().to_string();
+                }
+                Target::Regions(o) => {
+                    e.regions = o
+                        .iter()
+                        .map(|r| policy.region(r).id().to_string())
+                        .collect();
+                }
+            }
+        }
+        Err(f) => {
+            e.request_id = f.request_id.to_string();
+            e.decision = "deny".into();
+            e.category = name(f.category);
+            e.reason = f.denied.reason.to_string();
+        }
+    }
+    e
+}
