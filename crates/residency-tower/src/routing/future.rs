@@ -12,15 +12,14 @@ use crate::error::{Denied, RoutingError};
 pin_project! {
     /// Either the inner service's future or an immediate denial.
     #[project = RoutingFutureProj]
+    #[allow(missing_docs)] // pin_project_lite cannot document enum fields
     pub enum RoutingFuture<F> {
         /// Refused by policy; the inner service was not called.
         Denied {
-            /// The denial, taken when polled.
             denied: Option<Denied>,
         },
         /// Allowed; the inner service is running.
         Inner {
-            /// The inner service's future.
             #[pin]
             fut: F,
         },
