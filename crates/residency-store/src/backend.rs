@@ -1,0 +1,153 @@
+//! The storage interface every backend implements.
+
+use async_trait::async_trait;
+
+use crate::body::Body;
+use crate::error::StoreError;
+use crate::object::{
+    BackendDescription, Checksums, CompletedPart, GetOutput, ListPage, ListRequest, ObjectInfo,
+    PartInfo, PartsPage, PutMeta, PutOutput, UploadInfo,
+};
+use crate::range::ByteRange;
+
+/// One regional bucket (or directory).
+///
+/// Keys are full keys in the bucket: the caller adds the `<tenant>/` prefix;
+/// the backend knows nothing of tenants or policy. Semantics follow S3: keys
+/// list in lexicographic byte order, deletes are idempotent, ETags are quoted
+/// MD5 hex (`-N` suffixed for multipart objects).
+///
+/// The trait is object safe: callers hold `Arc<dyn Backend>`.
+///
+/// Every method may fail with [`StoreError::Unavailable`] when the backend
+/// cannot be reached; callers must fail closed.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// What this backend is and where it stores, for logs.
+    fn describe(&self) -> BackendDescription;
+
+    /// Stores an object, replacing any object with the same key. Checksums in
+    /// `meta` are verified; on a mismatch nothing is stored.
+    ///
+    /// # Errors
+    /// `BadDigest`, `InvalidDigest`, `IncompleteBody`, `InvalidKey`, `Unavailable`, `Backend`, `Io`.
+    async fn put_object(
+        &self,
+        key: &str,
+        body: Body,
+        meta: PutMeta,
+    ) -> Result<PutOutput, StoreError>;
+
+    /// Reads an object, or the part of it selected by `range`.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidRange`, `Unavailable`, `Backend`, `Io`.
+    async fn get_object(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<GetOutput, StoreError>;
+
+    /// Reads an object's metadata.
+    ///
+    /// # Errors
+    /// `NotFound`, `Unavailable`, `Backend`, `Io`.
+    async fn head_object(&self, key: &str) -> Result<ObjectInfo, StoreError>;
+
+    /// Deletes an object. Deleting a missing object succeeds, as in S3.
+    ///
+    /// # Errors
+    /// `InvalidKey`, `Unavailable`, `Backend`, `Io`.
+    async fn delete_object(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Lists objects (ListObjectsV2 semantics).
+    ///
+    /// # Errors
+    /// `InvalidArgument` (bad continuation token), `Unavailable`, `Backend`, `Io`.
+    async fn list_objects(&self, request: ListRequest) -> Result<ListPage, StoreError>;
+
+    /// Copies an object within this backend. `meta: None` copies the source's
+    /// metadata; `Some` replaces it (S3 `MetadataDirective: REPLACE`).
+    ///
+    /// # Errors
+    /// `NotFound` (source), `InvalidKey`, `Unavailable`, `Backend`, `Io`.
+    async fn copy_object(
+        &self,
+        src_key: &str,
+        dst_key: &str,
+        meta: Option<PutMeta>,
+    ) -> Result<PutOutput, StoreError>;
+
+    /// Starts a multipart upload and returns its upload id.
+    ///
+    /// # Errors
+    /// `InvalidKey`, `Unavailable`, `Backend`, `Io`.
+    async fn create_multipart(&self, key: &str, meta: PutMeta) -> Result<String, StoreError>;
+
+    /// Uploads (or replaces) one part. `checksums` are verified like for
+    /// `put_object`.
+    ///
+    /// # Errors
+    /// `NoSuchUpload`, `InvalidArgument` (part number outside 1..=10000),
+    /// `BadDigest`, `InvalidDigest`, `IncompleteBody`, `Unavailable`, `Backend`, `Io`.
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: Body,
+        checksums: Checksums,
+    ) -> Result<PartInfo, StoreError>;
+
+    /// Assembles the named parts into the object and ends the upload.
+    ///
+    /// # Errors
+    /// `NoSuchUpload`, `InvalidPart`, `InvalidPartOrder`, `EntityTooSmall`,
+    /// `Unavailable`, `Backend`, `Io`.
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<PutOutput, StoreError>;
+
+    /// Abandons an upload and drops its parts.
+    ///
+    /// # Errors
+    /// `NoSuchUpload`, `Unavailable`, `Backend`, `Io`.
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError>;
+
+    /// Lists the parts uploaded so far, after `part_number_marker`, at most
+    /// `max_parts` (default 1000).
+    ///
+    /// # Errors
+    /// `NoSuchUpload`, `Unavailable`, `Backend`, `Io`.
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number_marker: Option<u32>,
+        max_parts: Option<u32>,
+    ) -> Result<PartsPage, StoreError>;
+
+    /// Lists the uploads in progress whose key starts with `prefix`, ordered
+    /// by key then initiation time.
+    ///
+    /// # Errors
+    /// `Unavailable`, `Backend`, `Io`.
+    async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<UploadInfo>, StoreError>;
+
+    /// Where the bucket is, as its provider says (S3: GetBucketLocation, the
+    /// empty answer meaning `us-east-1`). `None` for local backends.
+    ///
+    /// # Errors
+    /// `Unavailable`, `Backend`.
+    async fn location(&self) -> Result<Option<String>, StoreError>;
+
+    /// A cheap reachability check (S3: HeadBucket; directory: it exists and
+    /// is writable).
+    ///
+    /// # Errors
+    /// `Unavailable` when the backend cannot serve requests.
+    async fn health(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,291 @@
+//! Object metadata and the inputs and outputs of backend operations.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::body::Body;
+
+/// Integrity checksums, base64-encoded exactly as S3 carries them in
+/// `Content-MD5` and `x-amz-checksum-*` headers.
+///
+/// On writes they are passed to the backend, which verifies them against the
+/// data and refuses the write (`BadDigest`) on a mismatch; on reads they are
+/// what the backend reports for the object. S3 services accept
+/// `Content-MD5` plus at most one `x-amz-checksum-*` value per request; the
+/// local backends verify every value given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Checksums {
+    /// `Content-MD5`: base64 of the 16-byte MD5 (writes only; reads report the ETag instead).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_md5: Option<String>,
+    /// `x-amz-checksum-crc32`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crc32: Option<String>,
+    /// `x-amz-checksum-crc32c`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<String>,
+    /// `x-amz-checksum-sha1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha1: Option<String>,
+    /// `x-amz-checksum-sha256`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// `x-amz-checksum-crc64nvme`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crc64nvme: Option<String>,
+}
+
+impl Checksums {
+    /// True when no checksum is set.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// The same checksums without `Content-MD5` (what an object reports).
+    pub(crate) fn without_md5(&self) -> Self {
+        Self {
+            content_md5: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// What is stored with an object besides its bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutMeta {
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// `Content-Length`, when the caller knows it. A body with a known length
+    /// takes precedence; the two must agree.
+    pub content_length: Option<u64>,
+    /// User metadata: the `x-amz-meta-*` headers without the prefix.
+    pub user_metadata: BTreeMap<String, String>,
+    /// `Cache-Control`.
+    pub cache_control: Option<String>,
+    /// `Content-Disposition`.
+    pub content_disposition: Option<String>,
+    /// `Content-Encoding`.
+    pub content_encoding: Option<String>,
+    /// `Content-Language`.
+    pub content_language: Option<String>,
+    /// Checksums of the body, verified by the backend (ignored by
+    /// `create_multipart` and `copy_object`).
+    pub checksums: Checksums,
+    /// `x-amz-checksum-algorithm` (`CRC32`, `CRC32C`, `SHA1`, `SHA256`,
+    /// `CRC64NVME`): for `create_multipart`, the algorithm the parts will carry.
+    pub checksum_algorithm: Option<String>,
+}
+
+impl PutMeta {
+    /// Metadata with just a content type.
+    pub fn with_content_type(content_type: impl Into<String>) -> Self {
+        Self {
+            content_type: Some(content_type.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// What a backend knows about a stored object (HEAD, GET).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The full key in the backend's bucket.
+    pub key: String,
+    /// Size of the whole object in bytes.
+    pub size: u64,
+    /// The ETag as on the wire, quoted: `"<md5 hex>"`, or `"<hex>-<parts>"`
+    /// for a multipart object.
+    pub etag: String,
+    /// Last modification time.
+    pub last_modified: SystemTime,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// User metadata (`x-amz-meta-*` without the prefix).
+    pub user_metadata: BTreeMap<String, String>,
+    /// `Cache-Control`.
+    pub cache_control: Option<String>,
+    /// `Content-Disposition`.
+    pub content_disposition: Option<String>,
+    /// `Content-Encoding`.
+    pub content_encoding: Option<String>,
+    /// `Content-Language`.
+    pub content_language: Option<String>,
+    /// The checksums the backend reports for the object.
+    pub checksums: Checksums,
+    /// The version id, on a versioned S3 bucket.
+    pub version_id: Option<String>,
+}
+
+/// One entry of a listing: S3 list answers carry no content type or user metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectSummary {
+    /// The full key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The ETag, quoted as on the wire.
+    pub etag: String,
+    /// Last modification time.
+    pub last_modified: SystemTime,
+}
+
+/// The answer to a successful write (put, copy, complete multipart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOutput {
+    /// The new object's ETag, quoted.
+    pub etag: String,
+    /// The checksums the backend verified or computed.
+    pub checksums: Checksums,
+    /// The version id, on a versioned S3 bucket.
+    pub version_id: Option<String>,
+}
+
+/// The answer to a GET.
+#[derive(Debug)]
+pub struct GetOutput {
+    /// The object's metadata (`info.size` is the size of the whole object).
+    pub info: ObjectInfo,
+    /// The selected bytes, streamed. Its length hint is the number of bytes served.
+    pub body: Body,
+    /// For a range request: the inclusive `(start, end)` offsets served and
+    /// the object's total size, as in `Content-Range: bytes start-end/total`.
+    pub content_range: Option<(u64, u64, u64)>,
+}
+
+/// A ListObjectsV2 request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListRequest {
+    /// Only keys starting with this prefix.
+    pub prefix: String,
+    /// Group keys sharing the prefix up to this delimiter into common prefixes.
+    pub delimiter: Option<String>,
+    /// An opaque token from a previous page's `next_continuation_token`.
+    pub continuation_token: Option<String>,
+    /// Only keys strictly after this one.
+    pub start_after: Option<String>,
+    /// At most this many objects plus common prefixes (S3 caps it at 1000).
+    pub max_keys: usize,
+}
+
+impl ListRequest {
+    /// A request for all keys under `prefix`, 1000 per page, no delimiter.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            delimiter: None,
+            continuation_token: None,
+            start_after: None,
+            max_keys: 1000,
+        }
+    }
+
+    /// Sets the delimiter.
+    #[must_use]
+    pub fn delimiter(mut self, delimiter: impl Into<String>) -> Self {
+        self.delimiter = Some(delimiter.into());
+        self
+    }
+
+    /// Sets the page size.
+    #[must_use]
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// Continues after a previous page.
+    #[must_use]
+    pub fn continuation_token(mut self, token: Option<String>) -> Self {
+        self.continuation_token = token;
+        self
+    }
+
+    /// Starts after this key.
+    #[must_use]
+    pub fn start_after(mut self, key: impl Into<String>) -> Self {
+        self.start_after = Some(key.into());
+        self
+    }
+}
+
+impl Default for ListRequest {
+    fn default() -> Self {
+        Self::new("")
+    }
+}
+
+/// One page of a listing. Objects and common prefixes are each in
+/// lexicographic byte order of their keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// The objects on this page.
+    pub objects: Vec<ObjectSummary>,
+    /// The common prefixes on this page (each ends with the delimiter).
+    pub common_prefixes: Vec<String>,
+    /// Set when there are more results: pass it as `continuation_token`.
+    pub next_continuation_token: Option<String>,
+}
+
+/// The answer to an upload-part request, and one entry of a parts listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartInfo {
+    /// The part number (1..=10000).
+    pub part_number: u32,
+    /// The part's ETag, quoted.
+    pub etag: String,
+    /// The part's size in bytes.
+    pub size: u64,
+    /// The part's checksums.
+    pub checksums: Checksums,
+    /// When the part was uploaded.
+    pub last_modified: SystemTime,
+}
+
+/// One part named in a complete-multipart request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedPart {
+    /// The part number.
+    pub part_number: u32,
+    /// The ETag returned by `upload_part` (quoted or not).
+    pub etag: String,
+    /// The checksums returned by `upload_part`, when the client sends them.
+    pub checksums: Checksums,
+}
+
+/// One page of a parts listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartsPage {
+    /// The parts, in part-number order.
+    pub parts: Vec<PartInfo>,
+    /// Set when there are more parts: pass it as `part_number_marker`.
+    pub next_part_number_marker: Option<u32>,
+}
+
+/// An upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadInfo {
+    /// The key the upload will create.
+    pub key: String,
+    /// The upload id.
+    pub upload_id: String,
+    /// When the upload was created.
+    pub initiated: SystemTime,
+}
+
+/// What kind of backend, and where it stores, for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendDescription {
+    /// `s3`, `dir` or `memory`.
+    pub kind: &'static str,
+    /// The bucket (with endpoint and region) or directory.
+    pub target: String,
+}
+
+impl std::fmt::Display for BackendDescription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind, self.target)
+    }
+}
