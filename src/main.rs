@@ -37,6 +37,23 @@ pub(crate) struct PolicyFiles {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the sidecar: an S3-compatible proxy that routes every object to
+    /// the region its tenant's policy allows.
+    ///
+    /// With no flags it uses config/residency.toml: local directories
+    /// data/eu and data/us stand in for the regional buckets, S3 on
+    /// 127.0.0.1:9000, admin (/metrics, /healthz, /readyz) on 127.0.0.1:9001.
+    /// SIGHUP (or editing the policy or tenants file) reloads; a bad file is
+    /// reported and the old configuration keeps serving. SIGTERM drains
+    /// in-flight requests and flushes the audit log.
+    Serve {
+        /// The sidecar's configuration file.
+        #[arg(long, value_name = "FILE", default_value = "config/residency.toml")]
+        config: PathBuf,
+        /// Start even if an S3 bucket reports a location outside its region.
+        #[arg(long)]
+        allow_location_mismatch: bool,
+    },
     /// Explain where one object would be placed, and why.
     ///
     /// Exit code 0 for allow and deny alike; 2 for an unknown --category or an
@@ -114,6 +131,10 @@ pub(crate) enum ShowFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve {
+            config,
+            allow_location_mismatch,
+        } => return commands::serve::run(&config, allow_location_mismatch),
         Command::Explain {
             files,
             tenant,

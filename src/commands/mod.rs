@@ -7,6 +7,7 @@ use residency::policy::{ConfigErrors, Policy, Ruleset, Tenants};
 pub(crate) mod check;
 pub(crate) mod explain;
 pub(crate) mod policy_show;
+pub(crate) mod serve;
 
 /// Exit code for invalid input files or arguments.
 pub(crate) const EXIT_CONFIG: u8 = 2;

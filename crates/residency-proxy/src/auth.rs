@@ -1,0 +1,80 @@
+//! Client credentials → tenant: SigV4 secrets from the tenants file, and the
+//! rule that a key acts only for its tenant (or a service key's tenants).
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use residency_policy::KeyOwner;
+use residency_tower::RulesetHandle;
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::path::S3Path;
+use s3s::{s3_error, S3Result};
+
+use crate::config::Secrets;
+
+/// Looks up secrets by access key (swapped whole on reload).
+#[derive(Clone)]
+pub(crate) struct TenantAuth {
+    pub(crate) secrets: Arc<ArcSwap<Secrets>>,
+}
+
+#[async_trait::async_trait]
+impl S3Auth for TenantAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        match self.secrets.load().get(access_key) {
+            Some(s) => Ok(SecretKey::from(s)),
+            None => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS access key Id you provided does not exist in our records."
+            )),
+        }
+    }
+}
+
+/// Decides whether the signed key may address the request's bucket.
+#[derive(Clone)]
+pub(crate) struct TenantAccess {
+    pub(crate) rules: RulesetHandle,
+}
+
+#[async_trait::async_trait]
+impl S3Access for TenantAccess {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let Some(creds) = cx.credentials() else {
+            return Err(s3_error!(
+                AccessDenied,
+                "anonymous requests are not allowed: sign with a tenant or service key"
+            ));
+        };
+        let rules = self.rules.load();
+        let tenants = rules.tenants();
+        let Some(owner) = tenants.key_owner(&creds.access_key) else {
+            return Err(s3_error!(InvalidAccessKeyId));
+        };
+        let bucket = match cx.s3_path() {
+            S3Path::Root => return Ok(()),
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => bucket,
+        };
+        let Some(tenant) = tenants.by_bucket(bucket) else {
+            return Err(s3_error!(
+                NoSuchBucket,
+                "The specified bucket does not exist"
+            ));
+        };
+        if tenants.may_act_for(owner, tenant) {
+            Ok(())
+        } else {
+            let who = match owner {
+                KeyOwner::Tenant(t) => format!("tenant {}", tenants.tenant(t).id()),
+                KeyOwner::Service(_) => "this service key".to_string(),
+            };
+            Err(s3_error!(
+                AccessDenied,
+                "{} may not act for bucket {}",
+                who,
+                bucket
+            ))
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Request bodies on their way to a region: decoded by s3s (aws-chunked
+//! chunk signatures verified there), trailing checksums verified here, and the
+//! first failure remembered so the client gets the right S3 error.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use bytes::Bytes;
+use crc_fast::{CrcAlgorithm, Digest as Crc};
+use futures::Stream;
+use residency_store::{Body, BoxError};
+use s3s::dto::StreamingBlob;
+use s3s::{S3Error, S3ErrorCode};
+use sha1::Digest as _;
+
+/// The first error a streamed body hit, to report instead of the backend's
+/// view of it (which only sees "the body failed").
+#[derive(Clone, Default)]
+pub(crate) struct BodyFailure(Arc<Mutex<Option<S3Error>>>);
+
+impl BodyFailure {
+    fn set(&self, e: S3Error) {
+        let mut g = self.0.lock().expect("body failure lock");
+        if g.is_none() {
+            *g = Some(e);
+        }
+    }
+
+    /// The recorded failure, if any.
+    pub(crate) fn take(&self) -> Option<S3Error> {
+        self.0.lock().expect("body failure lock").take()
+    }
+}
+
+enum Hasher {
+    Crc(Crc, bool),
+    Sha1(sha1::Sha1),
+    Sha256(sha2::Sha256),
+}
+
+impl Hasher {
+    fn for_header(name: &str) -> Option<Hasher> {
+        Some(match name {
+            "x-amz-checksum-crc32" => Hasher::Crc(Crc::new(CrcAlgorithm::Crc32IsoHdlc), true),
+            "x-amz-checksum-crc32c" => Hasher::Crc(Crc::new(CrcAlgorithm::Crc32Iscsi), true),
+            "x-amz-checksum-crc64nvme" => Hasher::Crc(Crc::new(CrcAlgorithm::Crc64Nvme), false),
+            "x-amz-checksum-sha1" => Hasher::Sha1(sha1::Sha1::new()),
+            "x-amz-checksum-sha256" => Hasher::Sha256(sha2::Sha256::new()),
+            _ => return None,
+        })
+    }
+
+    fn update(&mut self, b: &[u8]) {
+        match self {
+            Hasher::Crc(c, _) => c.update(b),
+            Hasher::Sha1(h) => h.update(b),
+            Hasher::Sha256(h) => h.update(b),
+        }
+    }
+
+    fn finish(self) -> String {
+        match self {
+            Hasher::Crc(c, true) => B64.encode((c.finalize() as u32).to_be_bytes()),
+            Hasher::Crc(c, false) => B64.encode(c.finalize().to_be_bytes()),
+            Hasher::Sha1(h) => B64.encode(h.finalize()),
+            Hasher::Sha256(h) => B64.encode(h.finalize()),
+        }
+    }
+}
+
+/// A trailing checksum to verify when the body ends.
+pub(crate) struct Trailer {
+    pub(crate) header: String,
+    pub(crate) handle: s3s::TrailingHeaders,
+}
+
+struct Incoming {
+    inner: StreamingBlob,
+    failure: BodyFailure,
+    trailer: Option<(Hasher, Trailer)>,
+    done: bool,
+}
+
+impl Stream for Incoming {
+    type Item = Result<Bytes, BoxError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some((h, _)) = &mut self.trailer {
+                    h.update(&chunk);
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.done = true;
+                let msg = e.to_string();
+                let s3 = if msg.contains("SignatureMismatch") {
+                    S3Error::with_message(
+                        S3ErrorCode::SignatureDoesNotMatch,
+                        "a chunk signature does not match",
+                    )
+                } else if msg.contains("Incomplete") || msg.contains("FormatError") {
+                    S3Error::with_message(
+                        S3ErrorCode::IncompleteBody,
+                        "the request body is incomplete or malformed",
+                    )
+                } else {
+                    S3Error::with_message(
+                        S3ErrorCode::IncompleteBody,
+                        format!("the request body failed: {msg}"),
+                    )
+                };
+                self.failure.set(s3);
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                if let Some((h, t)) = self.trailer.take() {
+                    let want = t
+                        .handle
+                        .read(|hs| {
+                            hs.get(t.header.as_str())
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_string)
+                        })
+                        .flatten();
+                    let got = h.finish();
+                    match want {
+                        Some(w) if w.trim() == got => {}
+                        Some(_) => {
+                            self.failure.set(S3Error::with_message(
+                                S3ErrorCode::BadDigest,
+                                format!(
+                                    "the {} you specified did not match the calculated checksum",
+                                    t.header
+                                ),
+                            ));
+                            return Poll::Ready(Some(Err("trailing checksum mismatch".into())));
+                        }
+                        None => {
+                            self.failure.set(S3Error::with_message(
+                                S3ErrorCode::InvalidRequest,
+                                format!("the trailer {} was announced but not sent", t.header),
+                            ));
+                            return Poll::Ready(Some(Err("trailing checksum missing".into())));
+                        }
+                    }
+                }
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+/// Wraps an s3s body as a store body.
+pub(crate) fn incoming(
+    blob: Option<StreamingBlob>,
+    len: Option<u64>,
+    trailer: Option<Trailer>,
+    failure: &BodyFailure,
+) -> Body {
+    let Some(blob) = blob else {
+        return Body::empty();
+    };
+    let trailer = trailer.and_then(|t| Hasher::for_header(&t.header).map(|h| (h, t)));
+    Body::from_stream(
+        Incoming {
+            inner: blob,
+            failure: failure.clone(),
+            trailer,
+            done: false,
+        },
+        len,
+    )
+}
+
+/// A store body on its way to the client, with its exact length when known
+/// (so the response carries `Content-Length`).
+pub(crate) struct Outgoing {
+    inner: residency_store::BodyStream,
+    remaining: Option<u64>,
+}
+
+impl Outgoing {
+    pub(crate) fn new(body: Body) -> StreamingBlob {
+        let remaining = body.len_hint();
+        StreamingBlob::new(Outgoing {
+            inner: body.into_stream(),
+            remaining,
+        })
+    }
+}
+
+impl Stream for Outgoing {
+    type Item = Result<Bytes, BoxError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let r = self.inner.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &r {
+            if let Some(n) = &mut self.remaining {
+                *n = n.saturating_sub(chunk.len() as u64);
+            }
+        }
+        r
+    }
+}
+
+impl s3s::stream::ByteStream for Outgoing {
+    fn remaining_length(&self) -> s3s::stream::RemainingLength {
+        match self.remaining {
+            Some(n) => s3s::stream::RemainingLength::new_exact(n as usize),
+            None => s3s::stream::RemainingLength::unknown(),
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! The sidecar's deployment configuration (`residency.toml`): where to
+//! listen, which policy and tenants files, and each region's backend.
+//!
+//! Every problem is reported at once, with file and line; nothing starts (and
+//! a reload changes nothing) until the whole configuration is valid.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use residency_policy::{ConfigError, ConfigErrors, Ruleset, SecretRef, Tenants};
+use residency_store::{Backend, DirBackend, S3Backend, S3BackendConfig};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// How a region is stored.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum BackendConfig {
+    /// A local directory (the embedded default).
+    Dir {
+        /// The directory (created if missing); relative to the working directory.
+        path: PathBuf,
+    },
+    /// An S3 bucket.
+    S3 {
+        /// Endpoint URL (`https://s3.eu-west-1.amazonaws.com`, `http://127.0.0.1:3900`).
+        endpoint: Option<String>,
+        /// The bucket.
+        bucket: String,
+        /// The region to sign for (`eu-west-1`).
+        region: String,
+        /// Access key id, inline (prefer `access_key_env`).
+        access_key: Option<String>,
+        /// Environment variable holding the access key id.
+        access_key_env: Option<String>,
+        /// Secret key, inline (prefer `secret_key_env` or `secret_key_file`).
+        secret_key: Option<String>,
+        /// Environment variable holding the secret key.
+        secret_key_env: Option<String>,
+        /// File holding the secret key.
+        secret_key_file: Option<PathBuf>,
+        /// Path-style addressing (default true).
+        #[serde(default = "yes")]
+        force_path_style: bool,
+        /// Timeout for calls without a long body, in seconds (default 30).
+        timeout_secs: Option<u64>,
+        /// Connect timeout, in seconds (default 5).
+        connect_timeout_secs: Option<u64>,
+        /// Attempts per call, the first included (default 2; retries stay in this region).
+        max_attempts: Option<u32>,
+        /// Skip the startup check that the bucket's location is one of the
+        /// region's declared locations. Only for servers that cannot answer.
+        #[serde(default)]
+        skip_location_check: bool,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<Spanned<String>>,
+    admin: Option<Spanned<String>>,
+    policy: Option<PathBuf>,
+    tenants: Option<PathBuf>,
+    #[serde(default)]
+    virtual_host_domains: Vec<String>,
+    upload_id_secret: Option<String>,
+    upload_id_secret_env: Option<String>,
+    log_format: Option<Spanned<String>>,
+    #[serde(default)]
+    regions: IndexMap<String, Spanned<BackendConfig>>,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    audit: AuditConfig,
+}
+
+/// Bounds that protect the sidecar.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Requests served at once; more get `503 SlowDown`.
+    pub max_concurrent_requests: usize,
+    /// In-flight backend calls per region.
+    pub per_region_concurrency: usize,
+    /// Seconds a client has to send its request headers.
+    pub header_read_timeout_secs: u64,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_requests: 1024,
+            per_region_concurrency: 256,
+            header_read_timeout_secs: 30,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// The audit trail's settings.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Store audit batches under `_audit/<tenant>/` in the regional backends.
+    pub enabled: bool,
+    /// Events per batch.
+    pub batch_events: usize,
+    /// Seconds before a partial batch is written.
+    pub flush_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            batch_events: 500,
+            flush_secs: 5,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A validated sidecar configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the file was read from.
+    pub file: PathBuf,
+    /// S3 API address.
+    pub listen: SocketAddr,
+    /// Admin address (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: SocketAddr,
+    /// Hosting policy file.
+    pub policy: PathBuf,
+    /// Tenants file.
+    pub tenants: PathBuf,
+    /// Domains under which `<bucket>.<domain>` is virtual-hosted-style.
+    pub virtual_host_domains: Vec<String>,
+    /// Key that signs multipart upload ids (stable across restarts if set).
+    pub upload_id_secret: Option<String>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Each region's backend, in file order.
+    pub regions: Vec<(String, BackendConfig)>,
+    /// Limits.
+    pub limits: Limits,
+    /// Audit trail.
+    pub audit: AuditConfig,
+}
+
+fn err(
+    file: &Path,
+    source: &str,
+    span: Option<std::ops::Range<usize>>,
+    message: impl Into<String>,
+) -> ConfigError {
+    let (line, column) = match span {
+        Some(s) => {
+            let before = &source[..s.start.min(source.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |p| p + 1) + 1;
+            (Some(line), Some(col))
+        }
+        None => (None, None),
+    };
+    ConfigError {
+        file: file.display().to_string(),
+        line,
+        column,
+        message: message.into(),
+    }
+}
+
+fn env_or_inline(
+    what: &str,
+    inline: &Option<String>,
+    env: &Option<String>,
+    file: Option<&PathBuf>,
+) -> Result<String, String> {
+    match (inline, env, file) {
+        (Some(v), None, None) => Ok(v.clone()),
+        (None, Some(var), None) => {
+            std::env::var(var).map_err(|_| format!("{what}: environment variable {var} is not set"))
+        }
+        (None, None, Some(p)) => std::fs::read_to_string(p)
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|e| format!("{what}: cannot read {}: {e}", p.display())),
+        (None, None, None) => Err(format!("{what} is missing")),
+        _ => Err(format!(
+            "{what}: give exactly one of the inline, _env or _file forms"
+        )),
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    ///
+    /// # Errors
+    /// Every problem found, each with its line.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let source = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![err(
+                path,
+                "",
+                None,
+                format!("cannot read the file: {e}"),
+            )])
+        })?;
+        Self::parse(&source, path)
+    }
+
+    /// Parses a configuration held in memory (`path` names it in errors).
+    ///
+    /// # Errors
+    /// Every problem found, each with its line.
+    pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        let raw: RawConfig = toml::from_str(source).map_err(|e| {
+            ConfigErrors(vec![err(
+                path,
+                source,
+                e.span(),
+                e.message().trim().to_string(),
+            )])
+        })?;
+        let mut errors = Vec::new();
+        let mut addr = |v: &Option<Spanned<String>>, default: &str, what: &str| -> SocketAddr {
+            match v {
+                None => default.parse().expect("default address"),
+                Some(s) => s.get_ref().parse().unwrap_or_else(|_| {
+                    errors.push(err(
+                        path,
+                        source,
+                        Some(s.span()),
+                        format!(
+                            "{what} {:?} is not an address like 127.0.0.1:9000",
+                            s.get_ref()
+                        ),
+                    ));
+                    default.parse().expect("default address")
+                }),
+            }
+        };
+        let listen = addr(&raw.listen, "127.0.0.1:9000", "listen");
+        let admin = addr(&raw.admin, "127.0.0.1:9001", "admin");
+        let log_format = match raw.log_format.as_ref().map(|s| s.get_ref().as_str()) {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                errors.push(err(
+                    path,
+                    source,
+                    raw.log_format.as_ref().map(|s| s.span()),
+                    format!("log_format must be \"text\" or \"json\", not {other:?}"),
+                ));
+                LogFormat::Text
+            }
+        };
+        if raw.regions.is_empty() {
+            errors.push(err(
+                path,
+                source,
+                None,
+                "no [regions.<id>] backends configured",
+            ));
+        }
+        let mut regions = Vec::new();
+        for (id, b) in &raw.regions {
+            if let BackendConfig::S3 { bucket, .. } = b.get_ref() {
+                if bucket.len() < 3 || bucket.len() > 63 {
+                    errors.push(err(
+                        path,
+                        source,
+                        Some(b.span()),
+                        format!("region {id}: bucket {bucket:?} must be 3-63 characters"),
+                    ));
+                }
+            }
+            regions.push((id.clone(), b.get_ref().clone()));
+        }
+        let upload_id_secret = match (&raw.upload_id_secret, &raw.upload_id_secret_env) {
+            (None, None) => None,
+            (s, e) => match env_or_inline("upload_id_secret", s, e, None) {
+                Ok(v) => Some(v),
+                Err(m) => {
+                    errors.push(err(path, source, None, m));
+                    None
+                }
+            },
+        };
+        if listen == admin {
+            errors.push(err(
+                path,
+                source,
+                raw.admin.as_ref().map(|s| s.span()),
+                "admin must differ from listen",
+            ));
+        }
+        if raw.limits.max_concurrent_requests == 0 || raw.limits.per_region_concurrency == 0 {
+            errors.push(err(path, source, None, "limits must be at least 1"));
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(Config {
+            file: path.to_path_buf(),
+            listen,
+            admin,
+            policy: raw
+                .policy
+                .unwrap_or_else(|| "config/hosting-policy.toml".into()),
+            tenants: raw
+                .tenants
+                .unwrap_or_else(|| "config/tenants.example.toml".into()),
+            virtual_host_domains: raw.virtual_host_domains,
+            upload_id_secret,
+            log_format,
+            regions,
+            limits: raw.limits,
+            audit: raw.audit,
+        })
+    }
+
+    /// Loads the policy and tenants files and checks them against this
+    /// configuration: every policy region has a backend, and every tenant
+    /// secret can be resolved.
+    ///
+    /// # Errors
+    /// Every problem found in either file, or in how they fit together.
+    pub fn load_rules(&self) -> Result<(Ruleset, Secrets), ConfigErrors> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| {
+                ConfigErrors(vec![err(p, "", None, format!("cannot read the file: {e}"))])
+            })
+        };
+        let policy_src = read(&self.policy)?;
+        let tenants_src = read(&self.tenants)?;
+        let policy =
+            residency_policy::Policy::from_toml(&policy_src, &self.policy.display().to_string())?;
+        let tenants =
+            Tenants::from_toml(&tenants_src, &self.tenants.display().to_string(), &policy)?;
+        let mut errors = Vec::new();
+        for (_, r) in policy.regions() {
+            if !self.regions.iter().any(|(id, _)| id == r.id()) {
+                errors.push(err(
+                    &self.file,
+                    "",
+                    None,
+                    format!(
+                        "policy region {:?} has no backend: add [regions.{}]",
+                        r.id(),
+                        r.id()
+                    ),
+                ));
+            }
+        }
+        for (id, _) in &self.regions {
+            if policy.region_by_id(id).is_none() {
+                errors.push(err(
+                    &self.file,
+                    "",
+                    None,
+                    format!(
+                        "[regions.{id}] is not a region of the policy {}",
+                        self.policy.display()
+                    ),
+                ));
+            }
+        }
+        let mut secrets = HashMap::new();
+        let resolve = |s: &SecretRef| match s {
+            SecretRef::Inline(v) => Ok(v.clone()),
+            SecretRef::Env(var) => {
+                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
+            }
+            SecretRef::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read {p}: {e}")),
+        };
+        for (_, t) in tenants.iter() {
+            for k in t.keys() {
+                match resolve(&k.secret) {
+                    Ok(v) if !v.is_empty() => {
+                        secrets.insert(k.access_key.clone(), v);
+                    }
+                    Ok(_) => errors.push(err(
+                        &self.tenants,
+                        "",
+                        None,
+                        format!(
+                            "tenant {}: the secret of key {} is empty",
+                            t.id(),
+                            k.access_key
+                        ),
+                    )),
+                    Err(m) => errors.push(err(
+                        &self.tenants,
+                        "",
+                        None,
+                        format!("tenant {}: key {}: {m}", t.id(), k.access_key),
+                    )),
+                }
+            }
+        }
+        for k in tenants.service_keys() {
+            match resolve(&k.secret) {
+                Ok(v) if !v.is_empty() => {
+                    secrets.insert(k.access_key.clone(), v);
+                }
+                Ok(_) => errors.push(err(
+                    &self.tenants,
+                    "",
+                    None,
+                    format!("service key {}: the secret is empty", k.access_key),
+                )),
+                Err(m) => errors.push(err(
+                    &self.tenants,
+                    "",
+                    None,
+                    format!("service key {}: {m}", k.access_key),
+                )),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok((Ruleset::new(policy, tenants), Secrets(Arc::new(secrets))))
+    }
+
+    /// Opens each region's backend.
+    ///
+    /// # Errors
+    /// A directory that cannot be created, missing S3 credentials.
+    pub async fn open_backends(&self) -> Result<Vec<(String, Arc<dyn Backend>)>, ConfigErrors> {
+        let mut out = Vec::new();
+        let mut errors = Vec::new();
+        for (id, b) in &self.regions {
+            match b {
+                BackendConfig::Dir { path } => match DirBackend::open(path.clone()).await {
+                    Ok(d) => out.push((id.clone(), Arc::new(d) as Arc<dyn Backend>)),
+                    Err(e) => errors.push(err(
+                        &self.file,
+                        "",
+                        None,
+                        format!("region {id}: directory {}: {e}", path.display()),
+                    )),
+                },
+                BackendConfig::S3 {
+                    endpoint,
+                    bucket,
+                    region,
+                    access_key,
+                    access_key_env,
+                    secret_key,
+                    secret_key_env,
+                    secret_key_file,
+                    force_path_style,
+                    timeout_secs,
+                    connect_timeout_secs,
+                    max_attempts,
+                    ..
+                } => {
+                    let ak = env_or_inline(
+                        &format!("region {id}: access_key"),
+                        access_key,
+                        access_key_env,
+                        None,
+                    );
+                    let sk = env_or_inline(
+                        &format!("region {id}: secret_key"),
+                        secret_key,
+                        secret_key_env,
+                        secret_key_file.as_ref(),
+                    );
+                    let (ak, sk) = match (ak, sk) {
+                        (Ok(a), Ok(s)) => (a, s),
+                        (a, s) => {
+                            for m in [a.err(), s.err()].into_iter().flatten() {
+                                errors.push(err(&self.file, "", None, m));
+                            }
+                            continue;
+                        }
+                    };
+                    let mut builder = S3BackendConfig::builder(bucket.clone(), region.clone())
+                        .credentials(ak, sk)
+                        .force_path_style(*force_path_style)
+                        .operation_timeout(Duration::from_secs(timeout_secs.unwrap_or(30)))
+                        .connect_timeout(Duration::from_secs(connect_timeout_secs.unwrap_or(5)))
+                        .max_attempts(max_attempts.unwrap_or(2));
+                    if let Some(e) = endpoint {
+                        builder = builder.endpoint(e.clone());
+                    }
+                    match builder.build().and_then(S3Backend::new) {
+                        Ok(s) => out.push((id.clone(), Arc::new(s) as Arc<dyn Backend>)),
+                        Err(e) => {
+                            errors.push(err(&self.file, "", None, format!("region {id}: {e}")))
+                        }
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+/// Resolved client secrets, by access key. Never printed.
+#[derive(Clone, Default)]
+pub struct Secrets(pub(crate) Arc<HashMap<String, String>>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets({} keys, values redacted)", self.0.len())
+    }
+}
+
+impl Secrets {
+    /// The secret of an access key.
+    pub fn get(&self, access_key: &str) -> Option<&str> {
+        self.0.get(access_key).map(String::as_str)
+    }
+}

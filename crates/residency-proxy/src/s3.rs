@@ -1,0 +1,810 @@
+//! The S3 front-end: each S3 operation becomes a [`StorageRequest`] for the
+//! tenant that owns the virtual bucket, and goes through the same
+//! `RoutingLayer` an embedded user would use.
+
+use std::collections::BTreeMap;
+
+use residency_policy::CATEGORY_HEADER;
+use residency_store::{
+    ByteRange, Checksums, CompletedPart, ListRequest, ObjectInfo, Operation, Outcome, PutMeta,
+};
+use residency_tower::{
+    RegionalDispatch, RoutingService, RulesetHandle, StorageRequest, StorageResponse,
+};
+use s3s::dto::*;
+use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
+use tower::{Service, ServiceExt};
+
+use crate::body::{incoming, BodyFailure, Trailer};
+use crate::error::to_s3;
+
+/// The sidecar's S3 implementation.
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) rules: RulesetHandle,
+    pub(crate) stack: RoutingService<RegionalDispatch>,
+}
+
+const META_CATEGORY: &str = "residency-category";
+
+fn etag(s: &str) -> ETag {
+    ETag::Strong(s.trim_matches('"').to_string())
+}
+
+fn checksums_put(
+    md5: Option<String>,
+    crc32: Option<String>,
+    crc32c: Option<String>,
+    crc64nvme: Option<String>,
+    sha1: Option<String>,
+    sha256: Option<String>,
+) -> Checksums {
+    Checksums {
+        content_md5: md5,
+        crc32,
+        crc32c,
+        crc64nvme,
+        sha1,
+        sha256,
+    }
+}
+
+fn user_metadata(m: Option<Metadata>) -> BTreeMap<String, String> {
+    m.map(|m| {
+        m.into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn meta_out(m: &BTreeMap<String, String>) -> Option<Metadata> {
+    (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+/// The trailing checksum a streaming upload announces (`x-amz-trailer`).
+fn trailer<T>(req: &S3Request<T>) -> Option<Trailer> {
+    let header = req
+        .headers
+        .get("x-amz-trailer")?
+        .to_str()
+        .ok()?
+        .trim()
+        .to_ascii_lowercase();
+    let handle = req.trailing_headers.clone()?;
+    Some(Trailer { header, handle })
+}
+
+/// A category named by header: the `x-amz-meta-residency-category` metadata.
+fn category_of(meta: &BTreeMap<String, String>) -> Option<String> {
+    debug_assert!(CATEGORY_HEADER.ends_with(META_CATEGORY));
+    meta.get(META_CATEGORY).cloned()
+}
+
+impl Gateway {
+    /// The tenant that owns a virtual bucket (access was checked before).
+    fn tenant(&self, bucket: &str) -> S3Result<String> {
+        let rules = self.rules.load();
+        let tenants = rules.tenants();
+        tenants
+            .by_bucket(bucket)
+            .map(|t| tenants.tenant(t).id().to_string())
+            .ok_or_else(|| s3_error!(NoSuchBucket, "The specified bucket does not exist"))
+    }
+
+    async fn run(&self, req: StorageRequest) -> Result<StorageResponse, S3Error> {
+        let mut svc = self.stack.clone();
+        let ready = svc.ready().await.map_err(to_s3)?;
+        ready.call(req).await.map_err(to_s3)
+    }
+
+    /// Runs a request whose body streams from the client: a body failure is
+    /// reported as what it was (bad chunk signature, bad trailing checksum).
+    async fn run_streaming(
+        &self,
+        req: StorageRequest,
+        failure: &BodyFailure,
+    ) -> Result<StorageResponse, S3Error> {
+        match self.run(req).await {
+            Ok(r) => Ok(r),
+            Err(e) => Err(failure.take().unwrap_or(e)),
+        }
+    }
+}
+
+fn region_header<T>(mut resp: S3Response<T>, r: &StorageResponse) -> S3Response<T> {
+    if let Some(region) = &r.region {
+        if let Ok(v) = http::HeaderValue::from_str(region) {
+            resp.headers.insert("x-residency-region", v);
+        }
+    }
+    resp
+}
+
+fn unexpected(o: &Outcome) -> S3Error {
+    tracing::error!(kind = %o.kind(), "unexpected outcome kind");
+    S3Error::new(S3ErrorCode::InternalError)
+}
+
+fn head_output(info: &ObjectInfo) -> HeadObjectOutput {
+    HeadObjectOutput {
+        content_length: Some(info.size as i64),
+        content_type: info.content_type.clone(),
+        e_tag: Some(etag(&info.etag)),
+        last_modified: Some(Timestamp::from(info.last_modified)),
+        metadata: meta_out(&info.user_metadata),
+        cache_control: info.cache_control.clone(),
+        content_disposition: info.content_disposition.clone(),
+        content_encoding: info.content_encoding.clone(),
+        content_language: info.content_language.clone(),
+        checksum_crc32: info.checksums.crc32.clone(),
+        checksum_crc32c: info.checksums.crc32c.clone(),
+        checksum_crc64nvme: info.checksums.crc64nvme.clone(),
+        checksum_sha1: info.checksums.sha1.clone(),
+        checksum_sha256: info.checksums.sha256.clone(),
+        accept_ranges: Some("bytes".into()),
+        ..Default::default()
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for Gateway {
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let trailer = trailer(&req);
+        let input = req.input;
+        let tenant = self.tenant(&input.bucket)?;
+        let user = user_metadata(input.metadata);
+        let failure = BodyFailure::default();
+        let len = input.content_length.map(|n| n as u64);
+        let meta = PutMeta {
+            content_type: input.content_type,
+            content_length: len,
+            user_metadata: user.clone(),
+            cache_control: input.cache_control,
+            content_disposition: input.content_disposition,
+            content_encoding: input.content_encoding.filter(|e| e != "aws-chunked"),
+            content_language: input.content_language,
+            checksums: checksums_put(
+                input.content_md5,
+                input.checksum_crc32,
+                input.checksum_crc32c,
+                input.checksum_crc64nvme,
+                input.checksum_sha1,
+                input.checksum_sha256,
+            ),
+            checksum_algorithm: None,
+        };
+        let body = incoming(input.body, len, trailer, &failure);
+        let mut sreq = StorageRequest::new(
+            tenant,
+            Operation::Put {
+                key: input.key,
+                body,
+                meta,
+            },
+        );
+        sreq.category = category_of(&user);
+        let r = self.run_streaming(sreq, &failure).await?;
+        let Outcome::Put(out) = &r.outcome else {
+            return Err(unexpected(&r.outcome));
+        };
+        let output = PutObjectOutput {
+            e_tag: Some(etag(&out.etag)),
+            checksum_crc32: out.checksums.crc32.clone(),
+            checksum_crc32c: out.checksums.crc32c.clone(),
+            checksum_crc64nvme: out.checksums.crc64nvme.clone(),
+            checksum_sha1: out.checksums.sha1.clone(),
+            checksum_sha256: out.checksums.sha256.clone(),
+            version_id: out.version_id.clone(),
+            ..Default::default()
+        };
+        Ok(region_header(S3Response::new(output), &r))
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let input = req.input;
+        let tenant = self.tenant(&input.bucket)?;
+        let range = match &input.range {
+            Some(r) => {
+                Some(ByteRange::parse(&r.to_header_string()).map_err(|_| s3_error!(InvalidRange))?)
+            }
+            None => None,
+        };
+        let r = self
+            .run(StorageRequest::new(
+                tenant,
+                Operation::Get {
+                    key: input.key,
+                    range,
+                },
+            ))
+            .await?;
+        let Outcome::Get(out) = r.outcome else {
+            return Err(S3Error::new(S3ErrorCode::InternalError));
+        };
+        let info = &out.info;
+        let head = head_output(info);
+        let (content_length, content_range) = match out.content_range {
+            Some((start, end, total)) => (
+                Some((end + 1 - start) as i64),
+                Some(format!("bytes {start}-{end}/{total}")),
+            ),
+            None => (Some(info.size as i64), None),
+        };
+        let output = GetObjectOutput {
+            body: Some(crate::body::Outgoing::new(out.body)),
+            content_length,
+            content_range,
+            content_type: head.content_type,
+            e_tag: head.e_tag,
+            last_modified: head.last_modified,
+            metadata: head.metadata,
+            cache_control: head.cache_control,
+            content_disposition: head.content_disposition,
+            content_encoding: head.content_encoding,
+            content_language: head.content_language,
+            checksum_crc32: if range.is_none() {
+                head.checksum_crc32
+            } else {
+                None
+            },
+            checksum_crc32c: if range.is_none() {
+                head.checksum_crc32c
+            } else {
+                None
+            },
+            checksum_crc64nvme: if range.is_none() {
+                head.checksum_crc64nvme
+            } else {
+                None
+            },
+            checksum_sha1: if range.is_none() {
+                head.checksum_sha1
+            } else {
+                None
+            },
+            checksum_sha256: if range.is_none() {
+                head.checksum_sha256
+            } else {
+                None
+            },
+            accept_ranges: Some("bytes".into()),
+            ..Default::default()
+        };
+        let mut resp = S3Response::new(output);
+        if let Some(region) = &r.region {
+            if let Ok(v) = http::HeaderValue::from_str(region) {
+                resp.headers.insert("x-residency-region", v);
+            }
+        }
+        if range.is_some() {
+            resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
+        }
+        Ok(resp)
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let input = req.input;
+        let tenant = self.tenant(&input.bucket)?;
+        let r = self
+            .run(StorageRequest::new(
+                tenant,
+                Operation::Head { key: input.key },
+            ))
+            .await?;
+        let Outcome::Head(info) = &r.outcome else {
+            return Err(unexpected(&r.outcome));
+        };
+        Ok(region_header(S3Response::new(head_output(info)), &r))
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let input = req.input;
+        let tenant = self.tenant(&input.bucket)?;
+        self.run(StorageRequest::new(
+            tenant,
+            Operation::Delete { key: input.key },
+        ))
+        .await?;
+        Ok(S3Response::with_status(
+            DeleteObjectOutput::default(),
+            http::StatusCode::NO_CONTENT,
+        ))
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let input = req.input;
+        let tenant = self.tenant(&input.bucket)?;
+        if input.delete.objects.len() > 1000 {
+            return Err(s3_error!(
+                MalformedXML,
+                "at most 1000 keys per DeleteObjects request"
+            ));
+        }
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for obj in input.delete.objects {
+            let key = obj.key;
+            match self
+                .run(StorageRequest::new(
+                    tenant.clone(),
+                    Operation::Delete { key: key.clone() },
+                ))
+                .await
+            {
+                Ok(_) => {
+                    if !quiet {
+                        deleted.push(DeletedObject {
+                            key: Some(key),
+                            ..Default::default()
+                        });
+                    }
+                }
+                Err(e) => errors.push(Error {
+                    code: Some(e.code().as_str().to_string()),
+                    key: Some(key),
+                    message: e.message().map(str::to_string),
+                    version_id: None,
+                }),
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: (!errors.is_empty()).then_some(errors),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let input = req.input;
+        let tenant = self.tenant(&input.bucket)?;
+        let max_keys = input.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
+        let mut request =
+            ListRequest::new(input.prefix.clone().unwrap_or_default()).max_keys(max_keys.max(1));
+        if let Some(d) = &input.delimiter {
+            request = request.delimiter(d.clone());
+        }
+        request = request.continuation_token(input.continuation_token.clone());
+        if let Some(s) = &input.start_after {
+            request = request.start_after(s.clone());
+        }
+        let r = self
+            .run(StorageRequest::new(tenant, Operation::List { request }))
+            .await?;
+        let Outcome::List(page) = r.outcome else {
+            return Err(S3Error::new(S3ErrorCode::InternalError));
+        };
+        let contents: Vec<Object> = page
+            .objects
+            .iter()
+            .take(max_keys)
+            .map(|o| Object {
+                key: Some(o.key.clone()),
+                size: Some(o.size as i64),
+                e_tag: Some(etag(&o.etag)),
+                last_modified: Some(Timestamp::from(o.last_modified)),
+                storage_class: Some(ObjectStorageClass::from_static(
+                    ObjectStorageClass::STANDARD,
+                )),
+                ..Default::default()
+            })
+            .collect();
+        let prefixes: Vec<CommonPrefix> = page
+            .common_prefixes
+            .iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(p.clone()),
+            })
+            .collect();
+        let key_count = (contents.len() + prefixes.len()) as i32;
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(input.bucket),
+            prefix: input.prefix,
+            delimiter: input.delimiter,
+            max_keys: Some(max_keys as i32),
+            key_count: Some(key_count),
+            continuation_token: input.continuation_token,
+            start_after: input.start_after,
+            is_truncated: Some(page.next_continuation_token.is_some()),
+            next_continuation_token: page.next_continuation_token,
+            contents: Some(contents),
+            common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
+            encoding_type: input.encoding_type,
+            ..Default::default()
+        }))
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let input = req.input;
+        let tenant = self.tenant(&input.bucket)?;
+        let CopySource::Bucket {
+            bucket: src_bucket,
+            key: src_key,
+            ..
+        } = &input.copy_source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "access-point copy sources are not supported"
+            ));
+        };
+        // A tenant sees only its own objects: the source must be in the same
+        // virtual bucket (service keys included).
+        if &**src_bucket != input.bucket.as_str() {
+            return Err(s3_error!(
+                AccessDenied,
+                "the copy source must be in the same bucket"
+            ));
+        }
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        let (meta, category) = if replace {
+            let user = user_metadata(input.metadata);
+            let category = category_of(&user);
+            let meta = PutMeta {
+                content_type: input.content_type,
+                user_metadata: user,
+                cache_control: input.cache_control,
+                content_disposition: input.content_disposition,
+                content_encoding: input.content_encoding,
+                content_language: input.content_language,
+                ..Default::default()
+            };
+            (Some(meta), category)
+        } else {
+            (None, None)
+        };
+        let mut sreq = StorageRequest::new(
+            tenant,
+            Operation::Copy {
+                src_key: src_key.to_string(),
+                dst_key: input.key,
+                meta,
+            },
+        );
+        sreq.category = category;
+        let r = self.run(sreq).await?;
+        let Outcome::Copy(out) = &r.outcome else {
+            return Err(unexpected(&r.outcome));
+        };
+        let output = CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(etag(&out.etag)),
+                last_modified: Some(Timestamp::from(std::time::SystemTime::now())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        Ok(region_header(S3Response::new(output), &r))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let input = req.input;
+        let tenant = self.tenant(&input.bucket)?;
+        let user = user_metadata(input.metadata);
+        let meta = PutMeta {
+            content_type: input.content_type,
+            user_metadata: user.clone(),
+            cache_control: input.cache_control,
+            content_disposition: input.content_disposition,
+            content_encoding: input.content_encoding,
+            content_language: input.content_language,
+            checksum_algorithm: input
+                .checksum_algorithm
+                .as_ref()
+                .map(|a| a.as_str().to_string()),
+            ..Default::default()
+        };
+        let mut sreq = StorageRequest::new(
+            tenant,
+            Operation::CreateMultipart {
+                key: input.key.clone(),
+                meta,
+            },
+        );
+        sreq.category = category_of(&user);
+        let r = self.run(sreq).await?;
+        let Outcome::CreateMultipart(id) = &r.outcome else {
+            return Err(unexpected(&r.outcome));
+        };
+        let output = CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(id.clone()),
+            checksum_algorithm: input.checksum_algorithm,
+            ..Default::default()
+        };
+        Ok(region_header(S3Response::new(output), &r))
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let trailer = trailer(&req);
+        let input = req.input;
+        let tenant = self.tenant(&input.bucket)?;
+        if !(1..=10_000).contains(&input.part_number) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            ));
+        }
+        let failure = BodyFailure::default();
+        let len = input.content_length.map(|n| n as u64);
+        let body = incoming(input.body, len, trailer, &failure);
+        let checksums = checksums_put(
+            input.content_md5,
+            input.checksum_crc32,
+            input.checksum_crc32c,
+            input.checksum_crc64nvme,
+            input.checksum_sha1,
+            input.checksum_sha256,
+        );
+        let op = Operation::UploadPart {
+            key: input.key,
+            upload_id: input.upload_id,
+            part_number: input.part_number as u32,
+            body,
+            checksums,
+        };
+        let r = self
+            .run_streaming(StorageRequest::new(tenant, op), &failure)
+            .await?;
+        let Outcome::UploadPart(p) = &r.outcome else {
+            return Err(unexpected(&r.outcome));
+        };
+        let output = UploadPartOutput {
+            e_tag: Some(etag(&p.etag)),
+            checksum_crc32: p.checksums.crc32.clone(),
+            checksum_crc32c: p.checksums.crc32c.clone(),
+            checksum_crc64nvme: p.checksums.crc64nvme.clone(),
+            checksum_sha1: p.checksums.sha1.clone(),
+            checksum_sha256: p.checksums.sha256.clone(),
+            ..Default::default()
+        };
+        Ok(region_header(S3Response::new(output), &r))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = req.input;
+        let tenant = self.tenant(&input.bucket)?;
+        let parts = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .ok_or_else(|| s3_error!(MalformedXML, "the request lists no parts"))?;
+        let mut list = Vec::with_capacity(parts.len());
+        for p in parts {
+            let (Some(n), Some(e)) = (p.part_number, p.e_tag) else {
+                return Err(s3_error!(
+                    MalformedXML,
+                    "every part needs a PartNumber and an ETag"
+                ));
+            };
+            list.push(CompletedPart {
+                part_number: n as u32,
+                etag: format!("\"{}\"", e.value()),
+                checksums: Checksums {
+                    crc32: p.checksum_crc32,
+                    crc32c: p.checksum_crc32c,
+                    crc64nvme: p.checksum_crc64nvme,
+                    sha1: p.checksum_sha1,
+                    sha256: p.checksum_sha256,
+                    content_md5: None,
+                },
+            });
+        }
+        let op = Operation::CompleteMultipart {
+            key: input.key.clone(),
+            upload_id: input.upload_id,
+            parts: list,
+        };
+        let r = self.run(StorageRequest::new(tenant, op)).await?;
+        let Outcome::CompleteMultipart(out) = &r.outcome else {
+            return Err(unexpected(&r.outcome));
+        };
+        let output = CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            e_tag: Some(etag(&out.etag)),
+            checksum_crc32: out.checksums.crc32.clone(),
+            checksum_crc32c: out.checksums.crc32c.clone(),
+            checksum_crc64nvme: out.checksums.crc64nvme.clone(),
+            checksum_sha1: out.checksums.sha1.clone(),
+            checksum_sha256: out.checksums.sha256.clone(),
+            ..Default::default()
+        };
+        Ok(region_header(S3Response::new(output), &r))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let input = req.input;
+        let tenant = self.tenant(&input.bucket)?;
+        let op = Operation::AbortMultipart {
+            key: input.key,
+            upload_id: input.upload_id,
+        };
+        self.run(StorageRequest::new(tenant, op)).await?;
+        Ok(S3Response::with_status(
+            AbortMultipartUploadOutput::default(),
+            http::StatusCode::NO_CONTENT,
+        ))
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let input = req.input;
+        let tenant = self.tenant(&input.bucket)?;
+        let op = Operation::ListParts {
+            key: input.key.clone(),
+            upload_id: input.upload_id.clone(),
+            part_number_marker: input.part_number_marker.map(|n| n.max(0) as u32),
+            max_parts: input.max_parts.map(|n| n.clamp(1, 1000) as u32),
+        };
+        let r = self.run(StorageRequest::new(tenant, op)).await?;
+        let Outcome::ListParts(page) = r.outcome else {
+            return Err(S3Error::new(S3ErrorCode::InternalError));
+        };
+        let parts = page
+            .parts
+            .iter()
+            .map(|p| Part {
+                part_number: Some(p.part_number as i32),
+                e_tag: Some(etag(&p.etag)),
+                size: Some(p.size as i64),
+                last_modified: Some(Timestamp::from(p.last_modified)),
+                checksum_crc32: p.checksums.crc32.clone(),
+                checksum_crc32c: p.checksums.crc32c.clone(),
+                checksum_crc64nvme: p.checksums.crc64nvme.clone(),
+                checksum_sha1: p.checksums.sha1.clone(),
+                checksum_sha256: p.checksums.sha256.clone(),
+            })
+            .collect();
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(input.upload_id),
+            part_number_marker: input.part_number_marker,
+            max_parts: input.max_parts,
+            is_truncated: Some(page.next_part_number_marker.is_some()),
+            next_part_number_marker: page.next_part_number_marker.map(|n| n as i32),
+            parts: Some(parts),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = req.input;
+        let tenant = self.tenant(&input.bucket)?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let r = self
+            .run(StorageRequest::new(
+                tenant,
+                Operation::ListMultipartUploads { prefix },
+            ))
+            .await?;
+        let Outcome::ListMultipartUploads(ups) = r.outcome else {
+            return Err(S3Error::new(S3ErrorCode::InternalError));
+        };
+        let max = input.max_uploads.unwrap_or(1000).clamp(1, 1000) as usize;
+        let after_key = input.key_marker.clone().unwrap_or_default();
+        let uploads: Vec<MultipartUpload> = ups
+            .into_iter()
+            .filter(|u| u.key > after_key)
+            .take(max)
+            .map(|u| MultipartUpload {
+                key: Some(u.key),
+                upload_id: Some(u.upload_id),
+                initiated: Some(Timestamp::from(u.initiated)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: input.prefix,
+            key_marker: input.key_marker,
+            max_uploads: Some(max as i32),
+            is_truncated: Some(false),
+            uploads: Some(uploads),
+            ..Default::default()
+        }))
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.tenant(&req.input.bucket)?;
+        Ok(S3Response::new(HeadBucketOutput::default()))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        let rules = self.rules.load();
+        let tenants = rules.tenants();
+        let t = tenants
+            .by_bucket(&req.input.bucket)
+            .ok_or_else(|| s3_error!(NoSuchBucket, "The specified bucket does not exist"))?;
+        let policy = rules.policy();
+        let home = policy.region(tenants.tenant(t).home_region(policy));
+        // The virtual bucket answers with its tenant's home region; "us-east-1"
+        // is answered as S3 does, with an empty constraint.
+        let loc = home.locations().first().cloned().unwrap_or_default();
+        let constraint =
+            (loc != "us-east-1" && !loc.is_empty()).then(|| BucketLocationConstraint::from(loc));
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint: constraint,
+        }))
+    }
+
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let rules = self.rules.load();
+        let tenants = rules.tenants();
+        let owner = req
+            .credentials
+            .as_ref()
+            .and_then(|c| tenants.key_owner(&c.access_key))
+            .ok_or_else(|| s3_error!(AccessDenied))?;
+        let buckets = tenants
+            .iter()
+            .filter(|(id, _)| tenants.may_act_for(owner, *id))
+            .map(|(_, t)| Bucket {
+                name: Some(t.bucket().to_string()),
+                creation_date: Some(Timestamp::from(std::time::SystemTime::UNIX_EPOCH)),
+                bucket_region: None,
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            ..Default::default()
+        }))
+    }
+}
+
+/// Helper to make the shared pieces visible to `server`.
+pub(crate) fn gateway(rules: RulesetHandle, stack: RoutingService<RegionalDispatch>) -> Gateway {
+    Gateway { rules, stack }
+}

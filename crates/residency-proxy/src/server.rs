@@ -1,0 +1,492 @@
+//! `residency serve`: the S3 listener, the admin listener, hot reload and
+//! graceful shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::server::graceful::GracefulShutdown;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use residency_policy::{ConfigErrors, SecretRef};
+use residency_store::Backend;
+use residency_tower::{AuditSink, RegionalDispatch, RoutingLayer, RulesetHandle, UploadIdCodec};
+use s3s::host::{S3Host, VirtualHost};
+use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::S3Result;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tower::Layer;
+
+use crate::auth::{TenantAccess, TenantAuth};
+use crate::config::{BackendConfig, Config, LogFormat, Secrets};
+use crate::s3::gateway;
+
+/// Why the sidecar did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A configuration file is invalid (exit code 2).
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// A regional bucket is not where the policy says it must be (exit code 2).
+    #[error("{0}")]
+    Location(String),
+    /// Could not listen or serve.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Options from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Start even if a bucket reports a location outside its region.
+    pub allow_location_mismatch: bool,
+}
+
+/// Resolves `<bucket>.<domain>` (virtual-hosted style) for the configured
+/// domains; anything else is path style.
+struct Hosts(Vec<String>);
+
+impl S3Host for Hosts {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
+        for d in &self.0 {
+            if host == d {
+                return Ok(VirtualHost::new(host));
+            }
+            if let Some(bucket) = host
+                .strip_suffix(d.as_str())
+                .and_then(|h| h.strip_suffix('.'))
+            {
+                return Ok(VirtualHost::new(d.as_str()).with_bucket(bucket));
+            }
+        }
+        Ok(VirtualHost::new(host))
+    }
+}
+
+/// A running sidecar's shared state.
+pub struct Sidecar {
+    config: Config,
+    rules: RulesetHandle,
+    secrets: Arc<ArcSwap<Secrets>>,
+    backends: Vec<(String, Arc<dyn Backend>)>,
+    s3: S3Service,
+    prometheus: Option<PrometheusHandle>,
+    audit: Option<Arc<dyn AuditSink>>,
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RESIDENCY_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,s3s=warn,aws=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Checks each S3 bucket's location against its region's declared locations.
+async fn check_locations(
+    config: &Config,
+    rules: &residency_policy::Ruleset,
+    backends: &[(String, Arc<dyn Backend>)],
+    allow: bool,
+) -> Result<(), ServeError> {
+    let mut problems = Vec::new();
+    for ((id, cfg), (_, backend)) in config.regions.iter().zip(backends) {
+        let BackendConfig::S3 {
+            bucket,
+            skip_location_check,
+            ..
+        } = cfg
+        else {
+            continue;
+        };
+        if *skip_location_check {
+            tracing::warn!(region = %id, "location check skipped by configuration");
+            continue;
+        }
+        let Some(rid) = rules.policy().region_by_id(id) else {
+            continue;
+        };
+        let region = rules.policy().region(rid);
+        match backend.location().await {
+            Ok(Some(loc)) if region.contains_location(&loc) => {
+                tracing::info!(region = %id, bucket = %bucket, location = %loc, "bucket location matches its region");
+            }
+            Ok(Some(loc)) => problems.push(format!(
+                "region {id}: bucket {bucket} reports location {loc:?}, which is not one of the region's locations {:?} ({}): refusing to store {id} data there",
+                region.locations(),
+                region.jurisdiction()
+            )),
+            Ok(None) => problems.push(format!("region {id}: bucket {bucket} did not report a location")),
+            Err(e) => problems.push(format!("region {id}: cannot ask bucket {bucket} its location: {e}")),
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let msg = problems.join("\n");
+    if allow {
+        tracing::warn!("{msg}\n(starting anyway: --allow-location-mismatch)");
+        Ok(())
+    } else {
+        Err(ServeError::Location(format!("{msg}\nfix the bucket or the policy's region locations, or pass --allow-location-mismatch")))
+    }
+}
+
+impl Sidecar {
+    /// Loads everything and builds the service; nothing listens yet.
+    ///
+    /// # Errors
+    /// An invalid configuration, a bucket in the wrong location.
+    pub async fn build(config_path: &Path, opts: &ServeOptions) -> Result<Sidecar, ServeError> {
+        let config = Config::load(config_path)?;
+        init_logging(config.log_format);
+        let (rules, secrets) = config.load_rules()?;
+        let backends = config.open_backends().await?;
+        check_locations(&config, &rules, &backends, opts.allow_location_mismatch).await?;
+        let codec = match &config.upload_id_secret {
+            Some(s) => UploadIdCodec::new(s.as_bytes().to_vec()),
+            None => {
+                tracing::info!("upload_id_secret not set: multipart uploads in progress do not survive a restart");
+                UploadIdCodec::random()
+            }
+        };
+        let mut dispatch = RegionalDispatch::builder()
+            .concurrency_per_region(config.limits.per_region_concurrency)
+            .upload_ids(codec.clone());
+        for (id, b) in &backends {
+            tracing::info!(region = %id, backend = %b.describe(), "region backend");
+            dispatch = dispatch.region(id.clone(), b.clone());
+        }
+        let handle = RulesetHandle::new(rules);
+        let audit: Option<Arc<dyn AuditSink>> = if config.audit.enabled {
+            Some(crate::audit_sink(&config, &backends))
+        } else {
+            None
+        };
+        let mut layer = RoutingLayer::new(handle.clone()).upload_ids(codec);
+        if let Some(a) = &audit {
+            layer = layer.audit_shared(a.clone());
+        }
+        let stack = layer.layer(dispatch.build());
+        let secrets = Arc::new(ArcSwap::from_pointee(secrets));
+        let mut builder = S3ServiceBuilder::new(gateway(handle.clone(), stack));
+        builder.set_auth(TenantAuth {
+            secrets: secrets.clone(),
+        });
+        builder.set_access(TenantAccess {
+            rules: handle.clone(),
+        });
+        builder.set_host(Hosts(config.virtual_host_domains.clone()));
+        let prometheus = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ])
+            .ok()
+            .and_then(|b| b.install_recorder().ok());
+        Ok(Sidecar {
+            config,
+            rules: handle,
+            secrets,
+            backends,
+            s3: builder.build(),
+            prometheus,
+            audit,
+        })
+    }
+
+    /// Re-reads the policy and tenants files; a bad file is reported and the
+    /// old configuration keeps serving.
+    pub fn reload(&self) -> bool {
+        match self.config.load_rules() {
+            Ok((rules, secrets)) => {
+                let version = rules.policy().version().to_string();
+                let tenants = rules.tenants().len();
+                self.rules.store(rules);
+                self.secrets.store(Arc::new(secrets));
+                metrics::counter!("residency_reload_total", "result" => "ok").increment(1);
+                tracing::info!(policy_version = %version, tenants, "configuration reloaded");
+                true
+            }
+            Err(e) => {
+                metrics::counter!("residency_reload_total", "result" => "error").increment(1);
+                tracing::error!(
+                    "configuration reload failed; the previous configuration keeps serving:\n{e}"
+                );
+                false
+            }
+        }
+    }
+
+    fn example(&self) -> Option<String> {
+        let rules = self.rules.load();
+        let (_, t) = rules.tenants().iter().find(|(_, t)| {
+            t.keys()
+                .iter()
+                .any(|k| matches!(k.secret, SecretRef::Inline(_)))
+        })?;
+        let k = t
+            .keys()
+            .iter()
+            .find(|k| matches!(k.secret, SecretRef::Inline(_)))?;
+        let SecretRef::Inline(secret) = &k.secret else {
+            return None;
+        };
+        Some(format!(
+            "AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_DEFAULT_REGION=us-east-1 \\\n  aws --endpoint-url http://{} s3 cp README.md s3://{}/tickets/1/readme.md",
+            k.access_key,
+            secret,
+            self.config.listen,
+            t.bucket()
+        ))
+    }
+}
+
+fn xml_error(code: &str, message: &str, status: http::StatusCode) -> http::Response<s3s::Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    );
+    let mut resp = http::Response::new(s3s::Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    resp
+}
+
+async fn admin_response(
+    sidecar: &Sidecar,
+    req: &http::Request<hyper::body::Incoming>,
+) -> http::Response<Full<Bytes>> {
+    let text = |status: u16, ct: &'static str, body: String| {
+        let mut r = http::Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(ct),
+        );
+        r
+    };
+    match req.uri().path() {
+        "/metrics" => match &sidecar.prometheus {
+            Some(p) => text(200, "text/plain; version=0.0.4", p.render()),
+            None => text(503, "text/plain", "metrics recorder unavailable\n".into()),
+        },
+        "/healthz" => text(200, "text/plain", "ok\n".into()),
+        "/readyz" => {
+            let mut ok = true;
+            let mut lines = Vec::new();
+            for (id, b) in &sidecar.backends {
+                let r = tokio::time::timeout(Duration::from_secs(2), b.health()).await;
+                match r {
+                    Ok(Ok(())) => lines.push(format!("{id}: ok")),
+                    Ok(Err(e)) => {
+                        ok = false;
+                        lines.push(format!("{id}: unavailable: {e}"));
+                    }
+                    Err(_) => {
+                        ok = false;
+                        lines.push(format!("{id}: unavailable: health check timed out"));
+                    }
+                }
+            }
+            text(
+                if ok { 200 } else { 503 },
+                "text/plain",
+                lines.join("\n") + "\n",
+            )
+        }
+        _ => text(
+            404,
+            "text/plain",
+            "not found: try /metrics, /healthz, /readyz\n".into(),
+        ),
+    }
+}
+
+fn mtimes(paths: &[PathBuf]) -> Vec<Option<SystemTime>> {
+    paths
+        .iter()
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+/// Runs the sidecar until SIGTERM or SIGINT.
+///
+/// # Errors
+/// See [`ServeError`].
+pub async fn serve(config_path: &Path, opts: ServeOptions) -> Result<(), ServeError> {
+    let sidecar = Arc::new(Sidecar::build(config_path, &opts).await?);
+    let s3_listener = TcpListener::bind(sidecar.config.listen).await?;
+    let admin_listener = TcpListener::bind(sidecar.config.admin).await?;
+    run(sidecar, s3_listener, admin_listener).await
+}
+
+/// Serves on listeners already bound (tests bind port 0).
+///
+/// # Errors
+/// Listener failures.
+pub async fn run(
+    sidecar: Arc<Sidecar>,
+    s3_listener: TcpListener,
+    admin_listener: TcpListener,
+) -> Result<(), ServeError> {
+    let s3_addr: SocketAddr = s3_listener.local_addr()?;
+    let admin_addr: SocketAddr = admin_listener.local_addr()?;
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+
+    // Signals: SIGTERM/SIGINT stop; SIGHUP reloads.
+    {
+        let sidecar = sidecar.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::hangup()),
+            ) else {
+                tracing::error!("cannot install signal handlers");
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+                    _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+                    _ = hup.recv() => { tracing::info!("SIGHUP: reloading"); sidecar.reload(); }
+                }
+            }
+            let _ = stop_tx.send(true);
+        });
+    }
+    // Reload on file change (polled: works on every filesystem).
+    {
+        let sidecar = sidecar.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let files = vec![
+                sidecar.config.policy.clone(),
+                sidecar.config.tenants.clone(),
+            ];
+            let mut last = mtimes(&files);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = stop.changed() => break,
+                }
+                let now = mtimes(&files);
+                if now != last {
+                    last = now;
+                    tracing::info!("policy or tenants file changed: reloading");
+                    sidecar.reload();
+                }
+            }
+        });
+    }
+    // Admin listener.
+    {
+        let sidecar = sidecar.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    r = admin_listener.accept() => match r { Ok(s) => s, Err(_) => continue },
+                    _ = stop.changed() => break,
+                };
+                let sidecar = sidecar.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let sidecar = sidecar.clone();
+                        async move { Ok::<_, Infallible>(admin_response(&sidecar, &req).await) }
+                    });
+                    let _ = ConnBuilder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+    }
+
+    tracing::info!(s3 = %s3_addr, admin = %admin_addr, policy = %sidecar.config.policy.display(), tenants = %sidecar.config.tenants.display(), "residency sidecar ready");
+    println!("residency: serving S3 on http://{s3_addr} (admin: http://{admin_addr}/metrics /healthz /readyz)");
+    if let Some(ex) = sidecar.example() {
+        println!("try:\n  {ex}");
+    }
+
+    let limit = Arc::new(Semaphore::new(
+        sidecar.config.limits.max_concurrent_requests,
+    ));
+    let graceful = GracefulShutdown::new();
+    let header_timeout = Duration::from_secs(sidecar.config.limits.header_read_timeout_secs);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = s3_listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
+            },
+            _ = stop_rx.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let s3 = sidecar.s3.clone();
+        let limit = limit.clone();
+        let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let s3 = s3.clone();
+            let limit = limit.clone();
+            async move {
+                let Ok(_permit) = limit.try_acquire_owned() else {
+                    metrics::counter!("residency_shed_total").increment(1);
+                    return Ok(xml_error(
+                        "SlowDown",
+                        "Please reduce your request rate.",
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                    ));
+                };
+                s3.call(req.map(s3s::Body::from)).await
+            }
+        });
+        let mut builder = ConnBuilder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout);
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(s3_listener);
+    let grace = Duration::from_secs(sidecar.config.limits.shutdown_grace_secs);
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "no longer accepting; waiting for in-flight requests"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish within the grace period");
+    }
+    if let Some(a) = &sidecar.audit {
+        crate::flush_audit(a).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
