@@ -31,6 +31,13 @@ fn etag(s: &str) -> ETag {
     ETag::Strong(s.trim_matches('"').to_string())
 }
 
+/// The algorithm of an announced trailing checksum (`x-amz-checksum-crc32` → `crc32`).
+fn trailer_algorithm(t: &Option<Trailer>) -> Option<String> {
+    t.as_ref()
+        .and_then(|t| t.header.strip_prefix("x-amz-checksum-"))
+        .map(str::to_string)
+}
+
 fn checksums_put(
     md5: Option<String>,
     crc32: Option<String>,
@@ -46,6 +53,7 @@ fn checksums_put(
         crc64nvme,
         sha1,
         sha256,
+        compute: None,
     }
 }
 
@@ -559,8 +567,9 @@ impl S3 for Gateway {
         }
         let failure = BodyFailure::default();
         let len = input.content_length.map(|n| n as u64);
+        let compute = trailer_algorithm(&trailer);
         let body = incoming(input.body, len, trailer, &failure);
-        let checksums = checksums_put(
+        let mut checksums = checksums_put(
             input.content_md5,
             input.checksum_crc32,
             input.checksum_crc32c,
@@ -568,6 +577,7 @@ impl S3 for Gateway {
             input.checksum_sha1,
             input.checksum_sha256,
         );
+        checksums.compute = compute;
         let op = Operation::UploadPart {
             key: input.key,
             upload_id: input.upload_id,
@@ -621,6 +631,7 @@ impl S3 for Gateway {
                     sha1: p.checksum_sha1,
                     sha256: p.checksum_sha256,
                     content_md5: None,
+                    compute: None,
                 },
             });
         }

@@ -62,22 +62,22 @@ impl BodyHasher {
         check_len("crc64nvme", &expected.crc64nvme, 8)?;
         check_len("sha1", &expected.sha1, 20)?;
         check_len("sha256", &expected.sha256, 32)?;
+        let compute = |alg: &str| {
+            expected
+                .compute
+                .as_deref()
+                .is_some_and(|c| c.eq_ignore_ascii_case(alg))
+        };
         Ok(Self {
             md5: Md5::new(),
-            crc32: expected
-                .crc32
-                .as_ref()
-                .map(|_| Crc::new(CrcAlgorithm::Crc32IsoHdlc)),
-            crc32c: expected
-                .crc32c
-                .as_ref()
-                .map(|_| Crc::new(CrcAlgorithm::Crc32Iscsi)),
-            crc64nvme: expected
-                .crc64nvme
-                .as_ref()
-                .map(|_| Crc::new(CrcAlgorithm::Crc64Nvme)),
-            sha1: expected.sha1.as_ref().map(|_| Sha1::new()),
-            sha256: expected.sha256.as_ref().map(|_| Sha256::new()),
+            crc32: (expected.crc32.is_some() || compute("crc32"))
+                .then(|| Crc::new(CrcAlgorithm::Crc32IsoHdlc)),
+            crc32c: (expected.crc32c.is_some() || compute("crc32c"))
+                .then(|| Crc::new(CrcAlgorithm::Crc32Iscsi)),
+            crc64nvme: (expected.crc64nvme.is_some() || compute("crc64nvme"))
+                .then(|| Crc::new(CrcAlgorithm::Crc64Nvme)),
+            sha1: (expected.sha1.is_some() || compute("sha1")).then(Sha1::new),
+            sha256: (expected.sha256.is_some() || compute("sha256")).then(Sha256::new),
             len: 0,
         })
     }
@@ -111,6 +111,7 @@ impl BodyHasher {
             len: self.len,
             checksums: Checksums {
                 content_md5: None,
+                compute: None,
                 crc32: self.crc32.map(crc32),
                 crc32c: self.crc32c.map(crc32),
                 crc64nvme: self

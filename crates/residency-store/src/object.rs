@@ -36,6 +36,12 @@ pub struct Checksums {
     /// `x-amz-checksum-crc64nvme`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crc64nvme: Option<String>,
+    /// An algorithm (`CRC32`, `CRC32C`, `CRC64NVME`, `SHA1`, `SHA256`) whose
+    /// value the backend computes and stores although none is given here:
+    /// the client sent it as a trailer, which the caller verifies while the
+    /// body streams. Writes only.
+    #[serde(skip)]
+    pub compute: Option<String>,
 }
 
 impl Checksums {

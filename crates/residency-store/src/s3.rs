@@ -436,6 +436,7 @@ macro_rules! checksums_of_output {
     ($o:expr) => {
         Checksums {
             content_md5: None,
+            compute: None,
             crc32: owned($o.checksum_crc32()),
             crc32c: owned($o.checksum_crc32_c()),
             sha1: owned($o.checksum_sha1()),
@@ -446,6 +447,21 @@ macro_rules! checksums_of_output {
 }
 
 /// Sets the `checksum_*` fields every S3 input builder has.
+/// A checksum the client sent as a trailer (`Checksums::compute`): the SDK
+/// computes it and sends it as a trailer too, so the backend verifies and
+/// stores it.
+fn compute_algorithm(c: &Checksums) -> Option<ChecksumAlgorithm> {
+    let any_value = c.crc32.is_some()
+        || c.crc32c.is_some()
+        || c.sha1.is_some()
+        || c.sha256.is_some()
+        || c.crc64nvme.is_some();
+    c.compute
+        .as_deref()
+        .filter(|_| !any_value)
+        .map(|a| ChecksumAlgorithm::from(a.to_ascii_uppercase().as_str()))
+}
+
 macro_rules! with_checksums {
     ($b:expr, $c:expr) => {{
         let c: Checksums = $c;
@@ -562,7 +578,8 @@ impl Backend for S3Backend {
             .key(key)
             .body(stream)
             .set_content_length(len)
-            .set_content_md5(meta.checksums.content_md5.clone());
+            .set_content_md5(meta.checksums.content_md5.clone())
+            .set_checksum_algorithm(compute_algorithm(&meta.checksums));
         let req = with_checksums!(req, meta.checksums.clone());
         let req = with_meta!(req, &meta);
         let out = req.send().await.map_err(|e| map_err(e, key, None))?;
@@ -763,7 +780,8 @@ impl Backend for S3Backend {
             .part_number(to_i32(part_number))
             .body(stream)
             .set_content_length(len)
-            .set_content_md5(checksums.content_md5.clone());
+            .set_content_md5(checksums.content_md5.clone())
+            .set_checksum_algorithm(compute_algorithm(&checksums));
         let req = with_checksums!(req, checksums.clone());
         let out = req
             .send()
