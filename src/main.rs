@@ -84,10 +84,45 @@ enum Command {
         #[command(flatten)]
         files: PolicyFiles,
     },
+    /// Check or print a tenant's audit trail (hash-chained batches under
+    /// `_audit/<tenant>/` in the regional backends of the sidecar's config).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Inspect the hosting policy.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Verify a tenant's audit chains: a removed, edited or truncated batch is
+    /// reported. Exit 0 when intact, 1 when a problem is found.
+    Verify {
+        /// The sidecar's configuration file (its regions' backends are read).
+        #[arg(long, value_name = "FILE", default_value = "config/residency.toml")]
+        config: PathBuf,
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a tenant's audit events in time order.
+    Show {
+        /// The sidecar's configuration file (its regions' backends are read).
+        #[arg(long, value_name = "FILE", default_value = "config/residency.toml")]
+        config: PathBuf,
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -126,6 +161,10 @@ pub(crate) enum ShowFormat {
     Markdown,
     /// JSON.
     Json,
+    /// A self-contained HTML page: the placement matrix by tenant kind.
+    Html,
+    /// The placement matrix as an SVG image.
+    Svg,
 }
 
 fn main() -> ExitCode {
@@ -151,6 +190,13 @@ fn main() -> ExitCode {
             format,
         ),
         Command::Check { files } => commands::check::run(&files),
+        Command::Audit { command } => {
+            let (config, tenant, json, verify) = match command {
+                AuditCommand::Verify { config, tenant, json } => (config, tenant, json, true),
+                AuditCommand::Show { config, tenant, json } => (config, tenant, json, false),
+            };
+            return commands::audit::run(&config, &tenant, json, verify);
+        }
         Command::Policy {
             command: PolicyCommand::Show { policy, format },
         } => commands::policy_show::run(&policy, format),

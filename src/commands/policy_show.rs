@@ -1,9 +1,15 @@
-//! `residency policy show`: the hosting table, rendered like the seed's.
+//! `residency policy show`: the hosting table, rendered like the seed's, and
+//! the placement matrix (`--format html|svg`): where each category goes for
+//! each kind of tenant.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use residency::policy::{HostingRule, Policy};
+use residency::policy::{
+    CategoryId, Classification, ClassifiedBy, Decision, DenyReason, HostingRule, Policy, Ruleset,
+    Tenants,
+};
 use serde_json::json;
 
 use super::{load_policy, LoadError};
@@ -78,6 +84,8 @@ pub(crate) fn run(path: &Path, format: ShowFormat) -> Result<ExitCode, LoadError
                 );
             }
         }
+        ShowFormat::Html => print!("{}", html(&p, &rows, &matrix(&p)?)),
+        ShowFormat::Svg => print!("{}", svg(&p, &rows, &matrix(&p)?)),
         ShowFormat::Text => {
             println!(
                 "hosting policy {} (default region {})",
@@ -109,4 +117,375 @@ pub(crate) fn run(path: &Path, format: ShowFormat) -> Result<ExitCode, LoadError
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One column of the placement matrix: a kind of tenant.
+struct TenantKind {
+    label: String,
+    title: String,
+}
+
+/// What happens to one category for one kind of tenant.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CellKind {
+    /// Stored in the tenant's locality (or the default region without add-on).
+    Allowed,
+    /// Stored, outside the tenant's locality (recorded as out of locality).
+    OutOfLocality,
+    /// Refused.
+    Denied,
+}
+
+impl CellKind {
+    fn class(self) -> &'static str {
+        match self {
+            CellKind::Allowed => "allowed",
+            CellKind::OutOfLocality => "ool",
+            CellKind::Denied => "denied",
+        }
+    }
+
+    fn colors(self) -> (&'static str, &'static str) {
+        match self {
+            CellKind::Allowed => ("#d9f2d9", "#1e5e1e"),
+            CellKind::OutOfLocality => ("#ffe7b3", "#7a4b00"),
+            CellKind::Denied => ("#f7d0d0", "#8a1c1c"),
+        }
+    }
+}
+
+struct Cell {
+    kind: CellKind,
+    text: String,
+    reason: &'static str,
+}
+
+struct Matrix {
+    kinds: Vec<TenantKind>,
+    /// `cells[category][kind]`, in the policy's category order.
+    cells: Vec<Vec<Cell>>,
+}
+
+/// Decides every category for synthetic tenants: one with each region as its
+/// locality, one without the add-on, and a strict one per region. Every
+/// optional feature is enabled, so a gated cell shows where the data goes once
+/// the tenant enables the feature (the feature column says which).
+fn matrix(p: &Policy) -> Result<Matrix, LoadError> {
+    let features = p
+        .features()
+        .iter()
+        .map(|f| format!("{f:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut kinds = Vec::new();
+    let mut toml = String::new();
+    let mut add = |label: String, title: String, locality: Option<&str>, strict: bool| {
+        let n = kinds.len();
+        let _ = writeln!(
+            toml,
+            "[[tenants]]\nid = \"matrix-{n}\"\nbucket = \"matrix-{n}\"\nfeatures = [{features}]\nstrict = {strict}"
+        );
+        if let Some(l) = locality {
+            let _ = writeln!(toml, "locality = {l:?}");
+        }
+        kinds.push(TenantKind { label, title });
+    };
+    for (_, r) in p.regions() {
+        add(
+            format!("{} locality", r.id()),
+            format!("Data locality {} ({})", r.id(), r.jurisdiction()),
+            Some(r.id()),
+            false,
+        );
+    }
+    add(
+        "no add-on".to_string(),
+        format!(
+            "No locality add-on (default region {})",
+            p.region(p.default_region()).id()
+        ),
+        None,
+        false,
+    );
+    for (_, r) in p.regions() {
+        add(
+            format!("strict {}", r.id()),
+            format!(
+                "Strict {}: never hosted outside {}",
+                r.id(),
+                r.jurisdiction()
+            ),
+            Some(r.id()),
+            true,
+        );
+    }
+    let tenants = Tenants::from_toml(&toml, "<placement matrix tenants>", p)
+        .map_err(LoadError::Invalid)?;
+    let ids: Vec<_> = tenants.iter().map(|(id, _)| id).collect();
+    let rules = Ruleset::new(p.clone(), tenants);
+    let cells = p
+        .categories()
+        .map(|(c, _)| ids.iter().map(|&t| cell(&rules, t, c)).collect())
+        .collect();
+    Ok(Matrix { kinds, cells })
+}
+
+fn cell(rules: &Ruleset, tenant: residency::policy::TenantId, c: CategoryId) -> Cell {
+    let d = rules.place(
+        tenant,
+        Classification {
+            category: c,
+            by: ClassifiedBy::Explicit,
+        },
+    );
+    match d {
+        Decision::Allow(pl) => Cell {
+            kind: if pl.out_of_locality {
+                CellKind::OutOfLocality
+            } else {
+                CellKind::Allowed
+            },
+            text: rules.policy().region(pl.region).id().to_string(),
+            reason: d.reason_str(),
+        },
+        Decision::Deny(r) => Cell {
+            kind: CellKind::Denied,
+            text: match r {
+                DenyReason::OutOfLocality { .. } => "denied".to_string(),
+                _ => format!("denied ({})", r.as_str()),
+            },
+            reason: d.reason_str(),
+        },
+    }
+}
+
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn cell_label(c: &Cell) -> String {
+    match c.kind {
+        CellKind::OutOfLocality => format!("{} (out of locality)", c.text),
+        _ => c.text.clone(),
+    }
+}
+
+fn html(p: &Policy, rows: &[Row], m: &Matrix) -> String {
+    let mut o = String::new();
+    let title = format!("Residency placement matrix: hosting policy {}", p.version());
+    let _ = write!(
+        o,
+        r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem; color: #222; }}
+h1 {{ font-size: 1.4rem; margin-bottom: .2rem; }}
+p.meta {{ color: #555; margin-top: 0; }}
+table {{ border-collapse: collapse; margin: 1rem 0; }}
+th, td {{ border: 1px solid #bbb; padding: .35rem .6rem; text-align: left; vertical-align: top; }}
+th {{ background: #eef1f5; }}
+td.cat code {{ font-weight: 600; }}
+td.desc {{ color: #555; font-size: .85rem; max-width: 22rem; }}
+td.allowed {{ background: #d9f2d9; color: #1e5e1e; }}
+td.ool {{ background: #ffe7b3; color: #7a4b00; }}
+td.denied {{ background: #f7d0d0; color: #8a1c1c; }}
+td.allowed, td.ool, td.denied {{ text-align: center; font-weight: 600; white-space: nowrap; }}
+td.gated::after {{ content: " *"; }}
+.legend span {{ display: inline-block; padding: .15rem .5rem; margin-right: .6rem; border: 1px solid #bbb; }}
+</style>
+</head>
+<body>
+<h1>{title}</h1>
+<p class="meta">Default region for tenants without the locality add-on: <code>{default}</code>. Explicit category contradicting a key rule: <code>{conflict}</code>.</p>
+<p class="legend"><span style="background:#d9f2d9">allowed: in the tenant's region</span><span style="background:#ffe7b3">allowed, out of locality (audited)</span><span style="background:#f7d0d0">denied</span></p>
+<table>
+<thead><tr><th>category</th>"#,
+        title = esc(&title),
+        default = esc(p.region(p.default_region()).id()),
+        conflict = esc(p.on_conflict().as_str()),
+    );
+    for k in &m.kinds {
+        let _ = write!(o, r#"<th title="{}">{}</th>"#, esc(&k.title), esc(&k.label));
+    }
+    o.push_str("<th>may be hosted in</th><th>follows</th><th>feature gate</th><th>description</th></tr></thead>\n<tbody>\n");
+    for (r, cells) in rows.iter().zip(&m.cells) {
+        let gated = r.feature != "-";
+        let _ = write!(o, r#"<tr><td class="cat"><code>{}</code></td>"#, esc(&r.category));
+        for c in cells {
+            let _ = write!(
+                o,
+                r#"<td class="{}{}" title="{}">{}</td>"#,
+                c.kind.class(),
+                if gated { " gated" } else { "" },
+                esc(c.reason),
+                esc(&cell_label(c))
+            );
+        }
+        let _ = writeln!(
+            o,
+            r#"<td>{}</td><td>{}</td><td>{}</td><td class="desc">{}</td></tr>"#,
+            esc(&r.allowed),
+            esc(&r.follows),
+            esc(&r.feature),
+            esc(&r.description)
+        );
+    }
+    o.push_str("</tbody>\n</table>\n");
+    o.push_str("<p>* only once the tenant enables the feature named in the feature gate column; until then every write of the category is denied (<code>feature_disabled</code>), in every region.</p>\n");
+    o.push_str("<h2 style=\"font-size:1.1rem\">Regions</h2>\n<table>\n<thead><tr><th>region</th><th>jurisdiction</th><th>provider locations</th></tr></thead>\n<tbody>\n");
+    for (_, reg) in p.regions() {
+        let _ = writeln!(
+            o,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            esc(reg.id()),
+            esc(reg.jurisdiction()),
+            esc(&reg.locations().join(", "))
+        );
+    }
+    o.push_str("</tbody>\n</table>\n</body>\n</html>\n");
+    o
+}
+
+/// Approximate rendered width of `s` in pixels at 13px sans-serif.
+fn text_width(s: &str) -> usize {
+    s.chars().count() * 7 + 16
+}
+
+fn svg(p: &Policy, rows: &[Row], m: &Matrix) -> String {
+    const ROW_H: usize = 26;
+    const TOP: usize = 56;
+    let headers: Vec<String> = std::iter::once("category".to_string())
+        .chain(m.kinds.iter().map(|k| k.label.clone()))
+        .chain(["follows".to_string(), "feature gate".to_string()])
+        .collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| text_width(h)).collect();
+    for (r, cells) in rows.iter().zip(&m.cells) {
+        widths[0] = widths[0].max(text_width(&r.category));
+        for (i, c) in cells.iter().enumerate() {
+            widths[i + 1] = widths[i + 1].max(text_width(&cell_label(c)));
+        }
+        let n = widths.len();
+        widths[n - 2] = widths[n - 2].max(text_width(&r.follows));
+        widths[n - 1] = widths[n - 1].max(text_width(&r.feature));
+    }
+    let table_w: usize = widths.iter().sum();
+    let width = table_w.max(760) + 20;
+    let height = TOP + ROW_H * (rows.len() + 1) + 72;
+    let mut o = String::new();
+    let title = format!("Residency placement matrix: hosting policy {}", p.version());
+    let _ = writeln!(
+        o,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="system-ui, -apple-system, 'Segoe UI', sans-serif" font-size="13">"#
+    );
+    let _ = writeln!(o, "<title>{}</title>", esc(&title));
+    let _ = writeln!(
+        o,
+        r##"<rect width="{width}" height="{height}" fill="#ffffff"/>"##
+    );
+    let _ = writeln!(
+        o,
+        r##"<text x="10" y="24" font-size="16" font-weight="bold" fill="#222">{}</text>"##,
+        esc(&title)
+    );
+    let _ = writeln!(
+        o,
+        r##"<text x="10" y="44" fill="#555">default region (no add-on): {}; every optional feature assumed enabled (* = gated)</text>"##,
+        esc(p.region(p.default_region()).id())
+    );
+    let mut y = TOP;
+    // Header row.
+    let mut x = 10;
+    for (h, w) in headers.iter().zip(&widths) {
+        let _ = writeln!(
+            o,
+            r##"<rect x="{x}" y="{y}" width="{w}" height="{ROW_H}" fill="#eef1f5" stroke="#bbbbbb"/><text x="{}" y="{}" font-weight="bold" fill="#222">{}</text>"##,
+            x + 8,
+            y + 17,
+            esc(h)
+        );
+        x += w;
+    }
+    y += ROW_H;
+    for (r, cells) in rows.iter().zip(&m.cells) {
+        let gated = r.feature != "-";
+        let mut x = 10;
+        let _ = writeln!(
+            o,
+            r##"<rect x="{x}" y="{y}" width="{w}" height="{ROW_H}" fill="#ffffff" stroke="#bbbbbb"/><text x="{}" y="{}" font-family="ui-monospace, monospace" fill="#222">{}</text>"##,
+            x + 8,
+            y + 17,
+            esc(&r.category),
+            w = widths[0]
+        );
+        x += widths[0];
+        for (c, w) in cells.iter().zip(&widths[1..]) {
+            let (bg, fg) = c.kind.colors();
+            let label = if gated {
+                format!("{} *", cell_label(c))
+            } else {
+                cell_label(c)
+            };
+            let _ = writeln!(
+                o,
+                r##"<g><title>{reason}</title><rect x="{x}" y="{y}" width="{w}" height="{ROW_H}" fill="{bg}" stroke="#bbbbbb"/><text x="{tx}" y="{ty}" text-anchor="middle" font-weight="bold" fill="{fg}">{label}</text></g>"##,
+                reason = esc(c.reason),
+                tx = x + w / 2,
+                ty = y + 17,
+                label = esc(&label)
+            );
+            x += w;
+        }
+        let n = widths.len();
+        for (t, w) in [(&r.follows, widths[n - 2]), (&r.feature, widths[n - 1])] {
+            let _ = writeln!(
+                o,
+                r##"<rect x="{x}" y="{y}" width="{w}" height="{ROW_H}" fill="#ffffff" stroke="#bbbbbb"/><text x="{}" y="{}" fill="#222">{}</text>"##,
+                x + 8,
+                y + 17,
+                esc(t)
+            );
+            x += w;
+        }
+        y += ROW_H;
+    }
+    // Legend.
+    y += 14;
+    let mut x = 10;
+    for (kind, label) in [
+        (CellKind::Allowed, "allowed: in the tenant's region"),
+        (CellKind::OutOfLocality, "allowed, out of locality (audited)"),
+        (CellKind::Denied, "denied"),
+    ] {
+        let (bg, fg) = kind.colors();
+        let w = text_width(label);
+        let _ = writeln!(
+            o,
+            r##"<rect x="{x}" y="{y}" width="{w}" height="22" fill="{bg}" stroke="#bbbbbb"/><text x="{}" y="{}" fill="{fg}">{}</text>"##,
+            x + 8,
+            y + 15,
+            esc(label)
+        );
+        x += w + 10;
+    }
+    let _ = writeln!(
+        o,
+        r##"<text x="10" y="{}" fill="#555">* only once the tenant enables the gating feature; until then denied (feature_disabled) in every region</text>"##,
+        y + 40
+    );
+    o.push_str("</svg>\n");
+    o
 }

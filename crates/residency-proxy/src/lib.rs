@@ -14,17 +14,26 @@ pub use s3::Gateway;
 pub use server::{run, serve, ServeError, ServeOptions, Sidecar};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use residency_store::Backend;
-use residency_tower::{AuditSink, TracingAuditSink};
+use residency_tower::audit::batch::{BatchConfig, BatchingAuditSink, WriterId};
 
-/// The audit sink the sidecar uses.
-pub(crate) fn audit_sink(
-    _config: &Config,
-    _backends: &[(String, Arc<dyn Backend>)],
-) -> Arc<dyn AuditSink> {
-    Arc::new(TracingAuditSink)
+/// The audit sink the sidecar uses: hash-chained batches under
+/// `_audit/<tenant>/` in the region each described object was placed in.
+pub(crate) fn audit_sink(config: &Config, backends: &[(String, Arc<dyn Backend>)]) -> Arc<BatchingAuditSink> {
+    let batch = BatchConfig {
+        max_events: config.audit.batch_events.max(1),
+        max_age: Duration::from_secs(config.audit.flush_secs.max(1)),
+        ..BatchConfig::default()
+    };
+    Arc::new(BatchingAuditSink::new(backends.to_vec(), WriterId::for_this_process(), batch))
 }
 
-/// Flushes the audit sink on shutdown.
-pub(crate) async fn flush_audit(_sink: &Arc<dyn AuditSink>) {}
+/// Stores what the audit sink still holds (on shutdown).
+pub(crate) async fn flush_audit(sink: &BatchingAuditSink) {
+    match sink.shutdown().await {
+        Ok(()) => tracing::info!("audit log flushed"),
+        Err(e) => tracing::error!(error = %e, "audit log: some events could not be stored"),
+    }
+}

@@ -17,6 +17,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use residency_policy::{ConfigErrors, SecretRef};
 use residency_store::Backend;
+use residency_tower::audit::batch::BatchingAuditSink;
 use residency_tower::{AuditSink, RegionalDispatch, RoutingLayer, RulesetHandle, UploadIdCodec};
 use s3s::host::{S3Host, VirtualHost};
 use s3s::service::{S3Service, S3ServiceBuilder};
@@ -79,7 +80,7 @@ pub struct Sidecar {
     backends: Vec<(String, Arc<dyn Backend>)>,
     s3: S3Service,
     prometheus: Option<PrometheusHandle>,
-    audit: Option<Arc<dyn AuditSink>>,
+    audit: Option<Arc<BatchingAuditSink>>,
 }
 
 fn init_logging(format: LogFormat) {
@@ -171,14 +172,15 @@ impl Sidecar {
             dispatch = dispatch.region(id.clone(), b.clone());
         }
         let handle = RulesetHandle::new(rules);
-        let audit: Option<Arc<dyn AuditSink>> = if config.audit.enabled {
+        let audit: Option<Arc<BatchingAuditSink>> = if config.audit.enabled {
             Some(crate::audit_sink(&config, &backends))
         } else {
             None
         };
         let mut layer = RoutingLayer::new(handle.clone()).upload_ids(codec);
         if let Some(a) = &audit {
-            layer = layer.audit_shared(a.clone());
+            let shared: Arc<dyn AuditSink> = a.clone();
+            layer = layer.audit_shared(shared);
         }
         let stack = layer.layer(dispatch.build());
         let secrets = Arc::new(ArcSwap::from_pointee(secrets));
