@@ -90,6 +90,10 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Move a tenant's data to another region: copy, verify, switch, delete.
+    Migrate(commands::migrate::MigrateArgs),
+    /// Government data requests: record, notify, export in scope, report.
+    Disclosure(commands::disclosure::DisclosureArgs),
     /// Inspect the hosting policy.
     Policy {
         #[command(subcommand)]
@@ -190,6 +194,8 @@ fn main() -> ExitCode {
             format,
         ),
         Command::Check { files } => commands::check::run(&files),
+        Command::Migrate(args) => return commands::migrate::run(args),
+        Command::Disclosure(args) => return commands::disclosure::run(args),
         Command::Audit { command } => {
             let (config, tenant, json, verify) = match command {
                 AuditCommand::Verify { config, tenant, json } => (config, tenant, json, true),

@@ -6,7 +6,9 @@ use residency::policy::{ConfigErrors, Policy, Ruleset, Tenants};
 
 pub(crate) mod audit;
 pub(crate) mod check;
+pub(crate) mod disclosure;
 pub(crate) mod explain;
+pub(crate) mod migrate;
 pub(crate) mod policy_show;
 pub(crate) mod serve;
 
