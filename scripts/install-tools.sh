@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Installs what Residency's tests need, each step only when it is missing:
+#   - rustfmt and clippy (rustup components)
+#   - Garage (S3 server used as the regional backends), into $RESIDENCY_TOOLS
+#   - a Python venv (.venv) with boto3, awscli and pytest
+#
+# Run it directly to install everything, or source it (scripts/test.sh does) to get
+# the functions: ensure_rust_components, ensure_garage, ensure_venv.
+#
+# Environment:
+#   RESIDENCY_TOOLS   where tools are installed (default: $HOME/.cache/residency-tools);
+#                     $RESIDENCY_TOOLS/bin is put on the PATH
+#   GARAGE_BIN        use this garage binary instead of looking one up
+#   GARAGE_VERSION    version installed when none is found (default: 2.5.0)
+#   RESIDENCY_VENV    the venv directory (default: <repo>/.venv)
+#   PYTHON            the interpreter that creates the venv (default: python3)
+
+RESIDENCY_TOOLS="${RESIDENCY_TOOLS:-${HOME:-/root}/.cache/residency-tools}"
+GARAGE_VERSION="${GARAGE_VERSION:-2.5.0}"
+RESIDENCY_VENV="${RESIDENCY_VENV:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv}"
+RESIDENCY_PY_PACKAGES=(boto3 awscli pytest)
+export RESIDENCY_TOOLS RESIDENCY_VENV
+
+case ":$PATH:" in
+    *":$RESIDENCY_TOOLS/bin:"*) ;;
+    *) export PATH="$RESIDENCY_TOOLS/bin:$PATH" ;;
+esac
+
+_tools_log() { printf '    %s\n' "$*"; }
+
+ensure_rust_components() {
+    if cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1; then
+        _tools_log "rustfmt, clippy: present"
+        return 0
+    fi
+    command -v rustup >/dev/null 2>&1 || {
+        echo "rustfmt/clippy missing and rustup not found: install them with your toolchain" >&2
+        return 1
+    }
+    _tools_log "installing rustfmt, clippy (rustup component add)"
+    rustup component add rustfmt clippy || return 1
+}
+
+# Sets and exports GARAGE_BIN.
+ensure_garage() {
+    if [[ -n "${GARAGE_BIN:-}" ]]; then
+        [[ -x "$GARAGE_BIN" ]] || { echo "GARAGE_BIN=$GARAGE_BIN is not executable" >&2; return 1; }
+    elif command -v garage >/dev/null 2>&1; then
+        GARAGE_BIN="$(command -v garage)"
+    else
+        _tools_log "garage not found: cargo install garage --version $GARAGE_VERSION --locked" \
+            "--root $RESIDENCY_TOOLS (one-off, ~10 min on 2 cores)"
+        mkdir -p "$RESIDENCY_TOOLS" || return 1
+        cargo install garage --version "$GARAGE_VERSION" --locked --root "$RESIDENCY_TOOLS" || return 1
+        GARAGE_BIN="$RESIDENCY_TOOLS/bin/garage"
+        [[ -x "$GARAGE_BIN" ]] || { echo "cargo install did not produce $GARAGE_BIN" >&2; return 1; }
+    fi
+    export GARAGE_BIN
+    _tools_log "garage: $GARAGE_BIN ($("$GARAGE_BIN" --version 2>/dev/null | head -n1))"
+}
+
+_venv_complete() {
+    [[ -x "$RESIDENCY_VENV/bin/python" && -x "$RESIDENCY_VENV/bin/aws" ]] &&
+        "$RESIDENCY_VENV/bin/python" -c 'import boto3, pytest' >/dev/null 2>&1
+}
+
+ensure_venv() {
+    local py="${PYTHON:-python3}"
+    if _venv_complete; then
+        _tools_log "venv $RESIDENCY_VENV: boto3, awscli, pytest present"
+        return 0
+    fi
+    if [[ ! -x "$RESIDENCY_VENV/bin/python" ]]; then
+        _tools_log "creating venv $RESIDENCY_VENV ($py)"
+        if ! "$py" -m venv "$RESIDENCY_VENV" >/dev/null 2>&1; then
+            # Debian without python3-venv: fall back to virtualenv from PyPI.
+            rm -rf "$RESIDENCY_VENV"
+            _tools_log "python3 -m venv failed; using virtualenv"
+            "$py" -m pip install -q --user --disable-pip-version-check virtualenv || return 1
+            "$py" -m virtualenv -q "$RESIDENCY_VENV" || return 1
+        fi
+    fi
+    _tools_log "pip install ${RESIDENCY_PY_PACKAGES[*]}"
+    "$RESIDENCY_VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        "${RESIDENCY_PY_PACKAGES[@]}" || return 1
+    _venv_complete || { echo "venv $RESIDENCY_VENV is still incomplete" >&2; return 1; }
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    set -euo pipefail
+    ensure_rust_components
+    ensure_garage
+    ensure_venv
+fi
