@@ -198,8 +198,16 @@ fn main() -> ExitCode {
         Command::Disclosure(args) => return commands::disclosure::run(args),
         Command::Audit { command } => {
             let (config, tenant, json, verify) = match command {
-                AuditCommand::Verify { config, tenant, json } => (config, tenant, json, true),
-                AuditCommand::Show { config, tenant, json } => (config, tenant, json, false),
+                AuditCommand::Verify {
+                    config,
+                    tenant,
+                    json,
+                } => (config, tenant, json, true),
+                AuditCommand::Show {
+                    config,
+                    tenant,
+                    json,
+                } => (config, tenant, json, false),
             };
             return commands::audit::run(&config, &tenant, json, verify);
         }

@@ -150,7 +150,12 @@ fn event_text(e: &AuditEvent) -> String {
 
 /// `residency audit verify|show`: opens the configured regions' backends and
 /// runs [`verify`] or [`show`].
-pub(crate) fn run(config: &std::path::Path, tenant: &str, json: bool, verify_chain: bool) -> ExitCode {
+pub(crate) fn run(
+    config: &std::path::Path,
+    tenant: &str,
+    json: bool,
+    verify_chain: bool,
+) -> ExitCode {
     let cfg = match residency_proxy::Config::load(config) {
         Ok(c) => c,
         Err(e) => {
@@ -158,7 +163,10 @@ pub(crate) fn run(config: &std::path::Path, tenant: &str, json: bool, verify_cha
             return ExitCode::from(super::EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("residency: cannot start the runtime: {e}");

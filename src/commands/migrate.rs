@@ -13,6 +13,9 @@ pub(crate) struct MigrateArgs {
 }
 
 pub(crate) fn run(args: MigrateArgs) -> ExitCode {
-    eprintln!("residency migrate --tenant {}: not implemented yet", args.tenant);
+    eprintln!(
+        "residency migrate --tenant {}: not implemented yet",
+        args.tenant
+    );
     ExitCode::from(super::EXIT_CONFIG)
 }

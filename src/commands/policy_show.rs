@@ -219,8 +219,8 @@ fn matrix(p: &Policy) -> Result<Matrix, LoadError> {
             true,
         );
     }
-    let tenants = Tenants::from_toml(&toml, "<placement matrix tenants>", p)
-        .map_err(LoadError::Invalid)?;
+    let tenants =
+        Tenants::from_toml(&toml, "<placement matrix tenants>", p).map_err(LoadError::Invalid)?;
     let ids: Vec<_> = tenants.iter().map(|(id, _)| id).collect();
     let rules = Ruleset::new(p.clone(), tenants);
     let cells = p
@@ -324,7 +324,11 @@ td.gated::after {{ content: " *"; }}
     o.push_str("<th>may be hosted in</th><th>follows</th><th>feature gate</th><th>description</th></tr></thead>\n<tbody>\n");
     for (r, cells) in rows.iter().zip(&m.cells) {
         let gated = r.feature != "-";
-        let _ = write!(o, r#"<tr><td class="cat"><code>{}</code></td>"#, esc(&r.category));
+        let _ = write!(
+            o,
+            r#"<tr><td class="cat"><code>{}</code></td>"#,
+            esc(&r.category)
+        );
         for c in cells {
             let _ = write!(
                 o,
@@ -467,7 +471,10 @@ fn svg(p: &Policy, rows: &[Row], m: &Matrix) -> String {
     let mut x = 10;
     for (kind, label) in [
         (CellKind::Allowed, "allowed: in the tenant's region"),
-        (CellKind::OutOfLocality, "allowed, out of locality (audited)"),
+        (
+            CellKind::OutOfLocality,
+            "allowed, out of locality (audited)",
+        ),
         (CellKind::Denied, "denied"),
     ] {
         let (bg, fg) = kind.colors();

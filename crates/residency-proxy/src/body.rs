@@ -122,6 +122,7 @@ impl Stream for Incoming {
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
+                eprintln!("DEBUG body end: trailer={}", self.trailer.is_some());
                 self.done = true;
                 if let Some((h, t)) = self.trailer.take() {
                     let want = t
@@ -170,6 +171,10 @@ pub(crate) fn incoming(
     let Some(blob) = blob else {
         return Body::empty();
     };
+    eprintln!(
+        "DEBUG incoming: trailer={:?} len={len:?}",
+        trailer.as_ref().map(|t| t.header.clone())
+    );
     let trailer = trailer.and_then(|t| Hasher::for_header(&t.header).map(|h| (h, t)));
     Body::from_stream(
         Incoming {

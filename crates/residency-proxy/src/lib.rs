@@ -21,13 +21,20 @@ use residency_tower::audit::batch::{BatchConfig, BatchingAuditSink, WriterId};
 
 /// The audit sink the sidecar uses: hash-chained batches under
 /// `_audit/<tenant>/` in the region each described object was placed in.
-pub(crate) fn audit_sink(config: &Config, backends: &[(String, Arc<dyn Backend>)]) -> Arc<BatchingAuditSink> {
+pub(crate) fn audit_sink(
+    config: &Config,
+    backends: &[(String, Arc<dyn Backend>)],
+) -> Arc<BatchingAuditSink> {
     let batch = BatchConfig {
         max_events: config.audit.batch_events.max(1),
         max_age: Duration::from_secs(config.audit.flush_secs.max(1)),
         ..BatchConfig::default()
     };
-    Arc::new(BatchingAuditSink::new(backends.to_vec(), WriterId::for_this_process(), batch))
+    Arc::new(BatchingAuditSink::new(
+        backends.to_vec(),
+        WriterId::for_this_process(),
+        batch,
+    ))
 }
 
 /// Stores what the audit sink still holds (on shutdown).
