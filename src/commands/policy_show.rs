@@ -297,13 +297,13 @@ h1 {{ font-size: 1.4rem; margin-bottom: .2rem; }}
 p.meta {{ color: #555; margin-top: 0; }}
 table {{ border-collapse: collapse; margin: 1rem 0; }}
 th, td {{ border: 1px solid #bbb; padding: .35rem .6rem; text-align: left; vertical-align: top; }}
-th {{ background: #eef1f5; }}
+th {{ background: #eef1f5; white-space: nowrap; }}
 td.cat code {{ font-weight: 600; }}
 td.desc {{ color: #555; font-size: .85rem; max-width: 22rem; }}
 td.allowed {{ background: #d9f2d9; color: #1e5e1e; }}
 td.ool {{ background: #ffe7b3; color: #7a4b00; }}
 td.denied {{ background: #f7d0d0; color: #8a1c1c; }}
-td.allowed, td.ool, td.denied {{ text-align: center; font-weight: 600; white-space: nowrap; }}
+td.allowed, td.ool, td.denied {{ text-align: center; vertical-align: middle; font-weight: 600; white-space: nowrap; }}
 td.gated::after {{ content: " *"; }}
 .legend span {{ display: inline-block; padding: .15rem .5rem; margin-right: .6rem; border: 1px solid #bbb; }}
 </style>
@@ -364,9 +364,10 @@ td.gated::after {{ content: " *"; }}
     o
 }
 
-/// Approximate rendered width of `s` in pixels at 13px sans-serif.
+/// Generous rendered width of `s` in pixels at 13px (bold or monospace),
+/// padding included: SVG text does not wrap, so a cell must fit its text.
 fn text_width(s: &str) -> usize {
-    s.chars().count() * 7 + 16
+    s.chars().count() * 8 + 22
 }
 
 fn svg(p: &Policy, rows: &[Row], m: &Matrix) -> String {
@@ -495,4 +496,80 @@ fn svg(p: &Policy, rows: &[Row], m: &Matrix) -> String {
     );
     o.push_str("</svg>\n");
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> Policy {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/hosting-policy.toml");
+        super::super::load_policy(&path).expect("the shipped policy loads")
+    }
+
+    fn cell_of<'a>(p: &Policy, m: &'a Matrix, category: &str, kind: &str) -> &'a Cell {
+        let row = p
+            .categories()
+            .position(|(_, c)| c.id() == category)
+            .expect("category");
+        let col = m
+            .kinds
+            .iter()
+            .position(|k| k.label == kind)
+            .expect("tenant kind");
+        &m.cells[row][col]
+    }
+
+    #[test]
+    fn the_matrix_follows_the_seed_table_for_each_kind_of_tenant() {
+        let p = shipped();
+        let m = matrix(&p).expect("matrix");
+        let labels: Vec<&str> = m.kinds.iter().map(|k| k.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "eu locality",
+                "us locality",
+                "no add-on",
+                "strict eu",
+                "strict us"
+            ]
+        );
+        let c = cell_of(&p, &m, "ticket_data", "eu locality");
+        assert!(c.kind == CellKind::Allowed && c.text == "eu");
+        // "Call Recordings: ... in the US only"
+        let c = cell_of(&p, &m, "call_recordings", "eu locality");
+        assert!(c.kind == CellKind::OutOfLocality && c.text == "us");
+        assert!(cell_of(&p, &m, "call_recordings", "strict eu").kind == CellKind::Denied);
+        // "Chat Content: Available to be Hosted in the EEA only"
+        let c = cell_of(&p, &m, "chat_content", "no add-on");
+        assert!(c.kind == CellKind::Allowed && c.text == "eu");
+        assert!(cell_of(&p, &m, "chat_content", "strict us").kind == CellKind::Denied);
+        let c = cell_of(&p, &m, "backups_and_logs", "strict eu");
+        assert!(c.kind == CellKind::Allowed && c.text == "eu");
+    }
+
+    #[test]
+    fn html_and_svg_show_every_category_and_escape_text() {
+        let p = shipped();
+        let m = matrix(&p).expect("matrix");
+        let rows = rows(&p);
+        let page = html(&p, &rows, &m);
+        let image = svg(&p, &rows, &m);
+        assert!(page.starts_with("<!DOCTYPE html>") && page.trim_end().ends_with("</html>"));
+        assert!(image.starts_with("<svg ") && image.trim_end().ends_with("</svg>"));
+        for (_, c) in p.categories() {
+            assert!(
+                page.contains(&format!("<code>{}</code>", c.id())),
+                "{}",
+                c.id()
+            );
+            assert!(image.contains(&format!(">{}</text>", c.id())), "{}", c.id());
+        }
+        // Policy text is escaped (backups_and_logs: "tenant's selected region").
+        assert!(page.contains("tenant&#39;s selected region"));
+        assert_eq!(esc("<a & \"b\">"), "&lt;a &amp; &quot;b&quot;&gt;");
+        // Balanced markup: every <g> closed.
+        assert_eq!(image.matches("<g>").count(), image.matches("</g>").count());
+    }
 }

@@ -89,6 +89,9 @@ pub struct KeyRule {
     pub(crate) category: CategoryId,
     /// The literal text every match starts with: a cheap pre-check.
     literal_prefix: String,
+    /// The pattern is `<literal>/**`: a match is exactly "starts with the
+    /// literal" (globset's `a/**` matches `a/` too), no regex needed.
+    prefix_only: bool,
     matcher: GlobMatcher,
 }
 
@@ -103,10 +106,14 @@ impl KeyRule {
             .next()
             .unwrap_or("")
             .to_string();
+        let prefix_only = pattern.strip_suffix("**").is_some_and(|p| {
+            p == literal_prefix && p.ends_with('/') && !p.contains("//")
+        });
         Ok(KeyRule {
             pattern: pattern.to_string(),
             category,
             literal_prefix,
+            prefix_only,
             matcher: glob.compile_matcher(),
         })
     }
@@ -123,7 +130,13 @@ impl KeyRule {
 
     /// Whether `key` matches.
     pub fn is_match(&self, key: &str) -> bool {
-        key.starts_with(self.literal_prefix.as_str()) && self.matcher.is_match(key)
+        if !key.starts_with(self.literal_prefix.as_str()) {
+            return false;
+        }
+        if self.prefix_only {
+            return true;
+        }
+        self.matcher.is_match(key)
     }
 }
 
@@ -206,6 +219,24 @@ mod tests {
         assert!(!r.is_match("application/json"));
         assert!(ContentTypeRule::new("audio", CategoryId(0)).is_none());
         assert!(ContentTypeRule::new("au*dio/x", CategoryId(0)).is_none());
+    }
+
+    #[test]
+    fn the_prefix_fast_path_agrees_with_the_glob() {
+        let keys = [
+            "tickets/", "tickets/a", "tickets/a/b", "tickets", "ticketsx/a", "x/tickets/a",
+            "tickets//a", "tickets/a/", "tickets/\u{e9}", "tickets/.hidden", "",
+        ];
+        for pattern in ["tickets/**", "a/b/**", "guide/images/**"] {
+            let fast = KeyRule::new(pattern, CategoryId(0)).unwrap();
+            assert!(fast.prefix_only, "{pattern} should take the fast path");
+            for k in keys.iter().chain(&["a/b/c", "a/b/", "a/bc", "guide/images/x.png"]) {
+                assert_eq!(fast.is_match(k), fast.matcher.is_match(k), "{pattern} vs {k:?}");
+            }
+        }
+        for pattern in ["chat/*.json", "**/*.wav", "a/[bc]/**", "a/**/b"] {
+            assert!(!KeyRule::new(pattern, CategoryId(0)).unwrap().prefix_only, "{pattern}");
+        }
     }
 
     #[test]

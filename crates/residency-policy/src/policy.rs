@@ -2,6 +2,9 @@
 
 use std::collections::HashMap;
 
+/// Lookups by id on the hot path: a fast hasher (keys come from config files).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::Spanned;
@@ -30,7 +33,7 @@ pub struct Policy {
     regions: Vec<Region>,
     categories: Vec<Category>,
     resolved: Vec<Resolved>,
-    category_index: HashMap<String, CategoryId>,
+    category_index: FastMap<String, CategoryId>,
     key_rules: Vec<KeyRule>,
     content_type_rules: Vec<ContentTypeRule>,
 }
@@ -194,7 +197,7 @@ impl Policy {
         if raw.categories.is_empty() {
             diag.push(None, "no categories declared: add [categories.<id>] tables");
         }
-        let mut category_index = HashMap::new();
+        let mut category_index = FastMap::default();
         for (i, (id, c)) in raw.categories.iter().enumerate() {
             if !valid_id(id) {
                 diag.push(

@@ -2,6 +2,9 @@
 //! credentials that act for them in the sidecar.
 
 use std::collections::HashMap;
+
+/// Lookups by id on the hot path: a fast hasher (keys come from config files).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::fmt;
 
 use serde::Deserialize;
@@ -134,9 +137,9 @@ pub enum KeyOwner {
 pub struct Tenants {
     tenants: Vec<Tenant>,
     service_keys: Vec<ServiceKey>,
-    by_id: HashMap<String, TenantId>,
-    by_bucket: HashMap<String, TenantId>,
-    by_access_key: HashMap<String, KeyOwner>,
+    by_id: FastMap<String, TenantId>,
+    by_bucket: FastMap<String, TenantId>,
+    by_access_key: FastMap<String, KeyOwner>,
 }
 
 #[derive(Deserialize)]
@@ -232,9 +235,9 @@ impl Tenants {
             }
         };
         let mut tenants = Vec::new();
-        let mut by_id = HashMap::new();
-        let mut by_bucket = HashMap::new();
-        let mut by_access_key = HashMap::new();
+        let mut by_id = FastMap::default();
+        let mut by_bucket = FastMap::default();
+        let mut by_access_key = FastMap::default();
         for t in &raw.tenants {
             let t = t.get_ref();
             let id = t.id.get_ref();
@@ -409,9 +412,9 @@ impl Tenants {
     /// # Errors
     /// Duplicate ids, buckets, or `strict` without locality.
     pub fn from_tenants(list: Vec<Tenant>) -> Result<Tenants, String> {
-        let mut by_id = HashMap::new();
-        let mut by_bucket = HashMap::new();
-        let mut by_access_key = HashMap::new();
+        let mut by_id = FastMap::default();
+        let mut by_bucket = FastMap::default();
+        let mut by_access_key = FastMap::default();
         for (i, t) in list.iter().enumerate() {
             let tid = TenantId(i as u32);
             if t.strict && t.locality.is_none() {

@@ -1,0 +1,156 @@
+//! The documentation cannot drift silently from the code and the shipped
+//! config: every `residency.toml` key is documented in docs/operations.md
+//! (with every metric the code records), and every category of the hosting
+//! policy is mapped to its source statement in docs/policy-mapping.md.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn read(path: &str) -> String {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("cannot read {}: {e}", full.display()))
+}
+
+/// The text between `opening` (e.g. `struct Limits {`) and the first line
+/// that closes it at the opening's indentation.
+fn block<'a>(src: &'a str, opening: &str) -> &'a str {
+    let start = src
+        .find(opening)
+        .unwrap_or_else(|| panic!("config.rs has no `{opening}`"));
+    let line_start = src[..start].rfind('\n').map_or(0, |p| p + 1);
+    let indent = &src[line_start..start];
+    let body = &src[start + opening.len()..];
+    let close = format!("\n{indent}}}");
+    let end = body
+        .find(&close)
+        .unwrap_or_else(|| panic!("`{opening}` is not closed"));
+    &body[..end]
+}
+
+/// Field names declared in a struct or enum body (`name: Type,` lines).
+fn fields(body: &str) -> BTreeSet<String> {
+    body.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("//") && !l.starts_with("#["))
+        .filter_map(|l| {
+            let l = l.strip_prefix("pub ").unwrap_or(l);
+            let (name, _) = l.split_once(':')?;
+            let ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            ok.then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// Keys assigned in a TOML file, commented-out examples included
+/// (`# access_key_env = "..."` documents a key too).
+fn toml_keys(src: &str) -> BTreeSet<String> {
+    src.lines()
+        .map(|l| l.trim().trim_start_matches('#').trim())
+        .filter_map(|l| {
+            let (key, _) = l.split_once(" = ")?;
+            let ok = !key.is_empty()
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            ok.then(|| key.to_string())
+        })
+        .collect()
+}
+
+fn missing_from(doc: &str, names: &BTreeSet<String>) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| !doc.contains(&format!("`{n}`")))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn every_residency_toml_key_is_documented_in_operations_md() {
+    let config_rs = read("crates/residency-proxy/src/config.rs");
+    let mut keys = BTreeSet::new();
+    keys.extend(fields(block(&config_rs, "struct RawConfig {")));
+    keys.extend(fields(block(&config_rs, "pub struct Limits {")));
+    keys.extend(fields(block(&config_rs, "pub struct AuditConfig {")));
+    keys.extend(fields(block(&config_rs, "pub enum BackendConfig {")));
+    keys.insert("kind".to_string()); // the enum's serde tag
+    keys.extend(toml_keys(&read("config/residency.toml")));
+    for expected in [
+        "listen",
+        "max_concurrent_requests",
+        "batch_events",
+        "secret_key_env",
+    ] {
+        assert!(
+            keys.contains(expected),
+            "key parsing lost {expected}: {keys:?}"
+        );
+    }
+    let doc = read("docs/operations.md");
+    let missing = missing_from(&doc, &keys);
+    assert!(
+        missing.is_empty(),
+        "docs/operations.md does not document these residency.toml keys (as `key`): {missing:?}"
+    );
+}
+
+#[test]
+fn every_metric_the_code_records_is_documented_in_operations_md() {
+    let mut names = BTreeSet::new();
+    for file in [
+        "crates/residency-tower/src/metrics.rs",
+        "crates/residency-tower/src/audit/batch.rs",
+        "crates/residency-proxy/src/server.rs",
+    ] {
+        let src = read(file);
+        for piece in src.split('"').skip(1).step_by(2) {
+            let is_metric = piece.starts_with("residency_")
+                && piece
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if is_metric {
+                names.insert(piece.to_string());
+            }
+        }
+    }
+    for expected in [
+        "residency_requests_total",
+        "residency_reload_total",
+        "residency_shed_total",
+    ] {
+        assert!(
+            names.contains(expected),
+            "metric scan lost {expected}: {names:?}"
+        );
+    }
+    let doc = read("docs/operations.md");
+    let missing = missing_from(&doc, &names);
+    assert!(
+        missing.is_empty(),
+        "docs/operations.md's metrics table lacks: {missing:?}"
+    );
+}
+
+#[test]
+fn every_policy_category_is_mapped_in_policy_mapping_md() {
+    let policy = read("config/hosting-policy.toml");
+    let categories: BTreeSet<String> = policy
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("[categories."))
+        .filter_map(|l| l.strip_suffix(']'))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        categories.len() >= 18,
+        "expected the 18 seed categories, parsed {categories:?}"
+    );
+    let doc = read("docs/policy-mapping.md");
+    let missing = missing_from(&doc, &categories);
+    assert!(
+        missing.is_empty(),
+        "docs/policy-mapping.md does not map these categories of config/hosting-policy.toml (as `id`): {missing:?}"
+    );
+}
