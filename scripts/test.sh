@@ -10,6 +10,11 @@
 #            (Rust integration tests start their own Garage servers via residency-testkit)
 #   python   if tests/python exists: a Garage pair from `residency-testkit up`, its
 #            RESIDENCY_TEST_* variables sourced, then pytest -q tests/python
+#   deploy   scripts/validate-deploy.sh: Kustomize overlays render and validate
+#            against the Kubernetes schemas, dashboard and alert rules parse,
+#            systemd unit verifies, the Dockerfile builds what `release` builds
+#   release  cargo build --release --locked -p residency (the README's main
+#            command and the container image build exactly this)
 # Every step runs even when an earlier one failed (RESIDENCY_FAIL_FAST=1 stops at
 # the first failure); the exit status is non-zero if any step failed.
 #
@@ -24,7 +29,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
 TMP_DIR="$ROOT/.tmp"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-STEPS=",${RESIDENCY_STEPS:-fmt,clippy,test,doc,python},"
+STEPS=",${RESIDENCY_STEPS:-fmt,clippy,test,doc,python,deploy,release},"
 PY_TESTS="${RESIDENCY_PY_TESTS:-tests/python}"
 mkdir -p "$TMP_DIR"
 
@@ -161,3 +166,7 @@ elif [[ -d "$PY_TESTS" ]]; then
 else
     section "python/CLI end-to-end: skipped (no $PY_TESTS)"
 fi
+
+# ---------------------------------------------------------------- deploy + release build
+if wanted deploy; then step "deploy manifests (scripts/validate-deploy.sh)" "$ROOT/scripts/validate-deploy.sh"; fi
+if wanted release; then step "release build" cargo build --release --locked -p residency; fi
