@@ -111,8 +111,13 @@ ensure_venv() {
 ensure_promtool() {
     if command -v promtool >/dev/null 2>&1; then
         PROMTOOL="$(command -v promtool)"
-    elif command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]] &&
-        apt-cache policy prometheus 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    elif command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]] && {
+        apt-cache policy prometheus 2>/dev/null | grep -q 'Candidate: [0-9]' || {
+            # A fresh machine has no package lists yet.
+            apt-get update -qq >"$TMP/apt-update.log" 2>&1 &&
+                apt-cache policy prometheus 2>/dev/null | grep -q 'Candidate: [0-9]'
+        }
+    }; then
         echo "    promtool missing: apt-get install prometheus (ships /usr/bin/promtool)"
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus \
             >"$TMP/apt-prometheus.log" 2>&1 || {
