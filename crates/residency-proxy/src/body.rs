@@ -82,80 +82,125 @@ struct Incoming {
     failure: BodyFailure,
     trailer: Option<(Hasher, Trailer)>,
     done: bool,
+    /// The announced (decoded) length, if any.
+    expected: Option<u64>,
+    /// Bytes received so far.
+    seen: u64,
+    /// The chunk that completed the announced length, held back until the
+    /// client's stream has ended. A consumer that knows the length (the
+    /// backend's HTTP client) stops polling after the last byte, so without
+    /// this the end of the stream (the final chunk's signature, the trailer's
+    /// signature, the trailing checksum) would never be checked and a bad
+    /// upload would be stored.
+    held: Option<Bytes>,
+}
+
+impl Incoming {
+    fn fail(&mut self, e: &(dyn std::error::Error + 'static)) {
+        self.done = true;
+        self.held = None;
+        let msg = e.to_string();
+        let s3 = if msg.contains("SignatureMismatch") {
+            S3Error::with_message(
+                S3ErrorCode::SignatureDoesNotMatch,
+                "a chunk signature does not match",
+            )
+        } else if msg.contains("Incomplete") || msg.contains("FormatError") {
+            S3Error::with_message(
+                S3ErrorCode::IncompleteBody,
+                "the request body is incomplete or malformed",
+            )
+        } else {
+            S3Error::with_message(
+                S3ErrorCode::IncompleteBody,
+                format!("the request body failed: {msg}"),
+            )
+        };
+        self.failure.set(s3);
+    }
+
+    /// At the end of the client's stream: the trailing checksum, if one was
+    /// announced, must match the bytes received.
+    fn check_trailer(&mut self) -> Result<(), BoxError> {
+        let Some((h, t)) = self.trailer.take() else {
+            return Ok(());
+        };
+        let want = t
+            .handle
+            .read(|hs| {
+                hs.get(t.header.as_str())
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            })
+            .flatten();
+        let got = h.finish();
+        match want {
+            Some(w) if w.trim() == got => Ok(()),
+            Some(_) => {
+                self.failure.set(S3Error::with_message(
+                    S3ErrorCode::BadDigest,
+                    format!(
+                        "the {} you specified did not match the calculated checksum",
+                        t.header
+                    ),
+                ));
+                Err("trailing checksum mismatch".into())
+            }
+            None => {
+                self.failure.set(S3Error::with_message(
+                    S3ErrorCode::InvalidRequest,
+                    format!("the trailer {} was announced but not sent", t.header),
+                ));
+                Err("trailing checksum missing".into())
+            }
+        }
+    }
 }
 
 impl Stream for Incoming {
     type Item = Result<Bytes, BoxError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        match Pin::new(&mut self.inner).poll_next(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(chunk))) => {
-                if let Some((h, _)) = &mut self.trailer {
-                    h.update(&chunk);
-                }
-                Poll::Ready(Some(Ok(chunk)))
+        loop {
+            if self.done {
+                return Poll::Ready(None);
             }
-            Poll::Ready(Some(Err(e))) => {
-                self.done = true;
-                let msg = e.to_string();
-                let s3 = if msg.contains("SignatureMismatch") {
-                    S3Error::with_message(
-                        S3ErrorCode::SignatureDoesNotMatch,
-                        "a chunk signature does not match",
-                    )
-                } else if msg.contains("Incomplete") || msg.contains("FormatError") {
-                    S3Error::with_message(
-                        S3ErrorCode::IncompleteBody,
-                        "the request body is incomplete or malformed",
-                    )
-                } else {
-                    S3Error::with_message(
-                        S3ErrorCode::IncompleteBody,
-                        format!("the request body failed: {msg}"),
-                    )
-                };
-                self.failure.set(s3);
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Ready(None) => {
-                eprintln!("DEBUG body end: trailer={}", self.trailer.is_some());
-                self.done = true;
-                if let Some((h, t)) = self.trailer.take() {
-                    let want = t
-                        .handle
-                        .read(|hs| {
-                            hs.get(t.header.as_str())
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_string)
-                        })
-                        .flatten();
-                    let got = h.finish();
-                    match want {
-                        Some(w) if w.trim() == got => {}
-                        Some(_) => {
-                            self.failure.set(S3Error::with_message(
-                                S3ErrorCode::BadDigest,
-                                format!(
-                                    "the {} you specified did not match the calculated checksum",
-                                    t.header
-                                ),
-                            ));
-                            return Poll::Ready(Some(Err("trailing checksum mismatch".into())));
-                        }
-                        None => {
-                            self.failure.set(S3Error::with_message(
-                                S3ErrorCode::InvalidRequest,
-                                format!("the trailer {} was announced but not sent", t.header),
-                            ));
-                            return Poll::Ready(Some(Err("trailing checksum missing".into())));
-                        }
+            match Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if let Some((h, _)) = &mut self.trailer {
+                        h.update(&chunk);
                     }
+                    self.seen += chunk.len() as u64;
+                    let chunk = match self.held.take() {
+                        // More than announced: pass it on (the backend refuses it).
+                        Some(prev) => {
+                            let mut b = Vec::with_capacity(prev.len() + chunk.len());
+                            b.extend_from_slice(&prev);
+                            b.extend_from_slice(&chunk);
+                            Bytes::from(b)
+                        }
+                        None => chunk,
+                    };
+                    if self.expected.is_some_and(|n| self.seen >= n) {
+                        // The last byte: first see the client's stream end.
+                        self.held = Some(chunk);
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(chunk)));
                 }
-                Poll::Ready(None)
+                Poll::Ready(Some(Err(e))) => {
+                    self.fail(&*e);
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    self.done = true;
+                    if let Err(e) = self.check_trailer() {
+                        self.held = None;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    return Poll::Ready(self.held.take().map(Ok));
+                }
             }
         }
     }
@@ -171,10 +216,6 @@ pub(crate) fn incoming(
     let Some(blob) = blob else {
         return Body::empty();
     };
-    eprintln!(
-        "DEBUG incoming: trailer={:?} len={len:?}",
-        trailer.as_ref().map(|t| t.header.clone())
-    );
     let trailer = trailer.and_then(|t| Hasher::for_header(&t.header).map(|h| (h, t)));
     Body::from_stream(
         Incoming {
@@ -182,6 +223,9 @@ pub(crate) fn incoming(
             failure: failure.clone(),
             trailer,
             done: false,
+            expected: len,
+            seen: 0,
+            held: None,
         },
         len,
     )
@@ -195,6 +239,7 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
+    #[allow(clippy::new_ret_no_self)] // wraps itself in the s3s body type
     pub(crate) fn new(body: Body) -> StreamingBlob {
         let remaining = body.len_hint();
         StreamingBlob::new(Outgoing {

@@ -19,6 +19,7 @@ use toml::Spanned;
 /// How a region is stored.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+#[allow(clippy::large_enum_variant)] // a handful per process, read once
 pub enum BackendConfig {
     /// A local directory (the embedded default).
     Dir {

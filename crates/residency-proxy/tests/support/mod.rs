@@ -1,0 +1,714 @@
+//! Shared pieces of the sidecar's end-to-end tests: one Garage pair for the
+//! whole test binary, an in-process sidecar per test, `aws-sdk-s3` clients for
+//! the sidecar and for the regional buckets, and a hand-written SigV4 signer
+//! for the requests the SDK will not make (signed `aws-chunked` bodies).
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
+use aws_sdk_s3::error::{BoxError, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::Client;
+use hmac::{Hmac, Mac};
+use residency_proxy::{ServeOptions, Sidecar};
+use residency_testkit::{GarageCluster, RegionInfo};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Time allowed for one whole test.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(240);
+/// Time allowed for one client call.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+// Keys of config/tenants.example.toml.
+pub const ACME: (&str, &str) = ("ACMEEXAMPLEKEY", "acme-example-secret-key-change-me");
+pub const GLOBEX: (&str, &str) = ("GLOBEXEXAMPLEKEY", "globex-example-secret-key-change-me");
+pub const INITECH: (&str, &str) = ("INITECHEXAMPLEKEY", "initech-example-secret-key-change-me");
+pub const EUROBANK: (&str, &str) = (
+    "EUROBANKEXAMPLEKEY",
+    "eurobank-example-secret-key-change-me",
+);
+pub const SERVICE: (&str, &str) = (
+    "APPSERVEREXAMPLEKEY",
+    "appserver-example-secret-key-change-me",
+);
+
+/// Runs a test body with a time bound.
+pub async fn bounded<F: Future<Output = ()>>(name: &str, f: F) {
+    if tokio::time::timeout(TEST_TIMEOUT, f).await.is_err() {
+        panic!("{name}: did not finish within {TEST_TIMEOUT:?}");
+    }
+}
+
+/// Awaits one call with a time bound.
+pub async fn within<F: Future>(what: &str, f: F) -> F::Output {
+    match tokio::time::timeout(CALL_TIMEOUT, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: no answer within {CALL_TIMEOUT:?}"),
+    }
+}
+
+/// The Garage pair shared by every test of the binary (started on first use;
+/// the testkit kills it when the test process exits).
+pub fn cluster() -> &'static GarageCluster {
+    static CLUSTER: OnceLock<Result<GarageCluster, String>> = OnceLock::new();
+    match CLUSTER.get_or_init(|| GarageCluster::start().map_err(|e| e.to_string())) {
+        Ok(c) => c,
+        Err(e) => panic!("cannot start the Garage pair: {e}"),
+    }
+}
+
+/// Tests that assert "nothing changed in either bucket" take this lock
+/// exclusively; every other test holds it shared while it writes.
+pub static BUCKETS: LazyLock<tokio::sync::RwLock<()>> =
+    LazyLock::new(|| tokio::sync::RwLock::new(()));
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn backend_toml(id: &str, r: &RegionInfo) -> String {
+    format!(
+        "[regions.{id}]\nkind = \"s3\"\nendpoint = {:?}\nbucket = {:?}\nregion = {:?}\naccess_key = {:?}\nsecret_key = {:?}\ntimeout_secs = 30\nmax_attempts = 1\n\n",
+        r.endpoint, r.bucket, r.region, r.access_key, r.secret_key
+    )
+}
+
+/// The sidecar's configuration for the shared Garage pair: the repository's
+/// hosting policy and example tenants, audit off.
+pub fn write_config(dir: &Path) -> PathBuf {
+    let c = cluster();
+    let root = repo_root();
+    let policy = root.join("config/hosting-policy.toml");
+    let tenants = root.join("config/tenants.example.toml");
+    let mut s = format!(
+        "listen = \"127.0.0.1:1\"\nadmin = \"127.0.0.1:2\"\npolicy = {:?}\ntenants = {:?}\nupload_id_secret = \"e2e-upload-id-secret\"\n\n",
+        policy.display().to_string(),
+        tenants.display().to_string()
+    );
+    s.push_str(&backend_toml("eu", c.eu()));
+    s.push_str(&backend_toml("us", c.us()));
+    s.push_str("[limits]\nshutdown_grace_secs = 1\n\n[audit]\nenabled = false\n");
+    let path = dir.join("residency.toml");
+    std::fs::write(&path, s).expect("write residency.toml");
+    path
+}
+
+/// A sidecar serving in this test's runtime; stopped when dropped.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub endpoint: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Builds a sidecar from `config` and serves it on fresh 127.0.0.1 ports.
+pub async fn start_sidecar(config: &Path) -> Running {
+    let sidecar = within(
+        "Sidecar::build",
+        Sidecar::build(config, &ServeOptions::default()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("Sidecar::build: {e}"));
+    let s3 = TcpListener::bind("127.0.0.1:0").await.expect("bind s3");
+    let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+    let addr = s3.local_addr().expect("local addr");
+    let task = tokio::spawn(async move {
+        if let Err(e) = residency_proxy::run(Arc::new(sidecar), s3, admin).await {
+            panic!("sidecar stopped: {e}");
+        }
+    });
+    Running {
+        addr,
+        endpoint: format!("http://{addr}"),
+        task,
+    }
+}
+
+/// One test's sidecar on the shared Garage pair.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub sidecar: Running,
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        let _ = cluster();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = write_config(dir.path());
+        let sidecar = start_sidecar(&config).await;
+        Env {
+            dir,
+            config,
+            sidecar,
+        }
+    }
+
+    /// Stops this sidecar and starts a new one on the same configuration.
+    pub async fn restart(&mut self) {
+        self.sidecar.task.abort();
+        let _ = (&mut self.sidecar.task).await;
+        self.sidecar = start_sidecar(&self.config).await;
+    }
+
+    /// An SDK client of the sidecar signing with `key`.
+    pub fn client(&self, key: (&str, &str)) -> Client {
+        proxy_client(&self.sidecar.endpoint, key.0, key.1, None)
+    }
+}
+
+fn base_config(
+    endpoint: &str,
+    region: &str,
+    access: &str,
+    secret: &str,
+) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::Config::builder()
+        .endpoint_url(endpoint)
+        .region(Region::new(region.to_string()))
+        .credentials_provider(Credentials::new(access, secret, None, None, "e2e"))
+        .force_path_style(true)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_timeout(CALL_TIMEOUT)
+                .build(),
+        )
+}
+
+/// A client of the sidecar (signing for `us-east-1`, as SDKs default to).
+pub fn proxy_client(
+    endpoint: &str,
+    access: &str,
+    secret: &str,
+    recorder: Option<Recorder>,
+) -> Client {
+    let mut b = base_config(endpoint, "us-east-1", access, secret);
+    if let Some(r) = recorder {
+        b = b.interceptor(r);
+    }
+    Client::from_conf(b.build())
+}
+
+/// A clock `offset` behind the real one.
+#[derive(Debug)]
+pub struct SkewedClock(pub Duration);
+
+impl aws_smithy_async::time::TimeSource for SkewedClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now() - self.0
+    }
+}
+
+/// A client of the sidecar whose clock is `behind` the real time.
+pub fn skewed_client(endpoint: &str, key: (&str, &str), behind: Duration) -> Client {
+    let b = base_config(endpoint, "us-east-1", key.0, key.1).time_source(SkewedClock(behind));
+    Client::from_conf(b.build())
+}
+
+/// A client of a regional Garage bucket.
+pub fn garage_client(r: &RegionInfo) -> Client {
+    Client::from_conf(base_config(&r.endpoint, &r.region, &r.access_key, &r.secret_key).build())
+}
+
+/// Records the headers of every request a client sends.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder(pub Arc<Mutex<Vec<BTreeMap<String, String>>>>);
+
+impl Recorder {
+    pub fn take(&self) -> Vec<BTreeMap<String, String>> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl Intercept for Recorder {
+    fn name(&self) -> &'static str {
+        "e2e-header-recorder"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let headers = context
+            .request()
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        self.0.lock().unwrap().push(headers);
+        Ok(())
+    }
+}
+
+/// An S3 error as the client saw it.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+/// The S3 error of a call that must fail.
+pub fn failure<T: Debug, E>(what: &str, r: Result<T, SdkError<E, HttpResponse>>) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match r {
+        Ok(v) => panic!("{what}: expected an S3 error, got {v:?}"),
+        Err(e) => {
+            let status = e
+                .raw_response()
+                .map(|r| r.status().as_u16())
+                .unwrap_or_else(|| panic!("{what}: expected an S3 error response, got {e:?}"));
+            Failure {
+                status,
+                code: e.code().unwrap_or_default().to_string(),
+                message: e.message().unwrap_or_default().to_string(),
+            }
+        }
+    }
+}
+
+/// Asserts the status and code of a call that must fail; returns the failure.
+pub fn expect_s3_error<T: Debug, E>(
+    what: &str,
+    r: Result<T, SdkError<E, HttpResponse>>,
+    status: u16,
+    code: &str,
+) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let f = failure(what, r);
+    assert_eq!(
+        (f.status, f.code.as_str()),
+        (status, code),
+        "{what}: wrong error: {f:?}"
+    );
+    f
+}
+
+/// Both regional buckets as seen directly: every object (key, size, etag)
+/// and every multipart upload in progress, by region.
+pub async fn snapshot() -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for r in cluster().regions() {
+        let c = garage_client(r);
+        let mut token = None;
+        loop {
+            let page = within(
+                "list backend",
+                c.list_objects_v2()
+                    .bucket(&r.bucket)
+                    .set_continuation_token(token.take())
+                    .send(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("list {}: {e:?}", r.name));
+            for o in page.contents() {
+                out.insert(
+                    format!("{}:{}", r.name, o.key().unwrap_or_default()),
+                    format!(
+                        "{} {}",
+                        o.size().unwrap_or_default(),
+                        o.e_tag().unwrap_or_default()
+                    ),
+                );
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        let ups = within(
+            "list backend uploads",
+            c.list_multipart_uploads().bucket(&r.bucket).send(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("list uploads {}: {e:?}", r.name));
+        for u in ups.uploads() {
+            out.insert(
+                format!(
+                    "{}:upload:{}:{}",
+                    r.name,
+                    u.key().unwrap_or_default(),
+                    u.upload_id().unwrap_or_default()
+                ),
+                String::new(),
+            );
+        }
+    }
+    out
+}
+
+/// The regions (`eu`, `us`) whose bucket holds `<tenant>/<key>`, read directly.
+pub async fn regions_holding(tenant: &str, key: &str) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    let full = format!("{tenant}/{key}");
+    for (name, r) in [("eu", cluster().eu()), ("us", cluster().us())] {
+        let c = garage_client(r);
+        match within(
+            "head backend",
+            c.head_object().bucket(&r.bucket).key(&full).send(),
+        )
+        .await
+        {
+            Ok(_) => found.push(name),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {}
+            Err(e) => panic!("head {full} in {name}: {e:?}"),
+        }
+    }
+    found
+}
+
+/// The bytes of `<tenant>/<key>` read directly from region `region`.
+pub async fn backend_bytes(region: &str, tenant: &str, key: &str) -> Vec<u8> {
+    let r = cluster().region(region).expect("region");
+    let c = garage_client(r);
+    let out = within(
+        "get backend",
+        c.get_object()
+            .bucket(&r.bucket)
+            .key(format!("{tenant}/{key}"))
+            .send(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("get {tenant}/{key} from {region}: {e:?}"));
+    out.body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes()
+        .to_vec()
+}
+
+/// Asserts that `<tenant>/<key>` is stored in exactly `region`.
+pub async fn assert_placed(tenant: &str, key: &str, region: &str) {
+    let found = regions_holding(tenant, key).await;
+    assert_eq!(
+        found,
+        [region],
+        "{tenant}/{key} must be stored in {region} only"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// SigV4 by hand (for aws-chunked signed streaming uploads).
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut m = HmacSha256::new_from_slice(key).expect("hmac key");
+    m.update(data);
+    m.finalize().into_bytes().to_vec()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// `(YYYYMMDD'T'HHMMSS'Z', YYYYMMDD)` of a time.
+pub fn amz_date(t: SystemTime) -> (String, String) {
+    let secs = t.duration_since(UNIX_EPOCH).expect("after 1970").as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let date = format!("{y:04}{m:02}{d:02}");
+    (
+        format!(
+            "{date}T{:02}{:02}{:02}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        ),
+        date,
+    )
+}
+
+/// Signs requests for one key, time, region and the `s3` service.
+pub struct Signer {
+    pub access_key: String,
+    secret_key: String,
+    pub region: String,
+    pub datetime: String,
+    pub date: String,
+}
+
+impl Signer {
+    pub fn new(key: (&str, &str), region: &str, datetime: &str) -> Signer {
+        Signer {
+            access_key: key.0.to_string(),
+            secret_key: key.1.to_string(),
+            region: region.to_string(),
+            datetime: datetime.to_string(),
+            date: datetime[..8].to_string(),
+        }
+    }
+
+    pub fn scope(&self) -> String {
+        format!("{}/{}/s3/aws4_request", self.date, self.region)
+    }
+
+    fn sign(&self, string_to_sign: &str) -> String {
+        let k = hmac(
+            format!("AWS4{}", self.secret_key).as_bytes(),
+            self.date.as_bytes(),
+        );
+        let k = hmac(&k, self.region.as_bytes());
+        let k = hmac(&k, b"s3");
+        let k = hmac(&k, b"aws4_request");
+        hex::encode(hmac(&k, string_to_sign.as_bytes()))
+    }
+
+    /// The canonical request of a request whose path and query need no
+    /// percent-encoding; `headers` are the signed ones (any case, any order).
+    pub fn canonical_request(
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &[(&str, String)],
+        payload_hash: &str,
+    ) -> (String, String) {
+        let mut hs: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        hs.sort();
+        let signed: Vec<&str> = hs.iter().map(|(k, _)| k.as_str()).collect();
+        let signed = signed.join(";");
+        let canonical_headers: String = hs.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+        (
+            format!("{method}\n{path}\n{query}\n{canonical_headers}\n{signed}\n{payload_hash}"),
+            signed,
+        )
+    }
+
+    /// The seed signature and `Authorization` header of a request.
+    pub fn seed(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &[(&str, String)],
+        payload_hash: &str,
+    ) -> (String, String) {
+        let (canonical, signed) =
+            Self::canonical_request(method, path, query, headers, payload_hash);
+        let sts = format!(
+            "AWS4-HMAC-SHA256\n{}\n{}\n{}",
+            self.datetime,
+            self.scope(),
+            sha256_hex(canonical.as_bytes())
+        );
+        let sig = self.sign(&sts);
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential={}/{}, SignedHeaders={signed}, Signature={sig}",
+            self.access_key,
+            self.scope()
+        );
+        (sig, auth)
+    }
+
+    /// The signature of one `aws-chunked` chunk.
+    pub fn chunk(&self, prev_signature: &str, data: &[u8]) -> String {
+        let sts = format!(
+            "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{prev_signature}\n{EMPTY_SHA256}\n{}",
+            self.datetime,
+            self.scope(),
+            sha256_hex(data)
+        );
+        self.sign(&sts)
+    }
+
+    /// An `aws-chunked` body of `chunks` (and the final empty chunk), each
+    /// signed in turn from `seed`. `corrupt` names a chunk whose data is
+    /// altered after signing (its signature stays the one of the real data).
+    pub fn chunked_body(&self, seed: &str, chunks: &[&[u8]], corrupt: Option<usize>) -> Vec<u8> {
+        let mut body = Vec::new();
+        let mut prev = seed.to_string();
+        for (i, data) in chunks.iter().copied().chain([&[][..]]).enumerate() {
+            let sig = self.chunk(&prev, data);
+            body.extend_from_slice(
+                format!("{:x};chunk-signature={sig}\r\n", data.len()).as_bytes(),
+            );
+            let mut data = data.to_vec();
+            if corrupt == Some(i) {
+                data[0] ^= 0x01;
+            }
+            body.extend_from_slice(&data);
+            body.extend_from_slice(b"\r\n");
+            prev = sig;
+        }
+        body
+    }
+}
+
+/// An unsigned `aws-chunked` body with one trailing header, as SDKs send it
+/// (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`).
+pub fn unsigned_chunked_body(chunks: &[&[u8]], trailer: &str, value: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for data in chunks {
+        body.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("0\r\n{trailer}:{value}\r\n\r\n").as_bytes());
+    body
+}
+
+impl Signer {
+    /// A signed `aws-chunked` body ending with one signed trailing header
+    /// (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER`, what `aws-sdk-s3` sends
+    /// over plain HTTP). `bad_trailer_signature` sends a wrong trailer signature.
+    pub fn chunked_body_with_trailer(
+        &self,
+        seed: &str,
+        chunks: &[&[u8]],
+        trailer: (&str, &str),
+        bad_trailer_signature: bool,
+    ) -> Vec<u8> {
+        let mut body = Vec::new();
+        let mut prev = seed.to_string();
+        for data in chunks.iter().copied().chain([&[][..]]) {
+            let sig = self.chunk(&prev, data);
+            body.extend_from_slice(
+                format!("{:x};chunk-signature={sig}\r\n", data.len()).as_bytes(),
+            );
+            body.extend_from_slice(data);
+            if !data.is_empty() {
+                body.extend_from_slice(b"\r\n");
+            }
+            prev = sig;
+        }
+        let canonical = format!("{}:{}\n", trailer.0, trailer.1);
+        let sts = format!(
+            "AWS4-HMAC-SHA256-TRAILER\n{}\n{}\n{prev}\n{}",
+            self.datetime,
+            self.scope(),
+            sha256_hex(canonical.as_bytes())
+        );
+        let mut tsig = self.sign(&sts);
+        if bad_trailer_signature {
+            tsig = self.sign("something else");
+        }
+        body.extend_from_slice(
+            format!(
+                "{}:{}\r\nx-amz-trailer-signature:{tsig}\r\n\r\n",
+                trailer.0, trailer.1
+            )
+            .as_bytes(),
+        );
+        body
+    }
+}
+
+/// An HTTP response read off a raw connection.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+fn parse_response(buf: &[u8]) -> Option<(RawResponse, bool)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&buf[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let rest = &buf[end + 4..];
+    let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let complete = match header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        Some(n) => rest.len() >= n,
+        None if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) => {
+            rest.ends_with(b"0\r\n\r\n")
+        }
+        None => false,
+    };
+    Some((
+        RawResponse {
+            status,
+            headers,
+            body: String::from_utf8_lossy(rest).into_owned(),
+        },
+        complete,
+    ))
+}
+
+/// Sends one HTTP/1.1 request on a new connection and reads the response
+/// (tolerating a connection the server resets once it has answered).
+pub async fn send_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> RawResponse {
+    within("raw request", async {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let mut req = format!("{method} {path} HTTP/1.1\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("connection: close\r\n\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        // The server may answer (and close) before it reads the whole body.
+        let _ = s.write_all(&bytes).await;
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 16 * 1024];
+        loop {
+            match s.read(&mut tmp).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    buf.extend_from_slice(&tmp[..n]);
+                    if let Some((_, true)) = parse_response(&buf) {
+                        break;
+                    }
+                }
+            }
+        }
+        parse_response(&buf).map(|(r, _)| r).unwrap_or_else(|| {
+            panic!(
+                "no HTTP response to {method} {path}: {:?}",
+                String::from_utf8_lossy(&buf)
+            )
+        })
+    })
+    .await
+}
