@@ -17,8 +17,8 @@
 //!     include_str!("../../../config/hosting-policy.toml"), "hosting-policy.toml",
 //!     include_str!("../../../config/tenants.example.toml"), "tenants.example.toml",
 //! ).unwrap();
-//! let eu = Arc::new(MemoryBackend::new());
-//! let us = Arc::new(MemoryBackend::new());
+//! let eu = Arc::new(MemoryBackend::new("eu"));
+//! let us = Arc::new(MemoryBackend::new("us"));
 //! let codec = UploadIdCodec::new(b"stable secret".to_vec());
 //! let mut svc = ServiceBuilder::new()
 //!     .layer(RoutingLayer::new(RulesetHandle::new(rules)).upload_ids(codec.clone()))

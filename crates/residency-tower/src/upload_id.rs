@@ -4,6 +4,8 @@
 //! Format: `r1.<region>.<tenant>.<base64url backend id>.<base64url mac>` where
 //! the MAC is HMAC-SHA256 over the first four fields.
 
+use std::sync::Arc;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -25,7 +27,8 @@ pub struct UploadToken {
 /// Signs and verifies upload ids.
 #[derive(Clone)]
 pub struct UploadIdCodec {
-    key: Vec<u8>,
+    // Shared: the dispatch service clones its codec on every call.
+    key: Arc<[u8]>,
 }
 
 impl std::fmt::Debug for UploadIdCodec {
@@ -38,14 +41,16 @@ impl UploadIdCodec {
     /// A codec with this signing key (keep it stable across restarts, or
     /// uploads in flight become unknown).
     pub fn new(key: impl Into<Vec<u8>>) -> Self {
-        Self { key: key.into() }
+        Self {
+            key: Arc::from(key.into()),
+        }
     }
 
     /// A codec with a random key (uploads do not survive a restart).
     pub fn random() -> Self {
         let mut key = vec![0u8; 32];
         getrandom::fill(&mut key).expect("the OS random source is available");
-        Self { key }
+        Self::new(key)
     }
 
     fn mac(&self, body: &str) -> Vec<u8> {

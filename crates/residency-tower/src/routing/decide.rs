@@ -1,7 +1,7 @@
 //! From a request to a route: the policy decision for one operation.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use residency_policy::{CategoryId, Decision, DenyReason, Ruleset};
 use residency_store::OpKind;
@@ -13,9 +13,31 @@ use crate::upload_id::UploadIdCodec;
 
 static REQUEST_SEQ: AtomicU64 = AtomicU64::new(1);
 
+/// `<pid hex>-<sequence>`. On the hot path of every request without an id of
+/// its own: the prefix is formatted once (`getpid` is a system call), the
+/// sequence number by hand on the stack, so the `Arc` is the only allocation.
 fn next_request_id() -> Arc<str> {
-    let n = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed);
-    format!("{:x}-{n}", std::process::id()).into()
+    static PREFIX: OnceLock<([u8; 9], usize)> = OnceLock::new();
+    let (prefix, prefix_len) = PREFIX.get_or_init(|| {
+        let hex = format!("{:x}-", std::process::id());
+        let mut p = [0u8; 9]; // at most 8 hex digits and '-'
+        p[..hex.len()].copy_from_slice(hex.as_bytes());
+        (p, hex.len())
+    });
+    let mut n = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed);
+    let mut buf = [0u8; 29]; // the prefix and at most 20 decimal digits
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let start = i - prefix_len;
+    buf[start..i].copy_from_slice(&prefix[..*prefix_len]);
+    Arc::from(std::str::from_utf8(&buf[start..]).expect("ascii"))
 }
 
 /// A denial, with the category when one was found (for the audit trail).
@@ -210,4 +232,23 @@ pub(crate) fn audit_event<R: RoutableRequest>(
         }
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_request_id;
+
+    #[test]
+    fn request_ids_are_pid_and_sequence() {
+        let prefix = format!("{:x}-", std::process::id());
+        let a = next_request_id();
+        let b = next_request_id();
+        let seq = |id: &str| -> u64 {
+            id.strip_prefix(prefix.as_str())
+                .expect("pid prefix")
+                .parse()
+                .expect("decimal sequence")
+        };
+        assert!(seq(&b) > seq(&a), "{a} then {b}");
+    }
 }
