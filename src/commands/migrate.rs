@@ -1,21 +1,246 @@
-//! `residency migrate`: move a tenant's data to a new region (being written).
+//! `residency migrate`: move a tenant's data to a new region.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
+use residency::policy::Policy;
+use residency_migrate::{
+    FaultAction, FaultPoint, MigrateError, MigrationOptions, Migrator, ProgressMode,
+};
+use residency_proxy::Config;
+use residency_tower::audit::batch::{BatchConfig, BatchingAuditSink, WriterId};
+
+const SEQUENCE: &str = "\
+The sequence (each step is safe to interrupt; the same command resumes):
+
+  1. residency migrate --tenant T --to eu --dry-run
+       Plan: lists T's objects in the other regions and says what moves
+       (counts, bytes, per category) and what policy keeps where it is
+       (e.g. call recordings are US-only). Writes nothing.
+  2. residency migrate --tenant T --to eu
+       Switch: the tenants file gets locality = \"eu\" and
+       migrating_from = \"<old region>\" (edited in place, comments kept,
+       replaced atomically). The sidecar reloads it (file poll or SIGHUP):
+       new writes go to eu, reads try eu, then the old region.
+       Copy: every object to move is streamed to eu (multipart above the
+       part size), verified (size, metadata and the ETag the destination
+       computed, against the MD5 computed while copying) and journaled in
+       eu under _migrations/T/<id>/. Nothing is deleted yet.
+  3. residency migrate --tenant T --to eu --finish
+       After the assurance window (default 30d from the moment every
+       object was verified): deletes each old copy whose copy still
+       verifies (objects written late to the old region are copied first),
+       then removes migrating_from from the tenants file.
+       With --assurance 0s, step 2 goes on to do this at once.
+
+Running a finished migration again does nothing. A crash or kill at any
+point loses nothing: run the same command again.
+
+Exit codes: 0 done (or waiting for the assurance window after step 2),
+1 a copy did not verify or a backend failed, 2 bad arguments or files,
+3 --finish before the copy is verified or the window has passed.";
+
+/// How progress is shown.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProgressArg {
+    /// A progress bar on a terminal, log lines otherwise.
+    Auto,
+    /// Log lines every few seconds.
+    Log,
+    /// No progress output.
+    Quiet,
+}
 
 /// Arguments of `residency migrate`.
 #[derive(Args, Debug)]
+#[command(after_long_help = SEQUENCE)]
 pub(crate) struct MigrateArgs {
+    /// The sidecar's configuration file (regions' backends, policy and
+    /// tenants files).
+    #[arg(long, value_name = "FILE", default_value = "config/residency.toml")]
+    pub(crate) config: PathBuf,
     /// Tenant id.
     #[arg(long)]
     pub(crate) tenant: String,
+    /// The destination region (a region of the policy).
+    #[arg(long, value_name = "REGION")]
+    pub(crate) to: String,
+    /// Print the plan (counts, bytes, per category) and change nothing.
+    #[arg(long, conflicts_with = "finish")]
+    pub(crate) dry_run: bool,
+    /// Delete the old copies (after every object is verified and the
+    /// assurance window has passed), then clear migrating_from.
+    #[arg(long)]
+    pub(crate) finish: bool,
+    /// Objects copied at once.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub(crate) parallel: usize,
+    /// Time between "every object verified" and deleting the old copies
+    /// (e.g. 30d, 12h, 15m, 0s). Default: what the migration started with
+    /// (30d for a new one).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) assurance: Option<Duration>,
+    /// Part size of multipart copies, in MiB; larger objects are multipart.
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    pub(crate) part_size_mib: u64,
+    /// Leave the tenants file alone (it is managed elsewhere: set locality
+    /// and migrating_from there before copying, clear migrating_from after).
+    #[arg(long)]
+    pub(crate) no_switch: bool,
+    /// Progress display.
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    pub(crate) progress: ProgressArg,
+    /// Print the final report as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `30d`, `12h`, `15m`, `10s`, `0` (seconds when no unit).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'd')) => (&s[..i], 86_400),
+        Some((i, 'h')) => (&s[..i], 3_600),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 's')) => (&s[..i], 1),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .map(|n| Duration::from_secs(n * mult))
+        .map_err(|_| format!("{s:?} is not a duration like 30d, 12h, 15m or 0s"))
 }
 
 pub(crate) fn run(args: MigrateArgs) -> ExitCode {
-    eprintln!(
-        "residency migrate --tenant {}: not implemented yet",
-        args.tenant
-    );
-    ExitCode::from(super::EXIT_CONFIG)
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("residency: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: MigrateArgs) -> ExitCode {
+    let fault = match std::env::var("RESIDENCY_MIGRATE_FAULT") {
+        Ok(v) if !v.is_empty() => match v.parse::<FaultPoint>() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("error: RESIDENCY_MIGRATE_FAULT: {e}");
+                return ExitCode::from(super::EXIT_CONFIG);
+            }
+        },
+        _ => None,
+    };
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(super::EXIT_CONFIG);
+        }
+    };
+    let policy: Policy = match super::load_policy(&config.policy) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(super::EXIT_CONFIG);
+        }
+    };
+    let backends = match config.open_backends().await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(super::EXIT_CONFIG);
+        }
+    };
+    let mut opts = MigrationOptions::new(&args.tenant, &args.to);
+    opts.parallel = args.parallel.max(1);
+    opts.assurance = args.assurance;
+    opts.part_size = args.part_size_mib.max(5) << 20;
+    opts.multipart_threshold = opts.part_size;
+    opts.switch = !args.no_switch;
+    opts.fault = fault;
+    opts.fault_action = FaultAction::Abort;
+    opts.progress = match args.progress {
+        ProgressArg::Auto => ProgressMode::Auto,
+        ProgressArg::Log => ProgressMode::Log,
+        ProgressArg::Quiet => ProgressMode::Quiet,
+    };
+    let mut migrator = Migrator::new(policy, &config.tenants, backends.clone(), opts);
+    let audit = (config.audit.enabled && !args.dry_run).then(|| {
+        let writer = WriterId::new(format!("migrate-{}", WriterId::for_this_process().as_str()))
+            .unwrap_or_else(|_| WriterId::for_this_process());
+        Arc::new(BatchingAuditSink::new(
+            backends.clone(),
+            writer,
+            BatchConfig::default(),
+        ))
+    });
+    if let Some(a) = &audit {
+        migrator = migrator.with_audit(a.clone());
+    }
+    let result = if args.dry_run {
+        migrator.plan().await
+    } else if args.finish {
+        migrator.finish().await
+    } else {
+        migrator.run().await
+    };
+    if let Some(a) = &audit {
+        if let Err(e) = a.shutdown().await {
+            eprintln!("warning: the audit log could not be stored completely: {e}");
+        }
+    }
+    match result {
+        Ok(report) => {
+            if args.json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print!("{}", report.to_text());
+            }
+            if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e @ MigrateError::Config(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(super::EXIT_CONFIG)
+        }
+        Err(e @ MigrateError::NotReady(_)) => {
+            eprintln!("not yet: {e}");
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n(the journal is consistent: run the same command again to resume)");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(2_592_000));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("soon").is_err());
+    }
 }

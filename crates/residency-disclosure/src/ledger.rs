@@ -1,0 +1,455 @@
+//! The append-only, hash-chained ledger of one tenant's disclosure requests.
+//!
+//! Stored in the tenant's home region, outside its namespace:
+//!
+//! ```text
+//! _disclosure/<tenant>/ledger/0000000000.json   entry 0 (one JSON object + "\n")
+//! _disclosure/<tenant>/ledger/0000000001.json   entry 1: "prev" = SHA-256 of entry 0's bytes
+//! _disclosure/<tenant>/head.json                {"entries": N, "sha256": SHA-256 of entry N-1}
+//! ```
+//!
+//! Each entry carries the SHA-256 (hex) of the exact bytes of the entry
+//! before it (64 zeros for the first), so an edited, removed or reordered
+//! entry breaks the chain at the next one; the head names the last entry, so
+//! an edit of the last entry or a truncation is seen too. Rewriting the whole
+//! chain and the head consistently is only detectable against a head hash
+//! kept elsewhere: every notice sent to the customer carries the head hash at
+//! that time, and `verify` prints the current one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use residency_store::{Backend, Body, ListRequest, PutMeta, StoreError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::date::rfc3339;
+use crate::error::DisclosureError;
+use crate::record::{replay, RequestRecord};
+use crate::request::DisclosureRequest;
+use crate::state::State;
+
+/// The `prev` of the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What happened to a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The request was received and recorded (state `received`).
+    Opened {
+        /// The request.
+        request: DisclosureRequest,
+    },
+    /// A person moved the request to another state.
+    Transition {
+        /// The state before.
+        from: State,
+        /// The state after.
+        to: State,
+    },
+    /// Notice to the customer was found to be legally prohibited (after
+    /// opening); the entry's `why` is the reason.
+    NoticeProhibited,
+    /// The customer's webhook accepted the notice.
+    Notified {
+        /// Where it was sent.
+        url: String,
+        /// The HTTP status that accepted it.
+        status: u16,
+        /// Attempts made, the successful one included.
+        attempts: u32,
+        /// SHA-256 of the JSON body that was signed and sent.
+        payload_sha256: String,
+        /// The ledger head the notice carried.
+        ledger_head: String,
+    },
+    /// Every attempt to deliver the notice failed (a written record of the effort).
+    NotifyFailed {
+        /// Where it was sent.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        error: String,
+    },
+    /// A bulk-transfer limit was raised for this request's export; `why` is the reason.
+    LimitRaised {
+        /// `objects`, `bytes` or `categories`.
+        limit: String,
+        /// The configured limit.
+        from: u64,
+        /// The raised limit.
+        to: u64,
+    },
+    /// An export was refused; `why` says why.
+    ExportRefused,
+    /// The objects in scope were exported (the request becomes `fulfilled`).
+    Exported {
+        /// The export directory.
+        location: String,
+        /// Objects exported.
+        objects: u64,
+        /// Bytes exported.
+        bytes: u64,
+        /// SHA-256 of `manifest.json`.
+        manifest_sha256: String,
+    },
+}
+
+impl Event {
+    /// The event's `type` tag.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Opened { .. } => "opened",
+            Event::Transition { .. } => "transition",
+            Event::NoticeProhibited => "notice_prohibited",
+            Event::Notified { .. } => "notified",
+            Event::NotifyFailed { .. } => "notify_failed",
+            Event::LimitRaised { .. } => "limit_raised",
+            Event::ExportRefused => "export_refused",
+            Event::Exported { .. } => "exported",
+        }
+    }
+}
+
+/// One ledger entry: who did what to which request, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Position in the tenant's ledger, from 0.
+    pub seq: u64,
+    /// SHA-256 (hex) of the previous entry's stored bytes; [`GENESIS`] for entry 0.
+    pub prev: String,
+    /// When it was recorded (RFC 3339 UTC).
+    pub time: String,
+    /// The request id.
+    pub request: String,
+    /// Who recorded it.
+    pub by: String,
+    /// Why (free text; the reason for a transition, a raised limit, a refusal).
+    pub why: String,
+    /// What happened.
+    pub event: Event,
+}
+
+/// The head object: how many entries and the hash of the last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Head {
+    entries: u64,
+    sha256: String,
+}
+
+/// The outcome of verifying one tenant's ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// The tenant.
+    pub tenant: String,
+    /// The region whose backend holds the ledger.
+    pub region: String,
+    /// Entries found.
+    pub entries: u64,
+    /// Requests recorded.
+    pub requests: u64,
+    /// SHA-256 of the last entry (keep it elsewhere to detect a rewrite).
+    pub head: Option<String>,
+    /// What is wrong; empty when intact.
+    pub problems: Vec<String>,
+    /// No problems.
+    pub ok: bool,
+}
+
+/// A verified ledger in memory.
+#[derive(Debug, Clone)]
+pub(crate) struct Loaded {
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) head: String,
+    pub(crate) records: BTreeMap<String, RequestRecord>,
+}
+
+/// One tenant's ledger in its home region's backend.
+#[derive(Clone)]
+pub struct Ledger {
+    tenant: String,
+    region: String,
+    backend: Arc<dyn Backend>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("tenant", &self.tenant)
+            .field("region", &self.region)
+            .field("backend", &self.backend.describe().to_string())
+            .finish()
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Ledger {
+    /// The ledger of `tenant`, held by `backend` (the tenant's home region `region`).
+    pub fn new(
+        tenant: impl Into<String>,
+        region: impl Into<String>,
+        backend: Arc<dyn Backend>,
+    ) -> Self {
+        Ledger {
+            tenant: tenant.into(),
+            region: region.into(),
+            backend,
+        }
+    }
+
+    /// The tenant.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// The region holding the ledger.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The key prefix of the entries: `_disclosure/<tenant>/ledger/`.
+    pub fn entries_prefix(&self) -> String {
+        format!("_disclosure/{}/ledger/", self.tenant)
+    }
+
+    /// The key of entry `seq`.
+    pub fn entry_key(&self, seq: u64) -> String {
+        format!("{}{seq:010}.json", self.entries_prefix())
+    }
+
+    /// The key of the head object.
+    pub fn head_key(&self) -> String {
+        format!("_disclosure/{}/head.json", self.tenant)
+    }
+
+    async fn read_bytes(&self, key: &str) -> Result<Option<Bytes>, DisclosureError> {
+        match self.backend.get_object(key, None).await {
+            Ok(out) => Ok(Some(out.body.collect().await?)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn list_keys(&self) -> Result<Vec<String>, DisclosureError> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .backend
+                .list_objects(ListRequest::new(self.entries_prefix()).continuation_token(token))
+                .await?;
+            keys.extend(page.objects.into_iter().map(|o| o.key));
+            token = page.next_continuation_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Reads and checks the whole ledger: the chain, the head, and that the
+    /// events replay (valid transitions, known requests).
+    ///
+    /// # Errors
+    /// Only when the backend cannot be read; damage is reported in the result.
+    pub async fn verify(&self) -> Result<VerifyReport, DisclosureError> {
+        let (report, _) = self.check().await?;
+        Ok(report)
+    }
+
+    /// Reads the ledger and folds it into records, refusing a damaged one.
+    pub(crate) async fn load(&self) -> Result<Loaded, DisclosureError> {
+        let (report, loaded) = self.check().await?;
+        match loaded {
+            Some(l) if report.ok => Ok(l),
+            _ => Err(DisclosureError::Damaged {
+                tenant: self.tenant.clone(),
+                problems: report.problems,
+            }),
+        }
+    }
+
+    async fn check(&self) -> Result<(VerifyReport, Option<Loaded>), DisclosureError> {
+        let mut problems = Vec::new();
+        let keys = self.list_keys().await?;
+        let mut entries = Vec::new();
+        let mut prev_hash = GENESIS.to_owned();
+        let prefix = self.entries_prefix();
+        for (i, key) in keys.iter().enumerate() {
+            let i = i as u64;
+            let name = &key[prefix.len()..];
+            let named: Option<u64> = name.strip_suffix(".json").and_then(|n| n.parse().ok());
+            if named != Some(i) {
+                match named {
+                    Some(n) if n > i => problems.push(format!(
+                        "entries {i}..{} are missing (next object is {name})",
+                        n - 1
+                    )),
+                    _ => problems.push(format!("unexpected object {name} in the ledger")),
+                }
+                // Past a gap the chain cannot be followed further.
+                break;
+            }
+            let Some(bytes) = self.read_bytes(key).await? else {
+                problems.push(format!("entry {i} vanished while being read"));
+                break;
+            };
+            let entry: Entry = match serde_json::from_slice(&bytes) {
+                Ok(e) => e,
+                Err(e) => {
+                    problems.push(format!("entry {i} is not a valid entry: {e}"));
+                    prev_hash = sha256_hex(&bytes);
+                    continue;
+                }
+            };
+            if entry.seq != i {
+                problems.push(format!(
+                    "entry {i} says it is entry {} (reordered or copied)",
+                    entry.seq
+                ));
+            }
+            if entry.prev != prev_hash {
+                problems.push(format!(
+                    "entry {i}: the hash of the previous entry does not match (entry {} edited, removed or reordered)",
+                    i.saturating_sub(1)
+                ));
+            }
+            prev_hash = sha256_hex(&bytes);
+            entries.push(entry);
+        }
+        let head = match self.read_bytes(&self.head_key()).await? {
+            None if keys.is_empty() => None,
+            None => {
+                problems.push("the head object is missing".to_owned());
+                None
+            }
+            Some(b) => match serde_json::from_slice::<Head>(&b) {
+                Err(e) => {
+                    problems.push(format!("the head object is not valid: {e}"));
+                    None
+                }
+                Ok(h) => {
+                    if h.entries != keys.len() as u64 {
+                        problems.push(format!(
+                            "the head records {} entries, {} found (entries removed or added)",
+                            h.entries,
+                            keys.len()
+                        ));
+                    } else if h.sha256 != prev_hash {
+                        problems.push(format!(
+                            "the last entry ({}) does not match the hash in the head (edited)",
+                            h.entries.saturating_sub(1)
+                        ));
+                    }
+                    Some(h.sha256)
+                }
+            },
+        };
+        let records = if problems.is_empty() {
+            match replay(&self.tenant, &entries) {
+                Ok(r) => Some(r),
+                Err(p) => {
+                    problems.push(p);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let report = VerifyReport {
+            tenant: self.tenant.clone(),
+            region: self.region.clone(),
+            entries: keys.len() as u64,
+            requests: entries
+                .iter()
+                .filter(|e| matches!(e.event, Event::Opened { .. }))
+                .count() as u64,
+            head: head.or_else(|| (!keys.is_empty()).then(|| prev_hash.clone())),
+            ok: problems.is_empty(),
+            problems,
+        };
+        let loaded = records.map(|records| Loaded {
+            entries,
+            head: prev_hash,
+            records,
+        });
+        Ok((report, loaded))
+    }
+
+    /// Appends entries after the verified state `loaded`, then moves the head.
+    ///
+    /// A single writer per tenant is assumed; an entry that already exists
+    /// (another writer got there first) is a [`DisclosureError::Conflict`] and
+    /// nothing is overwritten.
+    pub(crate) async fn append(
+        &self,
+        loaded: &mut Loaded,
+        request: &str,
+        by: &str,
+        events: Vec<(Event, String)>,
+    ) -> Result<(), DisclosureError> {
+        let mut pending = loaded.entries.clone();
+        let mut head = loaded.head.clone();
+        for (event, why) in events {
+            let seq = pending.len() as u64;
+            let entry = Entry {
+                seq,
+                prev: head.clone(),
+                time: rfc3339(SystemTime::now()),
+                request: request.to_owned(),
+                by: by.to_owned(),
+                why,
+                event,
+            };
+            // Check the events replay before anything is written.
+            pending.push(entry.clone());
+            replay(&self.tenant, &pending).map_err(DisclosureError::Refused)?;
+            let mut bytes = serde_json::to_vec(&entry).expect("entries serialize");
+            bytes.push(b'\n');
+            let key = self.entry_key(seq);
+            match self.backend.head_object(&key).await {
+                Ok(_) => {
+                    return Err(DisclosureError::Conflict(format!(
+                        "entry {seq} of {} was written by someone else; retry",
+                        self.tenant
+                    )))
+                }
+                Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            head = sha256_hex(&bytes);
+            self.backend
+                .put_object(
+                    &key,
+                    Body::from_bytes(Bytes::from(bytes)),
+                    PutMeta::with_content_type("application/json"),
+                )
+                .await?;
+            let h = Head {
+                entries: seq + 1,
+                sha256: head.clone(),
+            };
+            self.backend
+                .put_object(
+                    &self.head_key(),
+                    Body::from_bytes(Bytes::from(
+                        serde_json::to_vec(&h).expect("head serializes"),
+                    )),
+                    PutMeta::with_content_type("application/json"),
+                )
+                .await?;
+        }
+        loaded.records = replay(&self.tenant, &pending).map_err(DisclosureError::Refused)?;
+        loaded.entries = pending;
+        loaded.head = head;
+        Ok(())
+    }
+}

@@ -1,0 +1,348 @@
+//! Streaming copy between two backends, hashing the bytes as they pass.
+//!
+//! The source body is pumped chunk by chunk into the destination write
+//! through a small channel (a few chunks in flight), so an object is never
+//! held in memory. Objects above the multipart threshold are sent as a
+//! multipart upload whose parts are themselves streams of known length.
+//! While the bytes pass, MD5 (whole object and per part) and SHA-256 are
+//! computed: the MD5s give the ETag the destination must report, the SHA-256
+//! goes into the journal.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use md5::{Digest as _, Md5};
+use residency_store::{
+    Backend, Body, BodyStream, BoxError, Checksums, CompletedPart, ObjectInfo, PutMeta, StoreError,
+};
+use sha2::Sha256;
+use tokio::sync::mpsc;
+
+/// What the copy computed.
+#[derive(Debug, Clone)]
+pub(crate) struct Copied {
+    /// MD5 of the whole object (hex).
+    pub(crate) md5_hex: String,
+    /// SHA-256 of the whole object (hex).
+    pub(crate) sha256_hex: String,
+    /// The ETag the destination must report: `"<md5>"`, or the multipart
+    /// ETag of the parts sent.
+    pub(crate) expected_etag: String,
+}
+
+/// Why a copy failed.
+#[derive(Debug)]
+pub(crate) enum CopyError {
+    /// The source backend failed (or its stream broke).
+    Source(StoreError),
+    /// The destination backend failed.
+    Dest(StoreError),
+    /// The source yielded a different number of bytes than announced.
+    Length { expected: u64, got: u64 },
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The metadata to store with the copy: exactly the source's.
+pub(crate) fn meta_of(info: &ObjectInfo) -> PutMeta {
+    PutMeta {
+        content_type: info.content_type.clone(),
+        content_length: Some(info.size),
+        user_metadata: info.user_metadata.clone(),
+        cache_control: info.cache_control.clone(),
+        content_disposition: info.content_disposition.clone(),
+        content_encoding: info.content_encoding.clone(),
+        content_language: info.content_language.clone(),
+        checksums: Checksums::default(),
+        checksum_algorithm: None,
+    }
+}
+
+/// Whether two objects carry the same metadata.
+pub(crate) fn same_meta(a: &ObjectInfo, b: &ObjectInfo) -> bool {
+    a.content_type == b.content_type
+        && a.user_metadata == b.user_metadata
+        && a.cache_control == b.cache_control
+        && a.content_disposition == b.content_disposition
+        && a.content_encoding == b.content_encoding
+        && a.content_language == b.content_language
+}
+
+/// The bare hex of an ETag.
+pub(crate) fn unquote(etag: &str) -> &str {
+    etag.trim().trim_matches('"')
+}
+
+/// A channel receiver as a body stream (`Sync`, as `Body` wants).
+struct ChannelStream(mpsc::Receiver<Result<Bytes, BoxError>>);
+
+impl Stream for ChannelStream {
+    type Item = Result<Bytes, BoxError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// The source stream, read part by part.
+struct Pump {
+    stream: BodyStream,
+    leftover: Option<Bytes>,
+    md5: Md5,
+    sha256: Sha256,
+    read: u64,
+}
+
+impl Pump {
+    /// Sends exactly `len` bytes into `tx`; returns the MD5 of those bytes.
+    async fn send(
+        &mut self,
+        len: u64,
+        tx: mpsc::Sender<Result<Bytes, BoxError>>,
+    ) -> Result<[u8; 16], CopyError> {
+        let mut part_md5 = Md5::new();
+        let mut remaining = len;
+        while remaining > 0 {
+            let mut chunk = match self.leftover.take() {
+                Some(c) => c,
+                None => match self.stream.next().await {
+                    Some(Ok(c)) => c,
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err("source stream failed".into())).await;
+                        return Err(CopyError::Source(StoreError::Unavailable {
+                            message: "source stream failed".into(),
+                            source: Some(e),
+                        }));
+                    }
+                    None => {
+                        let _ = tx.send(Err("source ended early".into())).await;
+                        return Err(CopyError::Length {
+                            expected: self.read + remaining,
+                            got: self.read,
+                        });
+                    }
+                },
+            };
+            if chunk.is_empty() {
+                continue;
+            }
+            if chunk.len() as u64 > remaining {
+                self.leftover = Some(chunk.split_off(remaining as usize));
+            }
+            remaining -= chunk.len() as u64;
+            self.read += chunk.len() as u64;
+            part_md5.update(&chunk);
+            self.md5.update(&chunk);
+            self.sha256.update(&chunk);
+            if tx.send(Ok(chunk)).await.is_err() {
+                // The destination stopped reading: its error explains why.
+                break;
+            }
+        }
+        Ok(part_md5.finalize().into())
+    }
+
+    /// Checks that the source has nothing after the announced length.
+    async fn finish(mut self) -> Result<([u8; 16], [u8; 32]), CopyError> {
+        let extra = match self.leftover.take() {
+            Some(c) => c.len() as u64,
+            None => 0,
+        };
+        let mut extra = extra;
+        while let Some(c) = self.stream.next().await {
+            extra += c.map_err(|e| {
+                CopyError::Source(StoreError::Unavailable {
+                    message: "source stream failed".into(),
+                    source: Some(e),
+                })
+            })?
+            .len() as u64;
+        }
+        if extra > 0 {
+            return Err(CopyError::Length {
+                expected: self.read,
+                got: self.read + extra,
+            });
+        }
+        Ok((self.md5.finalize().into(), self.sha256.finalize().into()))
+    }
+}
+
+const CHANNEL_CHUNKS: usize = 4;
+
+/// Streams `body` (the source object described by `info`) into `dst` at `key`.
+pub(crate) async fn stream_copy(
+    dst: &Arc<dyn Backend>,
+    key: &str,
+    info: &ObjectInfo,
+    body: Body,
+    part_size: u64,
+    multipart_threshold: u64,
+) -> Result<Copied, CopyError> {
+    let size = info.size;
+    let mut pump = Pump {
+        stream: body.into_stream(),
+        leftover: None,
+        md5: Md5::new(),
+        sha256: Sha256::new(),
+        read: 0,
+    };
+    let meta = meta_of(info);
+    if size <= multipart_threshold {
+        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let put = dst.put_object(key, Body::from_stream(ChannelStream(rx), Some(size)), meta);
+        let (sent, put) = tokio::join!(pump.send(size, tx), put);
+        put.map_err(CopyError::Dest)?;
+        sent?;
+        let (md5, sha) = pump.finish().await?;
+        return Ok(Copied {
+            md5_hex: hex(&md5),
+            sha256_hex: hex(&sha),
+            expected_etag: format!("\"{}\"", hex(&md5)),
+        });
+    }
+    let upload_id = dst.create_multipart(key, meta).await.map_err(CopyError::Dest)?;
+    let result: Result<(Vec<CompletedPart>, Vec<[u8; 16]>), CopyError> = async {
+        let mut parts = Vec::new();
+        let mut md5s = Vec::new();
+        let mut offset = 0u64;
+        let mut number = 1u32;
+        while offset < size {
+            let len = part_size.min(size - offset);
+            let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+            let up = dst.upload_part(
+                key,
+                &upload_id,
+                number,
+                Body::from_stream(ChannelStream(rx), Some(len)),
+                Checksums::default(),
+            );
+            let (sent, up) = tokio::join!(pump.send(len, tx), up);
+            let info = up.map_err(CopyError::Dest)?;
+            md5s.push(sent?);
+            parts.push(CompletedPart {
+                part_number: number,
+                etag: info.etag,
+                checksums: Checksums::default(),
+            });
+            offset += len;
+            number += 1;
+        }
+        Ok((parts, md5s))
+    }
+    .await;
+    let (parts, md5s) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = dst.abort_multipart(key, &upload_id).await;
+            return Err(e);
+        }
+    };
+    let (md5, sha) = match pump.finish().await {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = dst.abort_multipart(key, &upload_id).await;
+            return Err(e);
+        }
+    };
+    if let Err(e) = dst.complete_multipart(key, &upload_id, parts).await {
+        let _ = dst.abort_multipart(key, &upload_id).await;
+        return Err(CopyError::Dest(e));
+    }
+    let mut all = Md5::new();
+    for m in &md5s {
+        all.update(m);
+    }
+    Ok(Copied {
+        md5_hex: hex(&md5),
+        sha256_hex: hex(&sha),
+        expected_etag: format!("\"{}-{}\"", hex(&all.finalize()), md5s.len()),
+    })
+}
+
+/// SHA-256 (hex) and length of a whole object, read as a stream.
+pub(crate) async fn hash_object(
+    backend: &Arc<dyn Backend>,
+    key: &str,
+) -> Result<(String, u64, ObjectInfo), StoreError> {
+    let out = backend.get_object(key, None).await?;
+    let mut h = Sha256::new();
+    let mut n = 0u64;
+    let mut s = out.body.into_stream();
+    while let Some(c) = s.next().await {
+        let c = c.map_err(|e| StoreError::Unavailable {
+            message: "stream failed".into(),
+            source: Some(e),
+        })?;
+        n += c.len() as u64;
+        h.update(&c);
+    }
+    Ok((hex(&h.finalize()), n, out.info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use residency_store::MemoryBackend;
+
+    async fn copy_and_check(size: usize, part: u64, threshold: u64) {
+        let src: Arc<dyn Backend> = Arc::new(MemoryBackend::new("us"));
+        let dst: Arc<dyn Backend> = Arc::new(MemoryBackend::new("eu"));
+        let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+        let mut meta = PutMeta::with_content_type("application/x-test");
+        meta.user_metadata.insert("owner".into(), "ops".into());
+        src.put_object("t/k", Body::from(data.clone()), meta).await.unwrap();
+        let got = src.get_object("t/k", None).await.unwrap();
+        let info = got.info.clone();
+        // Re-chunk the body into odd pieces to exercise part boundaries.
+        let bytes = got.body.collect().await.unwrap();
+        let chunks: Vec<Result<Bytes, BoxError>> = bytes
+            .chunks(777)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let body = Body::from_stream(futures::stream::iter(chunks), Some(size as u64));
+        let c = stream_copy(&dst, "t/k", &info, body, part, threshold).await.unwrap();
+        let head = dst.head_object("t/k").await.unwrap();
+        assert_eq!(head.etag, c.expected_etag);
+        assert_eq!(head.size, size as u64);
+        assert!(same_meta(&head, &info));
+        let (sha, n, _) = hash_object(&dst, "t/k").await.unwrap();
+        assert_eq!((sha, n), (c.sha256_hex.clone(), size as u64));
+        if size as u64 <= threshold {
+            assert_eq!(unquote(&info.etag), c.md5_hex);
+        }
+    }
+
+    #[tokio::test]
+    async fn single_part_and_multipart_copies_verify() {
+        copy_and_check(0, 5 << 20, 6 << 20).await;
+        copy_and_check(10_000, 5 << 20, 6 << 20).await;
+        copy_and_check((11 << 20) + 5, 5 << 20, 6 << 20).await;
+    }
+
+    #[tokio::test]
+    async fn short_source_fails() {
+        let dst: Arc<dyn Backend> = Arc::new(MemoryBackend::new("eu"));
+        let src: Arc<dyn Backend> = Arc::new(MemoryBackend::new("us"));
+        src.put_object("t/k", Body::from("abc"), PutMeta::default()).await.unwrap();
+        let mut info = src.head_object("t/k").await.unwrap();
+        info.size = 10;
+        let body = Body::from_stream(
+            futures::stream::iter(vec![Ok::<_, BoxError>(Bytes::from("abc"))]),
+            None,
+        );
+        assert!(stream_copy(&dst, "t/k", &info, body, 5 << 20, 6 << 20).await.is_err());
+        assert!(dst.head_object("t/k").await.is_err(), "nothing stored");
+    }
+}
