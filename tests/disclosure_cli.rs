@@ -1,0 +1,367 @@
+//! `residency disclosure` as a user runs it, on the sidecar's directory
+//! backends: the life of a request with a webhook receiver on 127.0.0.1,
+//! the exit codes (0 done, 2 bad input, 1 refused or failed), the report,
+//! and a tampered ledger.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+const SECRET: &str = "cli-test-webhook-secret";
+
+struct Sandbox {
+    dir: PathBuf,
+    config: PathBuf,
+    settings: PathBuf,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn sandbox(webhook: &str) -> Sandbox {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!(
+        "residency-disclosure-cli-{}-{nanos}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = dir.join("residency.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "policy = {:?}\ntenants = {:?}\n[regions.eu]\nkind = \"dir\"\npath = {:?}\n[regions.us]\nkind = \"dir\"\npath = {:?}\n",
+            root.join("config/hosting-policy.toml"),
+            root.join("config/tenants.example.toml"),
+            dir.join("eu"),
+            dir.join("us"),
+        ),
+    )
+    .unwrap();
+    let settings = dir.join("disclosure.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "[limits]\nmax_objects = 2\n[webhook]\nurl = {webhook:?}\nsecret_env = \"DISCLOSURE_CLI_SECRET\"\nmax_attempts = 2\ninitial_backoff_ms = 10\n"
+        ),
+    )
+    .unwrap();
+    Sandbox {
+        dir,
+        config,
+        settings,
+    }
+}
+
+impl Sandbox {
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_residency"));
+        cmd.arg("disclosure").arg(args[0]);
+        cmd.arg("--config").arg(&self.config);
+        cmd.arg("--settings").arg(&self.settings);
+        cmd.args(&args[1..]).env("DISCLOSURE_CLI_SECRET", SECRET);
+        cmd.output().expect("run the residency binary")
+    }
+
+    fn put(&self, region: &str, key: &str, data: &[u8]) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use residency_store::Backend;
+            let b = residency_store::DirBackend::open(self.dir.join(region))
+                .await
+                .unwrap();
+            b.put_object(
+                key,
+                residency_store::Body::from_bytes(data.to_vec().into()),
+                residency_store::PutMeta::default(),
+            )
+            .await
+            .unwrap();
+        });
+    }
+
+    fn get(&self, region: &str, key: &str) -> Vec<u8> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use residency_store::Backend;
+            let b = residency_store::DirBackend::open(self.dir.join(region))
+                .await
+                .unwrap();
+            let out = b.get_object(key, None).await.unwrap();
+            out.body.collect().await.unwrap().to_vec()
+        })
+    }
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Notice bodies received, each with whether its signature verified.
+type Notices = Arc<Mutex<Vec<(Value, bool)>>>;
+
+/// A webhook receiver on 127.0.0.1 (one thread, `Connection: close`):
+/// records each body with whether its HMAC signature verified.
+fn receiver() -> (String, Notices) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut len, mut sig) = (0usize, String::new());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if lower.starts_with("x-residency-signature:") {
+                    sig = line["x-residency-signature:".len()..].trim().to_owned();
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let ok = sig == residency_disclosure::sign(SECRET.as_bytes(), &body);
+            g.lock()
+                .unwrap()
+                .push((serde_json::from_slice(&body).unwrap(), ok));
+            let status = if ok {
+                "204 No Content"
+            } else {
+                "401 Unauthorized"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn a_request_through_the_command_line() {
+    let (url, notices) = receiver();
+    let s = sandbox(&url);
+    s.put("eu", "acme/tickets/1.json", b"{\"subject\":\"one\"}");
+    s.put("eu", "acme/tickets/2.json", b"{\"subject\":\"two\"}");
+    s.put("eu", "acme/tickets/3.json", b"{\"subject\":\"three\"}");
+
+    let open = |extra: &[&str]| {
+        let mut args = vec![
+            "open",
+            "--tenant",
+            "acme",
+            "--authority",
+            "Bundeskriminalamt",
+            "--country",
+            "DE",
+            "--legal-basis",
+            "StPO 95",
+            "--received",
+            "2026-07-15",
+            "--type",
+            "court-order",
+            "--by",
+            "privacy-team",
+        ];
+        args.extend_from_slice(extra);
+        s.run(&args)
+    };
+    // Bad input: exit 2, nothing recorded.
+    let o = open(&["--key", "tickets/1.json", "--notice-prohibited"]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("reason"), "{}", text(&o));
+    let o = open(&[]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    let o = s.run(&["show", "--id", "acme-1"]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+
+    let o = open(&[
+        "--key",
+        "tickets/1.json",
+        "--key",
+        "tickets/2.json",
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let rec: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rec["request"]["id"], "acme-1");
+    assert_eq!(rec["state"], "received");
+
+    let out = s.dir.join("export");
+    let out_s = out.to_str().unwrap();
+    // Refused: unapproved, then an invalid transition.
+    let o = s.run(&["export", "--id", "acme-1", "--out", out_s, "--by", "op"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(
+        text(&o).contains("only an approved request"),
+        "{}",
+        text(&o)
+    );
+    let o = s.run(&[
+        "transition",
+        "--id",
+        "acme-1",
+        "--to",
+        "fulfilled",
+        "--by",
+        "x",
+        "--why",
+        "y",
+    ]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    for (to, why) in [("on-hold", "consulting the DPA"), ("approved", "compelled")] {
+        let o = s.run(&[
+            "transition",
+            "--id",
+            "acme-1",
+            "--to",
+            to,
+            "--by",
+            "counsel",
+            "--why",
+            why,
+        ]);
+        assert_eq!(code(&o), 0, "{}", text(&o));
+    }
+    // Refused: not notified yet.
+    let o = s.run(&["export", "--id", "acme-1", "--out", out_s, "--by", "op"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(notices.lock().unwrap().is_empty());
+    let o = s.run(&["notify", "--id", "acme-1", "--by", "privacy-team"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    {
+        let got = notices.lock().unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(got[0].1, "signature verifies");
+        assert_eq!(got[0].0["request"]["id"], "acme-1");
+    }
+    let o = s.run(&["export", "--id", "acme-1", "--out", out_s, "--by", "op"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["total_objects"], 2);
+    assert_eq!(
+        std::fs::read(out.join("objects/tickets/2.json")).unwrap(),
+        b"{\"subject\":\"two\"}"
+    );
+    assert!(!out.join("objects/tickets/3.json").exists());
+
+    // Over the configured limit of 2 objects: refused until raised with a reason.
+    let o = open(&[
+        "--prefix",
+        "tickets/",
+        "--from",
+        "2000-01-01",
+        "--to",
+        "2100-01-01",
+        "--notice-prohibited",
+        "--notice-prohibited-reason",
+        "gag order 7",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = s.run(&[
+        "transition",
+        "--id",
+        "acme-2",
+        "--to",
+        "approved",
+        "--by",
+        "c",
+        "--why",
+        "w",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let out2 = s.dir.join("export2");
+    let out2_s = out2.to_str().unwrap();
+    let o = s.run(&["export", "--id", "acme-2", "--out", out2_s, "--by", "op"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("--raise-limit objects=3"), "{}", text(&o));
+    let o = s.run(&[
+        "export",
+        "--id",
+        "acme-2",
+        "--out",
+        out2_s,
+        "--by",
+        "op",
+        "--raise-limit",
+        "objects=3",
+    ]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    let o = s.run(&[
+        "export",
+        "--id",
+        "acme-2",
+        "--out",
+        out2_s,
+        "--by",
+        "op",
+        "--raise-limit",
+        "objects=3",
+        "--reason",
+        "all three named",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+
+    let o = s.run(&["verify"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = s.run(&["report", "--period", "2026H2", "--format", "csv"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "period,country,request_type,outcome,requests\n2026H2,DE,court_order,disclosed,2\n"
+    );
+    let o = s.run(&["report", "--period", "2026H2", "--format", "json"]);
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["requests"], 2);
+    assert_eq!(r["objects_disclosed"], 5);
+    let o = s.run(&["report", "--period", "2026-2"]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+
+    // Tampering: one entry edited in the region's directory.
+    let key = "_disclosure/acme/ledger/0000000002.json";
+    let entry = String::from_utf8(s.get("eu", key)).unwrap();
+    assert!(entry.contains("consulting the DPA"), "{entry}");
+    s.put(
+        "eu",
+        key,
+        entry.replace("consulting", "ignoring").as_bytes(),
+    );
+    let o = s.run(&["verify", "--tenant", "acme"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("DAMAGED"), "{}", text(&o));
+    let o = s.run(&["report", "--period", "2026H2"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+}
