@@ -225,7 +225,9 @@ async fn run_async(args: MigrateArgs) -> ExitCode {
             ExitCode::from(3)
         }
         Err(e) => {
-            eprintln!("error: {e}\n(the journal is consistent: run the same command again to resume)");
+            eprintln!(
+                "error: {e}\n(the journal is consistent: run the same command again to resume)"
+            );
             ExitCode::FAILURE
         }
     }
@@ -237,7 +239,10 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(2_592_000));
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(2_592_000)
+        );
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
         assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));

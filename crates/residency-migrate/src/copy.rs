@@ -161,13 +161,14 @@ impl Pump {
         };
         let mut extra = extra;
         while let Some(c) = self.stream.next().await {
-            extra += c.map_err(|e| {
-                CopyError::Source(StoreError::Unavailable {
-                    message: "source stream failed".into(),
-                    source: Some(e),
-                })
-            })?
-            .len() as u64;
+            extra += c
+                .map_err(|e| {
+                    CopyError::Source(StoreError::Unavailable {
+                        message: "source stream failed".into(),
+                        source: Some(e),
+                    })
+                })?
+                .len() as u64;
         }
         if extra > 0 {
             return Err(CopyError::Length {
@@ -212,7 +213,10 @@ pub(crate) async fn stream_copy(
             expected_etag: format!("\"{}\"", hex(&md5)),
         });
     }
-    let upload_id = dst.create_multipart(key, meta).await.map_err(CopyError::Dest)?;
+    let upload_id = dst
+        .create_multipart(key, meta)
+        .await
+        .map_err(CopyError::Dest)?;
     let result: Result<(Vec<CompletedPart>, Vec<[u8; 16]>), CopyError> = async {
         let mut parts = Vec::new();
         let mut md5s = Vec::new();
@@ -302,7 +306,9 @@ mod tests {
         let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
         let mut meta = PutMeta::with_content_type("application/x-test");
         meta.user_metadata.insert("owner".into(), "ops".into());
-        src.put_object("t/k", Body::from(data.clone()), meta).await.unwrap();
+        src.put_object("t/k", Body::from(data.clone()), meta)
+            .await
+            .unwrap();
         let got = src.get_object("t/k", None).await.unwrap();
         let info = got.info.clone();
         // Re-chunk the body into odd pieces to exercise part boundaries.
@@ -312,7 +318,9 @@ mod tests {
             .map(|c| Ok(Bytes::copy_from_slice(c)))
             .collect();
         let body = Body::from_stream(futures::stream::iter(chunks), Some(size as u64));
-        let c = stream_copy(&dst, "t/k", &info, body, part, threshold).await.unwrap();
+        let c = stream_copy(&dst, "t/k", &info, body, part, threshold)
+            .await
+            .unwrap();
         let head = dst.head_object("t/k").await.unwrap();
         assert_eq!(head.etag, c.expected_etag);
         assert_eq!(head.size, size as u64);
@@ -335,14 +343,18 @@ mod tests {
     async fn short_source_fails() {
         let dst: Arc<dyn Backend> = Arc::new(MemoryBackend::new("eu"));
         let src: Arc<dyn Backend> = Arc::new(MemoryBackend::new("us"));
-        src.put_object("t/k", Body::from("abc"), PutMeta::default()).await.unwrap();
+        src.put_object("t/k", Body::from("abc"), PutMeta::default())
+            .await
+            .unwrap();
         let mut info = src.head_object("t/k").await.unwrap();
         info.size = 10;
         let body = Body::from_stream(
             futures::stream::iter(vec![Ok::<_, BoxError>(Bytes::from("abc"))]),
             None,
         );
-        assert!(stream_copy(&dst, "t/k", &info, body, 5 << 20, 6 << 20).await.is_err());
+        assert!(stream_copy(&dst, "t/k", &info, body, 5 << 20, 6 << 20)
+            .await
+            .is_err());
         assert!(dst.head_object("t/k").await.is_err(), "nothing stored");
     }
 }

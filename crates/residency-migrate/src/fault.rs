@@ -131,7 +131,9 @@ impl Faults {
             Some(p @ FaultPoint::AfterSegment(k)) if kind == FaultKind::Segment && n == k => {
                 self.fire(p)
             }
-            Some(p @ FaultPoint::AfterState(k)) if kind == FaultKind::State && n == k => self.fire(p),
+            Some(p @ FaultPoint::AfterState(k)) if kind == FaultKind::State && n == k => {
+                self.fire(p)
+            }
             Some(p @ FaultPoint::AfterDelete(k)) if kind == FaultKind::Delete && n == k => {
                 self.fire(p)
             }
@@ -146,7 +148,13 @@ mod tests {
 
     #[test]
     fn parses_and_prints() {
-        for s in ["after_switch", "after_copy:3", "after_segment:1", "after_state:2", "after_delete:7"] {
+        for s in [
+            "after_switch",
+            "after_copy:3",
+            "after_segment:1",
+            "after_state:2",
+            "after_delete:7",
+        ] {
             assert_eq!(s.parse::<FaultPoint>().unwrap().to_string(), s);
         }
         assert!("after_lunch".parse::<FaultPoint>().is_err());
@@ -158,7 +166,10 @@ mod tests {
         let f = Faults::new(Some(FaultPoint::AfterCopy(2)), FaultAction::Error);
         assert!(f.hit(FaultKind::Copy).is_ok());
         assert!(f.hit(FaultKind::Segment).is_ok());
-        assert!(matches!(f.hit(FaultKind::Copy), Err(MigrateError::Fault(_))));
+        assert!(matches!(
+            f.hit(FaultKind::Copy),
+            Err(MigrateError::Fault(_))
+        ));
         assert!(f.hit(FaultKind::Copy).is_ok());
     }
 }

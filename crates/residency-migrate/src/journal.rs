@@ -297,7 +297,10 @@ impl Journal {
     }
 
     fn segment_key(&self, id: &str, source: &str, kind: &str, seq: u64) -> String {
-        format!("_migrations/{}/{id}/{source}/{kind}-{seq:010}.jsonl", self.tenant)
+        format!(
+            "_migrations/{}/{id}/{source}/{kind}-{seq:010}.jsonl",
+            self.tenant
+        )
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, MigrateError> {
@@ -395,7 +398,8 @@ impl Journal {
     ) -> Result<(), MigrateError> {
         let mut data = Vec::with_capacity(records.len() * 160);
         for r in records {
-            serde_json::to_writer(&mut data, r).map_err(|e| MigrateError::Journal(e.to_string()))?;
+            serde_json::to_writer(&mut data, r)
+                .map_err(|e| MigrateError::Journal(e.to_string()))?;
             data.push(b'\n');
         }
         self.put(
@@ -404,6 +408,25 @@ impl Journal {
             "application/x-ndjson",
         )
         .await
+    }
+
+    /// The delete records of a segment, or nothing if it was never stored.
+    pub(crate) async fn try_read_deletes(
+        &self,
+        id: &str,
+        source: &str,
+        seq: u64,
+    ) -> Result<Vec<DeleteRecord>, MigrateError> {
+        let key = self.segment_key(id, source, "delete", seq);
+        let Some(data) = self.get(&key).await? else {
+            return Ok(Vec::new());
+        };
+        data.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                serde_json::from_slice(l).map_err(|e| MigrateError::Journal(format!("{key}: {e}")))
+            })
+            .collect()
     }
 
     pub(crate) async fn read_segment(
@@ -453,7 +476,8 @@ impl RecordCursor {
     /// The copy segment whose records are being read (a restart may resume
     /// reading there).
     pub(crate) fn position(&self) -> u64 {
-        self.next_seq.saturating_sub(u64::from(!self.buf.is_empty()))
+        self.next_seq
+            .saturating_sub(u64::from(!self.buf.is_empty()))
     }
 
     /// The record for `key`, skipping records for smaller keys. Keys must be
@@ -525,7 +549,10 @@ mod tests {
             mismatched_keys: vec![],
         };
         j.create(&state).await.unwrap();
-        let a = [rec("acme/a", Outcome::Verified), rec("acme/b", Outcome::Skipped)];
+        let a = [
+            rec("acme/a", Outcome::Verified),
+            rec("acme/b", Outcome::Skipped),
+        ];
         let b = [rec("acme/c", Outcome::Verified)];
         j.write_segment("m1", "us", "copy", 0, &a).await.unwrap();
         j.write_segment("m1", "us", "copy", 1, &b).await.unwrap();
@@ -541,7 +568,10 @@ mod tests {
 
         let mut c = RecordCursor::new(j.clone(), &state, &state.sources[0]);
         assert!(c.find("acme/0").await.unwrap().is_none());
-        assert_eq!(c.find("acme/b").await.unwrap().unwrap().outcome, Outcome::Skipped);
+        assert_eq!(
+            c.find("acme/b").await.unwrap().unwrap().outcome,
+            Outcome::Skipped
+        );
         assert!(c.find("acme/bb").await.unwrap().is_none());
         assert_eq!(c.find("acme/c").await.unwrap().unwrap().key, "acme/c");
         assert!(c.find("acme/d").await.unwrap().is_none());

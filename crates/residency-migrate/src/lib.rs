@@ -80,10 +80,6 @@ pub mod tenants_file;
 
 pub use error::MigrateError;
 pub use fault::{FaultAction, FaultPoint};
-pub use journal::{
-    DeleteAction, DeleteRecord, Outcome, Phase, Record, SourceState, State, Totals,
-};
-pub use migration::{
-    MigrationOptions, Migrator, Report, DEFAULT_ASSURANCE, DEFAULT_PART_SIZE,
-};
+pub use journal::{DeleteAction, DeleteRecord, Outcome, Phase, Record, SourceState, State, Totals};
+pub use migration::{MigrationOptions, Migrator, Report, DEFAULT_ASSURANCE, DEFAULT_PART_SIZE};
 pub use progress::ProgressMode;

@@ -201,11 +201,17 @@ impl std::fmt::Debug for Migrator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Migrator")
             .field("tenants_path", &self.tenants_path)
-            .field("regions", &self.backends.iter().map(|(r, _)| r).collect::<Vec<_>>())
+            .field(
+                "regions",
+                &self.backends.iter().map(|(r, _)| r).collect::<Vec<_>>(),
+            )
             .field("opts", &self.opts)
             .finish_non_exhaustive()
     }
 }
+
+/// Region ids and their backends.
+type Regions = Vec<(String, Arc<dyn Backend>)>;
 
 /// Everything a worker task needs.
 struct RunCtx {
@@ -437,7 +443,9 @@ async fn migrate_object(
                             return Ok(record(&obj, Outcome::Vanished))
                         }
                         (Err(e), _) if !e.is_unavailable() => return Err(serr(e)),
-                        (_, Err(e)) if !e.is_unavailable() && !matches!(e, StoreError::NotFound { .. }) => {
+                        (_, Err(e))
+                            if !e.is_unavailable() && !matches!(e, StoreError::NotFound { .. }) =>
+                        {
                             return Err(derr(e))
                         }
                         _ => {}
@@ -465,33 +473,27 @@ async fn migrate_object(
             Err(e) => return Err(serr(e)),
         };
         let info = got.info;
-        let copied = match stream_copy(
-            &ctx.dst,
-            key,
-            &info,
-            got.body,
-            ctx.part_size,
-            ctx.threshold,
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(CopyError::Source(e)) | Err(CopyError::Dest(e))
-                if e.is_unavailable() && attempt + 1 < COPY_ATTEMPTS =>
-            {
-                tracing::warn!(key, error = %e, "copy failed; retrying");
-                continue;
-            }
-            Err(CopyError::Length { expected, got }) => {
-                problem = format!("source yielded {got} bytes, expected {expected}");
-                continue;
-            }
-            Err(CopyError::Source(e)) => return Err(serr(e)),
-            Err(CopyError::Dest(e)) => return Err(derr(e)),
-        };
+        let copied =
+            match stream_copy(&ctx.dst, key, &info, got.body, ctx.part_size, ctx.threshold).await {
+                Ok(c) => c,
+                Err(CopyError::Source(e)) | Err(CopyError::Dest(e))
+                    if e.is_unavailable() && attempt + 1 < COPY_ATTEMPTS =>
+                {
+                    tracing::warn!(key, error = %e, "copy failed; retrying");
+                    continue;
+                }
+                Err(CopyError::Length { expected, got }) => {
+                    problem = format!("source yielded {got} bytes, expected {expected}");
+                    continue;
+                }
+                Err(CopyError::Source(e)) => return Err(serr(e)),
+                Err(CopyError::Dest(e)) => return Err(derr(e)),
+            };
         ctx.faults.hit(FaultKind::Copy)?;
         // Verify: the destination's own account of what it stored.
-        let d = with_retry(|| ctx.dst.head_object(key)).await.map_err(derr)?;
+        let d = with_retry(|| ctx.dst.head_object(key))
+            .await
+            .map_err(derr)?;
         let mut problems = Vec::new();
         if d.size != info.size {
             problems.push(format!("size {} != {}", d.size, info.size));
@@ -576,9 +578,14 @@ async fn delete_old_copy(
             match with_retry(|| ctx.dst.head_object(&key)).await {
                 Ok(_) => (true, false, None),
                 Err(StoreError::NotFound { .. }) => {
-                    let r = migrate_object(ctx.clone(), src_region.clone(), src.clone(), obj.clone())
-                        .await?;
-                    (matches!(r.outcome, Outcome::Verified | Outcome::Superseded), true, Some(r))
+                    let r =
+                        migrate_object(ctx.clone(), src_region.clone(), src.clone(), obj.clone())
+                            .await?;
+                    (
+                        matches!(r.outcome, Outcome::Verified | Outcome::Superseded),
+                        true,
+                        Some(r),
+                    )
                 }
                 Err(e) => return Err(MigrateError::store(&ctx.to, e)),
             }
@@ -588,7 +595,11 @@ async fn delete_old_copy(
             // verified: copy and verify it now.
             let r =
                 migrate_object(ctx.clone(), src_region.clone(), src.clone(), obj.clone()).await?;
-            (matches!(r.outcome, Outcome::Verified | Outcome::Superseded), true, Some(r))
+            (
+                matches!(r.outcome, Outcome::Verified | Outcome::Superseded),
+                true,
+                Some(r),
+            )
         }
     };
     if !verified {
@@ -651,9 +662,9 @@ impl Migrator {
             .map_err(|e| MigrateError::Config(format!("cannot read {file}: {e}")))?;
         let tenants = Tenants::from_toml(&src, &file, &self.policy)
             .map_err(|e| MigrateError::Config(e.to_string()))?;
-        let tid = tenants
-            .get(&self.opts.tenant)
-            .ok_or_else(|| MigrateError::Config(format!("unknown tenant {:?}", self.opts.tenant)))?;
+        let tid = tenants.get(&self.opts.tenant).ok_or_else(|| {
+            MigrateError::Config(format!("unknown tenant {:?}", self.opts.tenant))
+        })?;
         let to_id = self.policy.region_by_id(&self.opts.to).ok_or_else(|| {
             MigrateError::Config(format!(
                 "unknown region {:?} (the policy declares {})",
@@ -675,8 +686,9 @@ impl Migrator {
         let to = self.opts.to.clone();
         let after = tenants_file::edit_source(&src, &self.opts.tenant, &to, Some(&from))
             .map_err(MigrateError::Config)?;
-        let after = Tenants::from_toml(&after, &file, &self.policy)
-            .map_err(|e| MigrateError::Config(format!("the switched tenants file would be invalid: {e}")))?;
+        let after = Tenants::from_toml(&after, &file, &self.policy).map_err(|e| {
+            MigrateError::Config(format!("the switched tenants file would be invalid: {e}"))
+        })?;
         let placer = Placer::new(Ruleset::new(self.policy.clone(), after), tid, to_id);
         let backend = |r: &str| {
             self.backends
@@ -704,7 +716,12 @@ impl Migrator {
         })
     }
 
-    fn ctx(&self, p: Prepared, id: &str, counters: Arc<Counters>) -> (Arc<RunCtx>, Vec<(String, Arc<dyn Backend>)>, Journal) {
+    fn ctx(
+        &self,
+        p: Prepared,
+        id: &str,
+        counters: Arc<Counters>,
+    ) -> (Arc<RunCtx>, Regions, Journal) {
         let ctx = RunCtx {
             id: id.to_owned(),
             tenant: self.opts.tenant.clone(),
@@ -848,7 +865,12 @@ impl Migrator {
             Some(s) if s.phase != Phase::Finished => s,
             Some(s) if s.to == self.opts.to && settled => {
                 // Already done: running it again is harmless.
-                let mut r = self.report(&s, Totals::default(), started, if finish { "finish" } else { "run" });
+                let mut r = self.report(
+                    &s,
+                    Totals::default(),
+                    started,
+                    if finish { "finish" } else { "run" },
+                );
                 r.next_step = "nothing: the migration is finished".to_owned();
                 return Ok(r);
             }
@@ -895,7 +917,13 @@ impl Migrator {
         );
         let (ctx, sources, journal) = self.ctx(p, &state.id, progress.counters.clone());
         if created {
-            ctx.audit("migrate_start", "", None, &[&ctx.from, &ctx.to], "migration started");
+            ctx.audit(
+                "migrate_start",
+                "",
+                None,
+                &[&ctx.from, &ctx.to],
+                "migration started",
+            );
         }
         if let Some(a) = self.opts.assurance {
             if a.as_secs() != state.assurance_secs {
@@ -977,13 +1005,21 @@ impl Migrator {
         if state.phase == Phase::Finished {
             r.next_step = "nothing: the migration is finished".to_owned();
         } else {
-            r.next_step = "some objects written late did not verify: investigate, then run `--finish` again".to_owned();
+            r.next_step =
+                "some objects written late did not verify: investigate, then run `--finish` again"
+                    .to_owned();
         }
         drop(progress);
         Ok(r)
     }
 
-    fn report(&self, state: &State, run: Totals, started: Instant, command: &'static str) -> Report {
+    fn report(
+        &self,
+        state: &State,
+        run: Totals,
+        started: Instant,
+        command: &'static str,
+    ) -> Report {
         let elapsed = started.elapsed().as_secs_f64();
         let kept = match state.phase {
             Phase::Verified | Phase::Deleting => {
@@ -1035,7 +1071,9 @@ impl Migrator {
             for (r, b, after) in jobs {
                 let mut l = Lister::new(b, &r, &ctx.prefix, after);
                 while !l.done {
-                    let Ok(page) = l.next_page().await else { return };
+                    let Ok(page) = l.next_page().await else {
+                        return;
+                    };
                     ctx.counters
                         .total_objects
                         .fetch_add(page.len() as u64, Ordering::Relaxed);
@@ -1197,9 +1235,8 @@ impl Migrator {
                 }
                 continue;
             };
-            let (seq, idx, rec) = joined.map_err(|e| {
-                MigrateError::Journal(format!("a copy task failed: {e}"))
-            })?;
+            let (seq, idx, rec) =
+                joined.map_err(|e| MigrateError::Journal(format!("a copy task failed: {e}")))?;
             let rec = rec?;
             ctx.counters.objects.fetch_add(1, Ordering::Relaxed);
             if rec.copied {
@@ -1275,18 +1312,62 @@ impl Migrator {
                 continue;
             }
             let mut cursor = RecordCursor::new(journal.clone(), state, &state.sources[i]);
+            // A crash after deleting, before the page's state was stored:
+            // the page's intent segment names what may have been deleted;
+            // those now gone were deleted (they are not listed again).
+            let mut carry: Vec<DeleteRecord> = Vec::new();
+            for r in journal
+                .try_read_deletes(&state.id, region, state.sources[i].delete_pages)
+                .await?
+            {
+                if r.action != DeleteAction::Deleted {
+                    continue;
+                }
+                if let Err(StoreError::NotFound { .. }) =
+                    with_retry(|| backend.head_object(&r.key)).await
+                {
+                    carry.push(DeleteRecord { detail: None, ..r });
+                }
+            }
             let mut lister = Lister::new(
                 backend.clone(),
                 region,
                 &ctx.prefix,
                 state.sources[i].delete_last_key.clone(),
             );
-            while !lister.done {
-                let objs = lister.next_page().await?;
-                if objs.is_empty() {
+            loop {
+                let objs = if lister.done {
+                    Vec::new()
+                } else {
+                    lister.next_page().await?
+                };
+                if objs.is_empty() && !lister.done {
                     continue;
                 }
-                let last_key = objs.last().map(|o| o.key.clone());
+                if objs.is_empty() && carry.is_empty() {
+                    break;
+                }
+                let seq = state.sources[i].delete_pages;
+                let last_key = objs
+                    .last()
+                    .map(|o| o.key.clone())
+                    .or_else(|| state.sources[i].delete_last_key.clone());
+                // Intent first: what this page may delete.
+                let intent: Vec<DeleteRecord> = carry
+                    .iter()
+                    .cloned()
+                    .chain(objs.iter().map(|o| DeleteRecord {
+                        key: o.key.clone(),
+                        size: o.size,
+                        etag: o.etag.clone(),
+                        action: DeleteAction::Deleted,
+                        late: false,
+                        detail: Some("intent".to_owned()),
+                    }))
+                    .collect();
+                journal
+                    .write_segment(&state.id, region, "delete", seq, &intent)
+                    .await?;
                 let mut work = Vec::with_capacity(objs.len());
                 for o in objs {
                     let rec = cursor.find(&o.key).await?;
@@ -1298,19 +1379,23 @@ impl Migrator {
                 let mut work = work.into_iter().enumerate();
                 loop {
                     while tasks.len() < parallel {
-                        let Some((idx, (o, rec))) = work.next() else { break };
+                        let Some((idx, (o, rec))) = work.next() else {
+                            break;
+                        };
                         let (ctx, region, backend) = (ctx.clone(), region.clone(), backend.clone());
                         tasks.spawn(async move {
                             (idx, delete_old_copy(ctx, region, backend, o, rec).await)
                         });
                     }
-                    let Some(joined) = tasks.join_next().await else { break };
-                    let (idx, r) = joined.map_err(|e| {
-                        MigrateError::Journal(format!("a delete task failed: {e}"))
-                    })?;
+                    let Some(joined) = tasks.join_next().await else {
+                        break;
+                    };
+                    let (idx, r) = joined
+                        .map_err(|e| MigrateError::Journal(format!("a delete task failed: {e}")))?;
                     results[idx] = Some(r?);
                 }
-                let mut records = Vec::with_capacity(results.len());
+                let mut records = std::mem::take(&mut carry);
+                state.totals.deleted += records.len() as u64;
                 for (d, fresh) in results.into_iter().flatten() {
                     ctx.counters.objects.fetch_add(1, Ordering::Relaxed);
                     if let Some(f) = &fresh {
@@ -1331,7 +1416,6 @@ impl Migrator {
                     }
                     records.push(d);
                 }
-                let seq = state.sources[i].delete_pages;
                 journal
                     .write_segment(&state.id, region, "delete", seq, &records)
                     .await?;

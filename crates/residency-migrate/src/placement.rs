@@ -102,7 +102,8 @@ mod tests {
 
     #[test]
     fn us_only_categories_stay() {
-        let p = placer("[[tenants]]\nid = \"initech\"\nlocality = \"eu\"\nmigrating_from = \"us\"\n");
+        let p =
+            placer("[[tenants]]\nid = \"initech\"\nlocality = \"eu\"\nmigrating_from = \"us\"\n");
         assert_eq!(
             p.by_key("tickets/1.json"),
             Some(Verdict::Move {

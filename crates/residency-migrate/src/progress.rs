@@ -83,7 +83,8 @@ impl Progress {
                         let secs = started.elapsed().as_secs_f64().max(0.001);
                         let rate = mib(bytes) / secs;
                         let eta = if c.counted.load(Ordering::Relaxed) && bytes > 0 {
-                            let left = total_bytes.saturating_sub(bytes) as f64 / (bytes as f64 / secs);
+                            let left =
+                                total_bytes.saturating_sub(bytes) as f64 / (bytes as f64 / secs);
                             format!("eta {}s", left.round())
                         } else {
                             "eta ?".to_owned()

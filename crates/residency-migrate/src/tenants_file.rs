@@ -172,7 +172,10 @@ secret_key = "t"
     #[test]
     fn replacing_a_value_keeps_its_comment() {
         let out = edit_source(SRC, "acme", "us", Some("eu")).unwrap();
-        assert!(out.contains("locality = \"us\"   # chosen in 2024"), "{out}");
+        assert!(
+            out.contains("locality = \"us\"   # chosen in 2024"),
+            "{out}"
+        );
         let back = edit_source(&out, "acme", "us", None).unwrap();
         assert!(!back.contains("migrating_from"));
     }

@@ -41,7 +41,12 @@ fn opts(fault: Option<FaultPoint>, assurance: Option<Duration>) -> MigrationOpti
 }
 
 fn migrator(env: &Env, o: MigrationOptions) -> Migrator {
-    Migrator::new(env.policy.clone(), &env.tenants_path, env.backends.clone(), o)
+    Migrator::new(
+        env.policy.clone(),
+        &env.tenants_path,
+        env.backends.clone(),
+        o,
+    )
 }
 
 /// An S3 client of the sidecar acting as the tenant.
@@ -56,7 +61,11 @@ fn sidecar_client(addr: std::net::SocketAddr) -> Arc<dyn Backend> {
 }
 
 async fn expect_fault(m: Migrator, finish: bool) {
-    let r = if finish { m.finish().await } else { m.run().await };
+    let r = if finish {
+        m.finish().await
+    } else {
+        m.run().await
+    };
     match r {
         Err(MigrateError::Fault(_)) => {}
         other => panic!("expected the fault point to stop the run, got {other:?}"),
@@ -105,7 +114,10 @@ async fn scenario() {
     assert_eq!(plan.totals.listed, objs.len() as u64);
     assert_eq!(plan.totals.planned, movers);
     assert_eq!(plan.totals.skipped_by_policy, stayers);
-    assert_eq!(plan.totals.skipped_by_category.get("call_recordings"), Some(&stayers));
+    assert_eq!(
+        plan.totals.skipped_by_category.get("call_recordings"),
+        Some(&stayers)
+    );
     assert!(list_keys(&eu, &format!("{TENANT}/")).await.is_empty());
     assert!(!env.tenants_file().contains("migrating_from"));
 
@@ -148,11 +160,21 @@ async fn scenario() {
     };
 
     // 1. Crash after the 150th copy: the switch happened, nothing deleted.
-    expect_fault(migrator(&env, opts(Some(FaultPoint::AfterCopy(150)), None)), false).await;
+    expect_fault(
+        migrator(&env, opts(Some(FaultPoint::AfterCopy(150)), None)),
+        false,
+    )
+    .await;
     let t = env.tenants_file();
-    assert!(t.contains("locality = \"eu\"") && t.contains("migrating_from = \"us\""), "{t}");
+    assert!(
+        t.contains("locality = \"eu\"") && t.contains("migrating_from = \"us\""),
+        "{t}"
+    );
     assert!(t.contains("# no locality add-on yet"), "comments kept: {t}");
-    assert_eq!(list_keys(&us, &format!("{TENANT}/")).await.len(), objs.len());
+    assert_eq!(
+        list_keys(&us, &format!("{TENANT}/")).await.len(),
+        objs.len()
+    );
     // The sidecar picks the switch up (it also polls the file).
     assert!(sidecar.reload());
 
@@ -174,7 +196,11 @@ async fn scenario() {
             .await
             .expect("put through the sidecar");
         let key = format!("{TENANT}/{}", o.key);
-        assert_eq!(compare(&eu, &key, o).await.as_deref(), Some(""), "new writes land in eu");
+        assert_eq!(
+            compare(&eu, &key, o).await.as_deref(),
+            Some(""),
+            "new writes land in eu"
+        );
     }
     assert!(matches!(
         us.head_object(&format!("{TENANT}/{}", fresh.key)).await,
@@ -183,9 +209,17 @@ async fn scenario() {
     objs[0] = rewritten.clone();
 
     // 2. Crash after a journal segment is stored, before its state.
-    expect_fault(migrator(&env, opts(Some(FaultPoint::AfterSegment(1)), None)), false).await;
+    expect_fault(
+        migrator(&env, opts(Some(FaultPoint::AfterSegment(1)), None)),
+        false,
+    )
+    .await;
     // 3. Crash after a state update.
-    expect_fault(migrator(&env, opts(Some(FaultPoint::AfterState(1)), None)), false).await;
+    expect_fault(
+        migrator(&env, opts(Some(FaultPoint::AfterState(1)), None)),
+        false,
+    )
+    .await;
     assert_nothing_lost(&env, &original, &objs).await;
 
     // 4. Resume to the end of the copy: verified, nothing deleted (30-day window).
@@ -193,7 +227,12 @@ async fn scenario() {
     assert_eq!(r.phase, Some(Phase::Verified), "{}", r.to_text());
     assert!(r.ok());
     assert_eq!(r.totals.planned, movers, "{}", r.to_text());
-    assert_eq!(r.totals.verified + r.totals.superseded, movers, "{}", r.to_text());
+    assert_eq!(
+        r.totals.verified + r.totals.superseded,
+        movers,
+        "{}",
+        r.to_text()
+    );
     assert_eq!(r.totals.skipped_by_policy, stayers);
     assert!(
         r.this_run.listed < objs.len() as u64,
@@ -201,10 +240,17 @@ async fn scenario() {
         r.to_text()
     );
     assert!(r.totals.copied <= movers);
-    assert_eq!(list_keys(&us, &format!("{TENANT}/")).await.len(), objs.len(), "nothing deleted");
+    assert_eq!(
+        list_keys(&us, &format!("{TENANT}/")).await.len(),
+        objs.len(),
+        "nothing deleted"
+    );
     let moving: Vec<Obj> = objs.iter().filter(|o| o.moves).cloned().collect();
     let (same, missing, bad) = survey(&eu, TENANT, &moving).await;
-    assert!(missing.is_empty() && bad.is_empty(), "missing {missing:?} bad {bad:?}");
+    assert!(
+        missing.is_empty() && bad.is_empty(),
+        "missing {missing:?} bad {bad:?}"
+    );
     assert_eq!(same.len() as u64, movers);
     let staying: Vec<Obj> = objs.iter().filter(|o| !o.moves).cloned().collect();
     let (_, missing, _) = survey(&eu, TENANT, &staying).await;
@@ -235,7 +281,10 @@ async fn scenario() {
 
     // 5. Crash in the middle of the deletions.
     expect_fault(
-        migrator(&env, opts(Some(FaultPoint::AfterDelete(300)), Some(Duration::ZERO))),
+        migrator(
+            &env,
+            opts(Some(FaultPoint::AfterDelete(300)), Some(Duration::ZERO)),
+        ),
         true,
     )
     .await;
@@ -251,20 +300,35 @@ async fn scenario() {
     assert_eq!(r.totals.deleted, movers + 1, "{}", r.to_text());
     let mut us_left = list_keys(&us, &format!("{TENANT}/")).await;
     us_left.sort();
-    let mut expect_left: Vec<String> = staying.iter().map(|o| format!("{TENANT}/{}", o.key)).collect();
+    let mut expect_left: Vec<String> = staying
+        .iter()
+        .map(|o| format!("{TENANT}/{}", o.key))
+        .collect();
     expect_left.sort();
-    assert_eq!(us_left, expect_left, "only what policy keeps in us is left there");
+    assert_eq!(
+        us_left, expect_left,
+        "only what policy keeps in us is left there"
+    );
     let mut final_eu = moving.clone();
     final_eu.push(fresh.clone());
     final_eu.push(late.clone());
     let (same, missing, bad) = survey(&eu, TENANT, &final_eu).await;
-    assert!(missing.is_empty() && bad.is_empty(), "missing {missing:?} bad {bad:?}");
+    assert!(
+        missing.is_empty() && bad.is_empty(),
+        "missing {missing:?} bad {bad:?}"
+    );
     assert_eq!(same.len(), final_eu.len());
     let t = env.tenants_file();
-    assert!(t.contains("locality = \"eu\"") && !t.contains("migrating_from"), "{t}");
+    assert!(
+        t.contains("locality = \"eu\"") && !t.contains("migrating_from"),
+        "{t}"
+    );
 
     // 7. Running it again is harmless.
-    let r = migrator(&env, opts(None, Some(Duration::ZERO))).run().await.expect("again");
+    let r = migrator(&env, opts(None, Some(Duration::ZERO)))
+        .run()
+        .await
+        .expect("again");
     assert_eq!(r.phase, Some(Phase::Finished));
     assert_eq!(r.this_run.copied, 0);
     assert_eq!(r.this_run.deleted, 0);
@@ -274,7 +338,10 @@ async fn scenario() {
     stop.store(true, Ordering::Relaxed);
     let failures = reader.await.unwrap();
     assert!(reads.load(Ordering::Relaxed) > 100, "the reader ran");
-    assert!(failures.is_empty(), "reads through the sidecar failed: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "reads through the sidecar failed: {failures:?}"
+    );
     for o in &final_eu[..3] {
         assert_eq!(compare(&client, &o.key, o).await.as_deref(), Some(""));
     }

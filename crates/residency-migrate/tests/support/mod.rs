@@ -149,7 +149,12 @@ pub fn corpus(n: usize, big: &[usize]) -> Vec<Obj> {
         let data = bytes_of(i as u64 + 1, size);
         let mut meta = BTreeMap::new();
         let (key, ct, moves, cc) = match i % 10 {
-            0..=4 => (format!("tickets/{i:05}/comment.json"), "application/json", true, None),
+            0..=4 => (
+                format!("tickets/{i:05}/comment.json"),
+                "application/json",
+                true,
+                None,
+            ),
             5 => {
                 meta.insert("owner".to_owned(), format!("user-{i}"));
                 (format!("users/{i:05}.json"), "application/json", true, None)
@@ -160,11 +165,21 @@ pub fn corpus(n: usize, big: &[usize]) -> Vec<Obj> {
                 true,
                 Some("max-age=60".to_owned()),
             ),
-            8 => (format!("talk/recordings/{i:05}.mp3"), "audio/mpeg", false, None),
+            8 => (
+                format!("talk/recordings/{i:05}.mp3"),
+                "audio/mpeg",
+                false,
+                None,
+            ),
             _ if i % 20 == 9 => (format!("misc/{i:05}.wav"), "audio/wav", false, None),
             _ => {
                 meta.insert("residency-category".to_owned(), "ticket_data".to_owned());
-                (format!("misc/{i:05}.dat"), "application/octet-stream", true, None)
+                (
+                    format!("misc/{i:05}.dat"),
+                    "application/octet-stream",
+                    true,
+                    None,
+                )
             }
         };
         out.push(Obj {
