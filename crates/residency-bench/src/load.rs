@@ -200,7 +200,13 @@ impl Worker {
         }
     }
 
-    async fn try_request(&mut self, op: Op, object: usize, size: u64, stamp: u64) -> Result<Outcome> {
+    async fn try_request(
+        &mut self,
+        op: Op,
+        object: usize,
+        size: u64,
+        stamp: u64,
+    ) -> Result<Outcome> {
         if self.conn.as_ref().is_none_or(|c| c.is_closed()) {
             self.connect().await?;
         }
@@ -254,7 +260,10 @@ impl Worker {
         if !status.is_success() {
             return Ok(Outcome::Err(format!(
                 "HTTP {status}: {}",
-                String::from_utf8_lossy(&text).chars().take(300).collect::<String>()
+                String::from_utf8_lossy(&text)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
             )));
         }
         match op {
@@ -443,7 +452,16 @@ pub(crate) async fn run(target: Arc<Target>, plan: &Plan) -> Result<CellResult> 
         for t in tasks {
             results.push(t.await?);
         }
-        return Ok(finish(plan, results, elapsed, cpu1 - cpu0, self1 - self0, sampling, sampler).await);
+        return Ok(finish(
+            plan,
+            results,
+            elapsed,
+            cpu1 - cpu0,
+            self1 - self0,
+            sampling,
+            sampler,
+        )
+        .await);
     }
     for t in tasks {
         results.push(t.await?);
@@ -451,7 +469,16 @@ pub(crate) async fn run(target: Arc<Target>, plan: &Plan) -> Result<CellResult> 
     let elapsed = t0.elapsed();
     let cpu1 = procstat::total_cpu(&plan.pids);
     let self1 = procstat::self_cpu();
-    Ok(finish(plan, results, elapsed, cpu1 - cpu0, self1 - self0, sampling, sampler).await)
+    Ok(finish(
+        plan,
+        results,
+        elapsed,
+        cpu1 - cpu0,
+        self1 - self0,
+        sampling,
+        sampler,
+    )
+    .await)
 }
 
 type WorkerOut = (Vec<u32>, u64, u64, Option<String>);

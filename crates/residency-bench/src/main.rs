@@ -25,7 +25,10 @@ use clap::{Parser, Subcommand};
 use crate::load::{Op, Plan, Stop, Target};
 
 #[derive(Parser)]
-#[command(name = "residency-bench", about = "S3 load harness for the Residency sidecar and its peers")]
+#[command(
+    name = "residency-bench",
+    about = "S3 load harness for the Residency sidecar and its peers"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

@@ -50,8 +50,7 @@ pub(crate) fn load(files: &[std::path::PathBuf]) -> Result<Vec<CellResult>> {
                 continue;
             }
             cells.push(
-                serde_json::from_str(line)
-                    .with_context(|| format!("{}:{}", f.display(), n + 1))?,
+                serde_json::from_str(line).with_context(|| format!("{}:{}", f.display(), n + 1))?,
             );
         }
     }
@@ -101,7 +100,9 @@ pub(crate) fn build(cells: Vec<CellResult>, baseline: &str) -> Report {
             .iter()
             .find(|r| r.workload == rows[i].workload && r.target == baseline)
             .map(|r| score(&r.median));
-        rows[i].ratio_to_direct = base.filter(|b| *b > 0.0).map(|b| score(&rows[i].median) / b);
+        rows[i].ratio_to_direct = base
+            .filter(|b| *b > 0.0)
+            .map(|b| score(&rows[i].median) / b);
     }
     Report {
         workloads,
@@ -220,7 +221,9 @@ impl Report {
             }
             s.push('\n');
             for w in &self.workloads {
-                let Some(me) = self.row(w, sidecar) else { continue };
+                let Some(me) = self.row(w, sidecar) else {
+                    continue;
+                };
                 let _ = write!(s, "| {w} |");
                 for p in &peers {
                     let v = self
@@ -234,7 +237,10 @@ impl Report {
                 s.push('\n');
             }
             // CPU per op against each peer, where measured.
-            let _ = writeln!(s, "\n### Process CPU per request (µs; the process(es) under test only)\n");
+            let _ = writeln!(
+                s,
+                "\n### Process CPU per request (µs; the process(es) under test only)\n"
+            );
             let _ = write!(s, "| workload |");
             for t in &self.targets {
                 let _ = write!(s, " {t} |");
@@ -345,7 +351,9 @@ impl Report {
             chart
                 .draw_series(bars)?
                 .label(t.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+                });
         }
         chart.draw_series(std::iter::once(PathElement::new(
             vec![(0.0, 1.0), (nw as f64, 1.0)],

@@ -98,7 +98,10 @@ impl Signer {
                 return *k;
             }
         }
-        let k = hmac(format!("AWS4{}", self.secret_key).as_bytes(), date.as_bytes());
+        let k = hmac(
+            format!("AWS4{}", self.secret_key).as_bytes(),
+            date.as_bytes(),
+        );
         let k = hmac(&k, self.region.as_bytes());
         let k = hmac(&k, b"s3");
         let k = hmac(&k, b"aws4_request");
@@ -139,10 +142,7 @@ mod tests {
 
     #[test]
     fn dates() {
-        assert_eq!(
-            amz_dates(0),
-            ("19700101".into(), "19700101T000000Z".into())
-        );
+        assert_eq!(amz_dates(0), ("19700101".into(), "19700101T000000Z".into()));
         assert_eq!(
             amz_dates(1_440_938_160),
             ("20150830".into(), "20150830T123600Z".into())
@@ -153,9 +153,22 @@ mod tests {
     #[test]
     fn signing_key_matches_aws_example() {
         // The derived key from AWS's SigV4 documentation example.
-        let mut s = Signer::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "us-east-1");
+        let mut s = Signer::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            "us-east-1",
+        );
         let k = s.signing_key("20150830");
-        let k2 = hmac(&hmac(&hmac(&hmac(b"AWS4wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", b"20150830"), b"us-east-1"), b"s3"), b"aws4_request");
+        let k2 = hmac(
+            &hmac(
+                &hmac(
+                    &hmac(b"AWS4wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", b"20150830"),
+                    b"us-east-1",
+                ),
+                b"s3",
+            ),
+            b"aws4_request",
+        );
         assert_eq!(k, k2);
         assert_eq!(uri_encode_path("/b/a b"), "/b/a%20b");
     }

@@ -106,9 +106,9 @@ impl KeyRule {
             .next()
             .unwrap_or("")
             .to_string();
-        let prefix_only = pattern.strip_suffix("**").is_some_and(|p| {
-            p == literal_prefix && p.ends_with('/') && !p.contains("//")
-        });
+        let prefix_only = pattern
+            .strip_suffix("**")
+            .is_some_and(|p| p == literal_prefix && p.ends_with('/') && !p.contains("//"));
         Ok(KeyRule {
             pattern: pattern.to_string(),
             category,
@@ -224,18 +224,37 @@ mod tests {
     #[test]
     fn the_prefix_fast_path_agrees_with_the_glob() {
         let keys = [
-            "tickets/", "tickets/a", "tickets/a/b", "tickets", "ticketsx/a", "x/tickets/a",
-            "tickets//a", "tickets/a/", "tickets/\u{e9}", "tickets/.hidden", "",
+            "tickets/",
+            "tickets/a",
+            "tickets/a/b",
+            "tickets",
+            "ticketsx/a",
+            "x/tickets/a",
+            "tickets//a",
+            "tickets/a/",
+            "tickets/\u{e9}",
+            "tickets/.hidden",
+            "",
         ];
         for pattern in ["tickets/**", "a/b/**", "guide/images/**"] {
             let fast = KeyRule::new(pattern, CategoryId(0)).unwrap();
             assert!(fast.prefix_only, "{pattern} should take the fast path");
-            for k in keys.iter().chain(&["a/b/c", "a/b/", "a/bc", "guide/images/x.png"]) {
-                assert_eq!(fast.is_match(k), fast.matcher.is_match(k), "{pattern} vs {k:?}");
+            for k in keys
+                .iter()
+                .chain(&["a/b/c", "a/b/", "a/bc", "guide/images/x.png"])
+            {
+                assert_eq!(
+                    fast.is_match(k),
+                    fast.matcher.is_match(k),
+                    "{pattern} vs {k:?}"
+                );
             }
         }
         for pattern in ["chat/*.json", "**/*.wav", "a/[bc]/**", "a/**/b"] {
-            assert!(!KeyRule::new(pattern, CategoryId(0)).unwrap().prefix_only, "{pattern}");
+            assert!(
+                !KeyRule::new(pattern, CategoryId(0)).unwrap().prefix_only,
+                "{pattern}"
+            );
         }
     }
 

@@ -105,6 +105,15 @@ impl Incoming {
                 S3ErrorCode::SignatureDoesNotMatch,
                 "a chunk signature does not match",
             )
+        } else if msg.contains("Sha256Mismatch") {
+            // What S3 answers when the payload's SHA-256 is not the signed one
+            // (e.g. a body longer or shorter than its Content-Length).
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            );
+            e.set_status_code(http::StatusCode::BAD_REQUEST);
+            e
         } else if msg.contains("Incomplete") || msg.contains("FormatError") {
             S3Error::with_message(
                 S3ErrorCode::IncompleteBody,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use residency_policy::{ConfigError, ConfigErrors, Ruleset, SecretRef, Tenants};
-use residency_store::{Backend, DirBackend, S3Backend, S3BackendConfig};
+use residency_store::{Backend, DirBackend, NullBackend, S3Backend, S3BackendConfig};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -58,6 +58,9 @@ pub enum BackendConfig {
         #[serde(default)]
         skip_location_check: bool,
     },
+    /// Accepts and discards writes (benchmarks only: the sidecar's own
+    /// ceiling); see `residency_store::NullBackend` for what reads answer.
+    Null,
 }
 
 fn yes() -> bool {
@@ -96,6 +99,23 @@ pub struct Limits {
     pub header_read_timeout_secs: u64,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_secs: u64,
+    /// Largest object (or part) body accepted, by its declared length
+    /// (`x-amz-decoded-content-length`, else `Content-Length`); larger gets
+    /// `400 EntityTooLarge` before anything is routed. Default 5 GiB, S3's
+    /// single-PUT limit.
+    pub max_object_bytes: u64,
+    /// Largest request head (request line and headers) in bytes; larger gets
+    /// `431`. At least 8192 (hyper's minimum buffer).
+    pub max_header_bytes: usize,
+    /// Consecutive unavailable failures of a region that open its circuit:
+    /// its calls then fail fast with 503 for `circuit_cooldown_ms`, then one
+    /// probe goes through. 0 disables the breaker.
+    pub circuit_failures: u32,
+    /// Milliseconds a region's open circuit fails fast before a probe.
+    pub circuit_cooldown_ms: u64,
+    /// Seconds a region has to answer an upload once its body has been sent
+    /// in full; then the upload fails with 503 (a hung backend).
+    pub upload_response_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -105,6 +125,11 @@ impl Default for Limits {
             per_region_concurrency: 256,
             header_read_timeout_secs: 30,
             shutdown_grace_secs: 30,
+            max_object_bytes: 5 * 1024 * 1024 * 1024,
+            max_header_bytes: 64 * 1024,
+            circuit_failures: 5,
+            circuit_cooldown_ms: 2_000,
+            upload_response_timeout_secs: 30,
         }
     }
 }
@@ -318,6 +343,22 @@ impl Config {
         if raw.limits.max_concurrent_requests == 0 || raw.limits.per_region_concurrency == 0 {
             errors.push(err(path, source, None, "limits must be at least 1"));
         }
+        if raw.limits.max_header_bytes < 8192 {
+            errors.push(err(
+                path,
+                source,
+                None,
+                "limits.max_header_bytes must be at least 8192",
+            ));
+        }
+        if raw.limits.header_read_timeout_secs == 0 {
+            errors.push(err(
+                path,
+                source,
+                None,
+                "limits.header_read_timeout_secs must be at least 1",
+            ));
+        }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -464,6 +505,13 @@ impl Config {
                         format!("region {id}: directory {}: {e}", path.display()),
                     )),
                 },
+                BackendConfig::Null => {
+                    tracing::warn!(region = %id, "null backend: writes are discarded (benchmarks only)");
+                    out.push((
+                        id.clone(),
+                        Arc::new(NullBackend::new(id.clone())) as Arc<dyn Backend>,
+                    ));
+                }
                 BackendConfig::S3 {
                     endpoint,
                     bucket,

@@ -83,6 +83,25 @@ fn trailer<T>(req: &S3Request<T>) -> Option<Trailer> {
     Some(Trailer { header, handle })
 }
 
+/// Refuses keys that are unsafe to hand on, before anything is routed:
+/// control characters (NUL included), and `.` or `..` path segments, which
+/// tools and directory backends resolve as paths (`tickets/../../other/x`).
+fn check_key(key: &str) -> S3Result<()> {
+    if key.chars().any(char::is_control) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "object keys may not contain control characters"
+        ));
+    }
+    if key.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(s3_error!(
+            InvalidArgument,
+            "object keys may not contain \".\" or \"..\" path segments"
+        ));
+    }
+    Ok(())
+}
+
 /// A category named by header: the `x-amz-meta-residency-category` metadata.
 fn category_of(meta: &BTreeMap<String, String>) -> Option<String> {
     debug_assert!(CATEGORY_HEADER.ends_with(META_CATEGORY));
@@ -164,6 +183,7 @@ impl S3 for Gateway {
         let trailer = trailer(&req);
         let input = req.input;
         let tenant = self.tenant(&input.bucket)?;
+        check_key(&input.key)?;
         let user = user_metadata(input.metadata);
         let failure = BodyFailure::default();
         let len = input.content_length.map(|n| n as u64);
@@ -218,6 +238,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         let tenant = self.tenant(&input.bucket)?;
+        check_key(&input.key)?;
         let range = match &input.range {
             Some(r) => {
                 Some(ByteRange::parse(&r.to_header_string()).map_err(|_| s3_error!(InvalidRange))?)
@@ -303,6 +324,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         let tenant = self.tenant(&input.bucket)?;
+        check_key(&input.key)?;
         let r = self
             .run(StorageRequest::new(
                 tenant,
@@ -321,6 +343,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
         let tenant = self.tenant(&input.bucket)?;
+        check_key(&input.key)?;
         self.run(StorageRequest::new(
             tenant,
             Operation::Delete { key: input.key },
@@ -349,6 +372,15 @@ impl S3 for Gateway {
         let mut errors = Vec::new();
         for obj in input.delete.objects {
             let key = obj.key;
+            if let Err(e) = check_key(&key) {
+                errors.push(Error {
+                    code: Some(e.code().as_str().to_string()),
+                    key: Some(key),
+                    message: e.message().map(str::to_string),
+                    version_id: None,
+                });
+                continue;
+            }
             match self
                 .run(StorageRequest::new(
                     tenant.clone(),
@@ -447,6 +479,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = req.input;
         let tenant = self.tenant(&input.bucket)?;
+        check_key(&input.key)?;
         let CopySource::Bucket {
             bucket: src_bucket,
             key: src_key,
@@ -460,6 +493,7 @@ impl S3 for Gateway {
         };
         // A tenant sees only its own objects: the source must be in the same
         // virtual bucket (service keys included).
+        check_key(src_key)?;
         if &**src_bucket != input.bucket.as_str() {
             return Err(s3_error!(
                 AccessDenied,
@@ -516,6 +550,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let input = req.input;
         let tenant = self.tenant(&input.bucket)?;
+        check_key(&input.key)?;
         let user = user_metadata(input.metadata);
         let meta = PutMeta {
             content_type: input.content_type,
@@ -559,6 +594,7 @@ impl S3 for Gateway {
         let trailer = trailer(&req);
         let input = req.input;
         let tenant = self.tenant(&input.bucket)?;
+        check_key(&input.key)?;
         if !(1..=10_000).contains(&input.part_number) {
             return Err(s3_error!(
                 InvalidArgument,
@@ -609,6 +645,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let input = req.input;
         let tenant = self.tenant(&input.bucket)?;
+        check_key(&input.key)?;
         let parts = input
             .multipart_upload
             .and_then(|m| m.parts)
@@ -664,6 +701,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let input = req.input;
         let tenant = self.tenant(&input.bucket)?;
+        check_key(&input.key)?;
         let op = Operation::AbortMultipart {
             key: input.key,
             upload_id: input.upload_id,
@@ -681,6 +719,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<ListPartsOutput>> {
         let input = req.input;
         let tenant = self.tenant(&input.bucket)?;
+        check_key(&input.key)?;
         let op = Operation::ListParts {
             key: input.key.clone(),
             upload_id: input.upload_id.clone(),
@@ -818,4 +857,21 @@ impl S3 for Gateway {
 /// Helper to make the shared pieces visible to `server`.
 pub(crate) fn gateway(rules: RulesetHandle, stack: RoutingService<RegionalDispatch>) -> Gateway {
     Gateway { rules, stack }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_key;
+
+    #[test]
+    fn unsafe_keys_are_refused() {
+        for bad in [
+            "..", "a/../b", "./a", "a/.", "a\0b", "a\nb", "a\u{1b}b", "a\u{7f}", "a\u{85}",
+        ] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
+        for good in ["a..b", "...", "a/.hidden", "tickets/1/comment.json", "é/ü"] {
+            assert!(check_key(good).is_ok(), "{good:?}");
+        }
+    }
 }

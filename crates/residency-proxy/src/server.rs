@@ -83,10 +83,31 @@ pub struct Sidecar {
     audit: Option<Arc<BatchingAuditSink>>,
 }
 
-fn init_logging(format: LogFormat) {
+/// The filter the sidecar logs with: `RESIDENCY_LOG` (an `EnvFilter`
+/// spec; default `info,s3s=warn,aws=warn,hyper=warn`), except that `s3s` and
+/// `aws_sigv4` never log below `info`: at debug level they print each
+/// request's `Authorization` header and presigned query, and, on a signature
+/// mismatch, the signature the request should have carried, which is a valid
+/// signature for it.
+pub fn log_filter() -> tracing_subscriber::EnvFilter {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RESIDENCY_LOG")
+    let mut filter = EnvFilter::try_from_env("RESIDENCY_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,s3s=warn,aws=warn,hyper=warn"));
+    let verbose = filter
+        .max_level_hint()
+        .is_none_or(|l| l > tracing_subscriber::filter::LevelFilter::INFO);
+    if verbose {
+        for cap in ["s3s=info", "aws_sigv4=info"] {
+            if let Ok(d) = cap.parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
+    filter
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = log_filter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -164,8 +185,24 @@ impl Sidecar {
                 UploadIdCodec::random()
             }
         };
+        // Installed before the dispatch is built, so that the circuit gauges
+        // it sets up are recorded.
+        let prometheus = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ])
+            .ok()
+            .and_then(|b| b.install_recorder().ok());
         let mut dispatch = RegionalDispatch::builder()
             .concurrency_per_region(config.limits.per_region_concurrency)
+            .circuit_breaker(
+                config.limits.circuit_failures,
+                Duration::from_millis(config.limits.circuit_cooldown_ms),
+            )
+            .upload_response_timeout(Duration::from_secs(
+                config.limits.upload_response_timeout_secs.max(1),
+            ))
             .upload_ids(codec.clone());
         for (id, b) in &backends {
             tracing::info!(region = %id, backend = %b.describe(), "region backend");
@@ -192,13 +229,6 @@ impl Sidecar {
             rules: handle.clone(),
         });
         builder.set_host(Hosts(config.virtual_host_domains.clone()));
-        let prometheus = PrometheusBuilder::new()
-            .set_buckets(&[
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ])
-            .ok()
-            .and_then(|b| b.install_recorder().ok());
         Ok(Sidecar {
             config,
             rules: handle,
@@ -254,6 +284,49 @@ impl Sidecar {
             self.config.listen,
             t.bucket()
         ))
+    }
+}
+
+/// The declared length of an upload's payload: `x-amz-decoded-content-length`
+/// (aws-chunked bodies), else `Content-Length`. `Err` when a header is not a
+/// number.
+fn declared_length(headers: &http::HeaderMap) -> Result<Option<u64>, ()> {
+    let h = headers
+        .get("x-amz-decoded-content-length")
+        .or_else(|| headers.get(http::header::CONTENT_LENGTH));
+    match h {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or(()),
+    }
+}
+
+/// Refuses, before anything is routed, an upload whose declared size is over
+/// `max_object_bytes` (the body is never read).
+fn check_size(
+    req: &http::Request<hyper::body::Incoming>,
+    max_object_bytes: u64,
+) -> Option<http::Response<s3s::Body>> {
+    match declared_length(req.headers()) {
+        Ok(Some(n)) if n > max_object_bytes => {
+            metrics::counter!("residency_rejected_total", "reason" => "entity_too_large")
+                .increment(1);
+            Some(xml_error(
+                "EntityTooLarge",
+                "Your proposed upload exceeds the maximum allowed object size.",
+                http::StatusCode::BAD_REQUEST,
+            ))
+        }
+        Ok(_) => None,
+        Err(()) => Some(xml_error(
+            "InvalidArgument",
+            "The content length is not a valid number.",
+            http::StatusCode::BAD_REQUEST,
+        )),
     }
 }
 
@@ -433,6 +506,9 @@ pub async fn run(
     ));
     let graceful = GracefulShutdown::new();
     let header_timeout = Duration::from_secs(sidecar.config.limits.header_read_timeout_secs);
+    // hyper refuses a buffer under 8 KiB (the config check says so too).
+    let max_header_bytes = sidecar.config.limits.max_header_bytes.max(8192);
+    let max_object_bytes = sidecar.config.limits.max_object_bytes;
     loop {
         let (stream, peer) = tokio::select! {
             r = s3_listener.accept() => match r {
@@ -448,6 +524,9 @@ pub async fn run(
             let s3 = s3.clone();
             let limit = limit.clone();
             async move {
+                if let Some(refused) = check_size(&req, max_object_bytes) {
+                    return Ok(refused);
+                }
                 let Ok(_permit) = limit.try_acquire_owned() else {
                     metrics::counter!("residency_shed_total").increment(1);
                     return Ok(xml_error(
@@ -463,7 +542,11 @@ pub async fn run(
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout);
+            .header_read_timeout(header_timeout)
+            .max_buf_size(max_header_bytes);
+        builder
+            .http2()
+            .max_header_list_size(max_header_bytes as u32);
         let conn = builder
             .serve_connection(TokioIo::new(stream), svc)
             .into_owned();

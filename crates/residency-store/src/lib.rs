@@ -35,6 +35,7 @@ mod error;
 mod listing;
 mod memory;
 mod multipart;
+mod null;
 mod object;
 mod operation;
 mod range;
@@ -49,6 +50,7 @@ pub use checksum::checksums_of;
 pub use dir::DirBackend;
 pub use error::{BoxError, StoreError};
 pub use memory::MemoryBackend;
+pub use null::NullBackend;
 pub use object::{
     BackendDescription, Checksums, CompletedPart, GetOutput, ListPage, ListRequest, ObjectInfo,
     ObjectSummary, PartInfo, PartsPage, PutMeta, PutOutput, UploadInfo,

@@ -11,13 +11,35 @@
 //! several regions try them in the route's order and stop at the first region
 //! that fails with anything but "not found" (a region that is down gives 503,
 //! never a false 404).
+//!
+//! Circuit breaker: each region counts consecutive "unavailable" failures
+//! (unreachable, timed out, 5xx). After `threshold` of them the region's
+//! circuit opens for `cooldown`: calls fail at once with `Unavailable` (503)
+//! without touching the backend, so a dead region costs its callers nothing
+//! and a hung one holds no more connections. After the cooldown one probe
+//! call goes through (half-open); its success closes the circuit, its failure
+//! opens it for another cooldown. Other errors (not found, bad digest, access
+//! denied) say the backend is alive and count as successes. The gauge
+//! `residency_circuit_open{region}` is 1 while a region's circuit is open or
+//! half-open, and `residency_circuit_transitions_total{region,to}` counts
+//! state changes.
+//!
+//! Timeouts: the backend bounds its own calls; an upload (put, upload part)
+//! is bounded here too once its body has been sent in full, so that a hung
+//! region answers `Unavailable` within `upload_response_timeout` rather than
+//! never.
+//!
+//! Retries: this layer never retries. The S3 backend's SDK retries an attempt
+//! at most `max_attempts - 1` times against the same regional endpoint; a
+//! failure here is final and is never sent to another region.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -27,6 +49,8 @@ use residency_store::{
     Backend, Body, ListPage, ListRequest, ObjectSummary, Operation, Outcome, StoreError,
 };
 use tokio::sync::Semaphore;
+// tokio's clock: tests drive the breaker's cooldown with a paused clock.
+use tokio::time::Instant;
 use tower::Service;
 
 use crate::error::{Denied, RoutingError};
@@ -36,6 +60,177 @@ use crate::upload_id::UploadIdCodec;
 
 /// The default bound on in-flight backend calls per region.
 pub const DEFAULT_REGION_CONCURRENCY: usize = 512;
+
+/// Consecutive unavailable failures that open a region's circuit by default.
+const DEFAULT_BREAKER_THRESHOLD: u32 = 5;
+/// How long an open circuit fails fast by default before one probe.
+const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(2);
+/// How long a region may take to answer once an upload's body is sent.
+const DEFAULT_UPLOAD_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+const CIRCUIT_OPEN: &str = "residency_circuit_open";
+const CIRCUIT_TRANSITIONS: &str = "residency_circuit_transitions_total";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Circuit {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// The cooldown is over and one probe is in flight.
+    HalfOpen,
+}
+
+/// One region's circuit breaker (see the module docs).
+struct Breaker {
+    region: Arc<str>,
+    /// 0 disables the breaker.
+    threshold: u32,
+    cooldown: Duration,
+    state: Mutex<Circuit>,
+}
+
+/// Lets a call through; reports its outcome when dropped without one (a
+/// cancelled probe must not leave the circuit half-open forever).
+struct Admitted<'a> {
+    breaker: &'a Breaker,
+    probe: bool,
+    reported: bool,
+}
+
+impl Breaker {
+    fn new(region: Arc<str>, threshold: u32, cooldown: Duration) -> Breaker {
+        metrics::gauge!(CIRCUIT_OPEN, "region" => m::Label::Shared(region.clone())).set(0.0);
+        Breaker {
+            region,
+            threshold,
+            cooldown,
+            state: Mutex::new(Circuit::Closed { failures: 0 }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Circuit> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn transition(&self, to: &'static str) {
+        let region = m::Label::Shared(self.region.clone());
+        metrics::gauge!(CIRCUIT_OPEN, "region" => region.clone()).set(if to == "closed" {
+            0.0
+        } else {
+            1.0
+        });
+        metrics::counter!(CIRCUIT_TRANSITIONS, "region" => region, "to" => to).increment(1);
+        match to {
+            "open" => {
+                tracing::warn!(region = %self.region, cooldown_ms = self.cooldown.as_millis() as u64, "circuit open: failing fast")
+            }
+            "closed" => {
+                tracing::info!(region = %self.region, "circuit closed: region serving again")
+            }
+            _ => tracing::info!(region = %self.region, "circuit half-open: probing"),
+        }
+    }
+
+    /// Admits a call, or says how long the circuit stays open.
+    fn admit(&self) -> Result<Admitted<'_>, Duration> {
+        if self.threshold == 0 {
+            return Ok(Admitted {
+                breaker: self,
+                probe: false,
+                reported: true,
+            });
+        }
+        let mut st = self.lock();
+        match *st {
+            Circuit::Closed { .. } => Ok(Admitted {
+                breaker: self,
+                probe: false,
+                reported: false,
+            }),
+            Circuit::Open { until } => {
+                let now = Instant::now();
+                if now < until {
+                    return Err(until - now);
+                }
+                *st = Circuit::HalfOpen;
+                drop(st);
+                self.transition("half_open");
+                Ok(Admitted {
+                    breaker: self,
+                    probe: true,
+                    reported: false,
+                })
+            }
+            // One probe at a time: the others fail fast until it answers.
+            Circuit::HalfOpen => Err(Duration::ZERO),
+        }
+    }
+
+    /// Records a call's answer: `Some(true)` the region was unavailable,
+    /// `Some(false)` it answered, `None` nothing was learnt (the client's own
+    /// body failed, or the call was abandoned).
+    fn record(&self, probe: bool, unavailable: Option<bool>) {
+        let mut st = self.lock();
+        let Some(unavailable) = unavailable else {
+            if probe && *st == Circuit::HalfOpen {
+                // Let the next caller probe instead.
+                *st = Circuit::Open {
+                    until: Instant::now(),
+                };
+            }
+            return;
+        };
+        let next = match (*st, unavailable) {
+            (Circuit::Closed { .. }, false) => Circuit::Closed { failures: 0 },
+            (Circuit::Closed { failures }, true) if failures + 1 >= self.threshold => {
+                Circuit::Open {
+                    until: Instant::now() + self.cooldown,
+                }
+            }
+            (Circuit::Closed { failures }, true) => Circuit::Closed {
+                failures: failures + 1,
+            },
+            // Only the probe's answer moves a half-open circuit; answers of
+            // calls admitted before it opened do not.
+            (Circuit::HalfOpen, false) if probe => Circuit::Closed { failures: 0 },
+            (Circuit::HalfOpen, true) if probe => Circuit::Open {
+                until: Instant::now() + self.cooldown,
+            },
+            (s, _) => s,
+        };
+        let changed = std::mem::discriminant(&next) != std::mem::discriminant(&*st);
+        *st = next;
+        drop(st);
+        if changed {
+            self.transition(match next {
+                Circuit::Closed { .. } => "closed",
+                Circuit::Open { .. } => "open",
+                Circuit::HalfOpen => "half_open",
+            });
+        }
+    }
+}
+
+impl Admitted<'_> {
+    fn report(mut self, unavailable: Option<bool>) {
+        if !self.reported {
+            self.reported = true;
+            self.breaker.record(self.probe, unavailable);
+        }
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        // A probe abandoned by its caller proves nothing: the next caller
+        // probes again.
+        if !self.reported && self.probe {
+            self.breaker.record(true, None);
+        }
+    }
+}
 
 /// A routed operation's result and where it was served.
 #[derive(Debug)]
@@ -51,6 +246,7 @@ struct RegionBackend {
     name: Arc<str>,
     backend: Arc<dyn Backend>,
     permits: Arc<Semaphore>,
+    breaker: Breaker,
 }
 
 /// Sends each routed [`StorageRequest`] to its region's backend.
@@ -58,6 +254,7 @@ struct RegionBackend {
 pub struct RegionalDispatch {
     regions: Arc<Vec<RegionBackend>>,
     codec: UploadIdCodec,
+    upload_response_timeout: Duration,
 }
 
 impl std::fmt::Debug for RegionalDispatch {
@@ -76,6 +273,8 @@ pub struct RegionalDispatchBuilder {
     regions: Vec<(String, Arc<dyn Backend>)>,
     concurrency: Option<usize>,
     codec: Option<UploadIdCodec>,
+    breaker: Option<(u32, Duration)>,
+    upload_response_timeout: Option<Duration>,
 }
 
 impl RegionalDispatchBuilder {
@@ -93,6 +292,25 @@ impl RegionalDispatchBuilder {
         self
     }
 
+    /// Opens a region's circuit after `threshold` consecutive unavailable
+    /// failures, for `cooldown` (default: 5 failures, 2 s). A threshold of 0
+    /// disables the breaker.
+    #[must_use]
+    pub fn circuit_breaker(mut self, threshold: u32, cooldown: Duration) -> Self {
+        self.breaker = Some((threshold, cooldown));
+        self
+    }
+
+    /// Bounds the wait for a region's answer once an upload's body (put,
+    /// upload part) has been sent in full (default 30 s): a hung backend then
+    /// fails the upload with `Unavailable` instead of holding it forever.
+    /// The transfer itself is not bounded: a large body may take minutes.
+    #[must_use]
+    pub fn upload_response_timeout(mut self, t: Duration) -> Self {
+        self.upload_response_timeout = Some(t);
+        self
+    }
+
     /// Signs upload ids with `codec` (must be the routing layer's).
     #[must_use]
     pub fn upload_ids(mut self, codec: UploadIdCodec) -> Self {
@@ -103,18 +321,28 @@ impl RegionalDispatchBuilder {
     /// The dispatch service.
     pub fn build(self) -> RegionalDispatch {
         let n = self.concurrency.unwrap_or(DEFAULT_REGION_CONCURRENCY);
+        let (threshold, cooldown) = self
+            .breaker
+            .unwrap_or((DEFAULT_BREAKER_THRESHOLD, DEFAULT_BREAKER_COOLDOWN));
         RegionalDispatch {
             regions: Arc::new(
                 self.regions
                     .into_iter()
-                    .map(|(name, backend)| RegionBackend {
-                        name: name.into(),
-                        backend,
-                        permits: Arc::new(Semaphore::new(n)),
+                    .map(|(name, backend)| {
+                        let name: Arc<str> = name.into();
+                        RegionBackend {
+                            breaker: Breaker::new(name.clone(), threshold, cooldown),
+                            name,
+                            backend,
+                            permits: Arc::new(Semaphore::new(n)),
+                        }
                     })
                     .collect(),
             ),
             codec: self.codec.unwrap_or_else(UploadIdCodec::random),
+            upload_response_timeout: self
+                .upload_response_timeout
+                .unwrap_or(DEFAULT_UPLOAD_RESPONSE_TIMEOUT),
         }
     }
 }
@@ -201,13 +429,66 @@ impl RegionalDispatch {
         F: FnOnce(Arc<dyn Backend>) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
+        Self::call_backend_with_body(rb, op, None, f).await
+    }
+
+    /// A backend call that streams a client's body: if that body failed
+    /// (`body_failed` set), the backend's error is the client's doing and
+    /// says nothing about the region's health.
+    async fn call_backend_with_body<T, F, Fut>(
+        rb: &RegionBackend,
+        op: &'static str,
+        body: Option<(&BodyWatch, Duration)>,
+        f: F,
+    ) -> Result<T, RoutingError>
+    where
+        F: FnOnce(Arc<dyn Backend>) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let admitted = rb.breaker.admit().map_err(|wait| {
+            // Counted as what the caller gets, so that "region down" alerts
+            // keep firing while the circuit spares the backend.
+            metrics::counter!(m::BACKEND_ERRORS_TOTAL, "region" => m::Label::Shared(rb.name.clone()), "code" => "ServiceUnavailable").increment(1);
+            RoutingError::Store {
+                region: rb.name.to_string(),
+                source: StoreError::unavailable(if wait.is_zero() {
+                    format!("region {} is failing: a probe call is testing it", rb.name)
+                } else {
+                    format!(
+                        "region {} is failing: its circuit is open for {} ms more",
+                        rb.name,
+                        wait.as_millis()
+                    )
+                }),
+            }
+        })?;
         let _permit = rb
             .permits
             .acquire()
             .await
             .map_err(|_| RoutingError::NoBackend(rb.name.to_string()))?;
         let start = Instant::now();
-        let result = f(rb.backend.clone()).await;
+        let result = match body {
+            None => f(rb.backend.clone()).await,
+            Some((watch, limit)) => {
+                tokio::select! {
+                    r = f(rb.backend.clone()) => r,
+                    () = async {
+                        watch.ended.notified().await;
+                        tokio::time::sleep(limit).await;
+                    } => Err(StoreError::unavailable(format!(
+                        "region {} did not answer within {limit:?} of the body's end",
+                        rb.name
+                    ))),
+                }
+            }
+        };
+        let client_fault = body.is_some_and(|(w, _)| w.failed.load(Ordering::Relaxed));
+        admitted.report(match &result {
+            Err(_) if client_fault => None,
+            Err(e) => Some(e.is_unavailable()),
+            Ok(_) => Some(false),
+        });
         let code = result.as_ref().err().map(|e| e.s3_code().to_string());
         m::backend_call(
             rb.name.clone(),
@@ -234,11 +515,15 @@ impl RegionalDispatch {
         match (req.operation, &route.target) {
             (Operation::Put { key, body, meta }, Target::Region(r)) => {
                 let rb = self.region(&route, *r)?;
-                let body = counted(body, rb.name.clone(), "in");
+                let watch = Arc::new(BodyWatch::default());
+                let body = counted_in(body, rb.name.clone(), watch.clone());
                 let key = full(&key);
-                let out = Self::call_backend(rb, op_name, |b| async move {
-                    b.put_object(&key, body, meta).await
-                })
+                let out = Self::call_backend_with_body(
+                    rb,
+                    op_name,
+                    Some((&watch, self.upload_response_timeout)),
+                    |b| async move { b.put_object(&key, body, meta).await },
+                )
                 .await?;
                 Ok(self.served(Outcome::Put(out), rb))
             }
@@ -264,11 +549,15 @@ impl RegionalDispatch {
             ) => {
                 let rb = self.region(&route, *r)?;
                 let id = route.backend_upload_id.clone().unwrap_or_default();
-                let body = counted(body, rb.name.clone(), "in");
+                let watch = Arc::new(BodyWatch::default());
+                let body = counted_in(body, rb.name.clone(), watch.clone());
                 let key = full(&key);
-                let out = Self::call_backend(rb, op_name, |b| async move {
-                    b.upload_part(&key, &id, part_number, body, checksums).await
-                })
+                let out = Self::call_backend_with_body(
+                    rb,
+                    op_name,
+                    Some((&watch, self.upload_response_timeout)),
+                    |b| async move { b.upload_part(&key, &id, part_number, body, checksums).await },
+                )
                 .await?;
                 Ok(self.served(Outcome::UploadPart(out), rb))
             }
@@ -585,4 +874,115 @@ fn counted(body: Body, region: Arc<str>, direction: &'static str) -> Body {
         }
     });
     Body::from_stream(stream, len)
+}
+
+/// What became of a client's body on its way to a region.
+#[derive(Default)]
+struct BodyWatch {
+    /// The body itself failed (a bad chunk signature, a client that went away).
+    failed: AtomicBool,
+    /// Notified when the body has been sent in full.
+    ended: tokio::sync::Notify,
+}
+
+/// Counts a client's body bytes on their way in, and reports its failure or
+/// its end to `watch`.
+fn counted_in(body: Body, region: Arc<str>, watch: Arc<BodyWatch>) -> Body {
+    let len = body.len_hint();
+    let counter = metrics::counter!(m::BYTES_TOTAL, "region" => m::Label::Shared(region), "direction" => "in");
+    let w = watch.clone();
+    let mut seen = 0u64;
+    let stream = body
+        .into_stream()
+        .inspect(move |chunk| match chunk {
+            Ok(c) => {
+                counter.increment(c.len() as u64);
+                seen += c.len() as u64;
+                // A consumer that knows the length stops polling after the
+                // last byte: that is the end too.
+                if len.is_some_and(|n| seen >= n) {
+                    w.ended.notify_one();
+                }
+            }
+            Err(_) => w.failed.store(true, Ordering::Relaxed),
+        })
+        .chain(futures::stream::poll_fn(move |_| {
+            // notify_one keeps the signal for a waiter that comes later.
+            watch.ended.notify_one();
+            Poll::Ready(None)
+        }));
+    Body::from_stream(stream, len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker(threshold: u32) -> Breaker {
+        Breaker::new("eu".into(), threshold, Duration::from_secs(2))
+    }
+
+    fn fail(b: &Breaker) {
+        b.admit().expect("admitted").report(Some(true));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_consecutive_unavailable_failures_only() {
+        let b = breaker(3);
+        fail(&b);
+        fail(&b);
+        // An answer (even an error such as NoSuchKey) resets the count.
+        b.admit().unwrap().report(Some(false));
+        fail(&b);
+        fail(&b);
+        assert!(b.admit().is_ok(), "two failures in a row: still closed");
+        b.admit().unwrap().report(Some(true));
+        assert!(b.admit().is_err(), "three in a row: open, fail fast");
+        // A client's own body failure says nothing about the region.
+        let b = breaker(1);
+        b.admit().unwrap().report(None);
+        assert!(b.admit().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_lets_one_probe_through() {
+        let b = breaker(1);
+        fail(&b);
+        assert!(b.admit().is_err());
+        tokio::time::advance(Duration::from_millis(1_999)).await;
+        assert!(b.admit().is_err(), "still cooling down");
+        tokio::time::advance(Duration::from_millis(2)).await;
+        let probe = b.admit().expect("the probe");
+        assert!(probe.probe);
+        assert!(b.admit().is_err(), "one probe at a time");
+        probe.report(Some(false));
+        assert!(b.admit().is_ok(), "the probe succeeded: closed");
+        assert_eq!(*b.lock(), Circuit::Closed { failures: 0 });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_probe_reopens_and_an_abandoned_one_lets_the_next_probe() {
+        let b = breaker(1);
+        fail(&b);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        b.admit().unwrap().report(Some(true));
+        assert!(b.admit().is_err(), "the probe failed: open again");
+        tokio::time::advance(Duration::from_secs(3)).await;
+        drop(b.admit().expect("probe"));
+        let next = b
+            .admit()
+            .expect("an abandoned probe does not wedge the circuit");
+        assert!(next.probe);
+        next.report(Some(false));
+        assert!(b.admit().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn threshold_zero_disables_the_breaker() {
+        let b = breaker(0);
+        for _ in 0..100 {
+            fail(&b);
+        }
+        assert!(b.admit().is_ok());
+    }
 }

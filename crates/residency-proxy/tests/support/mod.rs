@@ -27,6 +27,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod faultproxy;
+
 /// Time allowed for one whole test.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(240);
 /// Time allowed for one client call.
@@ -79,16 +81,45 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn backend_toml(id: &str, r: &RegionInfo) -> String {
+fn backend_toml(id: &str, r: &RegionInfo, o: &SidecarOptions, endpoint: &str) -> String {
     format!(
-        "[regions.{id}]\nkind = \"s3\"\nendpoint = {:?}\nbucket = {:?}\nregion = {:?}\naccess_key = {:?}\nsecret_key = {:?}\ntimeout_secs = 30\nmax_attempts = 1\n\n",
-        r.endpoint, r.bucket, r.region, r.access_key, r.secret_key
+        "[regions.{id}]\nkind = \"s3\"\nendpoint = {:?}\nbucket = {:?}\nregion = {:?}\naccess_key = {:?}\nsecret_key = {:?}\ntimeout_secs = {}\nmax_attempts = {}\n\n",
+        endpoint, r.bucket, r.region, r.access_key, r.secret_key, o.backend_timeout_secs, o.max_attempts
     )
+}
+
+/// How a test's sidecar differs from the default one.
+#[derive(Debug, Clone)]
+pub struct SidecarOptions {
+    /// Reach the EU bucket through this endpoint (a fault proxy) instead.
+    pub eu_endpoint: Option<String>,
+    /// Each backend call's timeout.
+    pub backend_timeout_secs: u64,
+    /// Attempts per backend call (the SDK's retries, within the region).
+    pub max_attempts: u32,
+    /// Extra lines of the `[limits]` table.
+    pub limits: String,
+}
+
+impl Default for SidecarOptions {
+    fn default() -> Self {
+        SidecarOptions {
+            eu_endpoint: None,
+            backend_timeout_secs: 30,
+            max_attempts: 1,
+            limits: String::new(),
+        }
+    }
 }
 
 /// The sidecar's configuration for the shared Garage pair: the repository's
 /// hosting policy and example tenants, audit off.
 pub fn write_config(dir: &Path) -> PathBuf {
+    write_config_with(dir, &SidecarOptions::default())
+}
+
+/// [`write_config`] with options.
+pub fn write_config_with(dir: &Path, o: &SidecarOptions) -> PathBuf {
     let c = cluster();
     let root = repo_root();
     let policy = root.join("config/hosting-policy.toml");
@@ -98,9 +129,16 @@ pub fn write_config(dir: &Path) -> PathBuf {
         policy.display().to_string(),
         tenants.display().to_string()
     );
-    s.push_str(&backend_toml("eu", c.eu()));
-    s.push_str(&backend_toml("us", c.us()));
-    s.push_str("[limits]\nshutdown_grace_secs = 1\n\n[audit]\nenabled = false\n");
+    let eu = o
+        .eu_endpoint
+        .clone()
+        .unwrap_or_else(|| c.eu().endpoint.clone());
+    s.push_str(&backend_toml("eu", c.eu(), o, &eu));
+    s.push_str(&backend_toml("us", c.us(), o, &c.us().endpoint));
+    s.push_str(&format!(
+        "[limits]\nshutdown_grace_secs = 1\n{}\n\n[audit]\nenabled = false\n",
+        o.limits
+    ));
     let path = dir.join("residency.toml");
     std::fs::write(&path, s).expect("write residency.toml");
     path
@@ -109,6 +147,8 @@ pub fn write_config(dir: &Path) -> PathBuf {
 /// A sidecar serving in this test's runtime; stopped when dropped.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: SocketAddr,
     pub endpoint: String,
     task: tokio::task::JoinHandle<()>,
 }
@@ -130,6 +170,7 @@ pub async fn start_sidecar(config: &Path) -> Running {
     let s3 = TcpListener::bind("127.0.0.1:0").await.expect("bind s3");
     let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
     let addr = s3.local_addr().expect("local addr");
+    let admin_addr = admin.local_addr().expect("admin addr");
     let task = tokio::spawn(async move {
         if let Err(e) = residency_proxy::run(Arc::new(sidecar), s3, admin).await {
             panic!("sidecar stopped: {e}");
@@ -137,6 +178,7 @@ pub async fn start_sidecar(config: &Path) -> Running {
     });
     Running {
         addr,
+        admin: admin_addr,
         endpoint: format!("http://{addr}"),
         task,
     }
@@ -151,9 +193,14 @@ pub struct Env {
 
 impl Env {
     pub async fn start() -> Env {
+        Self::start_with(&SidecarOptions::default()).await
+    }
+
+    /// A sidecar configured with `options`.
+    pub async fn start_with(options: &SidecarOptions) -> Env {
         let _ = cluster();
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = write_config(dir.path());
+        let config = write_config_with(dir.path(), options);
         let sidecar = start_sidecar(&config).await;
         Env {
             dir,

@@ -54,18 +54,32 @@ impl AuditEvent {
 }
 
 /// A time as RFC 3339 UTC with milliseconds.
+///
+/// Integer arithmetic into a fixed buffer: this runs once per audited request,
+/// and the float formatting it replaces showed in the 4 KiB PUT profile.
 pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
+    let ms = t
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
-    let days = (secs / 86_400.0).floor() as i64;
-    let rem = secs - (days as f64) * 86_400.0;
-    let (y, m, d) = civil_from_days(days);
-    let h = (rem / 3600.0).floor() as u32;
-    let min = ((rem - h as f64 * 3600.0) / 60.0).floor() as u32;
-    let s = rem - h as f64 * 3600.0 - min as f64 * 60.0;
-    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:06.3}Z")
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let secs = ms / 1000;
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = (secs % 86_400) as u32;
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    fn put(b: &mut [u8], mut v: u32) {
+        for c in b.iter_mut().rev() {
+            *c = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    }
+    put(&mut b[0..4], y.clamp(0, 9999) as u32);
+    put(&mut b[5..7], m);
+    put(&mut b[8..10], d);
+    put(&mut b[11..13], rem / 3600);
+    put(&mut b[14..16], rem / 60 % 60);
+    put(&mut b[17..19], rem % 60);
+    put(&mut b[20..23], (ms % 1000) as u32);
+    b.iter().map(|&c| char::from(c)).collect()
 }
 
 /// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
@@ -144,5 +158,7 @@ mod tests {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
         assert_eq!(rfc3339(t), "2026-11-18T11:06:40.000Z");
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(951_868_799_999);
+        assert_eq!(rfc3339(t), "2000-02-29T23:59:59.999Z");
     }
 }
