@@ -153,25 +153,38 @@ fn unexpected(o: &Outcome) -> S3Error {
     S3Error::new(S3ErrorCode::InternalError)
 }
 
+/// Fills the `checksum_*` fields every S3 output shape has from our
+/// [`Checksums`].
+macro_rules! with_checksums {
+    ($out:expr, $c:expr) => {{
+        let mut o = $out;
+        let c: &Checksums = $c;
+        o.checksum_crc32 = c.crc32.clone();
+        o.checksum_crc32c = c.crc32c.clone();
+        o.checksum_crc64nvme = c.crc64nvme.clone();
+        o.checksum_sha1 = c.sha1.clone();
+        o.checksum_sha256 = c.sha256.clone();
+        o
+    }};
+}
+
 fn head_output(info: &ObjectInfo) -> HeadObjectOutput {
-    HeadObjectOutput {
-        content_length: Some(info.size as i64),
-        content_type: info.content_type.clone(),
-        e_tag: Some(etag(&info.etag)),
-        last_modified: Some(Timestamp::from(info.last_modified)),
-        metadata: meta_out(&info.user_metadata),
-        cache_control: info.cache_control.clone(),
-        content_disposition: info.content_disposition.clone(),
-        content_encoding: info.content_encoding.clone(),
-        content_language: info.content_language.clone(),
-        checksum_crc32: info.checksums.crc32.clone(),
-        checksum_crc32c: info.checksums.crc32c.clone(),
-        checksum_crc64nvme: info.checksums.crc64nvme.clone(),
-        checksum_sha1: info.checksums.sha1.clone(),
-        checksum_sha256: info.checksums.sha256.clone(),
-        accept_ranges: Some("bytes".into()),
-        ..Default::default()
-    }
+    with_checksums!(
+        HeadObjectOutput {
+            content_length: Some(info.size as i64),
+            content_type: info.content_type.clone(),
+            e_tag: Some(etag(&info.etag)),
+            last_modified: Some(Timestamp::from(info.last_modified)),
+            metadata: meta_out(&info.user_metadata),
+            cache_control: info.cache_control.clone(),
+            content_disposition: info.content_disposition.clone(),
+            content_encoding: info.content_encoding.clone(),
+            content_language: info.content_language.clone(),
+            accept_ranges: Some("bytes".into()),
+            ..Default::default()
+        },
+        &info.checksums
+    )
 }
 
 #[async_trait::async_trait]
@@ -219,16 +232,14 @@ impl S3 for Gateway {
         let Outcome::Put(out) = &r.outcome else {
             return Err(unexpected(&r.outcome));
         };
-        let output = PutObjectOutput {
-            e_tag: Some(etag(&out.etag)),
-            checksum_crc32: out.checksums.crc32.clone(),
-            checksum_crc32c: out.checksums.crc32c.clone(),
-            checksum_crc64nvme: out.checksums.crc64nvme.clone(),
-            checksum_sha1: out.checksums.sha1.clone(),
-            checksum_sha256: out.checksums.sha256.clone(),
-            version_id: out.version_id.clone(),
-            ..Default::default()
-        };
+        let output = with_checksums!(
+            PutObjectOutput {
+                e_tag: Some(etag(&out.etag)),
+                version_id: out.version_id.clone(),
+                ..Default::default()
+            },
+            &out.checksums
+        );
         Ok(region_header(S3Response::new(output), &r))
     }
 
@@ -627,15 +638,13 @@ impl S3 for Gateway {
         let Outcome::UploadPart(p) = &r.outcome else {
             return Err(unexpected(&r.outcome));
         };
-        let output = UploadPartOutput {
-            e_tag: Some(etag(&p.etag)),
-            checksum_crc32: p.checksums.crc32.clone(),
-            checksum_crc32c: p.checksums.crc32c.clone(),
-            checksum_crc64nvme: p.checksums.crc64nvme.clone(),
-            checksum_sha1: p.checksums.sha1.clone(),
-            checksum_sha256: p.checksums.sha256.clone(),
-            ..Default::default()
-        };
+        let output = with_checksums!(
+            UploadPartOutput {
+                e_tag: Some(etag(&p.etag)),
+                ..Default::default()
+            },
+            &p.checksums
+        );
         Ok(region_header(S3Response::new(output), &r))
     }
 
@@ -681,17 +690,15 @@ impl S3 for Gateway {
         let Outcome::CompleteMultipart(out) = &r.outcome else {
             return Err(unexpected(&r.outcome));
         };
-        let output = CompleteMultipartUploadOutput {
-            bucket: Some(input.bucket),
-            key: Some(input.key),
-            e_tag: Some(etag(&out.etag)),
-            checksum_crc32: out.checksums.crc32.clone(),
-            checksum_crc32c: out.checksums.crc32c.clone(),
-            checksum_crc64nvme: out.checksums.crc64nvme.clone(),
-            checksum_sha1: out.checksums.sha1.clone(),
-            checksum_sha256: out.checksums.sha256.clone(),
-            ..Default::default()
-        };
+        let output = with_checksums!(
+            CompleteMultipartUploadOutput {
+                bucket: Some(input.bucket),
+                key: Some(input.key),
+                e_tag: Some(etag(&out.etag)),
+                ..Default::default()
+            },
+            &out.checksums
+        );
         Ok(region_header(S3Response::new(output), &r))
     }
 
@@ -733,16 +740,17 @@ impl S3 for Gateway {
         let parts = page
             .parts
             .iter()
-            .map(|p| Part {
-                part_number: Some(p.part_number as i32),
-                e_tag: Some(etag(&p.etag)),
-                size: Some(p.size as i64),
-                last_modified: Some(Timestamp::from(p.last_modified)),
-                checksum_crc32: p.checksums.crc32.clone(),
-                checksum_crc32c: p.checksums.crc32c.clone(),
-                checksum_crc64nvme: p.checksums.crc64nvme.clone(),
-                checksum_sha1: p.checksums.sha1.clone(),
-                checksum_sha256: p.checksums.sha256.clone(),
+            .map(|p| {
+                with_checksums!(
+                    Part {
+                        part_number: Some(p.part_number as i32),
+                        e_tag: Some(etag(&p.etag)),
+                        size: Some(p.size as i64),
+                        last_modified: Some(Timestamp::from(p.last_modified)),
+                        ..Default::default()
+                    },
+                    &p.checksums
+                )
             })
             .collect();
         Ok(S3Response::new(ListPartsOutput {
