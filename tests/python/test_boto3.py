@@ -292,3 +292,38 @@ def test_service_key_acts_for_its_tenants_only(s3, placement, uid):
     assert placement("eurobank", key) == []
     app.delete_object(Bucket="acme", Key=key)
     app.delete_object(Bucket="globex", Key=key)
+
+
+def test_requests_after_a_denial_on_the_same_connection_are_intact(s3, uid):
+    """A PUT refused before its body is read must not poison the next request
+    on the same keep-alive connection (this once gave a rare
+    SignatureDoesNotMatch on the allowed PUT that followed a denial)."""
+    import threading
+
+    client = s3("eurobank")
+    errors, allowed, denied = [], [0], [0]
+
+    def work(t):
+        for i in range(150):
+            try:
+                client.put_object(Bucket="eurobank", Key=f"tickets/{uid}/{t}/{i}", Body=os.urandom(100))
+                allowed[0] += 1
+            except Exception as e:  # noqa: BLE001 - every failure is reported
+                errors.append(("allowed", repr(e)[:200]))
+            try:
+                client.put_object(Bucket="eurobank", Key=f"insights/{uid}/{t}/{i}", Body=b"x")
+                errors.append(("denied write was accepted", i))
+            except ClientError as e:
+                if e.response["Error"]["Code"] == "AccessDenied":
+                    denied[0] += 1
+                else:
+                    errors.append(("denied", e.response["Error"]["Code"]))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=180)
+    assert errors == []
+    assert allowed[0] == 8 * 150
+    assert denied[0] == 8 * 150

@@ -524,18 +524,37 @@ pub async fn run(
             let s3 = s3.clone();
             let limit = limit.clone();
             async move {
+                // A request refused before its body was read leaves that body
+                // on the connection; whatever the client sends of it would be
+                // read as the start of its next request (seen as a rare
+                // SignatureDoesNotMatch on the request after a denial). Such a
+                // connection is closed after the error response.
+                let has_body = req
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .is_some_and(|v| v.as_bytes() != b"0")
+                    || req.headers().contains_key(http::header::TRANSFER_ENCODING);
+                let close = |mut resp: http::Response<s3s::Body>| {
+                    if has_body && !resp.status().is_success() {
+                        resp.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                    }
+                    resp
+                };
                 if let Some(refused) = check_size(&req, max_object_bytes) {
-                    return Ok(refused);
+                    return Ok(close(refused));
                 }
                 let Ok(_permit) = limit.try_acquire_owned() else {
                     metrics::counter!("residency_shed_total").increment(1);
-                    return Ok(xml_error(
+                    return Ok(close(xml_error(
                         "SlowDown",
                         "Please reduce your request rate.",
                         http::StatusCode::SERVICE_UNAVAILABLE,
-                    ));
+                    )));
                 };
-                s3.call(req.map(s3s::Body::from)).await
+                s3.call(req.map(s3s::Body::from)).await.map(close)
             }
         });
         let mut builder = ConnBuilder::new(TokioExecutor::new());
