@@ -57,6 +57,10 @@ pub enum BackendConfig {
         /// region's declared locations. Only for servers that cannot answer.
         #[serde(default)]
         skip_location_check: bool,
+        /// Put, get, head and delete through the lean outbound client
+        /// (default true); `false` sends every call through `aws-sdk-s3`.
+        #[serde(default = "yes")]
+        fast_path: bool,
     },
     /// Accepts and discards writes (benchmarks only: the sidecar's own
     /// ceiling); see `residency_store::NullBackend` for what reads answer.
@@ -525,6 +529,7 @@ impl Config {
                     timeout_secs,
                     connect_timeout_secs,
                     max_attempts,
+                    fast_path,
                     ..
                 } => {
                     let ak = env_or_inline(
@@ -553,7 +558,8 @@ impl Config {
                         .force_path_style(*force_path_style)
                         .operation_timeout(Duration::from_secs(timeout_secs.unwrap_or(30)))
                         .connect_timeout(Duration::from_secs(connect_timeout_secs.unwrap_or(5)))
-                        .max_attempts(max_attempts.unwrap_or(2));
+                        .max_attempts(max_attempts.unwrap_or(2))
+                        .fast_path(*fast_path);
                     if let Some(e) = endpoint {
                         builder = builder.endpoint(e.clone());
                     }

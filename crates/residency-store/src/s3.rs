@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -29,6 +30,7 @@ use crate::object::{
     ObjectSummary, PartInfo, PartsPage, PutMeta, PutOutput, UploadInfo,
 };
 use crate::range::ByteRange;
+use crate::s3_fast::FastPath;
 
 /// How to reach one regional bucket.
 #[derive(Clone)]
@@ -54,6 +56,10 @@ pub struct S3BackendConfig {
     pub operation_timeout: Duration,
     /// Attempts per call, the first included. Default 2.
     pub max_attempts: u32,
+    /// Put, get, head and delete take the lean outbound path (pooled hyper
+    /// client, SigV4 with the signing key kept per day) instead of the SDK's
+    /// orchestrator. Default `true`; `false` sends every call through the SDK.
+    pub fast_path: bool,
 }
 
 impl fmt::Debug for S3BackendConfig {
@@ -72,6 +78,7 @@ impl fmt::Debug for S3BackendConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("operation_timeout", &self.operation_timeout)
             .field("max_attempts", &self.max_attempts)
+            .field("fast_path", &self.fast_path)
             .finish()
     }
 }
@@ -91,6 +98,7 @@ impl S3BackendConfig {
                 connect_timeout: Duration::from_secs(5),
                 operation_timeout: Duration::from_secs(30),
                 max_attempts: 2,
+                fast_path: true,
             },
         }
     }
@@ -185,6 +193,14 @@ impl S3BackendConfigBuilder {
         self
     }
 
+    /// Chooses the lean outbound path for put, get, head and delete (`true`,
+    /// the default) or the SDK for every call.
+    #[must_use]
+    pub fn fast_path(mut self, yes: bool) -> Self {
+        self.config.fast_path = yes;
+        self
+    }
+
     /// Checks and returns the configuration.
     ///
     /// # Errors
@@ -235,6 +251,8 @@ impl S3BackendConfigBuilder {
 pub struct S3Backend {
     client: aws_sdk_s3::Client,
     config: S3BackendConfig,
+    /// The lean path for the hot calls, when enabled and usable.
+    fast: Option<Arc<FastPath>>,
 }
 
 impl S3Backend {
@@ -270,15 +288,32 @@ impl S3Backend {
         if let Some(e) = &config.endpoint {
             b = b.endpoint_url(e);
         }
+        let fast = if config.fast_path {
+            match FastPath::new(&config) {
+                Ok(f) => Some(Arc::new(f)),
+                Err(why) => {
+                    tracing::warn!(bucket = %config.bucket, "the lean S3 path is off, every call goes through the SDK: {why}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Self {
             client: aws_sdk_s3::Client::from_conf(b.build()),
             config,
+            fast,
         })
     }
 
     /// The configuration this backend was built from.
     pub fn config(&self) -> &S3BackendConfig {
         &self.config
+    }
+
+    /// Whether put, get, head and delete take the lean path.
+    pub fn uses_fast_path(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// The SDK client, for calls this interface does not cover.
@@ -325,35 +360,45 @@ where
                 .message()
                 .map(str::to_owned)
                 .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
-            match (code.as_deref(), status) {
-                (Some("NoSuchKey" | "NotFound"), _) | (None, Some(404)) => {
-                    StoreError::not_found(key)
-                }
-                (Some("NoSuchUpload"), _) => StoreError::no_such_upload(upload_id.unwrap_or("")),
-                (Some("InvalidRange"), _) | (None, Some(416)) => StoreError::InvalidRange,
-                (
-                    Some("BadDigest" | "XAmzContentChecksumMismatch" | "XAmzContentSHA256Mismatch"),
-                    _,
-                ) => StoreError::BadDigest { detail: message },
-                (Some("InvalidDigest"), _) => StoreError::InvalidDigest { detail: message },
-                (_, Some(s)) if s >= 500 => StoreError::Unavailable {
-                    message: format!(
-                        "service error {} (HTTP {s}): {message}",
-                        code.as_deref().unwrap_or("(no code)")
-                    ),
-                    source: Some(Box::new(err)),
-                },
-                _ => StoreError::Backend {
-                    code,
-                    status,
-                    message,
-                },
-            }
+            service_error(code, status, message, key, upload_id, Some(Box::new(err)))
         }
         other => StoreError::Backend {
             code: None,
             status: None,
             message: DisplayErrorContext(&other).to_string(),
+        },
+    }
+}
+
+/// Maps an S3 error answer (code from the error document, HTTP status) to
+/// a [`StoreError`]; shared by the SDK and the lean path.
+pub(crate) fn service_error(
+    code: Option<String>,
+    status: Option<u16>,
+    message: String,
+    key: &str,
+    upload_id: Option<&str>,
+    source: Option<BoxError>,
+) -> StoreError {
+    match (code.as_deref(), status) {
+        (Some("NoSuchKey" | "NotFound"), _) | (None, Some(404)) => StoreError::not_found(key),
+        (Some("NoSuchUpload"), _) => StoreError::no_such_upload(upload_id.unwrap_or("")),
+        (Some("InvalidRange"), _) | (None, Some(416)) => StoreError::InvalidRange,
+        (Some("BadDigest" | "XAmzContentChecksumMismatch" | "XAmzContentSHA256Mismatch"), _) => {
+            StoreError::BadDigest { detail: message }
+        }
+        (Some("InvalidDigest"), _) => StoreError::InvalidDigest { detail: message },
+        (_, Some(s)) if s >= 500 => StoreError::Unavailable {
+            message: format!(
+                "service error {} (HTTP {s}): {message}",
+                code.as_deref().unwrap_or("(no code)")
+            ),
+            source,
+        },
+        _ => StoreError::Backend {
+            code,
+            status,
+            message,
         },
     }
 }
@@ -515,7 +560,7 @@ macro_rules! info_of_output {
 }
 
 /// `bytes 0-9/100` → `(0, 9, 100)`.
-fn parse_content_range(s: &str) -> Option<(u64, u64, u64)> {
+pub(crate) fn parse_content_range(s: &str) -> Option<(u64, u64, u64)> {
     let rest = s.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
     let (a, b) = range.split_once('-')?;
@@ -570,6 +615,17 @@ impl Backend for S3Backend {
         body: Body,
         meta: PutMeta,
     ) -> Result<PutOutput, StoreError> {
+        if let Some(fast) = &self.fast {
+            if let Some(len) = body.len_hint().or(meta.content_length) {
+                if let Some(headers) = fast.put_headers(&meta, len) {
+                    let mut out = fast.put(key, body, len, headers).await?;
+                    if out.checksums.is_empty() {
+                        out.checksums = meta.checksums.without_md5();
+                    }
+                    return Ok(out);
+                }
+            }
+        }
         let (stream, len) = to_byte_stream(body, meta.content_length);
         let req = self
             .client
@@ -599,6 +655,9 @@ impl Backend for S3Backend {
         key: &str,
         range: Option<ByteRange>,
     ) -> Result<GetOutput, StoreError> {
+        if let Some(fast) = &self.fast {
+            return self.timed(fast.get(key, range)).await;
+        }
         let out = self
             .timed(async {
                 self.client
@@ -631,6 +690,9 @@ impl Backend for S3Backend {
     }
 
     async fn head_object(&self, key: &str) -> Result<ObjectInfo, StoreError> {
+        if let Some(fast) = &self.fast {
+            return self.timed(fast.head(key)).await;
+        }
         let out = self
             .timed(async {
                 self.client
@@ -647,6 +709,9 @@ impl Backend for S3Backend {
     }
 
     async fn delete_object(&self, key: &str) -> Result<(), StoreError> {
+        if let Some(fast) = &self.fast {
+            return self.timed(fast.delete(key)).await;
+        }
         self.timed(async {
             self.client
                 .delete_object()

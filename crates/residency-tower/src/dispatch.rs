@@ -36,7 +36,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -46,7 +46,7 @@ use base64::Engine;
 use futures::StreamExt;
 use residency_policy::RegionId;
 use residency_store::{
-    Backend, Body, ListPage, ListRequest, ObjectSummary, Operation, Outcome, StoreError,
+    Backend, Body, ListPage, ListRequest, ObjectSummary, OpKind, Operation, Outcome, StoreError,
 };
 use tokio::sync::Semaphore;
 // tokio's clock: tests drive the breaker's cooldown with a paused clock.
@@ -89,6 +89,28 @@ struct Breaker {
     threshold: u32,
     cooldown: Duration,
     state: Mutex<Circuit>,
+    /// `state` at a glance, stored under the lock on every change and read
+    /// without it ([`CLEAN`], [`FAILING`] or [`TRIPPED`]): a healthy region's
+    /// calls are admitted and reported without taking the lock. A read that
+    /// races a change is ordered before it, as if it had taken the lock first.
+    summary: AtomicU8,
+}
+
+/// Closed with no failure counted.
+const CLEAN: u8 = 0;
+/// Closed with failures counted.
+const FAILING: u8 = 1;
+/// Open or half-open.
+const TRIPPED: u8 = 2;
+
+impl Circuit {
+    fn summary(self) -> u8 {
+        match self {
+            Circuit::Closed { failures: 0 } => CLEAN,
+            Circuit::Closed { .. } => FAILING,
+            Circuit::Open { .. } | Circuit::HalfOpen => TRIPPED,
+        }
+    }
 }
 
 /// Lets a call through; reports its outcome when dropped without one (a
@@ -107,11 +129,18 @@ impl Breaker {
             threshold,
             cooldown,
             state: Mutex::new(Circuit::Closed { failures: 0 }),
+            summary: AtomicU8::new(CLEAN),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Circuit> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the state (under its lock) and its summary.
+    fn set(&self, st: &mut Circuit, next: Circuit) {
+        *st = next;
+        self.summary.store(next.summary(), Ordering::Relaxed);
     }
 
     fn transition(&self, to: &'static str) {
@@ -142,6 +171,14 @@ impl Breaker {
                 reported: true,
             });
         }
+        if self.summary.load(Ordering::Relaxed) != TRIPPED {
+            // Closed: nothing to change.
+            return Ok(Admitted {
+                breaker: self,
+                probe: false,
+                reported: false,
+            });
+        }
         let mut st = self.lock();
         match *st {
             Circuit::Closed { .. } => Ok(Admitted {
@@ -154,7 +191,7 @@ impl Breaker {
                 if now < until {
                     return Err(until - now);
                 }
-                *st = Circuit::HalfOpen;
+                self.set(&mut st, Circuit::HalfOpen);
                 drop(st);
                 self.transition("half_open");
                 Ok(Admitted {
@@ -172,13 +209,24 @@ impl Breaker {
     /// `Some(false)` it answered, `None` nothing was learnt (the client's own
     /// body failed, or the call was abandoned).
     fn record(&self, probe: bool, unavailable: Option<bool>) {
+        // An answer from a clean circuit, or nothing learnt outside a probe,
+        // changes nothing.
+        if !probe
+            && (unavailable.is_none()
+                || (unavailable == Some(false) && self.summary.load(Ordering::Relaxed) == CLEAN))
+        {
+            return;
+        }
         let mut st = self.lock();
         let Some(unavailable) = unavailable else {
             if probe && *st == Circuit::HalfOpen {
                 // Let the next caller probe instead.
-                *st = Circuit::Open {
-                    until: Instant::now(),
-                };
+                self.set(
+                    &mut st,
+                    Circuit::Open {
+                        until: Instant::now(),
+                    },
+                );
             }
             return;
         };
@@ -201,7 +249,7 @@ impl Breaker {
             (s, _) => s,
         };
         let changed = std::mem::discriminant(&next) != std::mem::discriminant(&*st);
-        *st = next;
+        self.set(&mut st, next);
         drop(st);
         if changed {
             self.transition(match next {
@@ -247,6 +295,7 @@ struct RegionBackend {
     backend: Arc<dyn Backend>,
     permits: Arc<Semaphore>,
     breaker: Breaker,
+    metrics: m::RegionMetrics,
 }
 
 /// Sends each routed [`StorageRequest`] to its region's backend.
@@ -332,6 +381,7 @@ impl RegionalDispatchBuilder {
                         let name: Arc<str> = name.into();
                         RegionBackend {
                             breaker: Breaker::new(name.clone(), threshold, cooldown),
+                            metrics: m::RegionMetrics::new(name.clone()),
                             name,
                             backend,
                             permits: Arc::new(Semaphore::new(n)),
@@ -379,8 +429,34 @@ impl Service<StorageRequest> for RegionalDispatch {
     }
 
     fn call(&mut self, req: StorageRequest) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { this.dispatch(req).await })
+        // Only the route and the operation go into the future (it is moved
+        // into its box, so its size is a copy on every request), and the
+        // future owns its clone of the service: no wrapping async block.
+        let StorageRequest {
+            operation, route, ..
+        } = req;
+        match route {
+            Some(route) => Box::pin(self.clone().dispatch(route, operation)),
+            None => Box::pin(std::future::ready(Err(RoutingError::Denied(Denied {
+                reason: "no_route",
+                detail: "RegionalDispatch must run behind RoutingLayer".into(),
+            })))),
+        }
+    }
+}
+
+/// `a` then `b` in one allocation (`format!` grows its buffer twice).
+fn concat(a: &str, b: &str) -> String {
+    let mut s = String::with_capacity(a.len() + b.len());
+    s.push_str(a);
+    s.push_str(b);
+    s
+}
+
+/// Removes `prefix` from the start of `key` if it is there, in place.
+fn strip_in_place(key: &mut String, prefix: &str) {
+    if key.starts_with(prefix) {
+        key.drain(..prefix.len());
     }
 }
 
@@ -422,7 +498,7 @@ impl RegionalDispatch {
 
     async fn call_backend<T, F, Fut>(
         rb: &RegionBackend,
-        op: &'static str,
+        op: OpKind,
         f: F,
     ) -> Result<T, RoutingError>
     where
@@ -437,7 +513,7 @@ impl RegionalDispatch {
     /// says nothing about the region's health.
     async fn call_backend_with_body<T, F, Fut>(
         rb: &RegionBackend,
-        op: &'static str,
+        op: OpKind,
         body: Option<(&BodyWatch, Duration)>,
         f: F,
     ) -> Result<T, RoutingError>
@@ -448,7 +524,7 @@ impl RegionalDispatch {
         let admitted = rb.breaker.admit().map_err(|wait| {
             // Counted as what the caller gets, so that "region down" alerts
             // keep firing while the circuit spares the backend.
-            metrics::counter!(m::BACKEND_ERRORS_TOTAL, "region" => m::Label::Shared(rb.name.clone()), "code" => "ServiceUnavailable").increment(1);
+            rb.metrics.error("ServiceUnavailable");
             RoutingError::Store {
                 region: rb.name.to_string(),
                 source: StoreError::unavailable(if wait.is_zero() {
@@ -489,12 +565,10 @@ impl RegionalDispatch {
             Err(e) => Some(e.is_unavailable()),
             Ok(_) => Some(false),
         });
-        let code = result.as_ref().err().map(|e| e.s3_code().to_string());
-        m::backend_call(
-            rb.name.clone(),
+        rb.metrics.backend_call(
             op,
             start.elapsed().as_secs_f64(),
-            code.as_deref(),
+            result.as_ref().err().map(StoreError::s3_code),
         );
         result.map_err(|source| RoutingError::Store {
             region: rb.name.to_string(),
@@ -502,40 +576,33 @@ impl RegionalDispatch {
         })
     }
 
-    async fn dispatch(&self, mut req: StorageRequest) -> Result<StorageResponse, RoutingError> {
-        let route = req.route.take().ok_or_else(|| {
-            RoutingError::Denied(Denied {
-                reason: "no_route",
-                detail: "RegionalDispatch must run behind RoutingLayer".into(),
-            })
-        })?;
-        let prefix = format!("{}/", route.tenant_id());
-        let full = |k: &str| format!("{prefix}{k}");
-        let op_name = req.operation.kind().as_str();
-        match (req.operation, &route.target) {
+    /// Puts, parts, gets, heads and deletes inline; the other operations in
+    /// [`Self::dispatch_rest`], boxed. This future is moved into its box on
+    /// every request, so the size of its largest arm is a copy every request
+    /// pays (copies and listings alone would add kilobytes).
+    async fn dispatch(
+        self,
+        mut route: Route,
+        operation: Operation,
+    ) -> Result<StorageResponse, RoutingError> {
+        let prefix = concat(route.tenant_id(), "/");
+        let full = |k: &str| concat(&prefix, k);
+        let kind = operation.kind();
+        let upload_id = route.backend_upload_id.take();
+        match (operation, &route.target) {
             (Operation::Put { key, body, meta }, Target::Region(r)) => {
                 let rb = self.region(&route, *r)?;
                 let watch = Arc::new(BodyWatch::default());
-                let body = counted_in(body, rb.name.clone(), watch.clone());
+                let body = counted_in(body, &rb.metrics, watch.clone());
                 let key = full(&key);
                 let out = Self::call_backend_with_body(
                     rb,
-                    op_name,
+                    kind,
                     Some((&watch, self.upload_response_timeout)),
                     |b| async move { b.put_object(&key, body, meta).await },
                 )
                 .await?;
                 Ok(self.served(Outcome::Put(out), rb))
-            }
-            (Operation::CreateMultipart { key, meta }, Target::Region(r)) => {
-                let rb = self.region(&route, *r)?;
-                let key = full(&key);
-                let id = Self::call_backend(rb, op_name, |b| async move {
-                    b.create_multipart(&key, meta).await
-                })
-                .await?;
-                let signed = self.codec.encode(&rb.name, route.tenant_id(), &id);
-                Ok(self.served(Outcome::CreateMultipart(signed), rb))
             }
             (
                 Operation::UploadPart {
@@ -548,86 +615,34 @@ impl RegionalDispatch {
                 Target::Region(r),
             ) => {
                 let rb = self.region(&route, *r)?;
-                let id = route.backend_upload_id.clone().unwrap_or_default();
+                let id = upload_id.unwrap_or_default();
                 let watch = Arc::new(BodyWatch::default());
-                let body = counted_in(body, rb.name.clone(), watch.clone());
+                let body = counted_in(body, &rb.metrics, watch.clone());
                 let key = full(&key);
                 let out = Self::call_backend_with_body(
                     rb,
-                    op_name,
+                    kind,
                     Some((&watch, self.upload_response_timeout)),
                     |b| async move { b.upload_part(&key, &id, part_number, body, checksums).await },
                 )
                 .await?;
                 Ok(self.served(Outcome::UploadPart(out), rb))
             }
-            (Operation::CompleteMultipart { key, parts, .. }, Target::Region(r)) => {
-                let rb = self.region(&route, *r)?;
-                let id = route.backend_upload_id.clone().unwrap_or_default();
-                let key = full(&key);
-                let out = Self::call_backend(rb, op_name, |b| async move {
-                    b.complete_multipart(&key, &id, parts).await
-                })
-                .await?;
-                Ok(self.served(Outcome::CompleteMultipart(out), rb))
-            }
-            (Operation::AbortMultipart { key, .. }, Target::Region(r)) => {
-                let rb = self.region(&route, *r)?;
-                let id = route.backend_upload_id.clone().unwrap_or_default();
-                let key = full(&key);
-                Self::call_backend(rb, op_name, |b| async move {
-                    b.abort_multipart(&key, &id).await
-                })
-                .await?;
-                Ok(self.served(Outcome::AbortMultipart, rb))
-            }
-            (
-                Operation::ListParts {
-                    key,
-                    part_number_marker,
-                    max_parts,
-                    ..
-                },
-                Target::Region(r),
-            ) => {
-                let rb = self.region(&route, *r)?;
-                let id = route.backend_upload_id.clone().unwrap_or_default();
-                let key = full(&key);
-                let out = Self::call_backend(rb, op_name, |b| async move {
-                    b.list_parts(&key, &id, part_number_marker, max_parts).await
-                })
-                .await?;
-                Ok(self.served(Outcome::ListParts(out), rb))
-            }
-            (
-                Operation::Copy {
-                    src_key,
-                    dst_key,
-                    meta,
-                },
-                Target::Region(dst),
-            ) => {
-                self.copy(&route, *dst, full(&src_key), full(&dst_key), meta)
-                    .await
-            }
             (Operation::Get { key, range }, Target::Regions(order)) => {
                 let key = full(&key);
                 for r in order.iter() {
                     let rb = self.region(&route, r)?;
-                    let k = key.clone();
-                    match Self::call_backend(rb, op_name, |b| async move {
-                        b.get_object(&k, range).await
-                    })
+                    let k = &key;
+                    match Self::call_backend(
+                        rb,
+                        kind,
+                        |b| async move { b.get_object(k, range).await },
+                    )
                     .await
                     {
                         Ok(mut out) => {
-                            out.info.key = out
-                                .info
-                                .key
-                                .strip_prefix(&prefix)
-                                .unwrap_or(&out.info.key)
-                                .to_string();
-                            out.body = counted(out.body, rb.name.clone(), "out");
+                            strip_in_place(&mut out.info.key, &prefix);
+                            out.body = counted(out.body, &rb.metrics);
                             return Ok(self.served(Outcome::Get(out), rb));
                         }
                         Err(RoutingError::Store {
@@ -643,20 +658,12 @@ impl RegionalDispatch {
                 let key = full(&key);
                 for r in order.iter() {
                     let rb = self.region(&route, r)?;
-                    let k = key.clone();
-                    match Self::call_backend(
-                        rb,
-                        op_name,
-                        |b| async move { b.head_object(&k).await },
-                    )
-                    .await
+                    let k = &key;
+                    match Self::call_backend(rb, kind, |b| async move { b.head_object(k).await })
+                        .await
                     {
                         Ok(mut info) => {
-                            info.key = info
-                                .key
-                                .strip_prefix(&prefix)
-                                .unwrap_or(&info.key)
-                                .to_string();
+                            strip_in_place(&mut info.key, &prefix);
                             return Ok(self.served(Outcome::Head(info), rb));
                         }
                         Err(RoutingError::Store {
@@ -674,8 +681,8 @@ impl RegionalDispatch {
                 let key = full(&key);
                 for r in order.iter() {
                     let rb = self.region(&route, r)?;
-                    let k = key.clone();
-                    Self::call_backend(rb, op_name, |b| async move { b.delete_object(&k).await })
+                    let k = &key;
+                    Self::call_backend(rb, kind, |b| async move { b.delete_object(k).await })
                         .await?;
                 }
                 Ok(StorageResponse {
@@ -683,21 +690,98 @@ impl RegionalDispatch {
                     region: None,
                 })
             }
+            (op, _) => Box::pin(self.dispatch_rest(&route, op, upload_id, &prefix)).await,
+        }
+    }
+
+    /// Multipart steps other than parts, copies and listings (see
+    /// [`Self::dispatch`]).
+    async fn dispatch_rest(
+        &self,
+        route: &Route,
+        operation: Operation,
+        upload_id: Option<String>,
+        prefix: &str,
+    ) -> Result<StorageResponse, RoutingError> {
+        let full = |k: &str| concat(prefix, k);
+        let kind = operation.kind();
+        match (operation, &route.target) {
+            (Operation::CreateMultipart { key, meta }, Target::Region(r)) => {
+                let rb = self.region(route, *r)?;
+                let key = full(&key);
+                let id = Self::call_backend(rb, kind, |b| async move {
+                    b.create_multipart(&key, meta).await
+                })
+                .await?;
+                let signed = self.codec.encode(&rb.name, route.tenant_id(), &id);
+                Ok(self.served(Outcome::CreateMultipart(signed), rb))
+            }
+            (Operation::CompleteMultipart { key, parts, .. }, Target::Region(r)) => {
+                let rb = self.region(route, *r)?;
+                let id = upload_id.unwrap_or_default();
+                let key = full(&key);
+                let out = Self::call_backend(rb, kind, |b| async move {
+                    b.complete_multipart(&key, &id, parts).await
+                })
+                .await?;
+                Ok(self.served(Outcome::CompleteMultipart(out), rb))
+            }
+            (Operation::AbortMultipart { key, .. }, Target::Region(r)) => {
+                let rb = self.region(route, *r)?;
+                let id = upload_id.unwrap_or_default();
+                let key = full(&key);
+                Self::call_backend(
+                    rb,
+                    kind,
+                    |b| async move { b.abort_multipart(&key, &id).await },
+                )
+                .await?;
+                Ok(self.served(Outcome::AbortMultipart, rb))
+            }
+            (
+                Operation::ListParts {
+                    key,
+                    part_number_marker,
+                    max_parts,
+                    ..
+                },
+                Target::Region(r),
+            ) => {
+                let rb = self.region(route, *r)?;
+                let id = upload_id.unwrap_or_default();
+                let key = full(&key);
+                let out = Self::call_backend(rb, kind, |b| async move {
+                    b.list_parts(&key, &id, part_number_marker, max_parts).await
+                })
+                .await?;
+                Ok(self.served(Outcome::ListParts(out), rb))
+            }
+            (
+                Operation::Copy {
+                    src_key,
+                    dst_key,
+                    meta,
+                },
+                Target::Region(dst),
+            ) => {
+                self.copy(route, *dst, full(&src_key), full(&dst_key), meta)
+                    .await
+            }
             (Operation::List { request }, Target::Regions(order)) => {
-                self.list(&route, order, request, &prefix).await
+                self.list(route, order, request, prefix).await
             }
             (Operation::ListMultipartUploads { prefix: p }, Target::Regions(order)) => {
                 let mut all = Vec::new();
                 for r in order.iter() {
-                    let rb = self.region(&route, r)?;
+                    let rb = self.region(route, r)?;
                     let p = full(&p);
-                    let ups = Self::call_backend(rb, op_name, |b| async move {
+                    let ups = Self::call_backend(rb, kind, |b| async move {
                         b.list_multipart_uploads(&p).await
                     })
                     .await?;
                     for mut u in ups {
                         u.upload_id = self.codec.encode(&rb.name, route.tenant_id(), &u.upload_id);
-                        u.key = u.key.strip_prefix(&prefix).unwrap_or(&u.key).to_string();
+                        strip_in_place(&mut u.key, prefix);
                         all.push(u);
                     }
                 }
@@ -736,9 +820,10 @@ impl RegionalDispatch {
     ) -> Result<StorageResponse, RoutingError> {
         let rb = self.region(route, dst)?;
         let s = src.clone();
-        match Self::call_backend(rb, "head", |b| async move { b.head_object(&s).await }).await {
+        match Self::call_backend(rb, OpKind::Head, |b| async move { b.head_object(&s).await }).await
+        {
             Ok(_) => {
-                let out = Self::call_backend(rb, "copy", |b| async move {
+                let out = Self::call_backend(rb, OpKind::Copy, |b| async move {
                     b.copy_object(&src, &dst_key, meta).await
                 })
                 .await?;
@@ -755,7 +840,7 @@ impl RegionalDispatch {
                 for r in order.iter().filter(|r| *r != dst) {
                     let other = self.region(route, r)?;
                     let s = src.clone();
-                    match Self::call_backend(other, "head", |b| async move { b.head_object(&s).await }).await {
+                    match Self::call_backend(other, OpKind::Head, |b| async move { b.head_object(&s).await }).await {
                         Ok(_) => {
                             return Err(RoutingError::Denied(Denied {
                                 reason: "cross_region_copy",
@@ -808,15 +893,19 @@ impl RegionalDispatch {
                 req = req.start_after(format!("{prefix}{start_after}"));
             }
             let page: ListPage =
-                Self::call_backend(rb, "list", |b| async move { b.list_objects(req).await })
-                    .await?;
+                Self::call_backend(
+                    rb,
+                    OpKind::List,
+                    |b| async move { b.list_objects(req).await },
+                )
+                .await?;
             more |= page.next_continuation_token.is_some();
             for mut o in page.objects {
-                o.key = o.key.strip_prefix(prefix).unwrap_or(&o.key).to_string();
+                strip_in_place(&mut o.key, prefix);
                 entries.insert(o.key.clone(), Some(o));
             }
-            for p in page.common_prefixes {
-                let p = p.strip_prefix(prefix).unwrap_or(&p).to_string();
+            for mut p in page.common_prefixes {
+                strip_in_place(&mut p, prefix);
                 entries.entry(p).or_insert(None);
             }
             single_region = if order.len() == 1 {
@@ -864,10 +953,11 @@ fn not_found(full_key: &str, prefix: &str) -> RoutingError {
     }
 }
 
-/// Counts body bytes into `residency_bytes_total` as they stream.
-fn counted(body: Body, region: Arc<str>, direction: &'static str) -> Body {
+/// Counts body bytes read from a region into `residency_bytes_total` as they
+/// stream.
+fn counted(body: Body, metrics: &m::RegionMetrics) -> Body {
     let len = body.len_hint();
-    let counter = metrics::counter!(m::BYTES_TOTAL, "region" => m::Label::Shared(region), "direction" => direction);
+    let counter = metrics.bytes(m::Direction::Out);
     let stream = body.into_stream().inspect(move |chunk| {
         if let Ok(c) = chunk {
             counter.increment(c.len() as u64);
@@ -887,9 +977,9 @@ struct BodyWatch {
 
 /// Counts a client's body bytes on their way in, and reports its failure or
 /// its end to `watch`.
-fn counted_in(body: Body, region: Arc<str>, watch: Arc<BodyWatch>) -> Body {
+fn counted_in(body: Body, metrics: &m::RegionMetrics, watch: Arc<BodyWatch>) -> Body {
     let len = body.len_hint();
-    let counter = metrics::counter!(m::BYTES_TOTAL, "region" => m::Label::Shared(region), "direction" => "in");
+    let counter = metrics.bytes(m::Direction::In);
     let w = watch.clone();
     let mut seen = 0u64;
     let stream = body

@@ -106,7 +106,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{sleep_until, Instant};
 
-use super::{AuditEvent, AuditSink};
+use super::{AuditEvent, AuditSink, DecisionRecord};
 
 mod format;
 mod verify;
@@ -283,9 +283,56 @@ type Reply = oneshot::Sender<Result<(), AuditFlushError>>;
 // Events are nearly every message: boxing them would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
 enum Command {
-    Event(AuditEvent),
+    Event(Entry),
     Flush(Reply),
     Shutdown(Reply),
+}
+
+/// One event line of a batch: an owned event, or the routing layer's record
+/// (serialized from it directly, to the same JSON).
+#[allow(clippy::large_enum_variant)]
+enum Entry {
+    Event(AuditEvent),
+    Decision(DecisionRecord),
+}
+
+impl Entry {
+    fn time(&self) -> &str {
+        match self {
+            Entry::Event(e) => &e.time,
+            Entry::Decision(d) => d.time(),
+        }
+    }
+
+    fn tenant(&self) -> &str {
+        match self {
+            Entry::Event(e) => &e.tenant,
+            Entry::Decision(d) => d.tenant(),
+        }
+    }
+
+    fn store_region(&self) -> &str {
+        match self {
+            Entry::Event(e) => &e.store_region,
+            Entry::Decision(d) => d.store_region(),
+        }
+    }
+
+    fn request_id(&self) -> &str {
+        match self {
+            Entry::Event(e) => &e.request_id,
+            Entry::Decision(d) => d.request_id(),
+        }
+    }
+}
+
+impl serde::Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Entry::Event(e) => e.serialize(serializer),
+            Entry::Decision(d) => d.serialize(serializer),
+        }
+    }
 }
 
 /// An [`AuditSink`] storing hash-chained batches of events in the regions'
@@ -382,11 +429,23 @@ impl BatchingAuditSink {
     }
 }
 
-impl AuditSink for BatchingAuditSink {
-    fn record(&self, event: AuditEvent) {
-        if self.tx.send(Command::Event(event)).is_err() {
+impl BatchingAuditSink {
+    fn send(&self, entry: Entry) {
+        if self.tx.send(Command::Event(entry)).is_err() {
             dropped("closed");
         }
+    }
+}
+
+impl AuditSink for BatchingAuditSink {
+    fn record(&self, event: AuditEvent) {
+        self.send(Entry::Event(event));
+    }
+
+    /// Queues the record as it is: its line is serialized from it when the
+    /// batch is sealed, with no owned copy in between.
+    fn record_decision(&self, decision: DecisionRecord) {
+        self.send(Entry::Decision(decision));
     }
 }
 
@@ -396,7 +455,7 @@ fn dropped(reason: &'static str) {
 
 /// Events of one (tenant, region) not yet in a batch.
 struct OpenGroup {
-    events: Vec<AuditEvent>,
+    events: Vec<Entry>,
     /// When the group must be stored: its first event's arrival + max_age.
     deadline: Instant,
 }
@@ -449,8 +508,9 @@ struct Worker {
     backends: HashMap<String, Arc<dyn Backend>>,
     writer: String,
     config: BatchConfig,
-    /// Keyed by (tenant, store region).
-    open: BTreeMap<(String, String), OpenGroup>,
+    /// Keyed by tenant, then store region (two levels, so that an event
+    /// finds its group by `&str` without copying either name).
+    open: BTreeMap<String, BTreeMap<String, OpenGroup>>,
     chains: BTreeMap<String, Chain>,
     /// Events buffered or sealed and not stored.
     buffered: usize,
@@ -535,14 +595,14 @@ impl Worker {
         }
     }
 
-    fn add(&mut self, event: AuditEvent, now: Instant) {
-        if !self.backends.contains_key(&event.store_region) {
+    fn add(&mut self, event: Entry, now: Instant) {
+        if !self.backends.contains_key(event.store_region()) {
             dropped("unknown_region");
             tracing::error!(
                 target: "residency::audit",
-                tenant = %event.tenant,
-                region = %event.store_region,
-                request_id = %event.request_id,
+                tenant = %event.tenant(),
+                region = %event.store_region(),
+                request_id = %event.request_id(),
                 "audit event for a region without a backend: dropped"
             );
             return;
@@ -560,22 +620,48 @@ impl Worker {
             return;
         }
         self.buffered += 1;
-        let key = (event.tenant.clone(), event.store_region.clone());
         let deadline = now + self.config.max_age;
-        let group = self.open.entry(key.clone()).or_insert_with(|| OpenGroup {
-            events: Vec::new(),
-            deadline,
-        });
+        let max_events = self.config.max_events.max(1);
+        let (tenant, region) = (event.tenant(), event.store_region());
+        if !self.open.contains_key(tenant) {
+            self.open.insert(tenant.to_owned(), BTreeMap::new());
+        }
+        let regions = self.open.get_mut(tenant).expect("inserted above");
+        if !regions.contains_key(region) {
+            let group = OpenGroup {
+                events: Vec::new(),
+                deadline,
+            };
+            regions.insert(region.to_owned(), group);
+        }
+        let group = regions.get_mut(region).expect("inserted above");
         group.events.push(event);
-        if group.events.len() >= self.config.max_events.max(1) {
-            if let Some(group) = self.open.remove(&key) {
-                self.seal(key.0, key.1, group.events);
+        if group.events.len() >= max_events {
+            let last = group.events.last().expect("pushed above");
+            let (tenant, region) = (last.tenant().to_owned(), last.store_region().to_owned());
+            if let Some(group) = self.take_group(&tenant, &region) {
+                self.seal(tenant, region, group.events);
             }
         }
     }
 
+    /// Removes an open group (and its tenant's entry once empty).
+    fn take_group(&mut self, tenant: &str, region: &str) -> Option<OpenGroup> {
+        let regions = self.open.get_mut(tenant)?;
+        let group = regions.remove(region);
+        if regions.is_empty() {
+            self.open.remove(tenant);
+        }
+        group
+    }
+
+    /// Open groups, across tenants.
+    fn open_groups(&self) -> impl Iterator<Item = &OpenGroup> {
+        self.open.values().flat_map(|r| r.values())
+    }
+
     /// Numbers, encodes and hashes a group as the chain's next batch.
-    fn seal(&mut self, tenant: String, region: String, events: Vec<AuditEvent>) {
+    fn seal(&mut self, tenant: String, region: String, events: Vec<Entry>) {
         let chain = self.chains.entry(tenant.clone()).or_default();
         let seq = chain.next_seq;
         let bytes = encode_batch(&tenant, &self.writer, seq, &chain.prev_sha256, &events);
@@ -598,19 +684,25 @@ impl Worker {
         let due: Vec<(String, String)> = self
             .open
             .iter()
-            .filter(|(_, g)| g.deadline <= now)
-            .map(|(k, _)| k.clone())
+            .flat_map(|(t, regions)| {
+                regions
+                    .iter()
+                    .filter(|(_, g)| g.deadline <= now)
+                    .map(move |(r, _)| (t.clone(), r.clone()))
+            })
             .collect();
-        for key in due {
-            if let Some(group) = self.open.remove(&key) {
-                self.seal(key.0, key.1, group.events);
+        for (tenant, region) in due {
+            if let Some(group) = self.take_group(&tenant, &region) {
+                self.seal(tenant, region, group.events);
             }
         }
     }
 
     fn seal_all(&mut self) {
-        for ((tenant, region), group) in std::mem::take(&mut self.open) {
-            self.seal(tenant, region, group.events);
+        for (tenant, regions) in std::mem::take(&mut self.open) {
+            for (region, group) in regions {
+                self.seal(tenant.clone(), region, group.events);
+            }
         }
     }
 
@@ -760,7 +852,7 @@ impl Worker {
     }
 
     fn next_wake(&self, closing: Option<Instant>) -> Option<Instant> {
-        let groups = self.open.values().map(|g| g.deadline);
+        let groups = self.open_groups().map(|g| g.deadline);
         let retries = self
             .chains
             .values()
@@ -776,7 +868,7 @@ impl Worker {
 
     /// Unstored batches and their events, plus events not yet in a batch.
     fn pending(&self) -> (usize, usize) {
-        let batches = self.pending_batches() + self.open.len();
+        let batches = self.pending_batches() + self.open_groups().count();
         (batches, self.buffered)
     }
 

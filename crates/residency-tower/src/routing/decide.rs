@@ -3,10 +3,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use residency_policy::{CategoryId, Decision, DenyReason, Ruleset};
+use residency_policy::{CategoryId, Decision, DenyReason, RegionOrder, Ruleset, TenantId};
 use residency_store::OpKind;
 
-use crate::audit::AuditEvent;
+use crate::audit::{Decided, DecisionRecord};
 use crate::error::Denied;
 use crate::request::{RoutableRequest, Route, Target};
 use crate::upload_id::UploadIdCodec;
@@ -40,10 +40,12 @@ fn next_request_id() -> Arc<str> {
     Arc::from(std::str::from_utf8(&buf[start..]).expect("ascii"))
 }
 
-/// A denial, with the category when one was found (for the audit trail).
+/// A denial, with the category when one was found and the tenant when it is
+/// known (for the audit trail).
 pub(crate) struct Refusal {
     pub(crate) denied: Denied,
     pub(crate) category: Option<CategoryId>,
+    pub(crate) tenant: Option<TenantId>,
     pub(crate) request_id: Arc<str>,
 }
 
@@ -51,6 +53,7 @@ fn refuse(
     reason: &'static str,
     detail: impl Into<String>,
     category: Option<CategoryId>,
+    tenant: Option<TenantId>,
     request_id: &Arc<str>,
 ) -> Refusal {
     Refusal {
@@ -59,14 +62,16 @@ fn refuse(
             detail: detail.into(),
         },
         category,
+        tenant,
         request_id: request_id.clone(),
     }
 }
 
-/// Decides one request under `rules`.
+/// Decides one request (of kind `op`, as `req.op()` says) under `rules`.
 pub(crate) fn route<R: RoutableRequest>(
     rules: &Arc<Ruleset>,
     req: &R,
+    op: OpKind,
     codec: &UploadIdCodec,
 ) -> Result<Route, Refusal> {
     let request_id: Arc<str> = req
@@ -74,12 +79,12 @@ pub(crate) fn route<R: RoutableRequest>(
         .map(Arc::from)
         .unwrap_or_else(next_request_id);
     let policy = rules.policy();
-    let op = req.op();
     let tenant_name = req.tenant().unwrap_or("");
     let Some(tenant) = rules.tenants().get(tenant_name) else {
         return Err(refuse(
             "unknown_tenant",
             format!("unknown tenant {tenant_name:?}"),
+            None,
             None,
             &request_id,
         ));
@@ -115,7 +120,13 @@ pub(crate) fn route<R: RoutableRequest>(
                         _ => None,
                     };
                     let detail = d.explain(policy, rules.tenants()).to_string();
-                    Err(refuse(r.as_str(), detail, category, &request_id))
+                    Err(refuse(
+                        r.as_str(),
+                        detail,
+                        category,
+                        Some(tenant),
+                        &request_id,
+                    ))
                 }
             }
         }
@@ -160,6 +171,7 @@ pub(crate) fn route<R: RoutableRequest>(
                         "invalid_upload_id",
                         format!("the upload's region {:?} is no longer declared", tok.region),
                         None,
+                        Some(tenant),
                         &request_id,
                     )),
                 },
@@ -167,6 +179,7 @@ pub(crate) fn route<R: RoutableRequest>(
                     "invalid_upload_id",
                     "the upload id is unknown, forged, or belongs to another tenant",
                     None,
+                    Some(tenant),
                     &request_id,
                 )),
             }
@@ -174,64 +187,52 @@ pub(crate) fn route<R: RoutableRequest>(
     }
 }
 
-/// The audit event for a decision (built only when a sink is configured).
-pub(crate) fn audit_event<R: RoutableRequest>(
-    rules: &Ruleset,
+/// The audit record of a decision (built only when a sink is configured).
+pub(crate) fn audit_record<R: RoutableRequest>(
+    rules: &Arc<Ruleset>,
     req: &R,
+    op: OpKind,
     result: &Result<Route, Refusal>,
-) -> AuditEvent {
-    let policy = rules.policy();
-    let tenant = req.tenant().and_then(|t| rules.tenants().get(t));
-    let home = tenant.map_or(policy.default_region(), |t| {
-        rules.tenants().tenant(t).home_region(policy)
-    });
-    let name = |c: Option<CategoryId>| c.map(|c| policy.category(c).id().to_string());
-    let mut e = AuditEvent {
-        time: AuditEvent::now(),
-        request_id: String::new(),
-        tenant: req.tenant().unwrap_or("").to_string(),
-        op: req.op().as_str().to_string(),
-        key: req.key().or(req.source_key()).unwrap_or("").to_string(),
-        category: None,
-        classified_by: None,
-        decision: String::new(),
-        regions: Vec::new(),
-        bucket: tenant.map(|t| rules.tenants().tenant(t).bucket().to_string()),
-        reason: String::new(),
-        out_of_locality: false,
-        policy_version: policy.version().to_string(),
-        store_region: policy.region(home).id().to_string(),
-    };
-    match result {
+) -> DecisionRecord {
+    let (request_id, known, decided) = match result {
         Ok(r) => {
-            e.request_id = r.request_id.to_string();
-            e.decision = "allow".into();
-            e.category = name(r.category);
-            e.classified_by = r.classified_by.map(|c| c.as_str().to_string());
-            e.reason = r.reason.to_string();
-            e.out_of_locality = r.out_of_locality;
-            match &r.target {
-                Target::Region(region) => {
-                    e.regions = vec![policy.region(*region).id().to_string()];
-                    // "an audit event is stored where the object it describes was placed"
-                    e.store_region = policy.region(*region).id().to_string();
-                }
-                Target::Regions(o) => {
-                    e.regions = o
-                        .iter()
-                        .map(|r| policy.region(r).id().to_string())
-                        .collect();
-                }
-            }
+            let (regions, placed) = match &r.target {
+                Target::Region(region) => (RegionOrder::one(*region), Some(*region)),
+                Target::Regions(o) => (*o, None),
+            };
+            let decided = Decided {
+                allowed: true,
+                category: r.category,
+                classified_by: r.classified_by.map(|c| c.as_str()),
+                regions,
+                placed,
+                reason: r.reason,
+                out_of_locality: r.out_of_locality,
+            };
+            (&r.request_id, Some(r.tenant), decided)
         }
         Err(f) => {
-            e.request_id = f.request_id.to_string();
-            e.decision = "deny".into();
-            e.category = name(f.category);
-            e.reason = f.denied.reason.to_string();
+            let decided = Decided {
+                allowed: false,
+                category: f.category,
+                classified_by: None,
+                regions: RegionOrder::default(),
+                placed: None,
+                reason: f.denied.reason,
+                out_of_locality: false,
+            };
+            (&f.request_id, f.tenant, decided)
         }
-    }
-    e
+    };
+    DecisionRecord::new(
+        rules,
+        request_id.clone(),
+        req.tenant().unwrap_or(""),
+        known,
+        op.as_str(),
+        req.key().or(req.source_key()).unwrap_or(""),
+        decided,
+    )
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use tower::Service;
 
 use crate::metrics as m;
 use crate::request::{RoutableRequest, Target};
-use crate::routing::decide::{audit_event, route};
+use crate::routing::decide::{audit_record, route};
 use crate::routing::layer::Shared;
 use crate::routing::RoutingFuture;
 
@@ -55,27 +55,29 @@ where
     }
 
     fn call(&mut self, mut req: R) -> Self::Future {
-        let rules = self.shared.handle.load();
-        let result = route(&rules, &req, &self.shared.codec);
+        // A guard, not a clone: the route takes the only reference it needs.
+        let snapshot = self.shared.handle.snapshot();
+        let rules = &snapshot.rules;
+        // Once: for an http request it is parsed from the method and query.
+        let op = req.op();
+        let result = route(rules, &req, op, &self.shared.codec);
         if let Some(sink) = &self.shared.audit {
-            sink.record(audit_event(&rules, &req, &result));
+            sink.record_decision(audit_record(rules, &req, op, &result));
         }
         let policy = rules.policy();
-        let op = req.op().as_str();
         match result {
             Ok(route) => {
-                let category = route.category.map(|c| policy.category(c).shared_id());
                 let region = match &route.target {
-                    Target::Region(r) => m::Label::Shared(policy.region(*r).shared_id()),
+                    Target::Region(r) => m::RegionLabel::One(*r),
                     Target::Regions(o) if o.len() == 1 => {
-                        m::Label::Shared(policy.region(o.iter().next().expect("one")).shared_id())
+                        m::RegionLabel::One(o.iter().next().expect("one"))
                     }
-                    Target::Regions(_) => m::Label::Static("any"),
+                    Target::Regions(_) => m::RegionLabel::Any,
                 };
-                m::request(op, category, region, "allow");
+                snapshot.metrics.request(policy, op, route.category, region);
                 if route.out_of_locality {
                     if let Some(c) = route.category {
-                        m::out_of_locality(policy.category(c).shared_id());
+                        snapshot.metrics.out_of_locality(policy, c);
                     }
                 }
                 req.set_route(route);
@@ -84,13 +86,14 @@ where
                 }
             }
             Err(refusal) => {
-                let category = refusal.category.map(|c| policy.category(c).shared_id());
-                m::request(op, category, m::Label::Static("none"), "deny");
+                snapshot
+                    .metrics
+                    .request(policy, op, refusal.category, m::RegionLabel::Denied);
                 m::denied(refusal.denied.reason);
                 tracing::debug!(
                     request_id = %refusal.request_id,
                     tenant = req.tenant().unwrap_or(""),
-                    op,
+                    op = op.as_str(),
                     reason = refusal.denied.reason,
                     detail = %refusal.denied.detail,
                     "denied"

@@ -5,7 +5,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::audit::AuditEvent;
+use super::Entry;
 
 /// The chain format version written in every header.
 pub(super) const CHAIN_VERSION: u32 = 1;
@@ -106,11 +106,11 @@ pub(super) fn encode_batch(
     writer: &str,
     seq: u64,
     prev_sha256: &str,
-    events: &[AuditEvent],
+    events: &[Entry],
 ) -> Vec<u8> {
     // RFC 3339 UTC times of one format order as strings do.
-    let first_time = events.iter().map(|e| e.time.as_str()).min().unwrap_or("");
-    let last_time = events.iter().map(|e| e.time.as_str()).max().unwrap_or("");
+    let first_time = events.iter().map(Entry::time).min().unwrap_or("");
+    let last_time = events.iter().map(Entry::time).max().unwrap_or("");
     let header = BatchHeader {
         chain: CHAIN_VERSION,
         tenant: tenant.to_owned(),
