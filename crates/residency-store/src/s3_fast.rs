@@ -534,35 +534,19 @@ impl Headers {
 
 /// `YYYYMMDD` and `YYYYMMDDTHHMMSSZ` for a Unix time in seconds.
 fn amz_dates(unix: u64) -> ([u8; 8], [u8; 16]) {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    // RFC 3339 (`2026-11-30T23:59:59Z`, whole seconds) without `-` and `:`.
+    let rfc3339 = aws_smithy_types::DateTime::from_secs(i64::try_from(unix).unwrap_or(i64::MAX))
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default();
+    let mut stamp = [b'0'; 16];
+    for (slot, b) in stamp
+        .iter_mut()
+        .zip(rfc3339.bytes().filter(|b| !matches!(b, b'-' | b':')))
+    {
+        *slot = b;
+    }
     let mut date = [0u8; 8];
-    let put = |buf: &mut [u8], mut n: u64| {
-        for b in buf.iter_mut().rev() {
-            *b = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-    };
-    put(&mut date[0..4], y.max(0) as u64);
-    put(&mut date[4..6], m as u64);
-    put(&mut date[6..8], d as u64);
-    let mut stamp = [0u8; 16];
-    stamp[..8].copy_from_slice(&date);
-    stamp[8] = b'T';
-    put(&mut stamp[9..11], secs / 3600);
-    put(&mut stamp[11..13], (secs / 60) % 60);
-    put(&mut stamp[13..15], secs % 60);
-    stamp[15] = b'Z';
+    date.copy_from_slice(&stamp[..8]);
     (date, stamp)
 }
 
