@@ -19,6 +19,9 @@
 # Options (or the environment variables in brackets):
 #   --quick                 fewer workloads, 3 s cells, no 1 MiB cells
 #   --duration S            measured seconds per cell [BENCH_DURATION, 10]
+#   --large-duration S      measured seconds per 64 MiB cell, which completes
+#                           only a few requests per client per second
+#                           [BENCH_LARGE_DURATION, 3 x --duration]
 #   --warmup S              unmeasured seconds per cell [BENCH_WARMUP, 1]
 #   --reps N                repetitions, alternating target order [BENCH_REPS, 1]
 #   --targets "a b"         subset of the targets above [BENCH_TARGETS]
@@ -38,6 +41,7 @@ TMP="$ROOT/.tmp/bench"
 mkdir -p "$TMP"
 
 DURATION="${BENCH_DURATION:-10}"
+LARGE_DURATION="${BENCH_LARGE_DURATION:-}"
 WARMUP="${BENCH_WARMUP:-1}"
 REPS="${BENCH_REPS:-1}"
 TARGETS="${BENCH_TARGETS:-direct sidecar nginx nginx-256k rclone-combine sidecar-null}"
@@ -49,6 +53,7 @@ while (($#)); do
     case "$1" in
         --quick) QUICK=1 ;;
         --duration) DURATION="$2"; shift ;;
+        --large-duration) LARGE_DURATION="$2"; shift ;;
         --warmup) WARMUP="$2"; shift ;;
         --reps) REPS="$2"; shift ;;
         --targets) TARGETS="$2"; shift ;;
@@ -64,6 +69,7 @@ if ((QUICK)); then
     [[ -z "${BENCH_DURATION:-}" ]] && DURATION=3
     [[ -z "${BENCH_WORKLOADS:-}" ]] && WORKLOADS="4KiB:put:64 4KiB:get:64 64MiB:put:4 64MiB:get:4"
 fi
+LARGE_DURATION="${LARGE_DURATION:-$((DURATION * 3))}"
 OUT="${OUT:-$TMP/results-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT"
 CELLS="$OUT/cells.jsonl"
@@ -121,7 +127,10 @@ pid_on_port() { ss -Hltnp "sport = :$1" | grep -o 'pid=[0-9]*' | head -n1 | cut 
 # ------------------------------------------------------------------ Garage
 log "starting the Garage pair (TCP_NODELAY preloaded)"
 rm -f "$TMP/garage.env"
-LD_PRELOAD="$TMP/libnodelay.so" "$BIN/residency-testkit" up --env-file "$TMP/garage.env" \
+# LMDB metadata: on SQLite, Garage 2.5 was seen to stop reading request bodies
+# for good after ~10 minutes of concurrent 64 MiB PUTs (every PUT hung, its
+# sockets at a zero receive window; "database is locked" in its log).
+RESIDENCY_TESTKIT_DB_ENGINE=lmdb LD_PRELOAD="$TMP/libnodelay.so" "$BIN/residency-testkit" up --env-file "$TMP/garage.env" \
     >"$TMP/testkit.out" 2>"$TMP/testkit.err" &
 PIDS+=($!)
 for ((i = 0; i < 1200; i++)); do
@@ -302,7 +311,7 @@ target_args() { # target -> args for residency-bench run
 
 read -r -a TLIST <<<"$TARGETS"
 read -r -a WLIST <<<"$WORKLOADS"
-log "measuring: ${#WLIST[@]} workloads x ${#TLIST[@]} targets x $REPS reps, ${DURATION}s per cell (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+log "measuring: ${#WLIST[@]} workloads x ${#TLIST[@]} targets x $REPS reps, ${DURATION}s per cell, ${LARGE_DURATION}s per 64 MiB cell (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 for ((rep = 0; rep < REPS; rep++)); do
     order=("${TLIST[@]}")
     if ((rep % 2 == 1)); then
@@ -313,10 +322,12 @@ for ((rep = 0; rep < REPS; rep++)); do
         IFS=: read -r size op clients <<<"$w"
         objects=1
         [[ $op == get && $size == 4KiB ]] && objects=4
+        secs=$DURATION
+        [[ $size == 64MiB ]] && secs=$LARGE_DURATION
         for t in "${order[@]}"; do
             # shellcheck disable=SC2046
             "$BENCH" run $(target_args "$t") --target "$t" --op "$op" --size "$size" \
-                --clients "$clients" --objects "$objects" --duration "$DURATION" --warmup "$WARMUP" \
+                --clients "$clients" --objects "$objects" --duration "$secs" --warmup "$WARMUP" \
                 --json "$CELLS" || echo "    cell $t $w failed" >&2
         done
     done

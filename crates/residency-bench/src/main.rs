@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Measures one cell and appends it to --json as one JSON line.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Compares cells: table, ratios, JSON and SVG chart.
     Report(ReportArgs),
 }
@@ -131,18 +131,6 @@ fn parse_size(s: &str) -> Result<u64> {
     Ok(n * mult)
 }
 
-fn size_label(n: u64) -> String {
-    if n >= 1 << 30 && n % (1 << 30) == 0 {
-        format!("{}GiB", n >> 30)
-    } else if n >= 1 << 20 && n % (1 << 20) == 0 {
-        format!("{}MiB", n >> 20)
-    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
-        format!("{}KiB", n >> 10)
-    } else {
-        format!("{n}B")
-    }
-}
-
 async fn run(a: RunArgs) -> Result<()> {
     let op = match a.op.to_ascii_lowercase().as_str() {
         "put" => Op::Put,
@@ -187,7 +175,7 @@ async fn run(a: RunArgs) -> Result<()> {
     cell.workload = a.workload.unwrap_or_else(|| {
         format!(
             "{} {} c{}",
-            size_label(size),
+            report::size_label(size, ""),
             a.op.to_ascii_uppercase(),
             plan.clients
         )
@@ -254,7 +242,7 @@ fn main() -> Result<()> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(run(a))
+            rt.block_on(run(*a))
         }
         Cmd::Report(a) => report(a),
     }

@@ -111,16 +111,14 @@ pub(crate) fn build(cells: Vec<CellResult>, baseline: &str) -> Report {
     }
 }
 
-fn size_label(n: u64) -> String {
-    if n >= 1 << 30 && n % (1 << 30) == 0 {
-        format!("{} GiB", n >> 30)
-    } else if n >= 1 << 20 && n % (1 << 20) == 0 {
-        format!("{} MiB", n >> 20)
-    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
-        format!("{} KiB", n >> 10)
-    } else {
-        format!("{n} B")
+/// `4 KiB`, `64 MiB`, `1 GiB`, else bytes; `sep` goes between number and unit.
+pub(crate) fn size_label(n: u64, sep: &str) -> String {
+    for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
+            return format!("{}{sep}{unit}", n >> shift);
+        }
     }
+    format!("{n}{sep}B")
 }
 
 impl Report {
@@ -281,7 +279,7 @@ impl Report {
             let mut v: Vec<u64> = self.rows.iter().map(|r| r.median.size).collect();
             v.sort_unstable();
             v.dedup();
-            v.into_iter().map(size_label).collect()
+            v.into_iter().map(|n| size_label(n, " ")).collect()
         };
         let _ = writeln!(s, "\nObject sizes in this run: {}.", sizes.join(", "));
         s

@@ -51,6 +51,10 @@ pub enum BackendConfig {
         timeout_secs: Option<u64>,
         /// Connect timeout, in seconds (default 5).
         connect_timeout_secs: Option<u64>,
+        /// Seconds a streamed upload may go without the service taking any
+        /// of its body (while the client is not the one pausing) before it
+        /// fails with 503 (default 30; lean path).
+        stall_timeout_secs: Option<u64>,
         /// Attempts per call, the first included (default 2; retries stay in this region).
         max_attempts: Option<u32>,
         /// Skip the startup check that the bucket's location is one of the
@@ -528,6 +532,7 @@ impl Config {
                     force_path_style,
                     timeout_secs,
                     connect_timeout_secs,
+                    stall_timeout_secs,
                     max_attempts,
                     fast_path,
                     ..
@@ -558,6 +563,7 @@ impl Config {
                         .force_path_style(*force_path_style)
                         .operation_timeout(Duration::from_secs(timeout_secs.unwrap_or(30)))
                         .connect_timeout(Duration::from_secs(connect_timeout_secs.unwrap_or(5)))
+                        .stall_timeout(Duration::from_secs(stall_timeout_secs.unwrap_or(30)))
                         .max_attempts(max_attempts.unwrap_or(2))
                         .fast_path(*fast_path);
                     if let Some(e) = endpoint {

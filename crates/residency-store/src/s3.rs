@@ -52,8 +52,14 @@ pub struct S3BackendConfig {
     pub force_path_style: bool,
     /// Time allowed to open a connection. Default 5 s.
     pub connect_timeout: Duration,
-    /// Bound on calls without a long body (see the module docs). Default 30 s.
+    /// Bound on calls without a long body (see [`S3Backend`]). Default 30 s.
     pub operation_timeout: Duration,
+    /// A put on the lean path whose streamed body the service stops taking
+    /// (no data handed to the connection for this long, while the body itself
+    /// had data ready) is aborted as unavailable. Time the body spends waiting
+    /// on its own source (a slow client) does not count. Default 30 s; must be
+    /// more than zero. (The SDK path has the SDK's stalled-stream protection.)
+    pub stall_timeout: Duration,
     /// Attempts per call, the first included. Default 2.
     pub max_attempts: u32,
     /// Put, get, head and delete take the lean outbound path (pooled hyper
@@ -77,6 +83,7 @@ impl fmt::Debug for S3BackendConfig {
             .field("force_path_style", &self.force_path_style)
             .field("connect_timeout", &self.connect_timeout)
             .field("operation_timeout", &self.operation_timeout)
+            .field("stall_timeout", &self.stall_timeout)
             .field("max_attempts", &self.max_attempts)
             .field("fast_path", &self.fast_path)
             .finish()
@@ -97,6 +104,7 @@ impl S3BackendConfig {
                 force_path_style: true,
                 connect_timeout: Duration::from_secs(5),
                 operation_timeout: Duration::from_secs(30),
+                stall_timeout: Duration::from_secs(30),
                 max_attempts: 2,
                 fast_path: true,
             },
@@ -127,6 +135,9 @@ impl S3BackendConfig {
         }
         if self.max_attempts == 0 {
             p.push("max_attempts must be at least 1".to_owned());
+        }
+        if self.stall_timeout.is_zero() {
+            p.push("stall_timeout must be more than zero".to_owned());
         }
         p
     }
@@ -186,6 +197,14 @@ impl S3BackendConfigBuilder {
         self
     }
 
+    /// Sets the stall timeout of streamed uploads on the lean path (see
+    /// [`S3BackendConfig::stall_timeout`]).
+    #[must_use]
+    pub fn stall_timeout(mut self, t: Duration) -> Self {
+        self.config.stall_timeout = t;
+        self
+    }
+
     /// Sets the number of attempts per call (1 = no retry).
     #[must_use]
     pub fn max_attempts(mut self, n: u32) -> Self {
@@ -227,9 +246,16 @@ impl S3BackendConfigBuilder {
 /// is sent once. **Timeouts**: `connect_timeout` for every connection;
 /// `operation_timeout` bounds every call that carries no body of unknown
 /// duration (head, get until headers, delete, list, create/abort/list
-/// multipart, location, health). Put, upload-part, copy and complete are not
-/// bounded, since a large object can legitimately take minutes; the SDK's
-/// stalled-stream protection still aborts a transfer that stops moving.
+/// multipart, location, health), and on the lean path also a put whose body
+/// is already in memory (sending it and waiting for the answer). A streamed
+/// put, upload-part, copy and complete are not bounded, since a large object
+/// can legitimately take minutes; a transfer that stops moving is aborted
+/// instead. On the lean path a streamed put fails as `Unavailable` when the
+/// service has taken no body data for [`S3BackendConfig::stall_timeout`]
+/// while the body had data ready (a client that is slow to send does not
+/// count); once the whole body is handed over, the wait for the answer is
+/// left to the caller (the proxy's `upload_response_timeout`). The SDK path
+/// relies on the SDK's stalled-stream protection.
 /// **Checksums**: the client's `Content-MD5` and `x-amz-checksum-*` values are
 /// sent as they are, and the service verifies them; the SDK adds none of its
 /// own (`request_checksum_calculation = WhenRequired`), so what reaches the
@@ -618,7 +644,15 @@ impl Backend for S3Backend {
         if let Some(fast) = &self.fast {
             if let Some(len) = body.len_hint().or(meta.content_length) {
                 if let Some(headers) = fast.put_headers(&meta, len) {
-                    let mut out = fast.put(key, body, len, headers).await?;
+                    // Bytes in memory: bounded like a call without a long
+                    // body. A stream: the lean path's stall watchdog.
+                    let in_memory = body.as_bytes().is_some();
+                    let put = fast.put(key, body, len, headers);
+                    let mut out = if in_memory {
+                        self.timed(put).await?
+                    } else {
+                        put.await?
+                    };
                     if out.checksums.is_empty() {
                         out.checksums = meta.checksums.without_md5();
                     }

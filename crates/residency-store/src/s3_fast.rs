@@ -20,9 +20,18 @@
 //! Calls it does not take (a checksum to compute as a trailer, a body of
 //! unknown length, header values that are not valid HTTP) go to the SDK, as do
 //! every other operation (multipart, list, copy, location, health).
+//!
+//! Timeouts: [`S3Backend`](crate::S3Backend) bounds head, get (until the
+//! headers) and delete, and a put of bytes already in memory, with the
+//! operation timeout. A put with a streamed body has a stall watchdog instead
+//! (see [`FastPath::send`]): hyper stops polling a request body while the
+//! socket is not writable, so a service that stops reading would otherwise
+//! hold the upload forever.
 
 use std::fmt::Write as _;
-use std::pin::Pin;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -40,6 +49,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sha2::{Digest as _, Sha256};
+use tokio::time::Instant;
 
 use crate::body::{Body, BodyStream};
 use crate::error::{BoxError, StoreError};
@@ -64,6 +74,8 @@ pub(crate) struct FastPath {
     path_prefix: String,
     signer: Signer,
     max_attempts: u32,
+    /// A streamed upload the service takes no data of for this long fails.
+    stall_timeout: Duration,
     bucket: String,
 }
 
@@ -148,6 +160,7 @@ impl FastPath {
             path_prefix,
             signer: Signer::new(config),
             max_attempts: config.max_attempts.max(1),
+            stall_timeout: config.stall_timeout,
             bucket: config.bucket.clone(),
         })
     }
@@ -272,6 +285,11 @@ impl FastPath {
 
     /// Signs and sends; retries (up to `max_attempts`) when the request can be
     /// replayed and the failure is transient: no connection, or a 500/502/503/504.
+    ///
+    /// A streamed body is watched while the request is under way: when the
+    /// service has taken no data for `stall_timeout` while the body was not
+    /// waiting on its own source, the request is dropped (hyper then closes
+    /// the connection) and the call fails as `Unavailable`, never retried.
     async fn send(
         &self,
         method: Method,
@@ -283,9 +301,16 @@ impl FastPath {
         let path = format!("{}{}", self.path_prefix, uri_encode_path(key));
         let mut attempt = 1;
         loop {
-            let req = self.request(&method, &path, headers, body())?;
+            let body = body();
+            let progress = body.progress();
+            let req = self.request(&method, &path, headers, body)?;
             let last = !replayable || attempt >= self.max_attempts;
-            match self.client.request(req).await {
+            let call = self.client.request(req);
+            let result = match progress {
+                None => call.await,
+                Some(p) => self.watched(call, &p).await?,
+            };
+            match result {
                 Ok(resp) => {
                     let transient = matches!(resp.status().as_u16(), 500 | 502 | 503 | 504);
                     if !transient || last {
@@ -302,6 +327,44 @@ impl FastPath {
             }
             attempt += 1;
             tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+        }
+    }
+
+    /// Awaits `request` while its streamed body keeps moving (see
+    /// [`FastPath::send`]). One timer, re-armed only when it fires: for the
+    /// last progress plus `stall_timeout`, or while the body waits on its
+    /// source, for a full `stall_timeout` from then. Once the whole body is
+    /// handed over, the answer is awaited without a bound here.
+    async fn watched<F: Future>(
+        &self,
+        request: F,
+        progress: &Progress,
+    ) -> Result<F::Output, StoreError> {
+        let stall = self.stall_timeout;
+        let mut request = pin!(request);
+        let mut timer = pin!(tokio::time::sleep_until(progress.base + stall));
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut request => return Ok(out),
+                () = &mut timer => {
+                    let (last, state) = progress.last();
+                    let now = Instant::now();
+                    match state {
+                        Progress::DONE => return Ok(request.await),
+                        Progress::WAITING => timer.as_mut().reset(now + stall),
+                        _ if now >= last + stall => {
+                            return Err(StoreError::unavailable(format!(
+                                "s3 bucket {}: the backend stopped accepting the upload body for {stall:?} ({} of {} bytes sent)",
+                                self.bucket,
+                                progress.sent.load(Ordering::Relaxed),
+                                progress.expected,
+                            )));
+                        }
+                        _ => timer.as_mut().reset(last + stall),
+                    }
+                }
+            }
         }
     }
 
@@ -708,13 +771,15 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The request body: bytes in memory (replayable) or the caller's stream,
-/// checked against its declared length.
+/// checked against its declared length, its progress shared with the stall
+/// watchdog.
 pub(crate) enum OutBody {
     Full(Option<Bytes>),
     Stream {
         stream: BodyStream,
         expected: u64,
         sent: u64,
+        progress: Arc<Progress>,
     },
 }
 
@@ -726,8 +791,79 @@ impl OutBody {
                 stream: body.into_stream(),
                 expected: len,
                 sent: 0,
+                progress: Arc::new(Progress::new(len)),
             },
         }
+    }
+
+    /// The progress of a streamed body, for the watchdog.
+    fn progress(&self) -> Option<Arc<Progress>> {
+        match self {
+            OutBody::Full(_) => None,
+            OutBody::Stream { progress, .. } => Some(progress.clone()),
+        }
+    }
+}
+
+/// How far a streamed request body has got: written by the body as hyper's
+/// connection task polls it, read by the watchdog in [`FastPath::watched`].
+pub(crate) struct Progress {
+    /// When the request was made; the start counts as progress.
+    base: Instant,
+    /// Milliseconds from `base` to the last data frame handed to hyper,
+    /// shifted left by 2, with the state in the low 2 bits: one word, so the
+    /// watchdog never sees a new state with an old time.
+    packed: AtomicU64,
+    /// Bytes handed to hyper (for the error message).
+    sent: AtomicU64,
+    /// The declared length.
+    expected: u64,
+}
+
+impl Progress {
+    /// Hyper is taking data, or can take it but has not asked yet.
+    const SENDING: u64 = 0;
+    /// The last poll found the source not ready: the client is slow, not the
+    /// service.
+    const WAITING: u64 = 1;
+    /// Every byte was handed to hyper.
+    const DONE: u64 = 2;
+
+    fn new(expected: u64) -> Self {
+        // An empty body: hyper sends the head and never polls the body.
+        let state = if expected == 0 {
+            Self::DONE
+        } else {
+            Self::SENDING
+        };
+        Self {
+            base: Instant::now(),
+            packed: AtomicU64::new(state),
+            sent: AtomicU64::new(0),
+            expected,
+        }
+    }
+
+    /// A data frame was handed to hyper; `done` when it was the last.
+    fn frame(&self, sent: u64, done: bool) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX >> 2);
+        let state = if done { Self::DONE } else { Self::SENDING };
+        self.sent.store(sent, Ordering::Relaxed);
+        self.packed.store((ms << 2) | state, Ordering::Relaxed);
+    }
+
+    /// Sets the state, keeping the time (only the body writes).
+    fn set_state(&self, state: u64) {
+        let v = self.packed.load(Ordering::Relaxed);
+        if v & 3 != state {
+            self.packed.store((v & !3) | state, Ordering::Relaxed);
+        }
+    }
+
+    /// The time of the last progress and the state.
+    fn last(&self) -> (Instant, u64) {
+        let v = self.packed.load(Ordering::Relaxed);
+        (self.base + Duration::from_millis(v >> 2), v & 3)
     }
 }
 
@@ -749,6 +885,7 @@ impl http_body::Body for OutBody {
                 stream,
                 expected,
                 sent,
+                progress,
             } => match stream.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
                     *sent += chunk.len() as u64;
@@ -758,6 +895,8 @@ impl http_body::Body for OutBody {
                             actual: *sent,
                         }))));
                     }
+                    // Hyper stops polling once the declared length is sent.
+                    progress.frame(*sent, *sent == *expected);
                     Poll::Ready(Some(Ok(Frame::data(chunk))))
                 }
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
@@ -767,8 +906,14 @@ impl http_body::Body for OutBody {
                         actual: *sent,
                     }))))
                 }
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
+                Poll::Ready(None) => {
+                    progress.set_state(Progress::DONE);
+                    Poll::Ready(None)
+                }
+                Poll::Pending => {
+                    progress.set_state(Progress::WAITING);
+                    Poll::Pending
+                }
             },
         }
     }

@@ -18,7 +18,10 @@
 //! [`GarageCluster::resume_region`], [`GarageCluster::restart_region`]) act on one
 //! region's process and keep its data and ports. Dropping the cluster kills every
 //! process and removes the temporary directories (set `RESIDENCY_TESTKIT_KEEP_DIRS=1`
-//! to keep them for a post-mortem). When `setpriv` (util-linux) is available the
+//! to keep them for a post-mortem). Metadata is kept in SQLite; set
+//! `RESIDENCY_TESTKIT_DB_ENGINE=lmdb` for Garage's LMDB engine instead (the load
+//! benchmark does: under long concurrent 64 MiB PUTs Garage 2.5 on SQLite was seen
+//! to stop reading request bodies for good). When `setpriv` (util-linux) is available the
 //! servers are also killed if the test process itself dies without unwinding.
 //!
 //! The `garage` binary is found through `GARAGE_BIN`, then `garage` on the `PATH`,
@@ -523,7 +526,7 @@ impl Instance {
         let config = format!(
             r#"metadata_dir = "{d}/meta"
 data_dir = "{d}/data"
-db_engine = "sqlite"
+db_engine = "{db_engine}"
 metadata_fsync = false
 data_fsync = false
 replication_factor = 1
@@ -545,6 +548,7 @@ api_bind_addr = "127.0.0.1:{admin}"
 admin_token = "{admin_token}"
 "#,
             rpc_secret = self.rpc_secret,
+            db_engine = db_engine()?,
             region = self.info.region,
             admin_token = self.info.admin_token,
         );
@@ -864,6 +868,18 @@ pub fn find_garage() -> Result<PathBuf> {
         candidate.display(),
         tools.display()
     )))
+}
+
+/// Garage's metadata engine: `RESIDENCY_TESTKIT_DB_ENGINE` (`sqlite` or
+/// `lmdb`), `sqlite` when unset or empty.
+fn db_engine() -> Result<&'static str> {
+    match std::env::var("RESIDENCY_TESTKIT_DB_ENGINE").as_deref() {
+        Err(_) | Ok("" | "sqlite") => Ok("sqlite"),
+        Ok("lmdb") => Ok("lmdb"),
+        Ok(other) => Err(Error::new(format!(
+            "RESIDENCY_TESTKIT_DB_ENGINE={other:?}: expected `sqlite` or `lmdb`"
+        ))),
+    }
 }
 
 /// `$RESIDENCY_TOOLS`, default `$HOME/.cache/residency-tools`: where
