@@ -58,6 +58,10 @@ use crate::range::ByteRange;
 use crate::s3::{parse_content_range, service_error, S3BackendConfig};
 
 const UNSIGNED: &str = "UNSIGNED-PAYLOAD";
+/// Gets of at most this many bytes are read whole before they are answered
+/// (see [`FastPath::get`]); larger ones stream.
+const SMALL_BODY: u64 = 64 * 1024;
+
 /// Idle pooled connections are closed after this, before a server would.
 const POOL_IDLE: Duration = Duration::from_secs(20);
 /// Error bodies are read up to this size.
@@ -251,10 +255,41 @@ impl FastPath {
             None => len.unwrap_or(0),
         };
         let info = info_of(h, key, size);
-        let stream: BodyStream = Box::pin(IncomingStream(sync_wrapper::SyncWrapper::new(incoming)));
+        let body = match len {
+            // A small body is read whole before answering: the caller can
+            // then send its head and body in one write (the service often
+            // sends them in two segments), and the body skips the per-chunk
+            // hand-off between hyper's connection task and the caller.
+            Some(n) if n <= SMALL_BODY => {
+                let bytes = incoming
+                    .collect()
+                    .await
+                    .map_err(|e| {
+                        StoreError::unavailable(format!(
+                            "s3 bucket {}: reading {key}: {}",
+                            self.bucket,
+                            error_chain(&e)
+                        ))
+                    })?
+                    .to_bytes();
+                if bytes.len() as u64 != n {
+                    return Err(StoreError::unavailable(format!(
+                        "s3 bucket {}: reading {key}: {} bytes of {n}",
+                        self.bucket,
+                        bytes.len()
+                    )));
+                }
+                Body::from_bytes(bytes)
+            }
+            _ => {
+                let stream: BodyStream =
+                    Box::pin(IncomingStream(sync_wrapper::SyncWrapper::new(incoming)));
+                Body::from_stream(stream, len)
+            }
+        };
         Ok(GetOutput {
             info,
-            body: Body::from_stream(stream, len),
+            body,
             content_range,
         })
     }
