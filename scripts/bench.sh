@@ -14,6 +14,9 @@
 #   nginx-256k      the same with 256 KiB proxy buffers
 #   rclone-combine  `rclone serve s3` over a `combine` remote: bucket
 #                   `tickets` -> Garage US, `chat` -> Garage EU
+#   sidecar-1w      the same sidecar on one runtime worker thread
+#                   (TOKIO_WORKER_THREADS=1): how much the work-stealing
+#                   hand-offs between threads cost on 2 cores
 #   sidecar-null    `residency serve` with the null backend: its own ceiling
 #
 # Options (or the environment variables in brackets):
@@ -44,7 +47,7 @@ DURATION="${BENCH_DURATION:-10}"
 LARGE_DURATION="${BENCH_LARGE_DURATION:-}"
 WARMUP="${BENCH_WARMUP:-1}"
 REPS="${BENCH_REPS:-1}"
-TARGETS="${BENCH_TARGETS:-direct sidecar nginx nginx-256k rclone-combine sidecar-null}"
+TARGETS="${BENCH_TARGETS:-direct sidecar sidecar-1w nginx nginx-256k rclone-combine sidecar-null}"
 WORKLOADS="${BENCH_WORKLOADS:-4KiB:put:16 4KiB:put:64 4KiB:get:16 4KiB:get:64 1MiB:put:16 1MiB:get:16 64MiB:put:4 64MiB:get:4}"
 MEMORY=1
 OUT=""
@@ -187,10 +190,10 @@ per_region_concurrency = 256
 enabled = true
 EOF
 }
-start_sidecar() { # name port kind -> sets SIDECAR_PID
+start_sidecar() { # name port kind [VAR=value...] -> sets SIDECAR_PID
     local cfg="$TMP/$1.toml"
     sidecar_config "$cfg" "$2" "$3"
-    (cd "$TMP" && exec env RESIDENCY_LOG=warn "$BIN/residency" serve --config "$cfg") >"$TMP/$1.log" 2>&1 &
+    (cd "$TMP" && exec env RESIDENCY_LOG=warn "${@:4}" "$BIN/residency" serve --config "$cfg") >"$TMP/$1.log" 2>&1 &
     SIDECAR_PID=$!
     PIDS+=("$SIDECAR_PID")
     wait_http "http://127.0.0.1:$(($2 + 1))/healthz"
@@ -198,6 +201,8 @@ start_sidecar() { # name port kind -> sets SIDECAR_PID
 log "starting the sidecars"
 start_sidecar sidecar 19100 s3
 SIDECAR_S3_PID=$SIDECAR_PID
+start_sidecar sidecar-1w 19160 s3 TOKIO_WORKER_THREADS=1
+SIDECAR_1W_PID=$SIDECAR_PID
 start_sidecar sidecar-null 19110 null
 SIDECAR_NULL_PID=$SIDECAR_PID
 "$BIN/residency" explain --tenant globex --key tickets/bench/x 2>/dev/null | head -n3 | sed 's/^/    /' || true
@@ -301,6 +306,7 @@ target_args() { # target -> args for residency-bench run
     case "$1" in
         direct) echo "--endpoint $RESIDENCY_TEST_US_ENDPOINT --bucket $RESIDENCY_TEST_US_BUCKET --prefix bench-direct/ --region $RESIDENCY_TEST_US_REGION --access-key $RESIDENCY_TEST_US_ACCESS_KEY --secret-key $RESIDENCY_TEST_US_SECRET_KEY --pid $GARAGE_US_PID" ;;
         sidecar) echo "--endpoint http://127.0.0.1:19100 --bucket globex --prefix tickets/bench/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid $SIDECAR_S3_PID" ;;
+        sidecar-1w) echo "--endpoint http://127.0.0.1:19160 --bucket globex --prefix tickets/bench-1w/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid $SIDECAR_1W_PID" ;;
         sidecar-null) echo "--endpoint http://127.0.0.1:19110 --bucket globex --prefix tickets/bench/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid $SIDECAR_NULL_PID" ;;
         nginx) echo "--endpoint http://127.0.0.1:19120 --bucket $RESIDENCY_TEST_US_BUCKET --prefix bench-nginx/ --region $RESIDENCY_TEST_US_REGION --access-key $RESIDENCY_TEST_US_ACCESS_KEY --secret-key $RESIDENCY_TEST_US_SECRET_KEY --pid $NGINX_PIDS" ;;
         nginx-256k) echo "--endpoint http://127.0.0.1:19121 --bucket $RESIDENCY_TEST_US_BUCKET --prefix bench-nginx256/ --region $RESIDENCY_TEST_US_REGION --access-key $RESIDENCY_TEST_US_ACCESS_KEY --secret-key $RESIDENCY_TEST_US_SECRET_KEY --pid $NGINX_PIDS" ;;
