@@ -15,7 +15,7 @@
 #   rclone-combine  `rclone serve s3` over a `combine` remote: bucket
 #                   `tickets` -> Garage US, `chat` -> Garage EU
 #   sidecar-1w      the same sidecar on one runtime worker thread
-#                   (TOKIO_WORKER_THREADS=1): how much the work-stealing
+#                   (`serve --worker-threads 1`): how much the work-stealing
 #                   hand-offs between threads cost on 2 cores
 #   sidecar-null    `residency serve` with the null backend: its own ceiling
 #
@@ -24,7 +24,7 @@
 #   --duration S            measured seconds per cell [BENCH_DURATION, 10]
 #   --large-duration S      measured seconds per 64 MiB cell, which completes
 #                           only a few requests per client per second
-#                           [BENCH_LARGE_DURATION, 3 x --duration]
+#                           [BENCH_LARGE_DURATION, 2 x --duration]
 #   --warmup S              unmeasured seconds per cell [BENCH_WARMUP, 1]
 #   --reps N                repetitions, alternating target order [BENCH_REPS, 1]
 #   --targets "a b"         subset of the targets above [BENCH_TARGETS]
@@ -72,7 +72,7 @@ if ((QUICK)); then
     [[ -z "${BENCH_DURATION:-}" ]] && DURATION=3
     [[ -z "${BENCH_WORKLOADS:-}" ]] && WORKLOADS="4KiB:put:64 4KiB:get:64 64MiB:put:4 64MiB:get:4"
 fi
-LARGE_DURATION="${LARGE_DURATION:-$((DURATION * 3))}"
+LARGE_DURATION="${LARGE_DURATION:-$((DURATION * 2))}"
 OUT="${OUT:-$TMP/results-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$OUT"
 CELLS="$OUT/cells.jsonl"
@@ -109,6 +109,18 @@ source "$ROOT/scripts/install-tools.sh"
 ensure_garage
 echo "    nginx: $("$NGINX" -v 2>&1)"
 echo "    rclone: $("$RCLONE" version 2>/dev/null | head -n1)"
+
+# Garage deletes the blocks of overwritten objects only some minutes later,
+# and a full run overwrites tens of GB in that time: a full disk makes Garage
+# hang or abort mid-run (seen: every PUT stuck, or SIGABRT).
+free_gb=$(( $(df -Pk "${TMPDIR:-/tmp}" | awk 'NR==2 {print $4}') / 1024 / 1024 ))
+need_gb=40
+((QUICK)) && need_gb=15
+if ((free_gb < need_gb)); then
+    echo "only ${free_gb} GB free under ${TMPDIR:-/tmp}, where Garage keeps its data; this run needs ~${need_gb} GB" >&2
+    echo "(free some, e.g. cargo clean, or point TMPDIR elsewhere)" >&2
+    exit 1
+fi
 
 log "building release binaries"
 cargo build --release -q -p residency -p residency-testkit -p residency-bench
@@ -201,7 +213,7 @@ start_sidecar() { # name port kind [VAR=value...] -> sets SIDECAR_PID
 log "starting the sidecars"
 start_sidecar sidecar 19100 s3
 SIDECAR_S3_PID=$SIDECAR_PID
-start_sidecar sidecar-1w 19160 s3 TOKIO_WORKER_THREADS=1
+start_sidecar sidecar-1w 19160 s3 RESIDENCY_WORKER_THREADS=1
 SIDECAR_1W_PID=$SIDECAR_PID
 start_sidecar sidecar-null 19110 null
 SIDECAR_NULL_PID=$SIDECAR_PID

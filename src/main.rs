@@ -53,6 +53,12 @@ enum Command {
         /// Start even if an S3 bucket reports a location outside its region.
         #[arg(long)]
         allow_location_mismatch: bool,
+        /// Runtime worker threads (default: one per CPU). On a machine whose
+        /// cores the sidecar shares with its backend or application, fewer
+        /// workers hand less work between threads: see docs/performance.md.
+        #[arg(long, value_name = "N", env = "RESIDENCY_WORKER_THREADS",
+              value_parser = clap::value_parser!(u16).range(1..=1024))]
+        worker_threads: Option<u16>,
     },
     /// Explain where one object would be placed, and why.
     ///
@@ -177,7 +183,8 @@ fn main() -> ExitCode {
         Command::Serve {
             config,
             allow_location_mismatch,
-        } => return commands::serve::run(&config, allow_location_mismatch),
+            worker_threads,
+        } => return commands::serve::run(&config, allow_location_mismatch, worker_threads),
         Command::Explain {
             files,
             tenant,

@@ -7,11 +7,17 @@ use residency_proxy::{serve, ServeError, ServeOptions};
 
 use super::EXIT_CONFIG;
 
-pub(crate) fn run(config: &Path, allow_location_mismatch: bool) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+pub(crate) fn run(
+    config: &Path,
+    allow_location_mismatch: bool,
+    worker_threads: Option<u16>,
+) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = worker_threads {
+        builder.worker_threads(usize::from(n));
+    }
+    let runtime = match builder.build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("residency: cannot start the runtime: {e}");
