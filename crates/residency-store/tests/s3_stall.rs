@@ -81,6 +81,21 @@ fn chunks(total: usize) -> impl futures::Stream<Item = Result<Bytes, BoxError>> 
     )
 }
 
+/// Puts `body` at `key`, failing the test if the call is still under way
+/// after 10 s (every put here must end well before that).
+async fn put_within_guard(
+    s3: &S3Backend,
+    key: &str,
+    body: Body,
+) -> Result<residency_store::PutOutput, residency_store::StoreError> {
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        s3.put_object(key, body, PutMeta::default()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the put of {key} hung past the 10 s guard"))
+}
+
 /// Reads a whole request body (after the head), `pause` before each read of
 /// at most `read_size` bytes, then answers 200 with an ETag; returns the
 /// bytes read.
@@ -140,12 +155,7 @@ async fn put_fails_when_the_backend_stops_reading_the_body() {
     let total = 32 << 20;
     let body = Body::from_stream(chunks(total), Some(total as u64));
     let t = Instant::now();
-    let result = tokio::time::timeout(
-        Duration::from_secs(10),
-        s3.put_object("acme/stalled", body, PutMeta::default()),
-    )
-    .await
-    .expect("the put hung: no stall protection");
+    let result = put_within_guard(&s3, "acme/stalled", body).await;
     let elapsed = t.elapsed();
     let err = result.expect_err("nobody answered the put");
     let head = head_seen.await.unwrap();
@@ -193,13 +203,9 @@ async fn put_survives_a_slow_source() {
     let rest = chunks(total - CHUNK);
     let body = Body::from_stream(first.chain(pause).chain(rest), Some(total as u64));
     let t = Instant::now();
-    let out = tokio::time::timeout(
-        Duration::from_secs(10),
-        s3.put_object("acme/slow-client", body, PutMeta::default()),
-    )
-    .await
-    .expect("the put hung")
-    .unwrap_or_else(|e| panic!("put after {:?}: {e:?}", t.elapsed()));
+    let out = put_within_guard(&s3, "acme/slow-client", body)
+        .await
+        .unwrap_or_else(|e| panic!("put after {:?}: {e:?}", t.elapsed()));
     assert_eq!(out.etag, "\"abc\"");
     assert!(t.elapsed() >= STALL * 4, "{:?}", t.elapsed());
     assert_eq!(server.await.unwrap(), total);
@@ -226,13 +232,9 @@ async fn put_survives_a_slow_but_steady_backend() {
     let stream = chunks(total).inspect(move |_| *h.lock().unwrap() = Some(Instant::now()));
     let body = Body::from_stream(stream, Some(total as u64));
     let t = Instant::now();
-    let out = tokio::time::timeout(
-        Duration::from_secs(10),
-        s3.put_object("acme/slow-backend", body, PutMeta::default()),
-    )
-    .await
-    .expect("the put hung")
-    .unwrap_or_else(|e| panic!("put after {:?}: {e:?}", t.elapsed()));
+    let out = put_within_guard(&s3, "acme/slow-backend", body)
+        .await
+        .unwrap_or_else(|e| panic!("put after {:?}: {e:?}", t.elapsed()));
     assert_eq!(out.etag, "\"abc\"");
     assert_eq!(server.await.unwrap(), total);
     let handed_over = handed_over.lock().unwrap().expect("chunks were sent") - t;
@@ -262,17 +264,10 @@ async fn put_of_bytes_in_memory_is_bounded_by_the_operation_timeout() {
 
     let s3 = backend(addr);
     let t = Instant::now();
-    let err = tokio::time::timeout(
-        Duration::from_secs(10),
-        s3.put_object(
-            "acme/small",
-            Body::from_bytes(Bytes::from(vec![b'y'; 4096])),
-            PutMeta::default(),
-        ),
-    )
-    .await
-    .expect("the put hung: no operation timeout")
-    .expect_err("nobody answered the put");
+    let body = Body::from_bytes(Bytes::from(vec![b'y'; 4096]));
+    let err = put_within_guard(&s3, "acme/small", body)
+        .await
+        .expect_err("nobody answered the put");
     let elapsed = t.elapsed();
     assert!(err.is_unavailable(), "{err:?}");
     assert!(err.to_string().contains("did not answer within"), "{err}");
@@ -305,13 +300,9 @@ async fn empty_streamed_put_waits_for_a_slow_answer() {
 
     let s3 = backend(addr);
     let body = Body::from_stream(futures::stream::empty(), Some(0));
-    let out = tokio::time::timeout(
-        Duration::from_secs(10),
-        s3.put_object("acme/empty", body, PutMeta::default()),
-    )
-    .await
-    .expect("the put hung")
-    .expect("put");
+    let out = put_within_guard(&s3, "acme/empty", body)
+        .await
+        .expect("put");
     assert_eq!(out.etag, "\"empty\"");
     drop(s3);
     server.await.unwrap();
