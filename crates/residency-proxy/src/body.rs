@@ -86,6 +86,9 @@ struct Incoming {
     expected: Option<u64>,
     /// Bytes received so far.
     seen: u64,
+    /// The most bytes accepted, whatever the framing (a chunked body
+    /// declares no length up front).
+    max: u64,
     /// The chunk that completed the announced length, held back until the
     /// client's stream has ended. A consumer that knows the length (the
     /// backend's HTTP client) stops polling after the last byte, so without
@@ -181,6 +184,19 @@ impl Stream for Incoming {
                         h.update(&chunk);
                     }
                     self.seen += chunk.len() as u64;
+                    if self.seen > self.max {
+                        self.done = true;
+                        self.held = None;
+                        self.failure.set(S3Error::with_message(
+                            S3ErrorCode::EntityTooLarge,
+                            "Your proposed upload exceeds the maximum allowed object size.",
+                        ));
+                        metrics::counter!("residency_rejected_total", "reason" => "entity_too_large")
+                            .increment(1);
+                        return Poll::Ready(Some(Err(
+                            "the body is larger than max_object_bytes".into()
+                        )));
+                    }
                     let chunk = match self.held.take() {
                         // More than announced: pass it on (the backend refuses it).
                         Some(prev) => {
@@ -219,6 +235,7 @@ impl Stream for Incoming {
 pub(crate) fn incoming(
     blob: Option<StreamingBlob>,
     len: Option<u64>,
+    max: u64,
     trailer: Option<Trailer>,
     failure: &BodyFailure,
 ) -> Body {
@@ -234,6 +251,7 @@ pub(crate) fn incoming(
             done: false,
             expected: len,
             seen: 0,
+            max,
             held: None,
         },
         len,

@@ -2,10 +2,13 @@
 //! region. Applications point any S3 SDK at it; each tenant sees one virtual
 //! bucket, and every object lands in the region its policy allows.
 
+mod accept;
 mod auth;
 mod body;
+mod client_body;
 pub mod config;
 mod error;
+mod form;
 mod s3;
 pub mod server;
 

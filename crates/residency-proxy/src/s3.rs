@@ -23,6 +23,8 @@ use crate::error::to_s3;
 pub struct Gateway {
     pub(crate) rules: RulesetHandle,
     pub(crate) stack: RoutingService<RegionalDispatch>,
+    /// Largest object or part body, whatever its framing.
+    pub(crate) max_object_bytes: u64,
 }
 
 const META_CATEGORY: &str = "residency-category";
@@ -218,7 +220,7 @@ impl S3 for Gateway {
             ),
             checksum_algorithm: None,
         };
-        let body = incoming(input.body, len, trailer, &failure);
+        let body = incoming(input.body, len, self.max_object_bytes, trailer, &failure);
         let mut sreq = StorageRequest::new(
             tenant,
             Operation::Put {
@@ -615,7 +617,7 @@ impl S3 for Gateway {
         let failure = BodyFailure::default();
         let len = input.content_length.map(|n| n as u64);
         let compute = trailer_algorithm(&trailer);
-        let body = incoming(input.body, len, trailer, &failure);
+        let body = incoming(input.body, len, self.max_object_bytes, trailer, &failure);
         let mut checksums = checksums_put(
             input.content_md5,
             input.checksum_crc32,
@@ -863,8 +865,16 @@ impl S3 for Gateway {
 }
 
 /// Helper to make the shared pieces visible to `server`.
-pub(crate) fn gateway(rules: RulesetHandle, stack: RoutingService<RegionalDispatch>) -> Gateway {
-    Gateway { rules, stack }
+pub(crate) fn gateway(
+    rules: RulesetHandle,
+    stack: RoutingService<RegionalDispatch>,
+    max_object_bytes: u64,
+) -> Gateway {
+    Gateway {
+        rules,
+        stack,
+        max_object_bytes,
+    }
 }
 
 #[cfg(test)]

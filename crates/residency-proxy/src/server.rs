@@ -26,8 +26,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tower::Layer;
 
+use crate::accept::{first_bytes, Acceptor};
 use crate::auth::{TenantAccess, TenantAuth};
+use crate::client_body::{BodyLimits, ClientBody, ClientTimeout};
 use crate::config::{BackendConfig, Config, LogFormat, Secrets};
+use crate::form::{self, FormFields};
 use crate::s3::gateway;
 
 /// Why the sidecar did not start.
@@ -50,6 +53,9 @@ pub struct ServeOptions {
     /// Start even if a bucket reports a location outside its region.
     pub allow_location_mismatch: bool,
 }
+
+/// The most a form upload's fields (before its file) may take.
+const FORM_FIELDS_CAP: usize = 1024 * 1024;
 
 /// Resolves `<bucket>.<domain>` (virtual-hosted style) for the configured
 /// domains; anything else is path style.
@@ -196,6 +202,7 @@ impl Sidecar {
             .and_then(|b| b.install_recorder().ok());
         let mut dispatch = RegionalDispatch::builder()
             .concurrency_per_region(config.limits.per_region_concurrency)
+            .tenant_share(config.limits.per_tenant_region_share)
             .circuit_breaker(
                 config.limits.circuit_failures,
                 Duration::from_millis(config.limits.circuit_cooldown_ms),
@@ -221,7 +228,20 @@ impl Sidecar {
         }
         let stack = layer.layer(dispatch.build());
         let secrets = Arc::new(ArcSwap::from_pointee(secrets));
-        let mut builder = S3ServiceBuilder::new(gateway(handle.clone(), stack));
+        let mut builder = S3ServiceBuilder::new(gateway(
+            handle.clone(),
+            stack,
+            config.limits.max_object_bytes,
+        ));
+        // Form uploads: the fields before the file are capped, and the file
+        // by the object size limit whatever its framing (s3s holds it whole).
+        let mut s3s_config = s3s::config::S3Config::default();
+        s3s_config.post_object_max_file_size = config.limits.max_object_bytes;
+        s3s_config.form_max_fields_size = FORM_FIELDS_CAP;
+        s3s_config.form_max_field_size = FORM_FIELDS_CAP;
+        builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+            s3s_config,
+        ))));
         builder.set_auth(TenantAuth {
             secrets: secrets.clone(),
         });
@@ -328,6 +348,56 @@ fn check_size(
             http::StatusCode::BAD_REQUEST,
         )),
     }
+}
+
+/// Reads a form upload's fields before anything else, and refuses an
+/// unsigned one (or one whose fields are too large) before its file is read.
+async fn check_form(
+    parts: &http::request::Parts,
+    body: &mut ClientBody<hyper::body::Incoming>,
+) -> Option<http::Response<s3s::Body>> {
+    if parts.method != http::Method::POST {
+        return None;
+    }
+    let boundary = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(form::boundary)?;
+    let signed_otherwise = parts.headers.contains_key(http::header::AUTHORIZATION)
+        || parts
+            .uri
+            .query()
+            .is_some_and(|q| q.contains("X-Amz-Signature="));
+    match form::read_fields(body, &boundary, FORM_FIELDS_CAP).await {
+        FormFields::Read { signed: false, .. } if !signed_otherwise => {
+            metrics::counter!("residency_rejected_total", "reason" => "anonymous_form")
+                .increment(1);
+            Some(xml_error(
+                "AccessDenied",
+                "Anonymous form uploads are not allowed: sign the form (x-amz-signature and policy fields).",
+                http::StatusCode::FORBIDDEN,
+            ))
+        }
+        FormFields::Read { prefix, .. } | FormFields::Incomplete { prefix } => {
+            body.set_prefix(prefix);
+            None
+        }
+        FormFields::TooLarge => Some(xml_error(
+            "MaxPostPreDataLengthExceededError",
+            "Your POST request fields preceding the upload file were too large.",
+            http::StatusCode::BAD_REQUEST,
+        )),
+    }
+}
+
+/// S3's answer to a client that stopped sending its body (or trickled it).
+fn request_timeout() -> http::Response<s3s::Body> {
+    xml_error(
+        "RequestTimeout",
+        "Your socket connection to the server was not read from or written to within the timeout period.",
+        http::StatusCode::BAD_REQUEST,
+    )
 }
 
 fn xml_error(code: &str, message: &str, status: http::StatusCode) -> http::Response<s3s::Body> {
@@ -476,9 +546,10 @@ pub async fn run(
         let sidecar = sidecar.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
+            let mut acceptor = Acceptor::new(admin_listener, "admin", None);
             loop {
-                let (stream, _) = tokio::select! {
-                    r = admin_listener.accept() => match r { Ok(s) => s, Err(_) => continue },
+                let (stream, _, _open) = tokio::select! {
+                    c = acceptor.accept() => c,
                     _ = stop.changed() => break,
                 };
                 let sidecar = sidecar.clone();
@@ -509,12 +580,18 @@ pub async fn run(
     // hyper refuses a buffer under 8 KiB (the config check says so too).
     let max_header_bytes = sidecar.config.limits.max_header_bytes.max(8192);
     let max_object_bytes = sidecar.config.limits.max_object_bytes;
+    let body_limits = BodyLimits {
+        idle: Duration::from_secs(sidecar.config.limits.client_body_idle_secs),
+        min_rate: sidecar.config.limits.client_min_bytes_per_sec,
+    };
+    let mut acceptor = Acceptor::new(
+        s3_listener,
+        "s3",
+        Some(sidecar.config.limits.max_connections),
+    );
     loop {
-        let (stream, peer) = tokio::select! {
-            r = s3_listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
-            },
+        let (stream, peer, open) = tokio::select! {
+            c = acceptor.accept() => c,
             _ = stop_rx.changed() => break,
         };
         let _ = stream.set_nodelay(true);
@@ -554,7 +631,26 @@ pub async fn run(
                         http::StatusCode::SERVICE_UNAVAILABLE,
                     )));
                 };
-                s3.call(req.map(s3s::Body::from)).await.map(close)
+                if !has_body {
+                    return s3.call(req.map(s3s::Body::from)).await.map(close);
+                }
+                let timed_out = ClientTimeout::default();
+                let (parts, body) = req.into_parts();
+                let mut body = ClientBody::new(body, body_limits, timed_out.clone());
+                if let Some(refused) = check_form(&parts, &mut body).await {
+                    return Ok(close(if timed_out.fired() {
+                        request_timeout()
+                    } else {
+                        refused
+                    }));
+                }
+                let resp = s3
+                    .call(http::Request::from_parts(parts, s3s::Body::http_body(body)))
+                    .await;
+                if timed_out.fired() {
+                    return Ok(close(request_timeout()));
+                }
+                resp.map(close)
             }
         });
         let mut builder = ConnBuilder::new(TokioExecutor::new());
@@ -563,20 +659,32 @@ pub async fn run(
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
             .max_buf_size(max_header_bytes);
+        // An HTTP/2 peer that stops answering pings is closed.
         builder
             .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(header_timeout))
+            .keep_alive_timeout(header_timeout)
             .max_header_list_size(max_header_bytes as u32);
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let _open = open;
+            // Nothing counts until the client has said which protocol it
+            // speaks: a connection that sends nothing is closed.
+            if !first_bytes(&stream, header_timeout).await {
+                metrics::counter!("residency_rejected_total", "reason" => "no_request")
+                    .increment(1);
+                return;
+            }
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
-    drop(s3_listener);
+    drop(acceptor);
     let grace = Duration::from_secs(sidecar.config.limits.shutdown_grace_secs);
     tracing::info!(
         grace_secs = grace.as_secs(),

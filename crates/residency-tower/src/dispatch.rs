@@ -54,6 +54,7 @@ use tokio::time::Instant;
 use tower::Service;
 
 use crate::error::{Denied, RoutingError};
+use crate::fair::{self, TenantShare, DEFAULT_TENANT_SHARE};
 use crate::metrics as m;
 use crate::request::{Route, StorageRequest, Target};
 use crate::upload_id::UploadIdCodec;
@@ -294,6 +295,8 @@ struct RegionBackend {
     name: Arc<str>,
     backend: Arc<dyn Backend>,
     permits: Arc<Semaphore>,
+    /// Each tenant's share of `permits`.
+    share: TenantShare,
     breaker: Breaker,
     metrics: m::RegionMetrics,
 }
@@ -324,9 +327,19 @@ pub struct RegionalDispatchBuilder {
     codec: Option<UploadIdCodec>,
     breaker: Option<(u32, Duration)>,
     upload_response_timeout: Option<Duration>,
+    tenant_share: Option<f64>,
 }
 
 impl RegionalDispatchBuilder {
+    /// Bounds the share of a region's permits one tenant may hold or wait
+    /// for (default [`DEFAULT_TENANT_SHARE`]); a call over it fails at once
+    /// with `503 SlowDown`. 1.0 leaves tenants unbounded.
+    #[must_use]
+    pub fn tenant_share(mut self, fraction: f64) -> Self {
+        self.tenant_share = Some(fraction);
+        self
+    }
+
     /// Serves region `id` (as declared in the policy) with `backend`.
     #[must_use]
     pub fn region(mut self, id: impl Into<String>, backend: Arc<dyn Backend>) -> Self {
@@ -385,6 +398,10 @@ impl RegionalDispatchBuilder {
                             name,
                             backend,
                             permits: Arc::new(Semaphore::new(n)),
+                            share: TenantShare::new(
+                                n,
+                                self.tenant_share.unwrap_or(DEFAULT_TENANT_SHARE),
+                            ),
                         }
                     })
                     .collect(),
@@ -436,7 +453,11 @@ impl Service<StorageRequest> for RegionalDispatch {
             operation, route, ..
         } = req;
         match route {
-            Some(route) => Box::pin(self.clone().dispatch(route, operation)),
+            Some(route) => Box::pin(fair::scope(
+                route.rules.clone(),
+                route.tenant,
+                self.clone().dispatch(route, operation),
+            )),
             None => Box::pin(std::future::ready(Err(RoutingError::Denied(Denied {
                 reason: "no_route",
                 detail: "RegionalDispatch must run behind RoutingLayer".into(),
@@ -521,6 +542,20 @@ impl RegionalDispatch {
         F: FnOnce(Arc<dyn Backend>) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
+        let _share = rb.share.enter_current().map_err(|limit| {
+            rb.metrics.error("SlowDown");
+            RoutingError::Store {
+                region: rb.name.to_string(),
+                source: StoreError::Backend {
+                    code: Some("SlowDown".into()),
+                    status: Some(503),
+                    message: format!(
+                        "this tenant already has {limit} calls in region {}, its share: please reduce your request rate",
+                        rb.name
+                    ),
+                },
+            }
+        })?;
         let admitted = rb.breaker.admit().map_err(|wait| {
             // Counted as what the caller gets, so that "region down" alerts
             // keep firing while the circuit spares the backend.

@@ -34,6 +34,7 @@
 pub mod audit;
 mod dispatch;
 mod error;
+pub mod fair;
 mod handle;
 pub mod metrics;
 mod request;

@@ -1,0 +1,209 @@
+//! A tenant's fair share of a region's backend permits.
+//!
+//! Each region bounds its in-flight backend calls (`concurrency_per_region`).
+//! Without a per-tenant bound, one tenant with many slow calls (uploads whose
+//! clients stall) holds every permit and the region hangs for everyone. A
+//! [`TenantShare`] counts, per tenant, the calls in a region that hold or wait
+//! for a permit; a call over the tenant's share is refused at once
+//! (`503 SlowDown`), never queued.
+//!
+//! The dispatch runs each request inside [`scope`], which names its tenant, so
+//! that the region's call site can count it without the tenant being threaded
+//! through every call.
+//!
+//! ```
+//! use residency_tower::fair::TenantShare;
+//! let share = TenantShare::new(8, 0.5); // 4 of 8 permits per tenant
+//! let held: Vec<_> = (0..4).map(|_| share.try_enter("acme").unwrap()).collect();
+//! assert!(share.try_enter("acme").is_none());
+//! assert!(share.try_enter("globex").is_some());
+//! drop(held);
+//! assert!(share.try_enter("acme").is_some());
+//! ```
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use residency_policy::{Ruleset, TenantId};
+
+/// The default share of a region's permits one tenant may hold.
+pub const DEFAULT_TENANT_SHARE: f64 = 0.5;
+
+tokio::task_local! {
+    static TENANT: (Arc<Ruleset>, TenantId);
+}
+
+/// Runs `fut` as the work of `tenant` (see [`TenantShare::enter_current`]).
+pub(crate) fn scope<F: Future>(
+    rules: Arc<Ruleset>,
+    tenant: TenantId,
+    fut: F,
+) -> impl Future<Output = F::Output> {
+    TENANT.scope((rules, tenant), fut)
+}
+
+/// Counts each tenant's calls in one region against a bound.
+#[derive(Debug)]
+pub struct TenantShare {
+    /// Calls one tenant may have at once; `None` when unbounded.
+    limit: Option<usize>,
+    in_flight: Mutex<HashMap<String, usize>>,
+}
+
+/// A tenant's place in its share; given back when dropped.
+#[derive(Debug)]
+pub struct ShareGuard<'a> {
+    share: &'a TenantShare,
+    /// `None` when the share is unbounded (nothing was counted).
+    tenant: Option<String>,
+}
+
+impl TenantShare {
+    /// A share of `fraction` of `permits` per tenant (at least one call); a
+    /// fraction of 1 or more leaves tenants unbounded.
+    pub fn new(permits: usize, fraction: f64) -> TenantShare {
+        let limit = (fraction < 1.0).then(|| ((permits as f64 * fraction).floor() as usize).max(1));
+        TenantShare {
+            limit,
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The calls one tenant may have at once (`None`: unbounded).
+    pub fn limit(&self) -> Option<usize> {
+        self.limit
+    }
+
+    /// Counts one call of `tenant`, or `None` when the tenant already has its
+    /// share.
+    pub fn try_enter(&self, tenant: &str) -> Option<ShareGuard<'_>> {
+        let Some(limit) = self.limit else {
+            return Some(ShareGuard {
+                share: self,
+                tenant: None,
+            });
+        };
+        let mut m = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        match m.get_mut(tenant) {
+            Some(n) if *n >= limit => return None,
+            Some(n) => *n += 1,
+            None => {
+                m.insert(tenant.to_string(), 1);
+            }
+        }
+        Some(ShareGuard {
+            share: self,
+            tenant: Some(tenant.to_string()),
+        })
+    }
+
+    /// [`Self::try_enter`] for the tenant of the current request (named by
+    /// the dispatch's scope). `Ok(None)`: unbounded, or not run inside a
+    /// scope. `Err(limit)`: the tenant has its share.
+    pub(crate) fn enter_current(&self) -> Result<Option<ShareGuard<'_>>, usize> {
+        let Some(limit) = self.limit else {
+            return Ok(None);
+        };
+        TENANT
+            .try_with(|(rules, t)| {
+                let id = rules.tenants().tenant(*t).id();
+                self.try_enter(id).map(Some).ok_or(limit)
+            })
+            .unwrap_or(Ok(None))
+    }
+
+    /// Calls in flight for `tenant`.
+    pub fn in_flight(&self, tenant: &str) -> usize {
+        let m = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(tenant).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for ShareGuard<'_> {
+    fn drop(&mut self) {
+        let Some(tenant) = &self.tenant else {
+            return;
+        };
+        let mut m = self
+            .share
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(tenant) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(tenant);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_is_a_fraction_of_the_permits_at_least_one() {
+        assert_eq!(TenantShare::new(256, 0.5).limit(), Some(128));
+        assert_eq!(TenantShare::new(8, 0.3).limit(), Some(2));
+        assert_eq!(TenantShare::new(1, 0.5).limit(), Some(1));
+        assert_eq!(TenantShare::new(256, 1.0).limit(), None);
+    }
+
+    #[test]
+    fn a_tenant_over_its_share_is_refused_and_others_are_not() {
+        let s = TenantShare::new(4, 0.5);
+        let a1 = s.try_enter("acme").unwrap();
+        let _a2 = s.try_enter("acme").unwrap();
+        assert!(s.try_enter("acme").is_none());
+        assert_eq!(s.in_flight("acme"), 2);
+        let _g = s.try_enter("globex").unwrap();
+        drop(a1);
+        assert_eq!(s.in_flight("acme"), 1);
+        assert!(s.try_enter("acme").is_some());
+    }
+
+    #[test]
+    fn released_guards_leave_nothing_behind() {
+        let s = TenantShare::new(10, 0.5);
+        let gs: Vec<_> = (0..5).map(|_| s.try_enter("acme").unwrap()).collect();
+        drop(gs);
+        assert_eq!(s.in_flight("acme"), 0);
+        assert!(s.in_flight.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn unbounded_share_counts_nothing() {
+        let s = TenantShare::new(2, 1.0);
+        let gs: Vec<_> = (0..5).map(|_| s.try_enter("acme").unwrap()).collect();
+        assert_eq!(s.in_flight("acme"), 0);
+        drop(gs);
+        assert_eq!(s.enter_current().unwrap().map(|_| ()), None);
+    }
+
+    #[tokio::test]
+    async fn the_scope_names_the_tenant() {
+        let rules = Arc::new(
+            Ruleset::from_toml(
+                include_str!("../../../config/hosting-policy.toml"),
+                "hosting-policy.toml",
+                include_str!("../../../config/tenants.example.toml"),
+                "tenants.example.toml",
+            )
+            .unwrap(),
+        );
+        let acme = rules.tenants().get("acme").unwrap();
+        let s = TenantShare::new(2, 0.5);
+        // Outside a scope: not counted.
+        assert!(s.enter_current().unwrap().is_none());
+        scope(rules, acme, async {
+            let g = s.enter_current().unwrap();
+            assert!(g.is_some());
+            assert_eq!(s.in_flight("acme"), 1);
+            assert_eq!(s.enter_current().err(), Some(1));
+        })
+        .await;
+        assert_eq!(s.in_flight("acme"), 0);
+    }
+}
