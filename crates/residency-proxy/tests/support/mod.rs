@@ -588,6 +588,11 @@ impl Signer {
         (sig, auth)
     }
 
+    /// The signature of any string to sign (a form upload's policy).
+    pub fn sign_string(&self, string_to_sign: &str) -> String {
+        self.sign(string_to_sign)
+    }
+
     /// The signature of one `aws-chunked` chunk.
     pub fn chunk(&self, prev_signature: &str, data: &[u8]) -> String {
         let sts = format!(

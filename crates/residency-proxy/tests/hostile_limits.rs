@@ -1,0 +1,358 @@
+//! Hostile clients against the sidecar's limits (issue "Hardening", items 1,
+//! 3 and 4): stalled and trickled uploads, `Expect: 100-continue` without a
+//! body, anonymous and oversized form uploads, connections that send nothing.
+//! Real Garage regions, raw TCP clients; short limits (1 s) keep it fast.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_s3::primitives::ByteStream;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The head of a signed PUT (`UNSIGNED-PAYLOAD`) of `len` bytes.
+fn put_head(addr: SocketAddr, key: (&str, &str), path: &str, len: usize, extra: &str) -> String {
+    let (datetime, _) = amz_date(SystemTime::now());
+    let signed = vec![
+        ("host", addr.to_string()),
+        ("x-amz-content-sha256", "UNSIGNED-PAYLOAD".to_string()),
+        ("x-amz-date", datetime.clone()),
+    ];
+    let s = Signer::new(key, "us-east-1", &datetime);
+    let (_, auth) = s.seed("PUT", path, "", &signed, "UNSIGNED-PAYLOAD");
+    format!(
+        "PUT {path} HTTP/1.1\r\nhost: {addr}\r\nx-amz-content-sha256: UNSIGNED-PAYLOAD\r\nx-amz-date: {datetime}\r\nauthorization: {auth}\r\ncontent-length: {len}\r\n{extra}\r\n"
+    )
+}
+
+/// Reads whatever the server answers until it closes (or `limit` passes).
+async fn read_answer(s: &mut TcpStream, limit: Duration) -> (String, bool) {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 8192];
+    let closed = tokio::time::timeout(limit, async {
+        loop {
+            match s.read(&mut tmp).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (String::from_utf8_lossy(&buf).into_owned(), closed)
+}
+
+fn status_and_code(answer: &str) -> (u16, String) {
+    // Skip a "100 Continue" interim answer.
+    let last = answer
+        .split("HTTP/1.1 ")
+        .filter(|p| !p.is_empty() && !p.starts_with("100"))
+        .next()
+        .unwrap_or("");
+    let status = last.get(..3).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let code = answer
+        .split_once("<Code>")
+        .and_then(|(_, r)| r.split_once("</Code>"))
+        .map(|(c, _)| c.to_string())
+        .unwrap_or_default();
+    (status, code)
+}
+
+fn limits(extra: &str) -> SidecarOptions {
+    SidecarOptions {
+        limits: format!(
+            "client_body_idle_secs = 1\nper_region_concurrency = 8\nper_tenant_region_share = 0.5\n{extra}"
+        ),
+        ..SidecarOptions::default()
+    }
+}
+
+/// (a) One tenant stalls 200 uploads in the EU; another EU tenant's GET,
+/// LIST and PUT keep succeeding, and every stalled client gets `400
+/// RequestTimeout` and a closed connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_uploads_do_not_take_the_region_from_other_tenants() {
+    bounded("stall", async {
+        let _g = BUCKETS.read().await;
+        let env = Env::start_with(&limits("")).await;
+        let addr = env.sidecar.addr;
+        let victim = env.client(EUROBANK);
+        within(
+            "victim put",
+            victim
+                .put_object()
+                .bucket("eurobank")
+                .key("tickets/v/seed")
+                .body(ByteStream::from_static(b"seed"))
+                .send(),
+        )
+        .await
+        .expect("victim seed put");
+        let mut stalled = Vec::new();
+        for i in 0..200 {
+            let path = format!("/acme/tickets/stall/{i}");
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            s.write_all(put_head(addr, ACME, &path, 1000, "").as_bytes())
+                .await
+                .expect("head");
+            s.write_all(b"x").await.expect("one byte");
+            stalled.push(s);
+        }
+        // While the stalled uploads hold what they may, the other tenant is served.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for round in 0..5 {
+            let t = Instant::now();
+            within(
+                "victim get",
+                victim
+                    .get_object()
+                    .bucket("eurobank")
+                    .key("tickets/v/seed")
+                    .send(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("victim GET {round}: {e:?}"));
+            within(
+                "victim list",
+                victim.list_objects_v2().bucket("eurobank").send(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("victim LIST {round}: {e:?}"));
+            let put = victim
+                .put_object()
+                .bucket("eurobank")
+                .key(format!("tickets/v/{round}"))
+                .body(ByteStream::from_static(b"during the attack"))
+                .send()
+                .await;
+            put.unwrap_or_else(|e| panic!("victim PUT {round}: {e:?}"));
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "victim round {round} took {:?}",
+                t.elapsed()
+            );
+        }
+        let mut answers = std::collections::BTreeMap::new();
+        for mut s in stalled {
+            let (a, closed) = read_answer(&mut s, Duration::from_secs(10)).await;
+            let (status, code) = status_and_code(&a);
+            assert!(closed, "a stalled connection must be closed: {a}");
+            *answers.entry((status, code)).or_insert(0) += 1;
+        }
+        // Within its share (4 of 8 permits) an upload waits for its body and
+        // times out; beyond it, it is refused at once.
+        for (k, n) in &answers {
+            assert!(
+                *k == (400, "RequestTimeout".to_string()) || *k == (503, "SlowDown".to_string()),
+                "unexpected answer {k:?} x{n}: {answers:?}"
+            );
+        }
+        assert!(
+            answers.contains_key(&(400, "RequestTimeout".to_string())),
+            "{answers:?}"
+        );
+        assert!(regions_holding("acme", "tickets/stall/0").await.is_empty());
+    })
+    .await;
+}
+
+/// (b) `Expect: 100-continue`, then no body: `400 RequestTimeout`, closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_continue_without_a_body_times_out() {
+    bounded("expect", async {
+        let _g = BUCKETS.read().await;
+        let env = Env::start_with(&limits("")).await;
+        let addr = env.sidecar.addr;
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let t = Instant::now();
+        s.write_all(
+            put_head(
+                addr,
+                ACME,
+                "/acme/tickets/expect",
+                1000,
+                "expect: 100-continue\r\n",
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("head");
+        let (a, closed) = read_answer(&mut s, Duration::from_secs(10)).await;
+        assert_eq!(status_and_code(&a), (400, "RequestTimeout".into()), "{a}");
+        assert!(closed);
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(regions_holding("acme", "tickets/expect").await.is_empty());
+    })
+    .await;
+}
+
+/// (c) A body trickled under the minimum rate: `400 RequestTimeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_under_the_minimum_rate_times_out() {
+    bounded("slow", async {
+        let _g = BUCKETS.read().await;
+        let env = Env::start_with(&limits("client_min_bytes_per_sec = 1024")).await;
+        let addr = env.sidecar.addr;
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(put_head(addr, ACME, "/acme/tickets/slow", 100_000, "").as_bytes())
+            .await
+            .expect("head");
+        let t = Instant::now();
+        // 50 bytes every 200 ms (250 B/s): never idle for 1 s, but too slow.
+        let mut sent = 0;
+        while t.elapsed() < Duration::from_secs(8) {
+            if s.write_all(&[b'z'; 50]).await.is_err() {
+                break;
+            }
+            sent += 50;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if sent >= 100_000 {
+                break;
+            }
+        }
+        let (a, _) = read_answer(&mut s, Duration::from_secs(10)).await;
+        assert_eq!(status_and_code(&a), (400, "RequestTimeout".into()), "{a}");
+        assert!(t.elapsed() < Duration::from_secs(7), "{:?}", t.elapsed());
+        assert!(regions_holding("acme", "tickets/slow").await.is_empty());
+    })
+    .await;
+}
+
+/// (d) An unsigned form POST is refused before its file is sent; a signed
+/// chunked form over `max_object_bytes` gets `400 EntityTooLarge` and
+/// nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn form_uploads_are_checked_before_the_file() {
+    bounded("form", async {
+        let _g = BUCKETS.read().await;
+        let env = Env::start_with(&limits("max_object_bytes = 1048576")).await;
+        let addr = env.sidecar.addr;
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let head = "--XyZ\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\ntickets/form-anon\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n";
+        // Chunked: no length to refuse up front; the file would be 256 MiB.
+        let mut first = head.as_bytes().to_vec();
+        first.extend_from_slice(&[b'f'; 64 * 1024]);
+        let mut req = format!(
+            "POST /acme HTTP/1.1\r\nhost: {addr}\r\ncontent-type: multipart/form-data; boundary=XyZ\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n",
+            first.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(&first);
+        req.extend_from_slice(b"\r\n");
+        s.write_all(&req).await.expect("head and first part");
+        // 64 KiB of the file sent, the rest never: the answer comes now.
+        let (a, _) = read_answer(&mut s, Duration::from_secs(3)).await;
+        assert_eq!(status_and_code(&a), (403, "AccessDenied".into()), "{a}");
+
+        // Signed (a policy and its signature), chunked, 2 MiB > 1 MiB.
+        let (datetime, date) = amz_date(SystemTime::now());
+        let signer = Signer::new(ACME, "us-east-1", &datetime);
+        let cred = format!("{}/{}", ACME.0, signer.scope());
+        let policy = format!(
+            "{{\"expiration\":\"2099-01-01T00:00:00Z\",\"conditions\":[{{\"bucket\":\"acme\"}},[\"starts-with\",\"$key\",\"tickets/\"],{{\"x-amz-algorithm\":\"AWS4-HMAC-SHA256\"}},{{\"x-amz-credential\":\"{cred}\"}},{{\"x-amz-date\":\"{datetime}\"}}]}}"
+        );
+        use base64::Engine as _;
+        let policy_b64 = base64::engine::general_purpose::STANDARD.encode(policy);
+        let sig = signer.sign_string(&policy_b64);
+        let _ = date;
+        let mut form = String::new();
+        for (k, v) in [
+            ("key", "tickets/form-big"),
+            ("x-amz-algorithm", "AWS4-HMAC-SHA256"),
+            ("x-amz-credential", cred.as_str()),
+            ("x-amz-date", datetime.as_str()),
+            ("policy", policy_b64.as_str()),
+            ("x-amz-signature", sig.as_str()),
+        ] {
+            form.push_str(&format!(
+                "--XyZ\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+            ));
+        }
+        form.push_str("--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"b.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n");
+        let mut body = form.into_bytes();
+        body.extend_from_slice(&vec![b'g'; 2 * 1024 * 1024]);
+        body.extend_from_slice(b"\r\n--XyZ--\r\n");
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(
+            format!(
+                "POST /acme HTTP/1.1\r\nhost: {addr}\r\ncontent-type: multipart/form-data; boundary=XyZ\r\ntransfer-encoding: chunked\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("head");
+        for c in body.chunks(64 * 1024) {
+            let mut chunk = format!("{:x}\r\n", c.len()).into_bytes();
+            chunk.extend_from_slice(c);
+            chunk.extend_from_slice(b"\r\n");
+            if s.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = s.write_all(b"0\r\n\r\n").await;
+        let (a, _) = read_answer(&mut s, Duration::from_secs(10)).await;
+        assert_eq!(status_and_code(&a), (400, "EntityTooLarge".into()), "{a}");
+        assert!(regions_holding("acme", "tickets/form-big").await.is_empty());
+        assert!(regions_holding("acme", "tickets/form-anon").await.is_empty());
+    })
+    .await;
+}
+
+/// (e) Connections that send nothing, or part of an HTTP/2 preface, are
+/// closed after the header-read timeout; `max_connections` is honoured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_and_bounded() {
+    bounded("conns", async {
+        let env =
+            Env::start_with(&limits("header_read_timeout_secs = 1\nmax_connections = 4")).await;
+        let addr = env.sidecar.addr;
+        let t = Instant::now();
+        let mut silent = TcpStream::connect(addr).await.expect("connect");
+        let mut preface = TcpStream::connect(addr).await.expect("connect");
+        preface
+            .write_all(&b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..16])
+            .await
+            .expect("partial preface");
+        for s in [&mut silent, &mut preface] {
+            let (_, closed) = read_answer(s, Duration::from_secs(5)).await;
+            assert!(closed, "not closed after {:?}", t.elapsed());
+        }
+        assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+
+        // Four connections open (each mid-head, within its timeout): a fifth
+        // waits unaccepted until one closes.
+        let header_timeout_env = Env::start_with(&limits(
+            "header_read_timeout_secs = 30\nmax_connections = 4",
+        ))
+        .await;
+        let addr = header_timeout_env.sidecar.addr;
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            s.write_all(b"GET /acme HTTP/1.1\r\n")
+                .await
+                .expect("partial");
+            held.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut fifth = TcpStream::connect(addr).await.expect("connect (backlog)");
+        fifth
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("request");
+        let mut tmp = [0u8; 64];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(700), fifth.read(&mut tmp))
+                .await
+                .is_err(),
+            "the fifth connection must wait while four are open"
+        );
+        drop(held.pop());
+        let (a, _) = read_answer(&mut fifth, Duration::from_secs(5)).await;
+        assert!(a.starts_with("HTTP/1.1 "), "served once one closed: {a:?}");
+    })
+    .await;
+}
