@@ -49,8 +49,7 @@ fn status_and_code(answer: &str) -> (u16, String) {
     // Skip a "100 Continue" interim answer.
     let last = answer
         .split("HTTP/1.1 ")
-        .filter(|p| !p.is_empty() && !p.starts_with("100"))
-        .next()
+        .find(|p| !p.is_empty() && !p.starts_with("100"))
         .unwrap_or("");
     let status = last.get(..3).and_then(|s| s.parse().ok()).unwrap_or(0);
     let code = answer
