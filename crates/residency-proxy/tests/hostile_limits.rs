@@ -355,3 +355,75 @@ async fn silent_connections_are_closed_and_bounded() {
     })
     .await;
 }
+
+fn p99(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[(v.len() * 99 / 100).min(v.len() - 1)]
+}
+
+async fn victim_gets(c: &aws_sdk_s3::Client, n: usize) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = c
+            .get_object()
+            .bucket("eurobank")
+            .key("tickets/bench/seed")
+            .send()
+            .await
+            .expect("victim GET");
+        let _ = r.body.collect().await.expect("body");
+        out.push(t.elapsed());
+    }
+    out
+}
+
+/// Stall benchmark (a figure, not an assertion): the other tenant's p99 GET
+/// latency in the same region without and with 200 stalled uploads.
+/// `cargo nextest run -p residency-proxy --test hostile_limits --run-ignored only stall_benchmark --no-capture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by hand"]
+async fn stall_benchmark() {
+    let _g = BUCKETS.read().await;
+    let env = Env::start_with(&SidecarOptions {
+        // STALL_BENCH_LIMITS adds `[limits]` lines (e.g. a share of 1.0:
+        // the figure without the fair share).
+        limits: format!(
+            "client_body_idle_secs = 20\nper_region_concurrency = 8\n{}",
+            std::env::var("STALL_BENCH_LIMITS").unwrap_or_default()
+        ),
+        ..SidecarOptions::default()
+    })
+    .await;
+    let addr = env.sidecar.addr;
+    let victim = env.client(EUROBANK);
+    victim
+        .put_object()
+        .bucket("eurobank")
+        .key("tickets/bench/seed")
+        .body(ByteStream::from_static(b"0123456789abcdef"))
+        .send()
+        .await
+        .expect("seed");
+    let _ = victim_gets(&victim, 20).await;
+    let calm = p99(victim_gets(&victim, 300).await);
+    let mut stalled = Vec::new();
+    for i in 0..200 {
+        let path = format!("/acme/tickets/bench-stall/{i}");
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(put_head(addr, ACME, &path, 1000, "").as_bytes())
+            .await
+            .expect("head");
+        s.write_all(b"x").await.expect("byte");
+        stalled.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let attacked = p99(victim_gets(&victim, 300).await);
+    println!(
+        "stall benchmark: victim GET p99 without attack {:.2} ms, with 200 stalled uploads {:.2} ms, ratio {:.2}",
+        calm.as_secs_f64() * 1e3,
+        attacked.as_secs_f64() * 1e3,
+        attacked.as_secs_f64() / calm.as_secs_f64()
+    );
+    drop(stalled);
+}
