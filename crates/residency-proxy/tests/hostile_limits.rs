@@ -427,3 +427,123 @@ async fn stall_benchmark() {
     );
     drop(stalled);
 }
+
+/// Not a test: the sidecar of `accept_errors_back_off`, run in a child
+/// process (re-executing this binary) under a low file-descriptor limit.
+#[test]
+#[ignore = "child process of accept_errors_back_off"]
+fn sidecar_child() {
+    let Ok(config) = std::env::var("RESIDENCY_CHILD_CONFIG") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        residency_proxy::serve(
+            std::path::Path::new(&config),
+            residency_proxy::ServeOptions::default(),
+        )
+        .await
+        .expect("serve");
+    });
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    // utime and stime: fields 14 and 15 of stat(5), 12 and 13 after the comm.
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+/// (e) Out of file descriptors: the accept loop backs off (low CPU), logs at
+/// most about a line a second, counts the errors, and serves again once
+/// connections close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_errors_back_off() {
+    bounded("accept back-off", async {
+        let _ = cluster();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = write_config_with(dir.path(), &SidecarOptions::default());
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        };
+        let (s3, admin) = (free(), free());
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("listen = \"127.0.0.1:1\"", &format!("listen = \"{s3}\""))
+            .replace("admin = \"127.0.0.1:2\"", &format!("admin = \"{admin}\""));
+        std::fs::write(&config, text).unwrap();
+        let log = dir.path().join("child.log");
+        let exe = std::env::current_exe().unwrap();
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 64 && exec \"$0\" \"$@\"")
+            .arg(&exe)
+            .args(["sidecar_child", "--exact", "--ignored", "--nocapture"])
+            .env("RESIDENCY_CHILD_CONFIG", &config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn child sidecar");
+        let pid = child.id();
+        let t = Instant::now();
+        while TcpStream::connect(s3).await.is_err() {
+            assert!(t.elapsed() < Duration::from_secs(30), "child did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut held = Vec::new();
+        for _ in 0..120 {
+            if let Ok(s) = TcpStream::connect(s3).await {
+                held.push(s);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let lines_before = std::fs::read_to_string(&log)
+            .unwrap()
+            .matches("accept failed")
+            .count();
+        let c0 = cpu_ticks(pid);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let c1 = cpu_ticks(pid);
+        let lines_after = std::fs::read_to_string(&log)
+            .unwrap()
+            .matches("accept failed")
+            .count();
+        // 100 ticks a second: under 20 % of a core over 2 s.
+        assert!(c1 - c0 < 40, "the child used {} ticks in 2 s", c1 - c0);
+        assert!(lines_after >= 1, "no accept error logged");
+        assert!(
+            lines_after - lines_before <= 3,
+            "{} log lines in 2 s",
+            lines_after - lines_before
+        );
+        drop(held);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let c = proxy_client(&format!("http://{s3}"), ACME.0, ACME.1, None);
+        within("list after", c.list_objects_v2().bucket("acme").send())
+            .await
+            .expect("serves again once connections are closed");
+        let m = send_raw(
+            admin,
+            "GET",
+            "/metrics",
+            &[("host", admin.to_string())],
+            b"",
+        )
+        .await;
+        let errors: f64 = m
+            .body
+            .lines()
+            .find(|l| l.starts_with("residency_accept_errors_total{listener=\"s3\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        assert!(errors >= 1.0, "accept errors not counted: {}", m.body);
+        let _ = child.kill();
+        let _ = child.wait();
+    })
+    .await;
+}
