@@ -6,6 +6,8 @@ mod auth;
 mod body;
 pub mod config;
 mod error;
+mod gate;
+mod range;
 mod s3;
 pub mod server;
 

@@ -26,8 +26,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tower::Layer;
 
-use crate::auth::{TenantAccess, TenantAuth};
+use crate::auth::{TenantAccess, TenantAuth, Verified, VerifiedEarlier};
 use crate::config::{BackendConfig, Config, LogFormat, Secrets};
+use crate::gate::RequestGate;
+use crate::range::{self, RangeFix};
 use crate::s3::gateway;
 
 /// Why the sidecar did not start.
@@ -52,11 +54,28 @@ pub struct ServeOptions {
 }
 
 /// Resolves `<bucket>.<domain>` (virtual-hosted style) for the configured
-/// domains; anything else is path style.
+/// domains, whatever port the `Host` header carries; anything else is path
+/// style.
 struct Hosts(Vec<String>);
+
+/// `host` without its `:port` (`acme.s3.localhost:9000`, `[::1]:9000`).
+fn without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // An IPv6 literal: the port, if any, follows the bracket.
+        return match host.find(']') {
+            Some(i) => &host[..=i],
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
 
 impl S3Host for Hosts {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
+        let host = without_port(host);
         for d in &self.0 {
             if host == d {
                 return Ok(VirtualHost::new(host));
@@ -331,6 +350,11 @@ fn check_size(
 }
 
 fn xml_error(code: &str, message: &str, status: http::StatusCode) -> http::Response<s3s::Body> {
+    // A message may quote what the client sent.
+    let message = message
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
     );
@@ -341,6 +365,86 @@ fn xml_error(code: &str, message: &str, status: http::StatusCode) -> http::Respo
         http::HeaderValue::from_static("application/xml"),
     );
     resp
+}
+
+/// The query of `uri` without a presigned URL's signature parameters.
+fn without_presign(uri: &http::Uri) -> http::Uri {
+    const SIGNING: [&str; 10] = [
+        "X-Amz-Algorithm",
+        "X-Amz-Credential",
+        "X-Amz-Date",
+        "X-Amz-Expires",
+        "X-Amz-SignedHeaders",
+        "X-Amz-Signature",
+        "X-Amz-Security-Token",
+        "AWSAccessKeyId",
+        "Signature",
+        "Expires",
+    ];
+    let Some(q) = uri.query() else {
+        return uri.clone();
+    };
+    let mut kept = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+        if !SIGNING.contains(&&*k) {
+            kept.append_pair(&k, &v);
+        }
+    }
+    let kept = kept.finish();
+    let pq = if kept.is_empty() {
+        uri.path().to_string()
+    } else {
+        format!("{}?{kept}", uri.path())
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = pq.parse().ok();
+    http::Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
+
+/// Serves a GET or HEAD whose `Range` S3 reads differently from s3s, in the
+/// two passes `range.rs` explains: the request as signed (s3s verifies it,
+/// then refuses the range before any operation runs), then, if that request's
+/// signature and access were granted, the request with the range as S3 reads
+/// it and without its signature, marked as verified.
+async fn serve_fixed_range(
+    s3: &S3Service,
+    mut req: http::Request<hyper::body::Incoming>,
+    fix: RangeFix,
+) -> Result<http::Response<s3s::Body>, s3s::HttpError> {
+    let verified = Verified::default();
+    let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
+    let mut headers = req.headers().clone();
+    req.extensions_mut().insert(verified.clone());
+    let first = s3.call(req.map(s3s::Body::from)).await?;
+    let Some(access_key) = verified.0.get().cloned() else {
+        return Ok(first);
+    };
+    if first.status().is_success() {
+        return Ok(first);
+    }
+    for h in [
+        http::header::AUTHORIZATION,
+        http::header::CONTENT_LENGTH,
+        http::header::TRANSFER_ENCODING,
+    ] {
+        headers.remove(h);
+    }
+    match fix {
+        RangeFix::Drop => {
+            headers.remove(http::header::RANGE);
+        }
+        RangeFix::Replace(v) => {
+            headers.insert(http::header::RANGE, v);
+        }
+        RangeFix::Keep => {}
+    }
+    let mut second = http::Request::new(s3s::Body::empty());
+    *second.method_mut() = method;
+    *second.uri_mut() = without_presign(&uri);
+    *second.version_mut() = version;
+    *second.headers_mut() = headers;
+    second.extensions_mut().insert(VerifiedEarlier(access_key));
+    s3.call(second).await
 }
 
 async fn admin_response(
@@ -509,6 +613,9 @@ pub async fn run(
     // hyper refuses a buffer under 8 KiB (the config check says so too).
     let max_header_bytes = sidecar.config.limits.max_header_bytes.max(8192);
     let max_object_bytes = sidecar.config.limits.max_object_bytes;
+    let gate = RequestGate {
+        allow_sigv2: sidecar.config.auth.allow_sigv2,
+    };
     loop {
         let (stream, peer) = tokio::select! {
             r = s3_listener.accept() => match r {
@@ -543,6 +650,11 @@ pub async fn run(
                     }
                     resp
                 };
+                if let Err(r) = gate.check(req.uri(), req.headers()) {
+                    metrics::counter!("residency_rejected_total", "reason" => "authentication")
+                        .increment(1);
+                    return Ok(close(xml_error(r.code, &r.message, r.status)));
+                }
                 if let Some(refused) = check_size(&req, max_object_bytes) {
                     return Ok(close(refused));
                 }
@@ -554,7 +666,18 @@ pub async fn run(
                         http::StatusCode::SERVICE_UNAVAILABLE,
                     )));
                 };
-                s3.call(req.map(s3s::Body::from)).await.map(close)
+                let fix = match *req.method() {
+                    http::Method::GET | http::Method::HEAD => {
+                        req.headers().get(http::header::RANGE).map(range::fix)
+                    }
+                    _ => None,
+                };
+                match fix {
+                    None | Some(RangeFix::Keep) => {
+                        s3.call(req.map(s3s::Body::from)).await.map(close)
+                    }
+                    Some(fix) => serve_fixed_range(&s3, req, fix).await.map(close),
+                }
             }
         });
         let mut builder = ConnBuilder::new(TokioExecutor::new());

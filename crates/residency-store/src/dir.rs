@@ -173,8 +173,8 @@ pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
     if key.is_empty() {
         return bad("empty key");
     }
-    if key.len() > 1024 {
-        return bad("longer than 1024 bytes");
+    if key.len() > crate::MAX_STORED_KEY_BYTES {
+        return bad("longer than 1088 bytes (1,024 for the key and 64 for a tenant prefix)");
     }
     if key.contains('\0') {
         return bad("contains a NUL byte");
