@@ -717,3 +717,43 @@ pub async fn run(
     tracing::info!("stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_hosts_match_whatever_the_port() {
+        let hosts = Hosts(vec!["s3.localhost".into()]);
+        for (host, bucket) in [
+            ("acme.s3.localhost", Some("acme")),
+            ("acme.s3.localhost:9000", Some("acme")),
+            ("s3.localhost:9000", None),
+            ("127.0.0.1:9000", None),
+            ("[::1]:9000", None),
+            ("[::1]", None),
+        ] {
+            let vh = hosts.parse_host_header(host).unwrap();
+            assert_eq!(vh.bucket(), bucket, "{host}");
+        }
+        assert_eq!(without_port("[::1]:9000"), "[::1]");
+        assert_eq!(without_port("[::1]"), "[::1]");
+        assert_eq!(without_port("a.s3.localhost:80"), "a.s3.localhost");
+        assert_eq!(without_port("a.s3.localhost"), "a.s3.localhost");
+    }
+
+    #[test]
+    fn the_second_pass_carries_no_signature() {
+        let uri: http::Uri = "/acme/k?response-content-type=text%2Fplain&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=K%2F20261205%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=00"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            without_presign(&uri).to_string(),
+            "/acme/k?response-content-type=text%2Fplain"
+        );
+        let uri: http::Uri = "/acme/k?AWSAccessKeyId=K&Expires=1&Signature=x"
+            .parse()
+            .unwrap();
+        assert_eq!(without_presign(&uri).to_string(), "/acme/k");
+    }
+}
