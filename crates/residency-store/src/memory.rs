@@ -150,7 +150,10 @@ fn check_key(key: &str) -> Result<(), StoreError> {
     if key.len() > crate::MAX_STORED_KEY_BYTES {
         return Err(StoreError::invalid_key(
             key,
-            "longer than 1088 bytes (1,024 for the key and 64 for a tenant prefix)",
+            format!(
+                "longer than {} bytes (1,024 for the key and 64 for a tenant prefix)",
+                crate::MAX_STORED_KEY_BYTES
+            ),
         ));
     }
     Ok(())
