@@ -550,14 +550,15 @@ impl S3 for Gateway {
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
         // S3 refuses a copy that would change nothing (and Garage performs
-        // it): only new metadata, storage class, redirect or encryption make
-        // copying an object onto itself a change.
+        // it): only new metadata, storage class, redirect, encryption or
+        // checksum algorithm make copying an object onto itself a change.
         let changes_something = replace
             || input.storage_class.is_some()
             || input.website_redirect_location.is_some()
             || input.server_side_encryption.is_some()
             || input.sse_customer_algorithm.is_some()
-            || input.ssekms_key_id.is_some();
+            || input.ssekms_key_id.is_some()
+            || input.checksum_algorithm.is_some();
         if **src_key == *input.key && !changes_something {
             return Err(s3_error!(
                 InvalidRequest,
