@@ -8,8 +8,9 @@ use residency_policy::KeyOwner;
 use residency_tower::RulesetHandle;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
+use s3s::dto::PostObjectInput;
 use s3s::path::S3Path;
-use s3s::{s3_error, S3Result};
+use s3s::{s3_error, S3Request, S3Result};
 
 use crate::config::Secrets;
 
@@ -48,6 +49,10 @@ pub(crate) struct VerifiedEarlier(pub(crate) String);
 #[derive(Clone)]
 pub(crate) struct TenantAccess {
     pub(crate) rules: RulesetHandle,
+    /// `[auth] allow_sigv2`: the request gate refuses SigV2 headers and
+    /// URLs; a SigV2 form POST is signed inside its body, so it is refused
+    /// here, once s3s has read the form's fields.
+    pub(crate) allow_sigv2: bool,
 }
 
 #[async_trait::async_trait]
@@ -68,6 +73,18 @@ impl S3Access for TenantAccess {
         self.grant(cx, &access_key)?;
         if let Some(slot) = cx.extensions_mut().get::<Verified>() {
             let _ = slot.0.set(access_key);
+        }
+        Ok(())
+    }
+
+    async fn post_object(&self, req: &mut S3Request<PostObjectInput>) -> S3Result<()> {
+        // A SigV4 form names its region in `x-amz-credential`; a SigV2 form
+        // (`AWSAccessKeyId`, `signature`) names none.
+        if !self.allow_sigv2 && req.credentials.is_some() && req.region.is_none() {
+            return Err(s3_error!(
+                AccessDenied,
+                "AWS Signature Version 2 is not accepted: sign requests with Signature Version 4 (AWS4-HMAC-SHA256)"
+            ));
         }
         Ok(())
     }

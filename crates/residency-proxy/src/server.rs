@@ -246,6 +246,7 @@ impl Sidecar {
         });
         builder.set_access(TenantAccess {
             rules: handle.clone(),
+            allow_sigv2: config.auth.allow_sigv2,
         });
         builder.set_host(Hosts(config.virtual_host_domains.clone()));
         Ok(Sidecar {

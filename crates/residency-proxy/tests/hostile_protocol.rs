@@ -131,6 +131,34 @@ fn v2_headers(
     ]
 }
 
+/// A `multipart/form-data` POST upload of `body` to `key`, signed with SigV2
+/// (`AWSAccessKeyId`, `policy`, `signature`): (content type, body).
+fn v2_form(key_pair: (&str, &str), key: &str, body: &[u8]) -> (String, Vec<u8>) {
+    let policy = base64::engine::general_purpose::STANDARD.encode(
+        r#"{"expiration":"2099-01-01T00:00:00.000Z","conditions":[{"bucket":"acme"},["starts-with","$key","tickets/"]]}"#,
+    );
+    let signature = v2_signature(key_pair.1, &policy);
+    let boundary = "residencyprotocolboundary";
+    let mut out = Vec::new();
+    for (name, value) in [
+        ("key", key),
+        ("AWSAccessKeyId", key_pair.0),
+        ("policy", &policy),
+        ("signature", &signature),
+    ] {
+        out.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    out.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: text/plain\r\n\r\n").as_bytes(),
+    );
+    out.extend_from_slice(body);
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), out)
+}
+
 fn code_of(body: &str) -> String {
     body.split_once("<Code>")
         .and_then(|(_, r)| r.split_once("</Code>"))
@@ -270,6 +298,20 @@ async fn sigv2_is_refused_by_default() {
             (403, "AccessDenied"),
             "{r:?}"
         );
+        // A SigV2 form POST (its signature is in the body).
+        let (ct, form) = v2_form(ACME, "tickets/v2/form.txt", b"form v2");
+        let h = vec![
+            ("host", host.clone()),
+            ("content-type", ct),
+            ("content-length", form.len().to_string()),
+        ];
+        let r = send_raw(sc.addr, "POST", "/acme", &h, &form).await;
+        assert_eq!(
+            (r.status, code_of(&r.body).as_str()),
+            (403, "AccessDenied"),
+            "{r:?}"
+        );
+        assert!(files_ending(dir.path(), "acme/tickets/v2/form.txt").is_empty());
     })
     .await;
 }
@@ -314,6 +356,17 @@ async fn sigv2_when_allowed_must_be_fresh() {
         );
         let on_disk = files_ending(dir.path(), "acme/tickets/v2/b.txt");
         assert_eq!(std::fs::read(&on_disk[0]).unwrap(), b"first");
+        // A SigV2 form POST is accepted when SigV2 is.
+        let (ct, form) = v2_form(ACME, "tickets/v2/form.txt", b"form v2");
+        let h = vec![
+            ("host", host.clone()),
+            ("content-type", ct),
+            ("content-length", form.len().to_string()),
+        ];
+        let r = send_raw(sc.addr, "POST", "/acme", &h, &form).await;
+        assert!(r.status < 300, "{r:?}");
+        let on_disk = files_ending(dir.path(), "acme/tickets/v2/form.txt");
+        assert_eq!(std::fs::read(&on_disk[0]).unwrap(), b"form v2");
     })
     .await;
 }
