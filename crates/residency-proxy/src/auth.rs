@@ -1,15 +1,16 @@
 //! Client credentials → tenant: SigV4 secrets from the tenants file, and the
 //! rule that a key acts only for its tenant (or a service key's tenants).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use residency_policy::KeyOwner;
 use residency_tower::RulesetHandle;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
+use s3s::dto::PostObjectInput;
 use s3s::path::S3Path;
-use s3s::{s3_error, S3Result};
+use s3s::{s3_error, S3Request, S3Result};
 
 use crate::config::Secrets;
 
@@ -32,24 +33,68 @@ impl S3Auth for TenantAuth {
     }
 }
 
+/// A slot the server puts in a request's extensions; the access check fills
+/// it with the access key once the signature was verified and access granted
+/// (see `range.rs` for why the server needs to know).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Verified(pub(crate) Arc<OnceLock<String>>);
+
+/// Put by the server (never by a client: extensions are not on the wire) on
+/// the second pass of a request whose signature s3s verified on the first
+/// pass: the access check takes this key in place of a signature.
+#[derive(Clone, Debug)]
+pub(crate) struct VerifiedEarlier(pub(crate) String);
+
 /// Decides whether the signed key may address the request's bucket.
 #[derive(Clone)]
 pub(crate) struct TenantAccess {
     pub(crate) rules: RulesetHandle,
+    /// `[auth] allow_sigv2`: the request gate refuses SigV2 headers and
+    /// URLs; a SigV2 form POST is signed inside its body, so it is refused
+    /// here, once s3s has read the form's fields.
+    pub(crate) allow_sigv2: bool,
 }
 
 #[async_trait::async_trait]
 impl S3Access for TenantAccess {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        let Some(creds) = cx.credentials() else {
+        let access_key = match cx.credentials() {
+            Some(c) => c.access_key.clone(),
+            None => match cx.extensions_mut().get::<VerifiedEarlier>() {
+                Some(v) => v.0.clone(),
+                None => {
+                    return Err(s3_error!(
+                        AccessDenied,
+                        "anonymous requests are not allowed: sign with a tenant or service key"
+                    ))
+                }
+            },
+        };
+        self.grant(cx, &access_key)?;
+        if let Some(slot) = cx.extensions_mut().get::<Verified>() {
+            let _ = slot.0.set(access_key);
+        }
+        Ok(())
+    }
+
+    async fn post_object(&self, req: &mut S3Request<PostObjectInput>) -> S3Result<()> {
+        // A SigV4 form names its region in `x-amz-credential`; a SigV2 form
+        // (`AWSAccessKeyId`, `signature`) names none.
+        if !self.allow_sigv2 && req.credentials.is_some() && req.region.is_none() {
             return Err(s3_error!(
                 AccessDenied,
-                "anonymous requests are not allowed: sign with a tenant or service key"
+                "AWS Signature Version 2 is not accepted: sign requests with Signature Version 4 (AWS4-HMAC-SHA256)"
             ));
-        };
+        }
+        Ok(())
+    }
+}
+
+impl TenantAccess {
+    fn grant(&self, cx: &S3AccessContext<'_>, access_key: &str) -> S3Result<()> {
         let rules = self.rules.load();
         let tenants = rules.tenants();
-        let Some(owner) = tenants.key_owner(&creds.access_key) else {
+        let Some(owner) = tenants.key_owner(access_key) else {
             return Err(s3_error!(InvalidAccessKeyId));
         };
         let bucket = match cx.s3_path() {

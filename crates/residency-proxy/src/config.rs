@@ -93,6 +93,8 @@ struct RawConfig {
     limits: Limits,
     #[serde(default)]
     audit: AuditConfig,
+    #[serde(default)]
+    auth: AuthConfig,
 }
 
 /// Bounds that protect the sidecar.
@@ -236,6 +238,18 @@ impl Default for AuditConfig {
     }
 }
 
+/// How clients may sign their requests.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Accept AWS Signature Version 2 (`Authorization: AWS ...` and
+    /// `AWSAccessKeyId`/`Signature` presigned URLs). Off by default: SigV2
+    /// signs no body and s3s checks no date on it, so a captured request can be
+    /// replayed; when on, its `Date` must be within 15 minutes of the server's
+    /// clock.
+    pub allow_sigv2: bool,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -271,6 +285,8 @@ pub struct Config {
     pub limits: Limits,
     /// Audit trail.
     pub audit: AuditConfig,
+    /// Client authentication.
+    pub auth: AuthConfig,
 }
 
 fn err(
@@ -453,6 +469,7 @@ impl Config {
             regions,
             limits: raw.limits,
             audit: raw.audit,
+            auth: raw.auth,
         })
     }
 

@@ -9,6 +9,8 @@ mod client_body;
 pub mod config;
 mod error;
 mod form;
+mod gate;
+mod range;
 mod s3;
 pub mod server;
 

@@ -85,11 +85,27 @@ fn trailer<T>(req: &S3Request<T>) -> Option<Trailer> {
     Some(Trailer { header, handle })
 }
 
+/// Characters that may not appear in a key or a listing parameter: C0 and
+/// C1 controls (NUL included) and the noncharacters U+FFFE and U+FFFF, none
+/// of which an XML 1.0 listing can carry.
+fn is_unsafe_char(c: char) -> bool {
+    c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}'
+}
+
+/// The longest key a client may use, in bytes, as in S3. It counts the
+/// client's key only: the tenant prefix the sidecar adds is not the client's.
+const MAX_KEY_BYTES: usize = 1024;
+
 /// Refuses keys that are unsafe to hand on, before anything is routed:
 /// control characters (NUL included), and `.` or `..` path segments, which
 /// tools and directory backends resolve as paths (`tickets/../../other/x`).
+/// s3s checks the length of a key in the path; a copy source or a
+/// DeleteObjects key is checked here.
 fn check_key(key: &str) -> S3Result<()> {
-    if key.chars().any(char::is_control) {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(s3_error!(KeyTooLongError, "Your key is too long"));
+    }
+    if key.chars().any(is_unsafe_char) {
         return Err(s3_error!(
             InvalidArgument,
             "object keys may not contain control characters"
@@ -102,6 +118,20 @@ fn check_key(key: &str) -> S3Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Refuses a listing parameter (prefix, delimiter, start-after, marker,
+/// continuation token) with a character the XML answer cannot carry: echoed
+/// raw, it would make the whole answer unparseable.
+fn check_list_param(name: &str, value: Option<&str>) -> S3Result<()> {
+    match value {
+        Some(v) if v.chars().any(is_unsafe_char) => Err(s3_error!(
+            InvalidArgument,
+            "{} may not contain control characters",
+            name
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A category named by header: the `x-amz-meta-residency-category` metadata.
@@ -430,6 +460,10 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
         let tenant = self.tenant(&input.bucket)?;
+        check_list_param("prefix", input.prefix.as_deref())?;
+        check_list_param("delimiter", input.delimiter.as_deref())?;
+        check_list_param("start-after", input.start_after.as_deref())?;
+        check_list_param("continuation-token", input.continuation_token.as_deref())?;
         let max_keys = input.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
         let mut request =
             ListRequest::new(input.prefix.clone().unwrap_or_default()).max_keys(max_keys.max(1));
@@ -517,6 +551,22 @@ impl S3 for Gateway {
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        // S3 refuses a copy that would change nothing (and Garage performs
+        // it): only new metadata, storage class, redirect, encryption or
+        // checksum algorithm make copying an object onto itself a change.
+        let changes_something = replace
+            || input.storage_class.is_some()
+            || input.website_redirect_location.is_some()
+            || input.server_side_encryption.is_some()
+            || input.sse_customer_algorithm.is_some()
+            || input.ssekms_key_id.is_some()
+            || input.checksum_algorithm.is_some();
+        if **src_key == *input.key && !changes_something {
+            return Err(s3_error!(
+                InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
+            ));
+        }
         let (meta, category) = if replace {
             let user = user_metadata(input.metadata);
             let category = category_of(&user);
@@ -774,6 +824,10 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let input = req.input;
         let tenant = self.tenant(&input.bucket)?;
+        check_list_param("prefix", input.prefix.as_deref())?;
+        check_list_param("delimiter", input.delimiter.as_deref())?;
+        check_list_param("key-marker", input.key_marker.as_deref())?;
+        check_list_param("upload-id-marker", input.upload_id_marker.as_deref())?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let r = self
             .run(StorageRequest::new(
@@ -884,12 +938,26 @@ mod tests {
     #[test]
     fn unsafe_keys_are_refused() {
         for bad in [
-            "..", "a/../b", "./a", "a/.", "a\0b", "a\nb", "a\u{1b}b", "a\u{7f}", "a\u{85}",
+            "..",
+            "a/../b",
+            "./a",
+            "a/.",
+            "a\0b",
+            "a\nb",
+            "a\u{1b}b",
+            "a\u{7f}",
+            "a\u{85}",
+            "a\u{fffe}",
+            "a\u{ffff}",
         ] {
             assert!(check_key(bad).is_err(), "{bad:?}");
         }
         for good in ["a..b", "...", "a/.hidden", "tickets/1/comment.json", "é/ü"] {
             assert!(check_key(good).is_ok(), "{good:?}");
         }
+        // The client's key counts, up to S3's 1,024 bytes.
+        assert!(check_key(&"k".repeat(1024)).is_ok());
+        let long = check_key(&"k".repeat(1025)).unwrap_err();
+        assert_eq!(long.code().as_str(), "KeyTooLongError");
     }
 }

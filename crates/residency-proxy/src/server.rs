@@ -27,10 +27,12 @@ use tokio::sync::{watch, Semaphore};
 use tower::Layer;
 
 use crate::accept::{first_bytes, Acceptor};
-use crate::auth::{TenantAccess, TenantAuth};
+use crate::auth::{TenantAccess, TenantAuth, Verified, VerifiedEarlier};
 use crate::client_body::{BodyLimits, ClientBody, ClientTimeout};
 use crate::config::{BackendConfig, Config, LogFormat, Secrets};
 use crate::form::{self, FormFields};
+use crate::gate::RequestGate;
+use crate::range::{self, RangeFix};
 use crate::s3::gateway;
 
 /// Why the sidecar did not start.
@@ -58,11 +60,28 @@ pub struct ServeOptions {
 const FORM_FIELDS_CAP: usize = 1024 * 1024;
 
 /// Resolves `<bucket>.<domain>` (virtual-hosted style) for the configured
-/// domains; anything else is path style.
+/// domains, whatever port the `Host` header carries; anything else is path
+/// style.
 struct Hosts(Vec<String>);
+
+/// `host` without its `:port` (`acme.s3.localhost:9000`, `[::1]:9000`).
+fn without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // An IPv6 literal: the port, if any, follows the bracket.
+        return match host.find(']') {
+            Some(i) => &host[..=i],
+            None => host,
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
 
 impl S3Host for Hosts {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
+        let host = without_port(host);
         for d in &self.0 {
             if host == d {
                 return Ok(VirtualHost::new(host));
@@ -247,6 +266,7 @@ impl Sidecar {
         });
         builder.set_access(TenantAccess {
             rules: handle.clone(),
+            allow_sigv2: config.auth.allow_sigv2,
         });
         builder.set_host(Hosts(config.virtual_host_domains.clone()));
         Ok(Sidecar {
@@ -401,6 +421,11 @@ fn request_timeout() -> http::Response<s3s::Body> {
 }
 
 fn xml_error(code: &str, message: &str, status: http::StatusCode) -> http::Response<s3s::Body> {
+    // A message may quote what the client sent.
+    let message = message
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
     );
@@ -411,6 +436,86 @@ fn xml_error(code: &str, message: &str, status: http::StatusCode) -> http::Respo
         http::HeaderValue::from_static("application/xml"),
     );
     resp
+}
+
+/// The query of `uri` without a presigned URL's signature parameters.
+fn without_presign(uri: &http::Uri) -> http::Uri {
+    const SIGNING: [&str; 10] = [
+        "X-Amz-Algorithm",
+        "X-Amz-Credential",
+        "X-Amz-Date",
+        "X-Amz-Expires",
+        "X-Amz-SignedHeaders",
+        "X-Amz-Signature",
+        "X-Amz-Security-Token",
+        "AWSAccessKeyId",
+        "Signature",
+        "Expires",
+    ];
+    let Some(q) = uri.query() else {
+        return uri.clone();
+    };
+    let mut kept = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+        if !SIGNING.contains(&&*k) {
+            kept.append_pair(&k, &v);
+        }
+    }
+    let kept = kept.finish();
+    let pq = if kept.is_empty() {
+        uri.path().to_string()
+    } else {
+        format!("{}?{kept}", uri.path())
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = pq.parse().ok();
+    http::Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
+
+/// Serves a GET or HEAD whose `Range` S3 reads differently from s3s, in the
+/// two passes `range.rs` explains: the request as signed (s3s verifies it,
+/// then refuses the range before any operation runs), then, if that request's
+/// signature and access were granted, the request with the range as S3 reads
+/// it and without its signature, marked as verified.
+async fn serve_fixed_range(
+    s3: &S3Service,
+    mut req: http::Request<hyper::body::Incoming>,
+    fix: RangeFix,
+) -> Result<http::Response<s3s::Body>, s3s::HttpError> {
+    let verified = Verified::default();
+    let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
+    let mut headers = req.headers().clone();
+    req.extensions_mut().insert(verified.clone());
+    let first = s3.call(req.map(s3s::Body::from)).await?;
+    let Some(access_key) = verified.0.get().cloned() else {
+        return Ok(first);
+    };
+    if first.status().is_success() {
+        return Ok(first);
+    }
+    for h in [
+        http::header::AUTHORIZATION,
+        http::header::CONTENT_LENGTH,
+        http::header::TRANSFER_ENCODING,
+    ] {
+        headers.remove(h);
+    }
+    match fix {
+        RangeFix::Drop => {
+            headers.remove(http::header::RANGE);
+        }
+        RangeFix::Replace(v) => {
+            headers.insert(http::header::RANGE, v);
+        }
+        RangeFix::Keep => {}
+    }
+    let mut second = http::Request::new(s3s::Body::empty());
+    *second.method_mut() = method;
+    *second.uri_mut() = without_presign(&uri);
+    *second.version_mut() = version;
+    *second.headers_mut() = headers;
+    second.extensions_mut().insert(VerifiedEarlier(access_key));
+    s3.call(second).await
 }
 
 async fn admin_response(
@@ -589,6 +694,9 @@ pub async fn run(
         "s3",
         Some(sidecar.config.limits.max_connections),
     );
+    let gate = RequestGate {
+        allow_sigv2: sidecar.config.auth.allow_sigv2,
+    };
     loop {
         let (stream, peer, open) = tokio::select! {
             c = acceptor.accept() => c,
@@ -620,6 +728,11 @@ pub async fn run(
                     }
                     resp
                 };
+                if let Err(r) = gate.check(req.uri(), req.headers()) {
+                    metrics::counter!("residency_rejected_total", "reason" => "authentication")
+                        .increment(1);
+                    return Ok(close(xml_error(r.code, &r.message, r.status)));
+                }
                 if let Some(refused) = check_size(&req, max_object_bytes) {
                     return Ok(close(refused));
                 }
@@ -632,7 +745,18 @@ pub async fn run(
                     )));
                 };
                 if !has_body {
-                    return s3.call(req.map(s3s::Body::from)).await.map(close);
+                    let fix = match *req.method() {
+                        http::Method::GET | http::Method::HEAD => {
+                            req.headers().get(http::header::RANGE).map(range::fix)
+                        }
+                        _ => None,
+                    };
+                    return match fix {
+                        None | Some(RangeFix::Keep) => {
+                            s3.call(req.map(s3s::Body::from)).await.map(close)
+                        }
+                        Some(fix) => serve_fixed_range(&s3, req, fix).await.map(close),
+                    };
                 }
                 let timed_out = ClientTimeout::default();
                 let (parts, body) = req.into_parts();
@@ -701,4 +825,44 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_hosts_match_whatever_the_port() {
+        let hosts = Hosts(vec!["s3.localhost".into()]);
+        for (host, bucket) in [
+            ("acme.s3.localhost", Some("acme")),
+            ("acme.s3.localhost:9000", Some("acme")),
+            ("s3.localhost:9000", None),
+            ("127.0.0.1:9000", None),
+            ("[::1]:9000", None),
+            ("[::1]", None),
+        ] {
+            let vh = hosts.parse_host_header(host).unwrap();
+            assert_eq!(vh.bucket(), bucket, "{host}");
+        }
+        assert_eq!(without_port("[::1]:9000"), "[::1]");
+        assert_eq!(without_port("[::1]"), "[::1]");
+        assert_eq!(without_port("a.s3.localhost:80"), "a.s3.localhost");
+        assert_eq!(without_port("a.s3.localhost"), "a.s3.localhost");
+    }
+
+    #[test]
+    fn the_second_pass_carries_no_signature() {
+        let uri: http::Uri = "/acme/k?response-content-type=text%2Fplain&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=K%2F20261205%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=00"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            without_presign(&uri).to_string(),
+            "/acme/k?response-content-type=text%2Fplain"
+        );
+        let uri: http::Uri = "/acme/k?AWSAccessKeyId=K&Expires=1&Signature=x"
+            .parse()
+            .unwrap();
+        assert_eq!(without_presign(&uri).to_string(), "/acme/k");
+    }
 }

@@ -173,8 +173,11 @@ pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
     if key.is_empty() {
         return bad("empty key");
     }
-    if key.len() > 1024 {
-        return bad("longer than 1024 bytes");
+    if key.len() > crate::MAX_STORED_KEY_BYTES {
+        return bad(&format!(
+            "longer than {} bytes (1,024 for the key and 64 for a tenant prefix)",
+            crate::MAX_STORED_KEY_BYTES
+        ));
     }
     if key.contains('\0') {
         return bad("contains a NUL byte");
@@ -1083,6 +1086,26 @@ impl Backend for DirBackend {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_tenant_prefix_does_not_count_against_the_1024_byte_key() {
+        let key = |n: usize| {
+            let mut k = String::from("acme");
+            while k.len() < n {
+                let seg = (n - k.len() - 1).min(200);
+                k.push('/');
+                k.push_str(&"k".repeat(seg));
+            }
+            k
+        };
+        assert_eq!(key(5 + 1024).len(), 5 + 1024);
+        assert!(check_key(&key(5 + 1024)).is_ok());
+        assert!(check_key(&key(crate::MAX_STORED_KEY_BYTES)).is_ok());
+        let long = key(crate::MAX_STORED_KEY_BYTES + 1);
+        assert_eq!(long.len(), crate::MAX_STORED_KEY_BYTES + 1);
+        let e = check_key(&long).unwrap_err();
+        assert!(e.to_string().contains("longer than"), "{e}");
+    }
+
     use super::*;
     use bytes::Bytes;
 

@@ -46,6 +46,12 @@ mod s3_fast;
 pub mod conformance;
 
 pub use backend::Backend;
+
+/// The longest key a local backend stores, in bytes: S3's 1,024 bytes for
+/// the client's key, plus room for the tenant prefix a router adds in front
+/// of it (tenant ids are at most 63 bytes, then `/`). The limit S3 clients see
+/// is the client's key; the stored path is longer.
+pub const MAX_STORED_KEY_BYTES: usize = 1024 + 64;
 pub use body::{Body, BodyStream};
 pub use checksum::checksums_of;
 pub use dir::DirBackend;

@@ -147,8 +147,14 @@ fn check_key(key: &str) -> Result<(), StoreError> {
     if key.is_empty() {
         return Err(StoreError::invalid_key(key, "empty key"));
     }
-    if key.len() > 1024 {
-        return Err(StoreError::invalid_key(key, "longer than 1024 bytes"));
+    if key.len() > crate::MAX_STORED_KEY_BYTES {
+        return Err(StoreError::invalid_key(
+            key,
+            format!(
+                "longer than {} bytes (1,024 for the key and 64 for a tenant prefix)",
+                crate::MAX_STORED_KEY_BYTES
+            ),
+        ));
     }
     Ok(())
 }
