@@ -95,6 +95,49 @@ struct RawConfig {
     audit: AuditConfig,
 }
 
+/// The share of tenants (in percent) a reload may remove by default.
+pub const DEFAULT_RELOAD_MAX_TENANT_DROP_PERCENT: u32 = 50;
+
+/// Refuses a new tenants file that would remove every tenant of `old`, or
+/// more than `max_drop_percent` of them: an empty or truncated file locks
+/// every dropped tenant out at once, so it is treated like a syntax error.
+///
+/// # Errors
+/// The refusal, naming how many tenants would go and a few of them.
+pub fn check_tenant_drop(
+    old: &Tenants,
+    new: &Tenants,
+    max_drop_percent: u32,
+) -> Result<(), String> {
+    if old.is_empty() {
+        return Ok(());
+    }
+    let dropped: Vec<&str> = old
+        .iter()
+        .map(|(_, t)| t.id())
+        .filter(|id| new.get(id).is_none())
+        .collect();
+    let (n, total) = (dropped.len(), old.len());
+    let named = dropped
+        .iter()
+        .take(5)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = if n > 5 { ", ..." } else { "" };
+    if new.is_empty() {
+        return Err(format!(
+            "the new tenants file has no tenants: it would drop all {total} tenants served now ({named}{more})"
+        ));
+    }
+    if n as u64 * 100 > u64::from(max_drop_percent) * total as u64 {
+        return Err(format!(
+            "the new tenants file would drop {n} of the {total} tenants served now ({named}{more}), more than limits.reload_max_tenant_drop_percent = {max_drop_percent}%"
+        ));
+    }
+    Ok(())
+}
+
 /// Bounds that protect the sidecar.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -124,6 +167,11 @@ pub struct Limits {
     /// Seconds a region has to answer an upload once its body has been sent
     /// in full; then the upload fails with 503 (a hung backend).
     pub upload_response_timeout_secs: u64,
+    /// A reload that would remove more than this share (in percent) of the
+    /// tenants served now is refused as invalid (the old configuration keeps
+    /// serving); one that would remove every tenant is always refused.
+    /// 0 to 100, default 50.
+    pub reload_max_tenant_drop_percent: u32,
 }
 
 impl Default for Limits {
@@ -138,6 +186,7 @@ impl Default for Limits {
             circuit_failures: 5,
             circuit_cooldown_ms: 2_000,
             upload_response_timeout_secs: 30,
+            reload_max_tenant_drop_percent: DEFAULT_RELOAD_MAX_TENANT_DROP_PERCENT,
         }
     }
 }
@@ -357,6 +406,14 @@ impl Config {
                 source,
                 None,
                 "limits.max_header_bytes must be at least 8192",
+            ));
+        }
+        if raw.limits.reload_max_tenant_drop_percent > 100 {
+            errors.push(err(
+                path,
+                source,
+                None,
+                "limits.reload_max_tenant_drop_percent must be between 0 and 100",
             ));
         }
         if raw.limits.header_read_timeout_secs == 0 {

@@ -36,6 +36,7 @@ mod dispatch;
 mod error;
 mod handle;
 pub mod metrics;
+mod one_copy;
 mod request;
 mod routing;
 mod upload_id;
