@@ -659,3 +659,41 @@ impl Secrets {
         self.0.get(access_key).map(String::as_str)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_tenant_drop;
+    use residency_policy::{Policy, Tenants};
+
+    #[test]
+    fn a_reload_may_not_drop_every_tenant_or_more_than_the_share() {
+        let policy = Policy::from_toml(
+            include_str!("../../../config/hosting-policy.toml"),
+            "hosting-policy.toml",
+        )
+        .expect("policy");
+        let t = |ids: &[&str]| {
+            let src: String = ids
+                .iter()
+                .map(|id| format!("[[tenants]]\nid = {id:?}\n"))
+                .collect();
+            Tenants::from_toml(&src, "t.toml", &policy).expect("tenants")
+        };
+        let four = t(&["aaa", "bbb", "ccc", "ddd"]);
+        assert!(
+            check_tenant_drop(&four, &t(&[]), 100).is_err(),
+            "every tenant"
+        );
+        assert!(
+            check_tenant_drop(&four, &t(&["aaa", "bbb"]), 50).is_ok(),
+            "half"
+        );
+        let e = check_tenant_drop(&four, &t(&["aaa"]), 50).unwrap_err();
+        assert!(e.contains("drop 3 of the 4"), "{e}");
+        assert!(check_tenant_drop(&four, &t(&["aaa"]), 75).is_ok());
+        assert!(
+            check_tenant_drop(&t(&[]), &t(&[]), 50).is_ok(),
+            "nothing to drop"
+        );
+    }
+}
