@@ -289,3 +289,64 @@ async fn a_reload_onto_an_empty_tenants_file_is_refused() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_eu_down_a_label_write_that_could_leave_a_copy_there_fails_closed() {
+    bounded("eu down", async {
+        let _shared = BUCKETS.read().await;
+        let eu: std::net::SocketAddr = cluster()
+            .eu()
+            .endpoint
+            .trim_start_matches("http://")
+            .parse()
+            .expect("eu endpoint");
+        let relay = support::faultproxy::FaultProxy::start(eu).await;
+        let env = Env::start_with(&SidecarOptions {
+            eu_endpoint: Some(relay.endpoint()),
+            backend_timeout_secs: 1,
+            max_attempts: 1,
+            limits: "circuit_failures = 0".into(),
+        })
+        .await;
+        let c = env.client(ACME);
+        put_labelled(&c, "eudown/o", "insights", "the US copy").await;
+        relay.set(support::faultproxy::Fault::Http503);
+        // acme's insights could have an older ticket_data copy in the EU.
+        let f = failure(
+            "put while eu down",
+            within(
+                "put",
+                c.put_object()
+                    .bucket("acme")
+                    .key("eudown/o")
+                    .metadata("residency-category", "insights")
+                    .body(ByteStream::from_static(b"new"))
+                    .send(),
+            )
+            .await,
+        );
+        assert_eq!(
+            (f.status, f.code.as_str()),
+            (503, "ServiceUnavailable"),
+            "{f:?}"
+        );
+        assert!(f.message.contains("may hold an older copy"), "{f:?}");
+        assert_eq!(
+            backend_bytes("us", "acme", "eudown/o").await,
+            b"the US copy",
+            "nothing changed"
+        );
+        // A key-rule write in the US does not look at the EU.
+        within(
+            "insights key rule",
+            c.put_object()
+                .bucket("acme")
+                .key("insights/eudown.json")
+                .body(ByteStream::from_static(b"{}"))
+                .send(),
+        )
+        .await
+        .expect("a key-rule US write is untouched by the EU outage");
+    })
+    .await;
+}
