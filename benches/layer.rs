@@ -77,6 +77,7 @@ fn setup() -> Setup {
         reason: "tenant_locality",
         out_of_locality: false,
         request_id: Arc::from("bench-request"),
+        revoked: None,
     };
     let head_route = Route {
         target: Target::Regions(rules.read_regions(tenant, KEY)),

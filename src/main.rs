@@ -89,6 +89,14 @@ enum Command {
     Check {
         #[command(flatten)]
         files: PolicyFiles,
+        /// The tenants file served now: also check that reloading onto
+        /// `--tenants` would not drop every tenant, or more than
+        /// `--max-tenant-drop-percent` of them (the sidecar refuses that).
+        #[arg(long, value_name = "FILE")]
+        previous: Option<PathBuf>,
+        /// The sidecar's `limits.reload_max_tenant_drop_percent`.
+        #[arg(long, value_name = "PERCENT", default_value_t = 50)]
+        max_tenant_drop_percent: u32,
     },
     /// Check or print a tenant's audit trail (hash-chained batches under
     /// `_audit/<tenant>/` in the regional backends of the sidecar's config).
@@ -200,7 +208,11 @@ fn main() -> ExitCode {
             content_type.as_deref(),
             format,
         ),
-        Command::Check { files } => commands::check::run(&files),
+        Command::Check {
+            files,
+            previous,
+            max_tenant_drop_percent,
+        } => commands::check::run(&files, previous.as_deref(), max_tenant_drop_percent),
         Command::Migrate(args) => return commands::migrate::run(args),
         Command::Disclosure(args) => return commands::disclosure::run(args),
         Command::Audit { command } => {

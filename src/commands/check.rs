@@ -1,5 +1,6 @@
 //! `residency check`: validate files, report every error.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use residency::policy::Tenants;
@@ -7,7 +8,11 @@ use residency::policy::Tenants;
 use super::{load_policy, read, LoadError, EXIT_CONFIG};
 use crate::PolicyFiles;
 
-pub(crate) fn run(files: &PolicyFiles) -> Result<ExitCode, LoadError> {
+pub(crate) fn run(
+    files: &PolicyFiles,
+    previous: Option<&Path>,
+    max_tenant_drop_percent: u32,
+) -> Result<ExitCode, LoadError> {
     let policy = match load_policy(&files.policy) {
         Ok(p) => p,
         Err(e) => {
@@ -37,6 +42,28 @@ pub(crate) fn run(files: &PolicyFiles) -> Result<ExitCode, LoadError> {
                 t.len(),
                 t.service_keys().len()
             );
+            if let Some(prev) = previous {
+                let src = read(prev)?;
+                let old = match Tenants::from_toml(&src, &prev.display().to_string(), &policy) {
+                    Ok(old) => old,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        eprintln!("{}: the previous tenants file is invalid", prev.display());
+                        return Ok(ExitCode::from(EXIT_CONFIG));
+                    }
+                };
+                if let Err(why) =
+                    residency_proxy::config::check_tenant_drop(&old, &t, max_tenant_drop_percent)
+                {
+                    eprintln!(
+                        "{}: a reload from {} would be refused: {why}",
+                        files.tenants.display(),
+                        prev.display()
+                    );
+                    return Ok(ExitCode::from(EXIT_CONFIG));
+                }
+                println!("ok: reloading from {} keeps enough tenants", prev.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -83,8 +83,11 @@ impl Ruleset {
     /// A key that a key rule places is looked for where that rule puts it (and,
     /// while the tenant migrates, in the old region too); any other key in
     /// every region the tenant may have data in ([`Tenants::read_order`]).
+    /// Under `on_conflict = "explicit"` a label may place a key-rule key
+    /// elsewhere, so such a key is looked for everywhere too.
     pub fn read_regions(&self, tenant: TenantId, key: &str) -> RegionOrder {
-        if let Some(class) = self.policy.classify_key(key) {
+        let explicit_wins = self.policy.on_conflict() == crate::OnConflict::Explicit;
+        if let Some(class) = self.policy.classify_key(key).filter(|_| !explicit_wins) {
             if let Decision::Allow(p) = self.place(tenant, class) {
                 let mut order = RegionOrder::one(p.region);
                 if let Some(m) = self.tenants.tenant(tenant).migrating_from() {

@@ -97,6 +97,49 @@ struct RawConfig {
     auth: AuthConfig,
 }
 
+/// The share of tenants (in percent) a reload may remove by default.
+pub const DEFAULT_RELOAD_MAX_TENANT_DROP_PERCENT: u32 = 50;
+
+/// Refuses a new tenants file that would remove every tenant of `old`, or
+/// more than `max_drop_percent` of them: an empty or truncated file locks
+/// every dropped tenant out at once, so it is treated like a syntax error.
+///
+/// # Errors
+/// The refusal, naming how many tenants would go and a few of them.
+pub fn check_tenant_drop(
+    old: &Tenants,
+    new: &Tenants,
+    max_drop_percent: u32,
+) -> Result<(), String> {
+    if old.is_empty() {
+        return Ok(());
+    }
+    let dropped: Vec<&str> = old
+        .iter()
+        .map(|(_, t)| t.id())
+        .filter(|id| new.get(id).is_none())
+        .collect();
+    let (n, total) = (dropped.len(), old.len());
+    let named = dropped
+        .iter()
+        .take(5)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = if n > 5 { ", ..." } else { "" };
+    if new.is_empty() {
+        return Err(format!(
+            "the new tenants file has no tenants: it would drop all {total} tenants served now ({named}{more})"
+        ));
+    }
+    if n as u64 * 100 > u64::from(max_drop_percent) * total as u64 {
+        return Err(format!(
+            "the new tenants file would drop {n} of the {total} tenants served now ({named}{more}), more than limits.reload_max_tenant_drop_percent = {max_drop_percent}%"
+        ));
+    }
+    Ok(())
+}
+
 /// Bounds that protect the sidecar.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -145,6 +188,11 @@ pub struct Limits {
     /// Seconds a region has to answer an upload once its body has been sent
     /// in full; then the upload fails with 503 (a hung backend).
     pub upload_response_timeout_secs: u64,
+    /// A reload that would remove more than this share (in percent) of the
+    /// tenants served now is refused as invalid (the old configuration keeps
+    /// serving); one that would remove every tenant is always refused.
+    /// 0 to 100, default 50.
+    pub reload_max_tenant_drop_percent: u32,
 }
 
 impl Default for Limits {
@@ -163,6 +211,7 @@ impl Default for Limits {
             circuit_failures: 5,
             circuit_cooldown_ms: 2_000,
             upload_response_timeout_secs: 30,
+            reload_max_tenant_drop_percent: DEFAULT_RELOAD_MAX_TENANT_DROP_PERCENT,
         }
     }
 }
@@ -450,6 +499,14 @@ impl Config {
         for m in raw.limits.problems() {
             errors.push(err(path, source, None, m));
         }
+        if raw.limits.reload_max_tenant_drop_percent > 100 {
+            errors.push(err(
+                path,
+                source,
+                None,
+                "limits.reload_max_tenant_drop_percent must be between 0 and 100",
+            ));
+        }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -684,5 +741,43 @@ impl Secrets {
     /// The secret of an access key.
     pub fn get(&self, access_key: &str) -> Option<&str> {
         self.0.get(access_key).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_tenant_drop;
+    use residency_policy::{Policy, Tenants};
+
+    #[test]
+    fn a_reload_may_not_drop_every_tenant_or_more_than_the_share() {
+        let policy = Policy::from_toml(
+            include_str!("../../../config/hosting-policy.toml"),
+            "hosting-policy.toml",
+        )
+        .expect("policy");
+        let t = |ids: &[&str]| {
+            let src: String = ids
+                .iter()
+                .map(|id| format!("[[tenants]]\nid = {id:?}\n"))
+                .collect();
+            Tenants::from_toml(&src, "t.toml", &policy).expect("tenants")
+        };
+        let four = t(&["aaa", "bbb", "ccc", "ddd"]);
+        assert!(
+            check_tenant_drop(&four, &t(&[]), 100).is_err(),
+            "every tenant"
+        );
+        assert!(
+            check_tenant_drop(&four, &t(&["aaa", "bbb"]), 50).is_ok(),
+            "half"
+        );
+        let e = check_tenant_drop(&four, &t(&["aaa"]), 50).unwrap_err();
+        assert!(e.contains("drop 3 of the 4"), "{e}");
+        assert!(check_tenant_drop(&four, &t(&["aaa"]), 75).is_ok());
+        assert!(
+            check_tenant_drop(&t(&[]), &t(&[]), 50).is_ok(),
+            "nothing to drop"
+        );
     }
 }

@@ -280,10 +280,23 @@ impl Sidecar {
         })
     }
 
-    /// Re-reads the policy and tenants files; a bad file is reported and the
-    /// old configuration keeps serving.
+    /// Re-reads the policy and tenants files; a bad file, or one that would
+    /// drop every tenant or more than `limits.reload_max_tenant_drop_percent`
+    /// of them, is reported and the old configuration keeps serving.
     pub fn reload(&self) -> bool {
-        match self.config.load_rules() {
+        let loaded = self
+            .config
+            .load_rules()
+            .map_err(|e| e.to_string())
+            .and_then(|loaded| {
+                crate::config::check_tenant_drop(
+                    self.rules.load().tenants(),
+                    loaded.0.tenants(),
+                    self.config.limits.reload_max_tenant_drop_percent,
+                )
+                .map(|()| loaded)
+            });
+        match loaded {
             Ok((rules, secrets)) => {
                 let version = rules.policy().version().to_string();
                 let tenants = rules.tenants().len();

@@ -33,6 +33,7 @@
 //! at most `max_attempts - 1` times against the same regional endpoint; a
 //! failure here is final and is never sent to another region.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -44,7 +45,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use futures::StreamExt;
-use residency_policy::RegionId;
+use residency_policy::{RegionId, RegionOrder};
 use residency_store::{
     Backend, Body, ListPage, ListRequest, ObjectSummary, OpKind, Operation, Outcome, StoreError,
 };
@@ -56,6 +57,7 @@ use tower::Service;
 use crate::error::{Denied, RoutingError};
 use crate::fair::{self, TenantShare, DEFAULT_TENANT_SHARE};
 use crate::metrics as m;
+use crate::one_copy;
 use crate::request::{Route, StorageRequest, Target};
 use crate::upload_id::UploadIdCodec;
 
@@ -624,19 +626,25 @@ impl RegionalDispatch {
         let full = |k: &str| concat(&prefix, k);
         let kind = operation.kind();
         let upload_id = route.backend_upload_id.take();
+        if let Some(denied) = route.revoked.take() {
+            return Box::pin(self.abort_revoked(route, operation, upload_id, denied)).await;
+        }
         match (operation, &route.target) {
             (Operation::Put { key, body, meta }, Target::Region(r)) => {
                 let rb = self.region(&route, *r)?;
+                let older = self.older_copies(&route, &key, *r, &prefix).await?;
                 let watch = Arc::new(BodyWatch::default());
                 let body = counted_in(body, &rb.metrics, watch.clone());
                 let key = full(&key);
+                let k = &key;
                 let out = Self::call_backend_with_body(
                     rb,
                     kind,
                     Some((&watch, self.upload_response_timeout)),
-                    |b| async move { b.put_object(&key, body, meta).await },
+                    |b| async move { b.put_object(k, body, meta).await },
                 )
                 .await?;
+                self.remove_older_copies(&route, &key, rb, older).await?;
                 Ok(self.served(Outcome::Put(out), rb))
             }
             (
@@ -711,14 +719,16 @@ impl RegionalDispatch {
                 Err(not_found(&key, &prefix))
             }
             (Operation::Delete { key }, Target::Regions(order)) => {
-                // Deletes are idempotent: remove the key wherever the tenant may
-                // have it; any region that cannot be reached fails the delete.
+                // Deletes are idempotent: remove the key in every region (the
+                // route names them all, see `decide`); a region that cannot be
+                // reached fails the delete and says so.
                 let key = full(&key);
                 for r in order.iter() {
                     let rb = self.region(&route, r)?;
                     let k = &key;
                     Self::call_backend(rb, kind, |b| async move { b.delete_object(k).await })
-                        .await?;
+                        .await
+                        .map_err(|e| delete_incomplete(e, &key, &prefix))?;
                 }
                 Ok(StorageResponse {
                     outcome: Outcome::Delete,
@@ -753,12 +763,15 @@ impl RegionalDispatch {
             }
             (Operation::CompleteMultipart { key, parts, .. }, Target::Region(r)) => {
                 let rb = self.region(route, *r)?;
+                let older = self.older_copies(route, &key, *r, prefix).await?;
                 let id = upload_id.unwrap_or_default();
                 let key = full(&key);
+                let k = &key;
                 let out = Self::call_backend(rb, kind, |b| async move {
-                    b.complete_multipart(&key, &id, parts).await
+                    b.complete_multipart(k, &id, parts).await
                 })
                 .await?;
+                self.remove_older_copies(route, &key, rb, older).await?;
                 Ok(self.served(Outcome::CompleteMultipart(out), rb))
             }
             (Operation::AbortMultipart { key, .. }, Target::Region(r)) => {
@@ -799,8 +812,14 @@ impl RegionalDispatch {
                 },
                 Target::Region(dst),
             ) => {
-                self.copy(route, *dst, full(&src_key), full(&dst_key), meta)
-                    .await
+                let older = self.older_copies(route, &dst_key, *dst, prefix).await?;
+                let dst_key = full(&dst_key);
+                let out = self
+                    .copy(route, *dst, full(&src_key), dst_key.clone(), meta)
+                    .await?;
+                let rb = self.region(route, *dst)?;
+                self.remove_older_copies(route, &dst_key, rb, older).await?;
+                Ok(out)
             }
             (Operation::List { request }, Target::Regions(order)) => {
                 self.list(route, order, request, prefix).await
@@ -914,7 +933,9 @@ impl RegionalDispatch {
                 start_after = k;
             }
         }
-        let mut entries: BTreeMap<String, Option<ObjectSummary>> = BTreeMap::new();
+        // A key found in two regions (a move that did not finish) is listed
+        // once, as the copy GET serves.
+        let mut entries: BTreeMap<String, Option<(RegionId, ObjectSummary)>> = BTreeMap::new();
         let mut more = false;
         let mut single_region = None;
         for r in order.iter() {
@@ -937,7 +958,20 @@ impl RegionalDispatch {
             more |= page.next_continuation_token.is_some();
             for mut o in page.objects {
                 strip_in_place(&mut o.key, prefix);
-                entries.insert(o.key.clone(), Some(o));
+                match entries.entry(o.key.clone()) {
+                    Entry::Vacant(v) => {
+                        v.insert(Some((r, o)));
+                    }
+                    Entry::Occupied(mut e) => {
+                        let kept = e.get().as_ref().map(|(region, _)| *region);
+                        let keep_new = kept.is_some_and(|k| {
+                            one_copy::preferred(&route.rules, route.tenant, e.key(), k, r) == r
+                        });
+                        if keep_new {
+                            e.insert(Some((r, o)));
+                        }
+                    }
+                }
             }
             for mut p in page.common_prefixes {
                 strip_in_place(&mut p, prefix);
@@ -956,7 +990,7 @@ impl RegionalDispatch {
         let mut last = None;
         for (k, v) in entries.into_iter().take(max_keys) {
             match v {
-                Some(o) => {
+                Some((_, o)) => {
                     last = Some(k);
                     page.objects.push(o);
                 }
@@ -973,6 +1007,186 @@ impl RegionalDispatch {
             outcome: Outcome::List(page),
             region: single_region,
         })
+    }
+}
+
+/// A delete that could not reach one region: the key may still be there.
+fn delete_incomplete(e: RoutingError, full_key: &str, prefix: &str) -> RoutingError {
+    match e {
+        RoutingError::Store { region, source } if source.is_unavailable() => {
+            let key = full_key.strip_prefix(prefix).unwrap_or(full_key);
+            RoutingError::Store {
+                source: StoreError::unavailable(format!(
+                    "the delete of {key:?} is incomplete: region {region} may hold a copy (even one the current rules hide) and is unavailable ({source}); retry the delete"
+                )),
+                region,
+            }
+        }
+        e => e,
+    }
+}
+
+type StepFuture<'a, T> = futures::future::Either<
+    std::future::Ready<Result<T, RoutingError>>,
+    Pin<Box<dyn Future<Output = Result<T, RoutingError>> + Send + 'a>>,
+>;
+
+/// One object per key per tenant (see [`crate::one_copy`]): a write that may
+/// move a key looks for its older copies first, and removes them once the new
+/// copy is stored, before it is acknowledged.
+impl RegionalDispatch {
+    /// The regions holding an older copy of `key` (relative to the tenant)
+    /// that a write into `target` would leave behind. A write placed by a key
+    /// rule looks nowhere (a ready future: no backend call, nothing boxed).
+    ///
+    /// # Errors
+    /// A region that may hold a copy and cannot answer: the write is refused
+    /// (503, with the reason) before anything changed.
+    fn older_copies<'a>(
+        &'a self,
+        route: &'a Route,
+        key: &str,
+        target: RegionId,
+        prefix: &str,
+    ) -> StepFuture<'a, RegionOrder> {
+        let look_in = one_copy::older_copy_regions(
+            &route.rules,
+            route.tenant,
+            key,
+            target,
+            route.classified_by,
+        );
+        if look_in.is_empty() {
+            return futures::future::Either::Left(std::future::ready(Ok(look_in)));
+        }
+        let full_key = concat(prefix, key);
+        let key = key.to_string();
+        futures::future::Either::Right(Box::pin(async move {
+            let heads =
+                look_in.iter().map(|r| {
+                    let k = &full_key;
+                    async move {
+                        let rb = self.region(route, r)?;
+                        let res = Self::call_backend(rb, OpKind::Head, |b| async move {
+                            b.head_object(k).await
+                        })
+                        .await;
+                        Ok::<_, RoutingError>((r, res))
+                    }
+                });
+            let mut found = RegionOrder::default();
+            for head in futures::future::join_all(heads).await {
+                match head? {
+                    (r, Ok(_)) => found.push(r),
+                    (
+                        _,
+                        Err(RoutingError::Store {
+                            source: StoreError::NotFound { .. },
+                            ..
+                        }),
+                    ) => {}
+                    (_, Err(RoutingError::Store { region, source })) if source.is_unavailable() => {
+                        return Err(RoutingError::Store {
+                            source: StoreError::unavailable(format!(
+                                "cannot write {key:?} to {}: region {region} may hold an older copy of this key and is unavailable ({source}); the write was refused before anything changed, so that no stale copy remains",
+                                route.region_name(target)
+                            )),
+                            region,
+                        });
+                    }
+                    (_, Err(e)) => return Err(e),
+                }
+            }
+            Ok(found)
+        }))
+    }
+
+    /// Removes the older copies `older` of `full_key` once the new one is
+    /// stored in `written`. A removal that fails fails the write: it is not
+    /// acknowledged (the client retries it, which finds and removes the old
+    /// copy again), and reads keep choosing one copy meanwhile.
+    fn remove_older_copies<'a>(
+        &'a self,
+        route: &'a Route,
+        full_key: &str,
+        written: &'a RegionBackend,
+        older: RegionOrder,
+    ) -> StepFuture<'a, ()> {
+        if older.is_empty() {
+            return futures::future::Either::Left(std::future::ready(Ok(())));
+        }
+        let full_key = full_key.to_string();
+        futures::future::Either::Right(Box::pin(async move {
+            for r in older.iter() {
+                let rb = self.region(route, r)?;
+                let k = &full_key;
+                if let Err(e) =
+                    Self::call_backend(
+                        rb,
+                        OpKind::Delete,
+                        |b| async move { b.delete_object(k).await },
+                    )
+                    .await
+                {
+                    let key = full_key
+                        .strip_prefix(route.tenant_id())
+                        .and_then(|k| k.strip_prefix('/'))
+                        .unwrap_or(&full_key);
+                    tracing::warn!(
+                        request_id = %route.request_id,
+                        key,
+                        written = %written.name,
+                        older = %rb.name,
+                        error = %e,
+                        "the older copy of a moved key could not be removed: the write is not acknowledged"
+                    );
+                    return Err(RoutingError::Store {
+                        region: rb.name.to_string(),
+                        source: StoreError::unavailable(format!(
+                            "{key:?} was written to {}, but its older copy in {} could not be removed ({e}): the write is not acknowledged; retry it",
+                            written.name, rb.name
+                        )),
+                    });
+                }
+                tracing::debug!(request_id = %route.request_id, from = %rb.name, to = %written.name, "moved key: older copy removed");
+            }
+            Ok(())
+        }))
+    }
+
+    /// A multipart step of an upload the current rules no longer allow:
+    /// aborts the upload in its region, then answers the denial.
+    async fn abort_revoked(
+        self,
+        route: Route,
+        operation: Operation,
+        upload_id: Option<String>,
+        mut denied: Denied,
+    ) -> Result<StorageResponse, RoutingError> {
+        if let (Some(key), Target::Region(r), Some(id)) =
+            (operation.key(), &route.target, upload_id)
+        {
+            let rb = self.region(&route, *r)?;
+            let key = concat(&concat(route.tenant_id(), "/"), key);
+            match Self::call_backend(rb, OpKind::AbortMultipart, |b| async move {
+                b.abort_multipart(&key, &id).await
+            })
+            .await
+            {
+                Ok(()) => {}
+                Err(RoutingError::Store { source, .. })
+                    if matches!(source, StoreError::NotFound { .. })
+                        || source.s3_code() == "NoSuchUpload" => {}
+                Err(e) => {
+                    tracing::warn!(request_id = %route.request_id, error = %e, "cannot abort an upload whose placement changed");
+                    denied.detail = denied.detail.replace(
+                        "the upload was aborted",
+                        &format!("aborting the upload failed ({e}); abort it yourself"),
+                    );
+                }
+            }
+        }
+        Err(RoutingError::Denied(denied))
     }
 }
 

@@ -37,6 +37,7 @@ mod error;
 pub mod fair;
 mod handle;
 pub mod metrics;
+mod one_copy;
 mod request;
 mod routing;
 mod upload_id;

@@ -40,6 +40,10 @@ pub struct Route {
     pub out_of_locality: bool,
     /// The request id (for logs and the audit trail).
     pub request_id: Arc<str>,
+    /// A multipart step whose upload the current rules no longer allow
+    /// (a reload changed the placement since `CreateMultipartUpload`): the
+    /// dispatch aborts the upload and answers this denial.
+    pub revoked: Option<crate::Denied>,
 }
 
 impl Route {

@@ -8,6 +8,7 @@ use residency_store::OpKind;
 
 use crate::audit::{Decided, DecisionRecord};
 use crate::error::Denied;
+use crate::one_copy::placeable_regions;
 use crate::request::{RoutableRequest, Route, Target};
 use crate::upload_id::UploadIdCodec;
 
@@ -100,6 +101,7 @@ pub(crate) fn route<R: RoutableRequest>(
         reason,
         out_of_locality,
         request_id: request_id.clone(),
+        revoked: None,
     };
     match op {
         OpKind::Put | OpKind::CreateMultipart | OpKind::Copy => {
@@ -130,7 +132,24 @@ pub(crate) fn route<R: RoutableRequest>(
                 }
             }
         }
-        OpKind::Get | OpKind::Head | OpKind::Delete => {
+        OpKind::Delete => {
+            // Wherever a copy might be: where reads look first, then every
+            // other region, so that a copy the current rules hide (written
+            // before a reload narrowed the tenant's regions) is deleted too.
+            let mut order = rules.read_regions(tenant, key);
+            for (r, _) in policy.regions() {
+                order.push(r);
+            }
+            Ok(route(
+                Target::Regions(order),
+                None,
+                None,
+                None,
+                "tenant_regions",
+                false,
+            ))
+        }
+        OpKind::Get | OpKind::Head => {
             let order = rules.read_regions(tenant, key);
             Ok(route(
                 Target::Regions(order),
@@ -159,14 +178,30 @@ pub(crate) fn route<R: RoutableRequest>(
             let tenant_id = rules.tenants().tenant(tenant).id();
             match req.upload_id().and_then(|id| codec.decode(id)) {
                 Some(tok) if tok.tenant == tenant_id => match policy.region_by_id(&tok.region) {
-                    Some(region) => Ok(route(
-                        Target::Region(region),
-                        None,
-                        None,
-                        Some(tok.backend_id),
-                        "upload_region",
-                        false,
-                    )),
+                    Some(region) => {
+                        let mut r = route(
+                            Target::Region(region),
+                            None,
+                            None,
+                            Some(tok.backend_id),
+                            "upload_region",
+                            false,
+                        );
+                        // Data is written (a part) or made visible (complete)
+                        // only where the current rules could still place it.
+                        let writes = matches!(op, OpKind::UploadPart | OpKind::CompleteMultipart);
+                        if writes && !placeable_regions(rules, tenant, key).contains(region) {
+                            r.reason = "placement_changed";
+                            r.revoked = Some(Denied {
+                                reason: "placement_changed",
+                                detail: format!(
+                                    "the placement changed since this upload was created: the current rules no longer allow {key:?} of tenant {tenant_id} in {}; the upload was aborted",
+                                    tok.region
+                                ),
+                            });
+                        }
+                        Ok(r)
+                    }
                     None => Err(refuse(
                         "invalid_upload_id",
                         format!("the upload's region {:?} is no longer declared", tok.region),
@@ -201,7 +236,7 @@ pub(crate) fn audit_record<R: RoutableRequest>(
                 Target::Regions(o) => (*o, None),
             };
             let decided = Decided {
-                allowed: true,
+                allowed: r.revoked.is_none(),
                 category: r.category,
                 classified_by: r.classified_by.map(|c| c.as_str()),
                 regions,

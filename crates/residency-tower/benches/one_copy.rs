@@ -1,0 +1,87 @@
+//! The cost of one object per key per tenant: a PUT through the whole stack
+//! (routing layer + regional dispatch) over two in-memory regions, for
+//!
+//! - `key_rule`: a key placed by a key rule (no look elsewhere);
+//! - `label_stays`: a labelled key that stays in its region (one HEAD in the
+//!   other region);
+//! - `label_moves`: a labelled key that alternates between the regions on
+//!   every write (HEAD, PUT, DELETE of the older copy).
+//!
+//! In-memory backends, so the figures are the layer's own work; against real
+//! regions each extra call adds its round trip (docs/performance.md).
+
+use std::sync::Arc;
+
+use criterion::{criterion_main, Criterion};
+use residency_policy::Ruleset;
+use residency_store::{Body, BoxError, MemoryBackend, Operation, PutMeta};
+use residency_tower::{
+    RegionalDispatch, RoutingLayer, RulesetHandle, StorageRequest, StorageResponse, UploadIdCodec,
+};
+use tokio::runtime::Runtime;
+use tower::util::BoxCloneService;
+use tower::{Layer, ServiceExt};
+
+fn stack() -> BoxCloneService<StorageRequest, StorageResponse, BoxError> {
+    let rules = Ruleset::from_toml(
+        include_str!("../../../config/hosting-policy.toml"),
+        "hosting-policy.toml",
+        include_str!("../../../config/tenants.example.toml"),
+        "tenants.example.toml",
+    )
+    .expect("valid");
+    let codec = UploadIdCodec::new(b"bench".to_vec());
+    let dispatch = RegionalDispatch::builder()
+        .region("eu", Arc::new(MemoryBackend::new("eu")))
+        .region("us", Arc::new(MemoryBackend::new("us")))
+        .upload_ids(codec.clone())
+        .build();
+    BoxCloneService::new(
+        RoutingLayer::new(RulesetHandle::new(rules))
+            .upload_ids(codec)
+            .layer(dispatch),
+    )
+}
+
+fn put(key: &str, label: Option<&str>) -> StorageRequest {
+    let req = StorageRequest::new(
+        "acme",
+        Operation::Put {
+            key: key.into(),
+            body: Body::from(b"0123456789abcdef".to_vec()),
+            meta: PutMeta::default(),
+        },
+    );
+    match label {
+        Some(l) => req.with_category(l),
+        None => req,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = Runtime::new().expect("runtime");
+    let svc = stack();
+    let mut g = c.benchmark_group("one_copy_put");
+    g.bench_function("key_rule", |b| {
+        b.iter(|| rt.block_on(svc.clone().oneshot(put("tickets/1/a.json", None))))
+    });
+    g.bench_function("label_stays", |b| {
+        b.iter(|| rt.block_on(svc.clone().oneshot(put("notes/stays", Some("ticket_data")))))
+    });
+    let mut flip = false;
+    g.bench_function("label_moves", |b| {
+        b.iter(|| {
+            flip = !flip;
+            let label = if flip { "insights" } else { "ticket_data" };
+            rt.block_on(svc.clone().oneshot(put("notes/moves", Some(label))))
+        })
+    });
+    g.finish();
+}
+
+// `criterion_group!` defines an undocumented `pub fn benches`.
+#[allow(missing_docs)]
+mod group {
+    criterion::criterion_group!(benches, super::bench);
+}
+criterion_main!(group::benches);
