@@ -152,6 +152,16 @@ pub struct AuditConfig {
     pub batch_events: usize,
     /// Seconds before a partial batch is written.
     pub flush_secs: u64,
+    /// `durable` (a write is acknowledged only once its audit record is
+    /// stored in its region) or `batched` (records stored by size or age; a
+    /// crash loses the records not stored yet).
+    pub mode: residency_tower::audit::batch::AuditMode,
+    /// Durable mode: milliseconds a tenant's first waiting record is held to
+    /// gather more into one batch (0: as soon as the previous batch is stored).
+    pub commit_window_ms: u64,
+    /// Durable mode: a write whose record is not stored within this many
+    /// milliseconds fails with 503 (fail closed).
+    pub commit_timeout_ms: u64,
 }
 
 impl Default for AuditConfig {
@@ -160,6 +170,9 @@ impl Default for AuditConfig {
             enabled: true,
             batch_events: 500,
             flush_secs: 5,
+            mode: residency_tower::audit::batch::AuditMode::Durable,
+            commit_window_ms: 0,
+            commit_timeout_ms: 5000,
         }
     }
 }
@@ -365,6 +378,21 @@ impl Config {
                 source,
                 None,
                 "limits.header_read_timeout_secs must be at least 1",
+            ));
+        }
+        if raw.audit.commit_timeout_ms == 0 {
+            errors.push(err(
+                path,
+                source,
+                None,
+                "audit.commit_timeout_ms must be at least 1",
+            ));
+        } else if raw.audit.commit_window_ms >= raw.audit.commit_timeout_ms {
+            errors.push(err(
+                path,
+                source,
+                None,
+                "audit.commit_window_ms must be below audit.commit_timeout_ms",
             ));
         }
         if !errors.is_empty() {
