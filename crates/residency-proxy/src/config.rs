@@ -630,3 +630,38 @@ impl Secrets {
         self.0.get(access_key).map(String::as_str)
     }
 }
+
+#[cfg(test)]
+mod audit_config_tests {
+    use super::*;
+    use residency_tower::audit::batch::AuditMode;
+
+    fn parse(audit: &str) -> Result<Config, ConfigErrors> {
+        let source = format!(
+            "policy = \"p.toml\"\ntenants = \"t.toml\"\n[regions.eu]\nkind = \"dir\"\npath = \"d\"\n\n[audit]\n{audit}\n"
+        );
+        Config::parse(&source, Path::new("residency.toml"))
+    }
+
+    #[test]
+    fn durable_is_the_default_mode() {
+        let c = parse("").expect("valid");
+        assert_eq!(c.audit.mode, AuditMode::Durable);
+        assert_eq!(c.audit.commit_timeout_ms, 5000);
+        assert_eq!(c.audit.commit_window_ms, 0);
+        let c = parse("mode = \"batched\"").expect("valid");
+        assert_eq!(c.audit.mode, AuditMode::Batched);
+    }
+
+    #[test]
+    fn bad_audit_settings_are_refused() {
+        for bad in [
+            "mode = \"sometimes\"",
+            "commit_timeout_ms = 0",
+            "commit_window_ms = 5000",
+        ] {
+            let e = parse(bad).expect_err(bad).to_string();
+            assert!(e.contains("durable") || e.contains("commit_"), "{bad}: {e}");
+        }
+    }
+}
