@@ -76,6 +76,18 @@
 //! [`BatchConfig::max_age`] old, on [`BatchingAuditSink::flush`] and on
 //! [`BatchingAuditSink::shutdown`] (or when the sink is dropped).
 //!
+//! In [`AuditMode::Durable`] (the default), [`AuditSink::record_durable`]
+//! (what the routing layer calls for every allowed write) also returns a
+//! [`DurableAck`] that resolves once the batch holding the record, and every
+//! earlier batch of its tenant's chain, is stored: group commit. A tenant's
+//! waiting records are sealed into one batch as soon as its chain has no
+//! store in flight (after [`BatchConfig::commit_window`], default 0); the
+//! records that arrive while it is stored go into the next batch together,
+//! so concurrent writes share one backend write. A record not stored within
+//! [`BatchConfig::commit_timeout`] fails its write ([`AuditError::Timeout`]);
+//! it stays queued and may still be stored. In [`AuditMode::Batched`] the ack
+//! resolves at once and a crash loses whatever was not stored yet.
+//!
 //! A batch is sealed (numbered and hashed) once, then stored; a store that
 //! fails is logged, kept in memory and retried with exponential backoff,
 //! byte-for-byte the same, so the chain never forks. A tenant's batches are
