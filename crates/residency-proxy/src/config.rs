@@ -275,6 +275,16 @@ pub struct AuditConfig {
     pub batch_events: usize,
     /// Seconds before a partial batch is written.
     pub flush_secs: u64,
+    /// `durable` (a write is acknowledged only once its audit record is
+    /// stored in its region) or `batched` (records stored by size or age; a
+    /// crash loses the records not stored yet).
+    pub mode: residency_tower::audit::batch::AuditMode,
+    /// Durable mode: milliseconds a tenant's first waiting record is held to
+    /// gather more into one batch (0: as soon as the previous batch is stored).
+    pub commit_window_ms: u64,
+    /// Durable mode: a write whose record is not stored within this many
+    /// milliseconds fails with 503 (fail closed).
+    pub commit_timeout_ms: u64,
 }
 
 impl Default for AuditConfig {
@@ -283,6 +293,9 @@ impl Default for AuditConfig {
             enabled: true,
             batch_events: 500,
             flush_secs: 5,
+            mode: residency_tower::audit::batch::AuditMode::Durable,
+            commit_window_ms: 0,
+            commit_timeout_ms: 5000,
         }
     }
 }
@@ -505,6 +518,21 @@ impl Config {
                 source,
                 None,
                 "limits.reload_max_tenant_drop_percent must be between 0 and 100",
+            ));
+        }
+        if raw.audit.commit_timeout_ms == 0 {
+            errors.push(err(
+                path,
+                source,
+                None,
+                "audit.commit_timeout_ms must be at least 1",
+            ));
+        } else if raw.audit.commit_window_ms >= raw.audit.commit_timeout_ms {
+            errors.push(err(
+                path,
+                source,
+                None,
+                "audit.commit_window_ms must be below audit.commit_timeout_ms",
             ));
         }
         if !errors.is_empty() {
@@ -779,5 +807,40 @@ mod tests {
             check_tenant_drop(&t(&[]), &t(&[]), 50).is_ok(),
             "nothing to drop"
         );
+    }
+}
+
+#[cfg(test)]
+mod audit_config_tests {
+    use super::*;
+    use residency_tower::audit::batch::AuditMode;
+
+    fn parse(audit: &str) -> Result<Config, ConfigErrors> {
+        let source = format!(
+            "policy = \"p.toml\"\ntenants = \"t.toml\"\n[regions.eu]\nkind = \"dir\"\npath = \"d\"\n\n[audit]\n{audit}\n"
+        );
+        Config::parse(&source, Path::new("residency.toml"))
+    }
+
+    #[test]
+    fn durable_is_the_default_mode() {
+        let c = parse("").expect("valid");
+        assert_eq!(c.audit.mode, AuditMode::Durable);
+        assert_eq!(c.audit.commit_timeout_ms, 5000);
+        assert_eq!(c.audit.commit_window_ms, 0);
+        let c = parse("mode = \"batched\"").expect("valid");
+        assert_eq!(c.audit.mode, AuditMode::Batched);
+    }
+
+    #[test]
+    fn bad_audit_settings_are_refused() {
+        for bad in [
+            "mode = \"sometimes\"",
+            "commit_timeout_ms = 0",
+            "commit_window_ms = 5000",
+        ] {
+            let e = parse(bad).expect_err(bad).to_string();
+            assert!(e.contains("durable") || e.contains("commit_"), "{bad}: {e}");
+        }
     }
 }

@@ -34,6 +34,10 @@ pub(crate) fn to_s3(e: BoxError) -> S3Error {
                 S3ErrorCode::ServiceUnavailable,
                 format!("region {r} has no backend"),
             ),
+            RoutingError::Audit(e) => {
+                tracing::error!(error = %e, "audit record not stored: failing the write closed");
+                S3Error::with_message(S3ErrorCode::ServiceUnavailable, e.to_string())
+            }
             RoutingError::Store { region, source } => {
                 if source.is_unavailable() {
                     tracing::warn!(region = %region, error = %source, "region unavailable: failing closed");

@@ -33,6 +33,9 @@ pub(crate) fn audit_sink(
     let batch = BatchConfig {
         max_events: config.audit.batch_events.max(1),
         max_age: Duration::from_secs(config.audit.flush_secs.max(1)),
+        mode: config.audit.mode,
+        commit_window: Duration::from_millis(config.audit.commit_window_ms),
+        commit_timeout: Duration::from_millis(config.audit.commit_timeout_ms),
         ..BatchConfig::default()
     };
     Arc::new(BatchingAuditSink::new(

@@ -34,6 +34,10 @@ pub enum RoutingError {
         #[source]
         source: StoreError,
     },
+    /// The write's audit record could not be stored (durable audit mode):
+    /// the write was not sent to the backend (fail closed).
+    #[error("audit trail unavailable: {0}")]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 impl RoutingError {
@@ -47,6 +51,7 @@ impl RoutingError {
             },
             RoutingError::NoBackend(_) => "ServiceUnavailable",
             RoutingError::Store { source, .. } => source.s3_code(),
+            RoutingError::Audit(_) => "ServiceUnavailable",
         }
     }
 
@@ -57,6 +62,7 @@ impl RoutingError {
             RoutingError::Denied(_) => 403,
             RoutingError::NoBackend(_) => 503,
             RoutingError::Store { source, .. } => source.http_status(),
+            RoutingError::Audit(_) => 503,
         }
     }
 }

@@ -42,7 +42,10 @@ mod request;
 mod routing;
 mod upload_id;
 
-pub use audit::{AuditEvent, AuditSink, DecisionRecord, MemoryAuditSink, TracingAuditSink};
+pub use audit::{
+    AuditError, AuditEvent, AuditSink, DecisionRecord, DurableAck, MemoryAuditSink,
+    TracingAuditSink,
+};
 pub use dispatch::{
     RegionalDispatch, RegionalDispatchBuilder, StorageResponse, DEFAULT_REGION_CONCURRENCY,
 };

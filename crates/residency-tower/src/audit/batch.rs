@@ -76,6 +76,18 @@
 //! [`BatchConfig::max_age`] old, on [`BatchingAuditSink::flush`] and on
 //! [`BatchingAuditSink::shutdown`] (or when the sink is dropped).
 //!
+//! In [`AuditMode::Durable`] (the default), [`AuditSink::record_durable`]
+//! (what the routing layer calls for every allowed write) also returns a
+//! [`DurableAck`] that resolves once the batch holding the record, and every
+//! earlier batch of its tenant's chain, is stored: group commit. A tenant's
+//! waiting records are sealed into one batch as soon as its chain has no
+//! store in flight (after [`BatchConfig::commit_window`], default 0); the
+//! records that arrive while it is stored go into the next batch together,
+//! so concurrent writes share one backend write. A record not stored within
+//! [`BatchConfig::commit_timeout`] fails its write ([`AuditError::Timeout`]);
+//! it stays queued and may still be stored. In [`AuditMode::Batched`] the ack
+//! resolves at once and a crash loses whatever was not stored yet.
+//!
 //! A batch is sealed (numbered and hashed) once, then stored; a store that
 //! fails is logged, kept in memory and retried with exponential backoff,
 //! byte-for-byte the same, so the chain never forks. A tenant's batches are
@@ -106,7 +118,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{sleep_until, Instant};
 
-use super::{AuditEvent, AuditSink, DecisionRecord};
+use super::{AuditError, AuditEvent, AuditSink, DecisionRecord, DurableAck};
 
 mod format;
 mod verify;
@@ -126,10 +138,50 @@ pub const AUDIT_BATCHES_TOTAL: &str = "residency_audit_batches_total";
 pub const AUDIT_WRITE_ERRORS_TOTAL: &str = "residency_audit_write_errors_total";
 /// Batches sealed but not stored yet.
 pub const AUDIT_PENDING_BATCHES: &str = "residency_audit_pending_batches";
+/// Durable records not stored within the commit timeout (their writes failed).
+pub const AUDIT_COMMIT_TIMEOUTS_TOTAL: &str = "residency_audit_commit_timeouts_total";
+/// Records per stored batch (durable mode's group commit), by region.
+pub const AUDIT_BATCH_EVENTS: &str = "residency_audit_batch_events";
+
+/// Whether a write waits for its audit record to be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditMode {
+    /// [`AuditSink::record_durable`] answers once the batch holding the
+    /// record is stored in its region (group commit: the records that arrive
+    /// while a tenant's batch is being stored share the next batch). A crash
+    /// loses no record of an acknowledged write.
+    #[default]
+    Durable,
+    /// [`AuditSink::record_durable`] answers at once; records are stored by
+    /// size or age ([`BatchConfig::max_events`], [`BatchConfig::max_age`]).
+    /// A crash loses the records not stored yet (up to `max_age` of them),
+    /// and nothing in the chain shows it.
+    Batched,
+}
+
+impl AuditMode {
+    /// `durable` or `batched`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditMode::Durable => "durable",
+            AuditMode::Batched => "batched",
+        }
+    }
+}
 
 /// When batches are stored, and how much is kept in memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchConfig {
+    /// Durable (the default) or batched acknowledgement of writes.
+    pub mode: AuditMode,
+    /// Durable mode: how long a tenant's first waiting record is held before
+    /// its batch is sealed, to gather more records into one write (default
+    /// 0: sealed as soon as the tenant's previous batch is stored).
+    pub commit_window: Duration,
+    /// Durable mode: a record not stored within this fails its write
+    /// ([`AuditError::Timeout`]; default 5 s).
+    pub commit_timeout: Duration,
     /// A (tenant, region) group is stored once it holds this many events
     /// (default 500).
     pub max_events: usize,
@@ -151,6 +203,9 @@ pub struct BatchConfig {
 impl Default for BatchConfig {
     fn default() -> Self {
         Self {
+            mode: AuditMode::Durable,
+            commit_window: Duration::ZERO,
+            commit_timeout: Duration::from_secs(5),
             max_events: 500,
             max_age: Duration::from_secs(5),
             max_buffered_events: 100_000,
@@ -279,11 +334,13 @@ pub enum AuditFlushError {
 }
 
 type Reply = oneshot::Sender<Result<(), AuditFlushError>>;
+/// Answers a durable record once its batch is stored.
+type AckTx = oneshot::Sender<Result<(), AuditError>>;
 
 // Events are nearly every message: boxing them would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
 enum Command {
-    Event(Entry),
+    Event(Entry, Option<AckTx>),
     Flush(Reply),
     Shutdown(Reply),
 }
@@ -340,6 +397,8 @@ impl serde::Serialize for Entry {
 pub struct BatchingAuditSink {
     tx: mpsc::UnboundedSender<Command>,
     writer: WriterId,
+    mode: AuditMode,
+    commit_timeout: Duration,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -364,6 +423,7 @@ impl BatchingAuditSink {
         config: BatchConfig,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (mode, commit_timeout) = (config.mode, config.commit_timeout);
         let worker = Worker {
             backends: backends.into_iter().collect(),
             writer: writer.0.clone(),
@@ -380,6 +440,8 @@ impl BatchingAuditSink {
         Self {
             tx,
             writer,
+            mode,
+            commit_timeout,
             task: Mutex::new(Some(task)),
         }
     }
@@ -387,6 +449,11 @@ impl BatchingAuditSink {
     /// This sink's writer id (the folder of its chains).
     pub fn writer(&self) -> &WriterId {
         &self.writer
+    }
+
+    /// Durable or batched.
+    pub fn mode(&self) -> AuditMode {
+        self.mode
     }
 
     /// Stores every event recorded before this call: closes every open
@@ -431,9 +498,34 @@ impl BatchingAuditSink {
 
 impl BatchingAuditSink {
     fn send(&self, entry: Entry) {
-        if self.tx.send(Command::Event(entry)).is_err() {
+        if self.tx.send(Command::Event(entry, None)).is_err() {
             dropped("closed");
         }
+    }
+
+    /// Queues `entry` and answers once its batch is stored (durable mode),
+    /// at once in batched mode.
+    fn send_durable(&self, entry: Entry) -> DurableAck {
+        if self.mode == AuditMode::Batched {
+            self.send(entry);
+            return DurableAck::stored();
+        }
+        let (ack, rx) = oneshot::channel();
+        if self.tx.send(Command::Event(entry, Some(ack))).is_err() {
+            dropped("closed");
+            return DurableAck::failed(AuditError::Unavailable("the audit sink is shut down"));
+        }
+        let timeout = self.commit_timeout;
+        DurableAck::new(async move {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(AuditError::Unavailable("the audit sink stopped")),
+                Err(_) => {
+                    metrics::counter!(AUDIT_COMMIT_TIMEOUTS_TOTAL).increment(1);
+                    Err(AuditError::Timeout(timeout))
+                }
+            }
+        })
     }
 }
 
@@ -447,6 +539,17 @@ impl AuditSink for BatchingAuditSink {
     fn record_decision(&self, decision: DecisionRecord) {
         self.send(Entry::Decision(decision));
     }
+
+    /// In [`AuditMode::Durable`], resolves once the batch holding the record
+    /// (and every earlier batch of its tenant's chain) is stored, or fails
+    /// after [`BatchConfig::commit_timeout`].
+    fn record_durable(&self, decision: DecisionRecord) -> DurableAck {
+        self.send_durable(Entry::Decision(decision))
+    }
+
+    fn record_event_durable(&self, event: AuditEvent) -> DurableAck {
+        self.send_durable(Entry::Event(event))
+    }
 }
 
 fn dropped(reason: &'static str) {
@@ -458,6 +561,10 @@ struct OpenGroup {
     events: Vec<Entry>,
     /// When the group must be stored: its first event's arrival + max_age.
     deadline: Instant,
+    /// Durable records waiting: sealed at this time (first one's arrival +
+    /// commit window) once the tenant's chain is idle.
+    commit_at: Option<Instant>,
+    acks: Vec<AckTx>,
 }
 
 /// A numbered, hashed batch: its bytes never change, so retries cannot fork
@@ -480,7 +587,7 @@ struct Chain {
     /// The SHA-256 of the last sealed batch (empty before seq 0).
     prev_sha256: String,
     /// Sealed batches not stored yet, in seq order; the front is stored next.
-    queue: VecDeque<Arc<SealedBatch>>,
+    queue: VecDeque<Queued>,
     in_flight: bool,
     /// Consecutive failed stores of the front batch.
     attempts: u32,
@@ -493,8 +600,19 @@ struct Chain {
 impl Chain {
     /// Every batch below this seq is stored.
     fn stored_below(&self) -> u64 {
-        self.queue.front().map_or(self.next_seq, |b| b.seq)
+        self.queue.front().map_or(self.next_seq, |q| q.batch.seq)
     }
+
+    /// No batch being stored or waiting: a durable group may be sealed.
+    fn idle(&self) -> bool {
+        !self.in_flight && self.queue.is_empty()
+    }
+}
+
+/// A sealed batch and the durable records waiting for it.
+struct Queued {
+    batch: Arc<SealedBatch>,
+    acks: Vec<AckTx>,
 }
 
 /// A `flush` or `shutdown` call waiting for chains to be stored up to a seq.
@@ -541,13 +659,28 @@ impl Worker {
                 .unwrap_or_else(|| now + Duration::from_secs(86_400));
             tokio::select! {
                 cmd = rx.recv(), if receiving => match cmd {
-                    // `now` above is from before the wait: read the clock again.
-                    Some(Command::Event(e)) => self.add(e, Instant::now()),
-                    Some(Command::Flush(reply)) => self.flush(reply, Instant::now()),
-                    Some(Command::Shutdown(reply)) => {
-                        // Takes what is already queued, then sees `None`.
-                        rx.close();
-                        shutdowns.push(reply);
+                    Some(cmd) => {
+                        // `now` above is from before the wait: read the clock
+                        // again. Everything already queued is taken before
+                        // sealing, so that concurrent records share a batch.
+                        let now = Instant::now();
+                        let mut next = Some(cmd);
+                        let mut taken = 0;
+                        while let Some(cmd) = next.take() {
+                            match cmd {
+                                Command::Event(e, ack) => self.add(e, ack, now),
+                                Command::Flush(reply) => self.flush(reply, now),
+                                Command::Shutdown(reply) => {
+                                    // Takes what is already queued, then sees `None`.
+                                    rx.close();
+                                    shutdowns.push(reply);
+                                }
+                            }
+                            taken += 1;
+                            if taken < 4096 {
+                                next = rx.try_recv().ok();
+                            }
+                        }
                     }
                     None => {
                         receiving = false;
@@ -590,13 +723,21 @@ impl Worker {
             let r = self.waiter_result(&w.targets);
             let _ = w.reply.send(r);
         }
+        // Durable records still waiting: their writes fail (the senders are
+        // dropped with the worker, which their acks read as "stopped").
         for reply in shutdowns {
             let _ = reply.send(result.clone());
         }
     }
 
-    fn add(&mut self, event: Entry, now: Instant) {
+    fn add(&mut self, event: Entry, ack: Option<AckTx>, now: Instant) {
+        let refuse = |ack: Option<AckTx>, why: &'static str| {
+            if let Some(ack) = ack {
+                let _ = ack.send(Err(AuditError::Unavailable(why)));
+            }
+        };
         if !self.backends.contains_key(event.store_region()) {
+            refuse(ack, "no backend for the record's region");
             dropped("unknown_region");
             tracing::error!(
                 target: "residency::audit",
@@ -608,6 +749,7 @@ impl Worker {
             return;
         }
         if self.buffered >= self.config.max_buffered_events {
+            refuse(ack, "the audit buffer is full (batches cannot be stored)");
             dropped("overflow");
             if !self.overflowing {
                 self.overflowing = true;
@@ -631,16 +773,24 @@ impl Worker {
             let group = OpenGroup {
                 events: Vec::new(),
                 deadline,
+                commit_at: None,
+                acks: Vec::new(),
             };
             regions.insert(region.to_owned(), group);
         }
         let group = regions.get_mut(region).expect("inserted above");
         group.events.push(event);
+        if let Some(ack) = ack {
+            group.acks.push(ack);
+            group
+                .commit_at
+                .get_or_insert(now + self.config.commit_window);
+        }
         if group.events.len() >= max_events {
             let last = group.events.last().expect("pushed above");
             let (tenant, region) = (last.tenant().to_owned(), last.store_region().to_owned());
             if let Some(group) = self.take_group(&tenant, &region) {
-                self.seal(tenant, region, group.events);
+                self.seal(tenant, region, group);
             }
         }
     }
@@ -661,14 +811,15 @@ impl Worker {
     }
 
     /// Numbers, encodes and hashes a group as the chain's next batch.
-    fn seal(&mut self, tenant: String, region: String, events: Vec<Entry>) {
+    fn seal(&mut self, tenant: String, region: String, group: OpenGroup) {
+        let OpenGroup { events, acks, .. } = group;
         let chain = self.chains.entry(tenant.clone()).or_default();
         let seq = chain.next_seq;
         let bytes = encode_batch(&tenant, &self.writer, seq, &chain.prev_sha256, &events);
         let sha256 = sha256_hex(&bytes);
         chain.next_seq += 1;
         chain.prev_sha256.clone_from(&sha256);
-        chain.queue.push_back(Arc::new(SealedBatch {
+        let batch = Arc::new(SealedBatch {
             key: batch_key(&tenant, &self.writer, seq),
             tenant,
             region,
@@ -676,24 +827,33 @@ impl Worker {
             sha256,
             bytes: Bytes::from(bytes),
             events: events.len(),
-        }));
+        });
+        chain.queue.push_back(Queued { batch, acks });
         self.report_pending();
     }
 
+    /// Seals the groups whose age is up and, in durable mode, the groups
+    /// with waiting records whose tenant's chain is idle (group commit: one
+    /// batch per tenant and region stored at a time, the next one gathers
+    /// everything that arrived meanwhile).
     fn seal_due(&mut self, now: Instant) {
+        let chains = &self.chains;
         let due: Vec<(String, String)> = self
             .open
             .iter()
             .flat_map(|(t, regions)| {
+                let idle = chains.get(t).is_none_or(Chain::idle);
                 regions
                     .iter()
-                    .filter(|(_, g)| g.deadline <= now)
+                    .filter(move |(_, g)| {
+                        g.deadline <= now || (idle && g.commit_at.is_some_and(|c| c <= now))
+                    })
                     .map(move |(r, _)| (t.clone(), r.clone()))
             })
             .collect();
         for (tenant, region) in due {
             if let Some(group) = self.take_group(&tenant, &region) {
-                self.seal(tenant, region, group.events);
+                self.seal(tenant, region, group);
             }
         }
     }
@@ -701,7 +861,7 @@ impl Worker {
     fn seal_all(&mut self) {
         for (tenant, regions) in std::mem::take(&mut self.open) {
             for (region, group) in regions {
-                self.seal(tenant.clone(), region, group.events);
+                self.seal(tenant.clone(), region, group);
             }
         }
     }
@@ -740,7 +900,7 @@ impl Worker {
             if chain.in_flight || chain.retry_at.is_some_and(|t| t > now) {
                 continue;
             }
-            let Some(batch) = chain.queue.front().cloned() else {
+            let Some(batch) = chain.queue.front().map(|q| q.batch.clone()) else {
                 continue;
             };
             let Some(home) = self.backends.get(&batch.region).cloned() else {
@@ -776,11 +936,16 @@ impl Worker {
         chain.in_flight = false;
         match result {
             Ok(()) => {
-                if let Some(batch) = chain.queue.pop_front() {
+                if let Some(Queued { batch, acks }) = chain.queue.pop_front() {
                     self.buffered -= batch.events;
                     metrics::counter!(AUDIT_BATCHES_TOTAL, "region" => batch.region.clone())
                         .increment(1);
+                    metrics::histogram!(AUDIT_BATCH_EVENTS, "region" => batch.region.clone())
+                        .record(batch.events as f64);
                     chain.regions.insert(batch.region.clone());
+                    for ack in acks {
+                        let _ = ack.send(Ok(()));
+                    }
                 }
                 chain.attempts = 0;
                 chain.retry_at = None;
@@ -797,7 +962,7 @@ impl Worker {
                     .saturating_mul(1u32 << (chain.attempts - 1).min(20))
                     .min(self.config.retry_max_backoff);
                 chain.retry_at = Some(now + backoff);
-                if let Some(batch) = chain.queue.front() {
+                if let Some(Queued { batch, .. }) = chain.queue.front() {
                     metrics::counter!(AUDIT_WRITE_ERRORS_TOTAL, "region" => batch.region.clone())
                         .increment(1);
                     tracing::error!(
@@ -838,7 +1003,12 @@ impl Worker {
         let (mut batches, mut events) = (0, 0);
         for (tenant, seq) in targets {
             if let Some(chain) = self.chains.get(tenant) {
-                for b in chain.queue.iter().take_while(|b| b.seq < *seq) {
+                for b in chain
+                    .queue
+                    .iter()
+                    .map(|q| &q.batch)
+                    .take_while(|b| b.seq < *seq)
+                {
                     batches += 1;
                     events += b.events;
                 }
@@ -852,7 +1022,15 @@ impl Worker {
     }
 
     fn next_wake(&self, closing: Option<Instant>) -> Option<Instant> {
-        let groups = self.open_groups().map(|g| g.deadline);
+        // A durable group's commit time counts only while its chain is idle
+        // (else the store in flight wakes the loop when it ends).
+        let groups = self.open.iter().flat_map(|(t, regions)| {
+            let idle = self.chains.get(t).is_none_or(Chain::idle);
+            regions.values().map(move |g| match g.commit_at {
+                Some(c) if idle => c.min(g.deadline),
+                _ => g.deadline,
+            })
+        });
         let retries = self
             .chains
             .values()

@@ -404,6 +404,109 @@ pub trait AuditSink: Send + Sync + 'static {
     fn record_decision(&self, decision: DecisionRecord) {
         self.record(decision.to_event());
     }
+
+    /// Takes one routing decision of a write and answers once it is stored.
+    ///
+    /// The routing layer calls this for every allowed write (put, copy,
+    /// delete, multipart steps) and sends the write to the backend only once
+    /// the returned [`DurableAck`] resolves `Ok`; an `Err` fails the request
+    /// (503, nothing written). The default records it with
+    /// [`record_decision`](Self::record_decision) and answers at once: a
+    /// sink that does not store durably acknowledges nothing more than it
+    /// did. [`batch::BatchingAuditSink`] in [`batch::AuditMode::Durable`]
+    /// answers once the batch holding the record is stored in its region.
+    fn record_durable(&self, decision: DecisionRecord) -> DurableAck {
+        self.record_decision(decision);
+        DurableAck::stored()
+    }
+
+    /// Like [`record_durable`](Self::record_durable) for an owned event
+    /// (what a caller outside the routing layer, e.g. the migrator, writes).
+    fn record_event_durable(&self, event: AuditEvent) -> DurableAck {
+        self.record(event);
+        DurableAck::stored()
+    }
+}
+
+/// Why an audit record could not be stored durably: the write it describes
+/// must fail (fail closed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuditError {
+    /// The record's batch was not stored within the commit timeout
+    /// (`[audit] commit_timeout_ms`). It stays queued and is retried, so it
+    /// may still be stored later: the record then describes a write that was
+    /// refused.
+    #[error("the audit record was not stored within {} ms", .0.as_millis())]
+    Timeout(std::time::Duration),
+    /// The sink cannot take the record (buffer full, shut down, no backend
+    /// for the record's region).
+    #[error("the audit record cannot be stored: {0}")]
+    Unavailable(&'static str),
+}
+
+/// Resolves once an audit record is stored (see
+/// [`AuditSink::record_durable`]).
+#[must_use = "a durable record is only acknowledged by awaiting it"]
+pub struct DurableAck(AckState);
+
+enum AckState {
+    Done(Option<Result<(), AuditError>>),
+    Pending(std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), AuditError>> + Send>>),
+}
+
+impl DurableAck {
+    /// Already stored (or a sink that does not wait).
+    pub fn stored() -> Self {
+        Self(AckState::Done(Some(Ok(()))))
+    }
+
+    /// Already failed.
+    pub fn failed(error: AuditError) -> Self {
+        Self(AckState::Done(Some(Err(error))))
+    }
+
+    /// Resolves with `fut`.
+    pub fn new(
+        fut: impl std::future::Future<Output = Result<(), AuditError>> + Send + 'static,
+    ) -> Self {
+        Self(AckState::Pending(Box::pin(fut)))
+    }
+
+    /// The result when it is known without waiting, else the ack back.
+    ///
+    /// # Errors
+    /// `Err(self)` when the record is still being stored.
+    pub fn into_ready(self) -> Result<Result<(), AuditError>, Self> {
+        match self.0 {
+            AckState::Done(Some(r)) => Ok(r),
+            other => Err(Self(other)),
+        }
+    }
+}
+
+impl fmt::Debug for DurableAck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            AckState::Done(r) => f.debug_tuple("DurableAck").field(r).finish(),
+            AckState::Pending(_) => f.write_str("DurableAck(pending)"),
+        }
+    }
+}
+
+impl std::future::Future for DurableAck {
+    type Output = Result<(), AuditError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match &mut self.0 {
+            AckState::Done(r) => {
+                std::task::Poll::Ready(r.take().expect("DurableAck polled after completion"))
+            }
+            AckState::Pending(fut) => fut.as_mut().poll(cx),
+        }
+    }
 }
 
 /// Logs each event at INFO through `tracing` (target `residency::audit`).

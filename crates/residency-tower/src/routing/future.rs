@@ -1,6 +1,7 @@
 //! The routing service's future: a denial, or the inner service's future.
 
 use std::future::Future;
+use std::pin::Pin as StdPin;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -23,6 +24,11 @@ pin_project! {
             #[pin]
             fut: F,
         },
+        /// Allowed write in durable audit mode: waiting for its audit record
+        /// to be stored, then it calls the inner service.
+        Auditing {
+            start: StdPin<Box<dyn Future<Output = Result<F, BoxError>> + Send>>,
+        },
     }
 }
 
@@ -33,7 +39,14 @@ where
 {
     type Output = Result<T, BoxError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let RoutingFutureProj::Auditing { start } = self.as_mut().project() {
+            match start.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(fut)) => self.set(RoutingFuture::Inner { fut }),
+            }
+        }
         match self.project() {
             RoutingFutureProj::Denied { denied } => {
                 let d = denied
@@ -42,6 +55,7 @@ where
                 Poll::Ready(Err(Box::new(RoutingError::Denied(d))))
             }
             RoutingFutureProj::Inner { fut } => fut.poll(cx).map_err(Into::into),
+            RoutingFutureProj::Auditing { .. } => unreachable!("replaced above"),
         }
     }
 }

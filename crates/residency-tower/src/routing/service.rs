@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use residency_store::BoxError;
+use residency_store::{BoxError, OpKind};
 use tower::Service;
 
+use crate::error::RoutingError;
 use crate::metrics as m;
 use crate::request::{RoutableRequest, Target};
 use crate::routing::decide::{audit_record, route};
@@ -40,10 +41,29 @@ impl<S> RoutingService<S> {
     }
 }
 
+/// The operations whose audit record must be stored before they run in
+/// durable audit mode: everything that changes stored data.
+fn is_write(op: OpKind) -> bool {
+    matches!(
+        op,
+        OpKind::Put
+            | OpKind::Delete
+            | OpKind::Copy
+            | OpKind::CreateMultipart
+            | OpKind::UploadPart
+            | OpKind::CompleteMultipart
+            | OpKind::AbortMultipart
+    )
+}
+
+/// The service is cloned for a write that waits for its audit record (the
+/// ready one is taken into the future, as tower's docs advise), so it must be
+/// `Clone + Send + 'static`.
 impl<S, R> Service<R> for RoutingService<S>
 where
-    R: RoutableRequest,
-    S: Service<R>,
+    R: RoutableRequest + Send + 'static,
+    S: Service<R> + Clone + Send + 'static,
+    S::Future: Send,
     S::Error: Into<BoxError>,
 {
     type Response = S::Response;
@@ -61,8 +81,27 @@ where
         // Once: for an http request it is parsed from the method and query.
         let op = req.op();
         let result = route(rules, &req, op, &self.shared.codec);
+        // An allowed write waits for its record to be stored (durable mode)
+        // before anything is sent to the backend: a record may then describe
+        // a write that failed, never a write without a record.
+        let mut ack = None;
         if let Some(sink) = &self.shared.audit {
-            sink.record_decision(audit_record(rules, &req, op, &result));
+            let record = audit_record(rules, &req, op, &result);
+            if result.is_ok() && is_write(op) {
+                match sink.record_durable(record).into_ready() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        return RoutingFuture::Auditing {
+                            start: Box::pin(std::future::ready(Err(
+                                Box::new(RoutingError::Audit(e)) as BoxError,
+                            ))),
+                        }
+                    }
+                    Err(pending) => ack = Some(pending),
+                }
+            } else {
+                sink.record_decision(record);
+            }
         }
         let policy = rules.policy();
         match result {
@@ -81,8 +120,21 @@ where
                     }
                 }
                 req.set_route(route);
-                RoutingFuture::Inner {
-                    fut: self.inner.call(req),
+                match ack {
+                    None => RoutingFuture::Inner {
+                        fut: self.inner.call(req),
+                    },
+                    Some(ack) => {
+                        let clone = self.inner.clone();
+                        let mut inner = std::mem::replace(&mut self.inner, clone);
+                        RoutingFuture::Auditing {
+                            start: Box::pin(async move {
+                                ack.await
+                                    .map_err(|e| Box::new(RoutingError::Audit(e)) as BoxError)?;
+                                Ok(inner.call(req))
+                            }),
+                        }
+                    }
                 }
             }
             Err(refusal) => {
