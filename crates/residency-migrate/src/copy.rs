@@ -383,9 +383,17 @@ mod tests {
             .map(|c| Ok(Bytes::copy_from_slice(c)))
             .collect();
         let body = Body::from_stream(futures::stream::iter(chunks), Some(size as u64));
-        let c = stream_copy(&dst, "t/k", &info, body, part, threshold, CopyHooks::default())
-            .await
-            .unwrap();
+        let c = stream_copy(
+            &dst,
+            "t/k",
+            &info,
+            body,
+            part,
+            threshold,
+            CopyHooks::default(),
+        )
+        .await
+        .unwrap();
         let head = dst.head_object("t/k").await.unwrap();
         assert_eq!(head.etag, c.expected_etag);
         assert_eq!(head.size, size as u64);
@@ -417,9 +425,17 @@ mod tests {
             futures::stream::iter(vec![Ok::<_, BoxError>(Bytes::from("abc"))]),
             None,
         );
-        assert!(stream_copy(&dst, "t/k", &info, body, 5 << 20, 6 << 20, CopyHooks::default())
-            .await
-            .is_err());
+        assert!(stream_copy(
+            &dst,
+            "t/k",
+            &info,
+            body,
+            5 << 20,
+            6 << 20,
+            CopyHooks::default()
+        )
+        .await
+        .is_err());
         assert!(dst.head_object("t/k").await.is_err(), "nothing stored");
     }
 }

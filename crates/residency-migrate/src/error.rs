@@ -76,7 +76,10 @@ impl MigrateError {
 }
 
 fn open_message(m: &OpenMigration) -> String {
-    let phase = m.phase.map(Phase::as_str).unwrap_or("switched in the tenants file");
+    let phase = m
+        .phase
+        .map(Phase::as_str)
+        .unwrap_or("switched in the tenants file");
     format!(
         "migration {} of tenant {} ({} -> {}) is open ({phase}): no other migration of the tenant may start before it is finished. \
 Finish it: `{}` (once every object is verified and the assurance window has passed; add `--assurance 0s` to end the window now). \

@@ -99,6 +99,15 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// Counts a record of this run: what an earlier run copied is not.
+    pub(crate) fn add_run_record(&mut self, r: &Record) {
+        self.add_record(r);
+        if r.copied && r.earlier_run {
+            self.copied -= 1;
+            self.copied_bytes -= r.size;
+        }
+    }
+
     pub(crate) fn add_record(&mut self, r: &Record) {
         self.listed += 1;
         match r.outcome {
@@ -156,9 +165,15 @@ pub struct Record {
     pub etag: String,
     /// The outcome.
     pub outcome: Outcome,
-    /// Whether this run copied the bytes (false: found already there).
+    /// Whether the bytes were copied by this migration (false: found
+    /// already there).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub copied: bool,
+    /// Copied by an earlier run that was killed before journaling it: found
+    /// in the destination, identical, stored since the migration started.
+    /// Counted in the migration's totals, not in this run's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub earlier_run: bool,
     /// SHA-256 (hex) of the bytes, computed while copying or re-verifying.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
@@ -619,6 +634,7 @@ mod tests {
             etag: "\"e\"".into(),
             outcome,
             copied: outcome == Outcome::Verified,
+            earlier_run: false,
             sha256: None,
             dest_etag: None,
             category: Some("ticket_data".into()),

@@ -335,6 +335,7 @@ fn record(obj: &ObjectSummary, outcome: Outcome) -> Record {
         etag: obj.etag.clone(),
         outcome,
         copied: false,
+        earlier_run: false,
         sha256: None,
         dest_etag: None,
         category: None,
@@ -470,6 +471,7 @@ async fn migrate_object(
                     }
                     Ok(Record {
                         copied: earlier,
+                        earlier_run: earlier,
                         ..rec
                     })
                 };
@@ -532,36 +534,35 @@ async fn migrate_object(
             Err(e) => return Err(serr(e)),
         };
         let info = got.info;
-        let copied =
-            match stream_copy(
-                &ctx.dst,
-                key,
-                &info,
-                got.body,
-                ctx.part_size,
-                ctx.threshold,
-                CopyHooks {
-                    journal: Some((&ctx.journal, &ctx.id)),
-                    faults: Some(&ctx.faults),
-                },
-            )
-            .await
+        let copied = match stream_copy(
+            &ctx.dst,
+            key,
+            &info,
+            got.body,
+            ctx.part_size,
+            ctx.threshold,
+            CopyHooks {
+                journal: Some((&ctx.journal, &ctx.id)),
+                faults: Some(&ctx.faults),
+            },
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(CopyError::Stop(e)) => return Err(e),
+            Err(CopyError::Source(e)) | Err(CopyError::Dest(e))
+                if e.is_unavailable() && attempt + 1 < COPY_ATTEMPTS =>
             {
-                Ok(c) => c,
-                Err(CopyError::Stop(e)) => return Err(e),
-                Err(CopyError::Source(e)) | Err(CopyError::Dest(e))
-                    if e.is_unavailable() && attempt + 1 < COPY_ATTEMPTS =>
-                {
-                    tracing::warn!(key, error = %e, "copy failed; retrying");
-                    continue;
-                }
-                Err(CopyError::Length { expected, got }) => {
-                    problem = format!("source yielded {got} bytes, expected {expected}");
-                    continue;
-                }
-                Err(CopyError::Source(e)) => return Err(serr(e)),
-                Err(CopyError::Dest(e)) => return Err(derr(e)),
-            };
+                tracing::warn!(key, error = %e, "copy failed; retrying");
+                continue;
+            }
+            Err(CopyError::Length { expected, got }) => {
+                problem = format!("source yielded {got} bytes, expected {expected}");
+                continue;
+            }
+            Err(CopyError::Source(e)) => return Err(serr(e)),
+            Err(CopyError::Dest(e)) => return Err(derr(e)),
+        };
         ctx.faults.hit(FaultKind::Copy)?;
         // Verify: the destination's own account of what it stored.
         let d = with_retry(|| ctx.dst.head_object(key))
@@ -1329,6 +1330,8 @@ impl Migrator {
                     if r.copied {
                         state.totals.copied += 1;
                         state.totals.copied_bytes += r.size;
+                    }
+                    if r.copied && !r.earlier_run {
                         run.copied += 1;
                         run.copied_bytes += r.size;
                     }
@@ -1444,7 +1447,7 @@ impl Migrator {
                 joined.map_err(|e| MigrateError::Journal(format!("a copy task failed: {e}")))?;
             let rec = rec?;
             ctx.counters.objects.fetch_add(1, Ordering::Relaxed);
-            if rec.copied {
+            if rec.copied && !rec.earlier_run {
                 ctx.counters.bytes.fetch_add(rec.size, Ordering::Relaxed);
             }
             if let Some(acc) = pages.get_mut(&seq) {
@@ -1469,7 +1472,7 @@ impl Migrator {
                 }
                 for r in &records {
                     state.totals.add_record(r);
-                    run.add_record(r);
+                    run.add_run_record(r);
                     if r.outcome == Outcome::Mismatched {
                         state.mismatched_keys.push(r.key.clone());
                     }
@@ -1612,6 +1615,8 @@ impl Migrator {
                         if f.copied {
                             state.totals.copied += 1;
                             state.totals.copied_bytes += f.size;
+                        }
+                        if f.copied && !f.earlier_run {
                             run.copied += 1;
                             run.copied_bytes += f.size;
                         }
