@@ -13,6 +13,10 @@ use residency_migrate::{
 use residency_proxy::Config;
 use residency_tower::audit::batch::{BatchConfig, BatchingAuditSink, WriterId};
 
+/// Exit code of a refusal: `--finish` too early, or another migration of
+/// the tenant is open.
+const EXIT_REFUSED: u8 = 3;
+
 const SEQUENCE: &str = "\
 The sequence (each step is safe to interrupt; the same command resumes):
 
@@ -37,11 +41,20 @@ The sequence (each step is safe to interrupt; the same command resumes):
        With --assurance 0s, step 2 goes on to do this at once.
 
 Running a finished migration again does nothing. A crash or kill at any
-point loses nothing: run the same command again.
+point loses nothing: run the same command again (it also aborts the
+multipart uploads a killed run left open).
+
+One migration per tenant at a time: while one is open (started, not
+finished), a migration to another region is refused (exit 3) with the
+command that finishes the open one. There is no cancel: to go back,
+finish it, then migrate to the old region.
 
 Exit codes: 0 done (or waiting for the assurance window after step 2),
 1 a copy did not verify or a backend failed, 2 bad arguments or files,
-3 --finish before the copy is verified or the window has passed.";
+3 refused: --finish before the copy is verified or the window has
+passed, or another migration of the tenant is open. With --json every
+outcome, refusals and errors included, is one JSON object on stdout
+(an \"error\" field when it failed).";
 
 /// How progress is shown.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,19 +229,37 @@ async fn run_async(args: MigrateArgs) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Err(e @ MigrateError::Config(_)) => {
-            eprintln!("error: {e}");
-            ExitCode::from(super::EXIT_CONFIG)
-        }
-        Err(e @ MigrateError::NotReady(_)) => {
-            eprintln!("not yet: {e}");
-            ExitCode::from(3)
-        }
         Err(e) => {
-            eprintln!(
-                "error: {e}\n(the journal is consistent: run the same command again to resume)"
-            );
-            ExitCode::FAILURE
+            let (code, kind, prefix) = match &e {
+                MigrateError::Config(_) => (super::EXIT_CONFIG, "config", "error"),
+                MigrateError::NotReady(_) => (EXIT_REFUSED, "not_ready", "not yet"),
+                MigrateError::Open(_) => (EXIT_REFUSED, "open_migration", "refused"),
+                _ => (1, "failed", "error"),
+            };
+            if args.json {
+                // The refusal as JSON too: a script reading stdout gets an
+                // answer whatever happened.
+                let mut v = serde_json::json!({
+                    "command": if args.dry_run { "plan" } else if args.finish { "finish" } else { "run" },
+                    "tenant": args.tenant,
+                    "to": args.to,
+                    "error": kind,
+                    "message": e.to_string(),
+                    "exit_code": code,
+                });
+                if let MigrateError::Open(open) = &e {
+                    v["open_migration"] = serde_json::json!(open);
+                }
+                println!("{v:#}");
+            }
+            if code == 1 {
+                eprintln!(
+                    "error: {e}\n(the journal is consistent: run the same command again to resume)"
+                );
+            } else {
+                eprintln!("{prefix}: {e}");
+            }
+            ExitCode::from(code)
         }
     }
 }

@@ -21,6 +21,10 @@ use residency_store::{
 use sha2::Sha256;
 use tokio::sync::mpsc;
 
+use crate::error::MigrateError;
+use crate::fault::{FaultKind, Faults};
+use crate::journal::Journal;
+
 /// What the copy computed.
 #[derive(Debug, Clone)]
 pub(crate) struct Copied {
@@ -42,6 +46,19 @@ pub(crate) enum CopyError {
     Dest(StoreError),
     /// The source yielded a different number of bytes than announced.
     Length { expected: u64, got: u64 },
+    /// The upload could not be noted in the journal, or a fault point was
+    /// reached (the upload is then left open, as a crash would leave it).
+    Stop(MigrateError),
+}
+
+/// What a copy tells the journal, and where it may stop (tests).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct CopyHooks<'a> {
+    /// Notes each multipart upload (journal, migration id) before its
+    /// first part, and clears the note once completed or aborted.
+    pub(crate) journal: Option<(&'a Journal, &'a str)>,
+    /// Counts parts for the `after_part:N` fault point.
+    pub(crate) faults: Option<&'a Faults>,
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -190,6 +207,7 @@ pub(crate) async fn stream_copy(
     body: Body,
     part_size: u64,
     multipart_threshold: u64,
+    hooks: CopyHooks<'_>,
 ) -> Result<Copied, CopyError> {
     let size = info.size;
     let mut pump = Pump {
@@ -217,51 +235,98 @@ pub(crate) async fn stream_copy(
         .create_multipart(key, meta)
         .await
         .map_err(CopyError::Dest)?;
-    let result: Result<(Vec<CompletedPart>, Vec<[u8; 16]>), CopyError> = async {
-        let mut parts = Vec::new();
-        let mut md5s = Vec::new();
-        let mut offset = 0u64;
-        let mut number = 1u32;
-        while offset < size {
-            let len = part_size.min(size - offset);
-            let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-            let up = dst.upload_part(
-                key,
-                &upload_id,
-                number,
-                Body::from_stream(ChannelStream(rx), Some(len)),
-                Checksums::default(),
-            );
-            let (sent, up) = tokio::join!(pump.send(len, tx), up);
-            let info = up.map_err(CopyError::Dest)?;
-            md5s.push(sent?);
-            parts.push(CompletedPart {
-                part_number: number,
-                etag: info.etag,
-                checksums: Checksums::default(),
-            });
-            offset += len;
-            number += 1;
+    let note = match hooks.journal {
+        Some((journal, id)) => match journal.note_upload(id, key, &upload_id).await {
+            Ok(n) => Some((journal, n)),
+            Err(e) => {
+                let _ = dst.abort_multipart(key, &upload_id).await;
+                return Err(CopyError::Stop(e));
+            }
+        },
+        None => None,
+    };
+    let result = copy_parts(dst, key, &upload_id, size, part_size, &mut pump, hooks).await;
+    let result = match result {
+        // A fault point: stop as a crash would, the upload left open.
+        Err(CopyError::Stop(e)) => return Err(CopyError::Stop(e)),
+        r => r,
+    };
+    let outcome = finish_upload(dst, key, &upload_id, result, pump).await;
+    if let Some((journal, n)) = note {
+        if let Err(e) = journal.clear_upload(&n).await {
+            // The note stays: the next run aborts an upload that is already
+            // completed or aborted, which is harmless.
+            tracing::warn!(key, error = %e, "could not remove the note of a finished upload");
         }
-        Ok((parts, md5s))
     }
-    .await;
+    outcome
+}
+
+/// Uploads the parts of a multipart copy.
+async fn copy_parts(
+    dst: &Arc<dyn Backend>,
+    key: &str,
+    upload_id: &str,
+    size: u64,
+    part_size: u64,
+    pump: &mut Pump,
+    hooks: CopyHooks<'_>,
+) -> Result<(Vec<CompletedPart>, Vec<[u8; 16]>), CopyError> {
+    let mut parts = Vec::new();
+    let mut md5s = Vec::new();
+    let mut offset = 0u64;
+    let mut number = 1u32;
+    while offset < size {
+        let len = part_size.min(size - offset);
+        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let up = dst.upload_part(
+            key,
+            upload_id,
+            number,
+            Body::from_stream(ChannelStream(rx), Some(len)),
+            Checksums::default(),
+        );
+        let (sent, up) = tokio::join!(pump.send(len, tx), up);
+        let info = up.map_err(CopyError::Dest)?;
+        md5s.push(sent?);
+        parts.push(CompletedPart {
+            part_number: number,
+            etag: info.etag,
+            checksums: Checksums::default(),
+        });
+        if let Some(f) = hooks.faults {
+            f.hit(FaultKind::Part).map_err(CopyError::Stop)?;
+        }
+        offset += len;
+        number += 1;
+    }
+    Ok((parts, md5s))
+}
+
+/// Completes the upload (or aborts it after a failure).
+async fn finish_upload(
+    dst: &Arc<dyn Backend>,
+    key: &str,
+    upload_id: &str,
+    result: Result<(Vec<CompletedPart>, Vec<[u8; 16]>), CopyError>,
+    pump: Pump,
+) -> Result<Copied, CopyError> {
     let (parts, md5s) = match result {
         Ok(v) => v,
         Err(e) => {
-            let _ = dst.abort_multipart(key, &upload_id).await;
+            let _ = dst.abort_multipart(key, upload_id).await;
             return Err(e);
         }
     };
     let (md5, sha) = match pump.finish().await {
         Ok(v) => v,
         Err(e) => {
-            let _ = dst.abort_multipart(key, &upload_id).await;
+            let _ = dst.abort_multipart(key, upload_id).await;
             return Err(e);
         }
     };
-    if let Err(e) = dst.complete_multipart(key, &upload_id, parts).await {
-        let _ = dst.abort_multipart(key, &upload_id).await;
+    if let Err(e) = dst.complete_multipart(key, upload_id, parts).await {
+        let _ = dst.abort_multipart(key, upload_id).await;
         return Err(CopyError::Dest(e));
     }
     let mut all = Md5::new();
@@ -318,9 +383,17 @@ mod tests {
             .map(|c| Ok(Bytes::copy_from_slice(c)))
             .collect();
         let body = Body::from_stream(futures::stream::iter(chunks), Some(size as u64));
-        let c = stream_copy(&dst, "t/k", &info, body, part, threshold)
-            .await
-            .unwrap();
+        let c = stream_copy(
+            &dst,
+            "t/k",
+            &info,
+            body,
+            part,
+            threshold,
+            CopyHooks::default(),
+        )
+        .await
+        .unwrap();
         let head = dst.head_object("t/k").await.unwrap();
         assert_eq!(head.etag, c.expected_etag);
         assert_eq!(head.size, size as u64);
@@ -352,9 +425,17 @@ mod tests {
             futures::stream::iter(vec![Ok::<_, BoxError>(Bytes::from("abc"))]),
             None,
         );
-        assert!(stream_copy(&dst, "t/k", &info, body, 5 << 20, 6 << 20)
-            .await
-            .is_err());
+        assert!(stream_copy(
+            &dst,
+            "t/k",
+            &info,
+            body,
+            5 << 20,
+            6 << 20,
+            CopyHooks::default()
+        )
+        .await
+        .is_err());
         assert!(dst.head_object("t/k").await.is_err(), "nothing stored");
     }
 }

@@ -1,6 +1,28 @@
 //! Why a migration step failed.
 
 use residency_store::StoreError;
+use serde::Serialize;
+
+use crate::journal::Phase;
+
+/// A migration of the tenant that is open (started, not finished): no other
+/// may start before it is finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenMigration {
+    /// Its id (none when only the tenants file shows it: `migrating_from`
+    /// is set but no journal names it).
+    pub id: Option<String>,
+    /// The tenant.
+    pub tenant: String,
+    /// The region it moves from.
+    pub from: String,
+    /// The region it moves to.
+    pub to: String,
+    /// Its phase, from its journal.
+    pub phase: Option<Phase>,
+    /// The command that finishes it.
+    pub finish_command: String,
+}
 
 /// Why a migration command failed. Every failure leaves the journal
 /// consistent: running the same command again resumes.
@@ -26,6 +48,14 @@ pub enum MigrateError {
     /// Another migration of the tenant is in progress.
     #[error("{0}")]
     Conflict(String),
+    /// A migration of the tenant to another region is open: this one is
+    /// refused (nothing was changed).
+    #[error("{}", open_message(.0))]
+    Open(Box<OpenMigration>),
+    /// An audit event could not be stored: the step it describes is not
+    /// journaled (run the same command again).
+    #[error("audit: {0}")]
+    Audit(String),
     /// `--finish` before every object is verified or before the assurance
     /// window has passed: nothing was deleted.
     #[error("{0}")]
@@ -43,4 +73,24 @@ impl MigrateError {
             source,
         }
     }
+}
+
+fn open_message(m: &OpenMigration) -> String {
+    let phase = m
+        .phase
+        .map(Phase::as_str)
+        .unwrap_or("switched in the tenants file");
+    format!(
+        "migration {} of tenant {} ({} -> {}) is open ({phase}): no other migration of the tenant may start before it is finished. \
+Finish it: `{}` (once every object is verified and the assurance window has passed; add `--assurance 0s` to end the window now). \
+There is no cancel: to go back to {}, finish it, then run `residency migrate --tenant {} --to {}`.",
+        m.id.as_deref().unwrap_or("(no journal found)"),
+        m.tenant,
+        m.from,
+        m.to,
+        m.finish_command,
+        m.from,
+        m.tenant,
+        m.from
+    )
 }

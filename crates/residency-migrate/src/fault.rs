@@ -23,6 +23,9 @@ pub enum FaultPoint {
     /// After the N-th old copy was deleted, before it is journaled
     /// (`after_delete:N`).
     AfterDelete(u64),
+    /// After the N-th part of a multipart copy was uploaded, before the
+    /// upload is completed: the upload is left open (`after_part:N`).
+    AfterPart(u64),
 }
 
 impl FromStr for FaultPoint {
@@ -43,8 +46,9 @@ impl FromStr for FaultPoint {
             "after_segment" => FaultPoint::AfterSegment(n),
             "after_state" => FaultPoint::AfterState(n),
             "after_delete" => FaultPoint::AfterDelete(n),
+            "after_part" => FaultPoint::AfterPart(n),
             _ => return Err(format!(
-                "unknown fault point {name:?} (after_switch, after_copy:N, after_segment:N, after_state:N, after_delete:N)"
+                "unknown fault point {name:?} (after_switch, after_copy:N, after_segment:N, after_state:N, after_delete:N, after_part:N)"
             )),
         })
     }
@@ -58,6 +62,7 @@ impl fmt::Display for FaultPoint {
             FaultPoint::AfterSegment(n) => write!(f, "after_segment:{n}"),
             FaultPoint::AfterState(n) => write!(f, "after_state:{n}"),
             FaultPoint::AfterDelete(n) => write!(f, "after_delete:{n}"),
+            FaultPoint::AfterPart(n) => write!(f, "after_part:{n}"),
         }
     }
 }
@@ -79,6 +84,7 @@ pub(crate) enum FaultKind {
     Segment,
     State,
     Delete,
+    Part,
 }
 
 /// Counts events and fires the configured fault point.
@@ -90,6 +96,7 @@ pub(crate) struct Faults {
     segments: AtomicU64,
     states: AtomicU64,
     deletes: AtomicU64,
+    parts: AtomicU64,
 }
 
 impl Faults {
@@ -124,6 +131,7 @@ impl Faults {
             FaultKind::Segment => &self.segments,
             FaultKind::State => &self.states,
             FaultKind::Delete => &self.deletes,
+            FaultKind::Part => &self.parts,
         };
         let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
         match self.point {
@@ -137,6 +145,7 @@ impl Faults {
             Some(p @ FaultPoint::AfterDelete(k)) if kind == FaultKind::Delete && n == k => {
                 self.fire(p)
             }
+            Some(p @ FaultPoint::AfterPart(k)) if kind == FaultKind::Part && n == k => self.fire(p),
             _ => Ok(()),
         }
     }
@@ -154,6 +163,7 @@ mod tests {
             "after_segment:1",
             "after_state:2",
             "after_delete:7",
+            "after_part:2",
         ] {
             assert_eq!(s.parse::<FaultPoint>().unwrap().to_string(), s);
         }

@@ -5,7 +5,14 @@
 //! _migrations/<tenant>/<id>/state.json                       phase, cursors, totals
 //! _migrations/<tenant>/<id>/<source region>/copy-<seq>.jsonl    one record per object of listing page <seq>
 //! _migrations/<tenant>/<id>/<source region>/delete-<seq>.jsonl  one record per old copy deleted
+//! _migrations/<tenant>/<id>/uploads/<hash>.json               a multipart upload of a copy in flight
 //! ```
+//!
+//! A multipart copy notes its upload (key and upload id) right after
+//! creating it, before the first part, and removes the note once the upload
+//! is completed or aborted. A note that is still there when a run starts was
+//! left by a killed run: the upload is aborted (S3 keeps, and bills, the
+//! parts of an upload nobody completes) and counted in the totals.
 //!
 //! S3 has no append, so the journal grows by small new objects. The source
 //! is listed in key order, one page (≤ 1000 keys) at a time; a page's
@@ -85,9 +92,22 @@ pub struct Totals {
     pub deleted: u64,
     /// Planned objects per category.
     pub planned_by_category: BTreeMap<String, u64>,
+    /// Multipart uploads left open by killed runs, aborted by a later run.
+    pub aborted_uploads: u64,
+    /// Bytes of the parts those uploads held (copied, then discarded).
+    pub aborted_upload_bytes: u64,
 }
 
 impl Totals {
+    /// Counts a record of this run: what an earlier run copied is not.
+    pub(crate) fn add_run_record(&mut self, r: &Record) {
+        self.add_record(r);
+        if r.copied && r.earlier_run {
+            self.copied -= 1;
+            self.copied_bytes -= r.size;
+        }
+    }
+
     pub(crate) fn add_record(&mut self, r: &Record) {
         self.listed += 1;
         match r.outcome {
@@ -145,9 +165,15 @@ pub struct Record {
     pub etag: String,
     /// The outcome.
     pub outcome: Outcome,
-    /// Whether this run copied the bytes (false: found already there).
+    /// Whether the bytes were copied by this migration (false: found
+    /// already there).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub copied: bool,
+    /// Copied by an earlier run that was killed before journaling it: found
+    /// in the destination, identical, stored since the migration started.
+    /// Counted in the migration's totals, not in this run's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub earlier_run: bool,
     /// SHA-256 (hex) of the bytes, computed while copying or re-verifying.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
@@ -271,6 +297,15 @@ struct Current {
     id: String,
 }
 
+/// A multipart upload a copy has started (`uploads/<hash>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct UploadNote {
+    /// The object key the upload creates.
+    pub(crate) key: String,
+    /// The destination's upload id.
+    pub(crate) upload_id: String,
+}
+
 /// Reads and writes the journal in the destination backend.
 #[derive(Clone)]
 pub(crate) struct Journal {
@@ -301,6 +336,77 @@ impl Journal {
             "_migrations/{}/{id}/{source}/{kind}-{seq:010}.jsonl",
             self.tenant
         )
+    }
+
+    fn uploads_prefix(&self, id: &str) -> String {
+        format!("_migrations/{}/{id}/uploads/", self.tenant)
+    }
+
+    /// Notes a multipart upload before its first part is sent; returns the
+    /// note's key (for [`Journal::clear_upload`]).
+    pub(crate) async fn note_upload(
+        &self,
+        id: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<String, MigrateError> {
+        use sha2::Digest as _;
+        let h = sha2::Sha256::digest(format!("{key}\n{upload_id}").as_bytes());
+        let name: String = h[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let note_key = format!("{}{name}.json", self.uploads_prefix(id));
+        let data = serde_json::to_vec(&UploadNote {
+            key: key.to_owned(),
+            upload_id: upload_id.to_owned(),
+        })
+        .map_err(|e| MigrateError::Journal(e.to_string()))?;
+        self.put(&note_key, data, "application/json").await?;
+        Ok(note_key)
+    }
+
+    /// Removes an upload's note (the upload was completed or aborted).
+    pub(crate) async fn clear_upload(&self, note_key: &str) -> Result<(), MigrateError> {
+        let mut attempt = 0u32;
+        loop {
+            match self.backend.delete_object(note_key).await {
+                Ok(()) | Err(StoreError::NotFound { .. }) => return Ok(()),
+                Err(e) if e.is_unavailable() && attempt < 3 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+                Err(e) => return Err(MigrateError::store(&self.region, e)),
+            }
+        }
+    }
+
+    /// The uploads noted and not cleared: those of killed runs (when no
+    /// run is in progress).
+    pub(crate) async fn noted_uploads(
+        &self,
+        id: &str,
+    ) -> Result<Vec<(String, UploadNote)>, MigrateError> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let mut req = residency_store::ListRequest::new(self.uploads_prefix(id)).max_keys(1000);
+            req = req.continuation_token(token.clone());
+            let page = self
+                .backend
+                .list_objects(req)
+                .await
+                .map_err(|e| MigrateError::store(&self.region, e))?;
+            for o in page.objects {
+                let Some(data) = self.get(&o.key).await? else {
+                    continue;
+                };
+                let note: UploadNote = serde_json::from_slice(&data)
+                    .map_err(|e| MigrateError::Journal(format!("{}: {e}", o.key)))?;
+                out.push((o.key, note));
+            }
+            token = page.next_continuation_token;
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, MigrateError> {
@@ -369,6 +475,16 @@ impl Journal {
             )));
         };
         serde_json::from_slice(&state).map_err(|e| MigrateError::Journal(format!("{key}: {e}")))
+    }
+
+    /// When `current.json` was stored, by the destination's clock: the
+    /// start of the current migration as the destination dates its objects.
+    pub(crate) async fn current_stored_at(&self) -> Result<Option<SystemTime>, MigrateError> {
+        match self.backend.head_object(&self.current_key()).await {
+            Ok(i) => Ok(Some(i.last_modified)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(MigrateError::store(&self.region, e)),
+        }
     }
 
     /// Stores a new migration's first state, then points `current.json` at it.
@@ -518,6 +634,7 @@ mod tests {
             etag: "\"e\"".into(),
             outcome,
             copied: outcome == Outcome::Verified,
+            earlier_run: false,
             sha256: None,
             dest_etag: None,
             category: Some("ticket_data".into()),

@@ -69,6 +69,7 @@
 //! # });
 //! ```
 
+mod audit;
 mod copy;
 mod error;
 mod fault;
@@ -78,7 +79,8 @@ mod placement;
 mod progress;
 pub mod tenants_file;
 
-pub use error::MigrateError;
+pub use audit::MigrationAudit;
+pub use error::{MigrateError, OpenMigration};
 pub use fault::{FaultAction, FaultPoint};
 pub use journal::{DeleteAction, DeleteRecord, Outcome, Phase, Record, SourceState, State, Totals};
 pub use migration::{MigrationOptions, Migrator, Report, DEFAULT_ASSURANCE, DEFAULT_PART_SIZE};

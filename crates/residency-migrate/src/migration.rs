@@ -5,17 +5,18 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use residency_policy::{Policy, Ruleset, Tenants};
 use residency_store::{Backend, ListRequest, ObjectInfo, ObjectSummary, StoreError};
-use residency_tower::audit::{AuditEvent, AuditSink};
+use residency_tower::audit::AuditEvent;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::copy::{hash_object, same_meta, stream_copy, unquote, CopyError};
-use crate::error::MigrateError;
+use crate::audit::MigrationAudit;
+use crate::copy::{hash_object, same_meta, stream_copy, unquote, CopyError, CopyHooks};
+use crate::error::{MigrateError, OpenMigration};
 use crate::fault::{FaultAction, FaultKind, FaultPoint, Faults};
 use crate::journal::{
     now_secs, DeleteAction, DeleteRecord, Journal, Outcome, Phase, Record, RecordCursor,
@@ -103,7 +104,9 @@ pub struct Report {
     pub old_copies_kept_until: Option<u64>,
     /// When the old copies were deleted (Unix seconds).
     pub finished_at: Option<u64>,
-    /// Counters over the whole migration (from the journal).
+    /// Counters over the whole migration (from the journal): every run,
+    /// killed ones included (a killed run's copies are counted by the run
+    /// that finds them in the destination).
     pub totals: Totals,
     /// Counters of this invocation.
     pub this_run: Totals,
@@ -166,6 +169,14 @@ impl Report {
         }
         if self.command != "plan" {
             let _ = writeln!(s, "  old copies deleted     {:>10}", t.deleted);
+            if t.aborted_uploads > 0 {
+                let _ = writeln!(
+                    s,
+                    "  uploads of killed runs aborted {:>2}  {:.1} MiB of parts",
+                    t.aborted_uploads,
+                    mib(t.aborted_upload_bytes)
+                );
+            }
             let _ = writeln!(
                 s,
                 "  this run: copied {} ({:.1} MiB), verified {}, deleted {} in {:.1}s ({:.1} MiB/s)",
@@ -193,7 +204,7 @@ pub struct Migrator {
     policy: Policy,
     tenants_path: PathBuf,
     backends: Vec<(String, Arc<dyn Backend>)>,
-    audit: Option<Arc<dyn AuditSink>>,
+    audit: Option<Arc<dyn MigrationAudit>>,
     opts: MigrationOptions,
 }
 
@@ -226,8 +237,14 @@ struct RunCtx {
     part_size: u64,
     threshold: u64,
     faults: Faults,
-    audit: Option<Arc<dyn AuditSink>>,
+    audit: Option<Arc<dyn MigrationAudit>>,
     counters: Arc<Counters>,
+    /// The journal (multipart uploads are noted there).
+    journal: Journal,
+    /// When the migration started, by the destination's clock: an object
+    /// found in the destination, identical to its source and stored since,
+    /// was copied by an earlier (killed) run of this migration.
+    started_dest: std::sync::OnceLock<SystemTime>,
 }
 
 struct Prepared {
@@ -241,6 +258,9 @@ struct Prepared {
     /// Whether the tenants file already names the destination as locality
     /// with no migration in progress.
     settled: bool,
+    /// The tenants file shows a migration to another region in progress:
+    /// (from, to).
+    open_in_file: Option<(String, String)>,
 }
 
 async fn with_retry<T, F, Fut>(mut f: F) -> Result<T, StoreError>
@@ -315,6 +335,7 @@ fn record(obj: &ObjectSummary, outcome: Outcome) -> Record {
         etag: obj.etag.clone(),
         outcome,
         copied: false,
+        earlier_run: false,
         sha256: None,
         dest_etag: None,
         category: None,
@@ -323,6 +344,25 @@ fn record(obj: &ObjectSummary, outcome: Outcome) -> Record {
 }
 
 impl RunCtx {
+    /// Waits until every event recorded so far is stored.
+    async fn flush_audit(&self) -> Result<(), MigrateError> {
+        match &self.audit {
+            Some(a) => a.flush().await.map_err(MigrateError::Audit),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether an object the destination stored at `t` was stored by this
+    /// migration (seconds, as S3 dates objects).
+    fn stored_since_start(&self, t: SystemTime) -> bool {
+        let secs = |t: SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        };
+        self.started_dest.get().is_some_and(|s| secs(t) >= secs(*s))
+    }
+
     fn audit(&self, op: &str, key: &str, category: Option<&str>, regions: &[&str], reason: &str) {
         let Some(sink) = &self.audit else { return };
         sink.record(AuditEvent {
@@ -414,10 +454,31 @@ async fn migrate_object(
                         Err(e) => return Err(serr(e)),
                     },
                 };
+                // Stored since the migration started, identical: copied by
+                // an earlier run that was killed before journaling it. It
+                // counts as copied (the totals count every copy) and gets
+                // its audit event (the killed run's may not be stored).
+                let earlier = ctx.stored_since_start(d.last_modified);
+                let found = |rec: Record| {
+                    if earlier {
+                        ctx.audit(
+                            "migrate_copy",
+                            key,
+                            Some(&category),
+                            &[&src_region, &ctx.to],
+                            "verified (copied by an interrupted run)",
+                        );
+                    }
+                    Ok(Record {
+                        copied: earlier,
+                        earlier_run: earlier,
+                        ..rec
+                    })
+                };
                 if d.size == s.size && same_meta(&d, &s) {
                     if d.etag == s.etag {
                         // Both ETags computed by the servers from the bytes.
-                        return Ok(Record {
+                        return found(Record {
                             size: s.size,
                             etag: s.etag,
                             dest_etag: Some(d.etag),
@@ -431,7 +492,7 @@ async fn migrate_object(
                         (Ok((sa, na, si)), Ok((sb, nb, di)))
                             if sa == sb && na == nb && si.etag == s.etag && di.etag == d.etag =>
                         {
-                            return Ok(Record {
+                            return found(Record {
                                 size: s.size,
                                 etag: s.etag,
                                 sha256: Some(sa),
@@ -473,22 +534,35 @@ async fn migrate_object(
             Err(e) => return Err(serr(e)),
         };
         let info = got.info;
-        let copied =
-            match stream_copy(&ctx.dst, key, &info, got.body, ctx.part_size, ctx.threshold).await {
-                Ok(c) => c,
-                Err(CopyError::Source(e)) | Err(CopyError::Dest(e))
-                    if e.is_unavailable() && attempt + 1 < COPY_ATTEMPTS =>
-                {
-                    tracing::warn!(key, error = %e, "copy failed; retrying");
-                    continue;
-                }
-                Err(CopyError::Length { expected, got }) => {
-                    problem = format!("source yielded {got} bytes, expected {expected}");
-                    continue;
-                }
-                Err(CopyError::Source(e)) => return Err(serr(e)),
-                Err(CopyError::Dest(e)) => return Err(derr(e)),
-            };
+        let copied = match stream_copy(
+            &ctx.dst,
+            key,
+            &info,
+            got.body,
+            ctx.part_size,
+            ctx.threshold,
+            CopyHooks {
+                journal: Some((&ctx.journal, &ctx.id)),
+                faults: Some(&ctx.faults),
+            },
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(CopyError::Stop(e)) => return Err(e),
+            Err(CopyError::Source(e)) | Err(CopyError::Dest(e))
+                if e.is_unavailable() && attempt + 1 < COPY_ATTEMPTS =>
+            {
+                tracing::warn!(key, error = %e, "copy failed; retrying");
+                continue;
+            }
+            Err(CopyError::Length { expected, got }) => {
+                problem = format!("source yielded {got} bytes, expected {expected}");
+                continue;
+            }
+            Err(CopyError::Source(e)) => return Err(serr(e)),
+            Err(CopyError::Dest(e)) => return Err(derr(e)),
+        };
         ctx.faults.hit(FaultKind::Copy)?;
         // Verify: the destination's own account of what it stored.
         let d = with_retry(|| ctx.dst.head_object(key))
@@ -648,9 +722,9 @@ impl Migrator {
     }
 
     /// Records every step (start, switch, each copy and deletion, finish)
-    /// in this audit sink.
+    /// in this audit sink, each stored before the journal records the step.
     #[must_use]
-    pub fn with_audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
+    pub fn with_audit(mut self, sink: Arc<dyn MigrationAudit>) -> Self {
         self.audit = Some(sink);
         self
     }
@@ -682,6 +756,13 @@ impl Migrator {
             _ => t.home_region(&self.policy),
         };
         let settled = t.locality() == Some(to_id) && t.migrating_from().is_none();
+        let open_in_file = match (t.locality(), t.migrating_from()) {
+            (Some(l), Some(m)) if l != to_id => Some((
+                self.policy.region(m).id().to_owned(),
+                self.policy.region(l).id().to_owned(),
+            )),
+            _ => None,
+        };
         let from = self.policy.region(from_id).id().to_owned();
         let to = self.opts.to.clone();
         let after = tenants_file::edit_source(&src, &self.opts.tenant, &to, Some(&from))
@@ -713,6 +794,7 @@ impl Migrator {
             placer,
             bucket: t.bucket().to_owned(),
             settled,
+            open_in_file,
         })
     }
 
@@ -736,6 +818,8 @@ impl Migrator {
             faults: Faults::new(self.opts.fault, self.opts.fault_action),
             audit: self.audit.clone(),
             counters,
+            journal: p.journal.clone(),
+            started_dest: std::sync::OnceLock::new(),
         };
         (Arc::new(ctx), p.sources, p.journal)
     }
@@ -848,19 +932,122 @@ impl Migrator {
         self.execute(true).await
     }
 
+    /// A migration of the tenant to another region that is still open: in
+    /// any region's journal, or in the tenants file (`migrating_from` set
+    /// with another locality).
+    async fn open_elsewhere(&self, p: &Prepared) -> Result<Option<OpenMigration>, MigrateError> {
+        let finish = |to: &str| {
+            format!(
+                "residency migrate --tenant {} --to {to} --finish",
+                self.opts.tenant
+            )
+        };
+        for (region, backend) in &self.backends {
+            if *region == self.opts.to {
+                continue;
+            }
+            let j = Journal::new(backend.clone(), region, &self.opts.tenant);
+            if let Some(s) = j.load_current().await? {
+                if s.phase != Phase::Finished {
+                    return Ok(Some(OpenMigration {
+                        finish_command: finish(&s.to),
+                        id: Some(s.id),
+                        tenant: s.tenant,
+                        from: s.from,
+                        to: s.to,
+                        phase: Some(s.phase),
+                    }));
+                }
+            }
+        }
+        Ok(p.open_in_file.as_ref().map(|(from, to)| OpenMigration {
+            id: None,
+            tenant: self.opts.tenant.clone(),
+            from: from.clone(),
+            to: to.clone(),
+            phase: None,
+            finish_command: finish(to),
+        }))
+    }
+
+    /// Aborts the multipart uploads that killed runs left open (noted in
+    /// the journal before their first part), counting them and their parts'
+    /// bytes.
+    async fn abort_left_uploads(
+        &self,
+        ctx: &RunCtx,
+        journal: &Journal,
+        state: &mut State,
+        run: &mut Totals,
+    ) -> Result<(), MigrateError> {
+        let notes = journal.noted_uploads(&state.id).await?;
+        if notes.is_empty() {
+            return Ok(());
+        }
+        for (note_key, n) in notes {
+            let mut bytes = 0u64;
+            let mut marker = None;
+            let mut open = true;
+            loop {
+                match with_retry(|| ctx.dst.list_parts(&n.key, &n.upload_id, marker, None)).await {
+                    Ok(page) => {
+                        bytes += page.parts.iter().map(|p| p.size).sum::<u64>();
+                        marker = page.next_part_number_marker;
+                        if marker.is_none() {
+                            break;
+                        }
+                    }
+                    Err(StoreError::NoSuchUpload { .. } | StoreError::NotFound { .. }) => {
+                        open = false;
+                        break;
+                    }
+                    Err(e) => return Err(MigrateError::store(&ctx.to, e)),
+                }
+            }
+            if open {
+                match with_retry(|| ctx.dst.abort_multipart(&n.key, &n.upload_id)).await {
+                    Ok(()) => {
+                        tracing::info!(key = %n.key, upload_id = %n.upload_id, bytes, "aborted a multipart upload left by a killed run");
+                        for t in [&mut state.totals, &mut *run] {
+                            t.aborted_uploads += 1;
+                            t.aborted_upload_bytes += bytes;
+                        }
+                    }
+                    Err(StoreError::NoSuchUpload { .. } | StoreError::NotFound { .. }) => {}
+                    Err(e) => return Err(MigrateError::store(&ctx.to, e)),
+                }
+            }
+            journal.clear_upload(&note_key).await?;
+        }
+        journal.save_state(state).await
+    }
+
     async fn execute(&self, finish: bool) -> Result<Report, MigrateError> {
         let started = Instant::now();
         let p = self.prepare()?;
         let settled = p.settled;
         let journal = p.journal.clone();
+        // One migration at a time per tenant, whatever its direction: a
+        // second one would replace `migrating_from`, and reads would stop
+        // looking in the region the first one moves from.
+        if let Some(open) = self.open_elsewhere(&p).await? {
+            return Err(MigrateError::Open(Box::new(open)));
+        }
         let existing = journal.load_current().await?;
         let mut created = false;
         let mut state = match existing {
             Some(s) if s.phase != Phase::Finished && s.to != self.opts.to => {
-                return Err(MigrateError::Conflict(format!(
-                    "migration {} of tenant {} to {} is in progress: finish it first",
-                    s.id, s.tenant, s.to
-                )))
+                return Err(MigrateError::Open(Box::new(OpenMigration {
+                    finish_command: format!(
+                        "residency migrate --tenant {} --to {} --finish",
+                        s.tenant, s.to
+                    ),
+                    id: Some(s.id),
+                    tenant: s.tenant,
+                    from: s.from,
+                    to: s.to,
+                    phase: Some(s.phase),
+                })))
             }
             Some(s) if s.phase != Phase::Finished => s,
             Some(s) if s.to == self.opts.to && settled => {
@@ -882,7 +1069,8 @@ impl Migrator {
             }
             _ => {
                 let now = now_secs();
-                let s = State {
+                created = true;
+                State {
                     version: 1,
                     id: format!("{now}-{}-to-{}", p.from, p.to),
                     tenant: self.opts.tenant.clone(),
@@ -904,11 +1092,7 @@ impl Migrator {
                         .collect(),
                     totals: Totals::default(),
                     mismatched_keys: Vec::new(),
-                };
-                journal.create(&s).await?;
-                created = true;
-                tracing::info!(id = %s.id, tenant = %s.tenant, from = %s.from, to = %s.to, "migration started");
-                s
+                }
             }
         };
         let progress = Progress::start(
@@ -917,6 +1101,7 @@ impl Migrator {
         );
         let (ctx, sources, journal) = self.ctx(p, &state.id, progress.counters.clone());
         if created {
+            // The event is stored before the journal shows the migration.
             ctx.audit(
                 "migrate_start",
                 "",
@@ -924,6 +1109,12 @@ impl Migrator {
                 &[&ctx.from, &ctx.to],
                 "migration started",
             );
+            ctx.flush_audit().await?;
+            journal.create(&state).await?;
+            tracing::info!(id = %state.id, tenant = %state.tenant, from = %state.from, to = %state.to, "migration started");
+        }
+        if let Some(t) = journal.current_stored_at().await? {
+            let _ = ctx.started_dest.set(t);
         }
         if let Some(a) = self.opts.assurance {
             if a.as_secs() != state.assurance_secs {
@@ -937,19 +1128,22 @@ impl Migrator {
             }
         }
         let mut run = Totals::default();
+        if !created && state.phase != Phase::Finished {
+            self.abort_left_uploads(&ctx, &journal, &mut state, &mut run)
+                .await?;
+        }
 
         // Switch: new writes go to the destination, reads try it first.
         if self.opts.switch && state.phase != Phase::Finished {
-            let changed = tenants_file::edit_file(
+            let change = tenants_file::would_change(
                 &self.tenants_path,
                 &self.opts.tenant,
                 &state.to,
                 Some(&state.from),
             )
             .map_err(MigrateError::Config)?;
-            if changed || !state.switched {
-                state.switched = true;
-                journal.save_state(&state).await?;
+            if change || !state.switched {
+                // The event is stored before the switch and its journal entry.
                 ctx.audit(
                     "migrate_switch",
                     "",
@@ -957,6 +1151,16 @@ impl Migrator {
                     &[&state.to, &state.from],
                     "tenants file: locality is the destination, reads fall back to the old region",
                 );
+                ctx.flush_audit().await?;
+                tenants_file::edit_file(
+                    &self.tenants_path,
+                    &self.opts.tenant,
+                    &state.to,
+                    Some(&state.from),
+                )
+                .map_err(MigrateError::Config)?;
+                state.switched = true;
+                journal.save_state(&state).await?;
                 tracing::info!(
                     file = %self.tenants_path.display(),
                     "tenants file switched: locality = {:?}, migrating_from = {:?} (the sidecar reloads it within seconds, or on SIGHUP)",
@@ -1126,6 +1330,8 @@ impl Migrator {
                     if r.copied {
                         state.totals.copied += 1;
                         state.totals.copied_bytes += r.size;
+                    }
+                    if r.copied && !r.earlier_run {
                         run.copied += 1;
                         run.copied_bytes += r.size;
                     }
@@ -1133,6 +1339,7 @@ impl Migrator {
                     state.mismatched_keys.push(key);
                 }
             }
+            ctx.flush_audit().await?;
             journal.save_state(state).await?;
         }
         for (i, (region, backend)) in sources.iter().enumerate() {
@@ -1143,9 +1350,6 @@ impl Migrator {
                 .await?;
         }
         if state.mismatched_keys.is_empty() {
-            state.phase = Phase::Verified;
-            state.verified_at = Some(now_secs());
-            journal.save_state(state).await?;
             ctx.audit(
                 "migrate_verified",
                 "",
@@ -1153,6 +1357,10 @@ impl Migrator {
                 &[&ctx.to],
                 "every object is verified in the destination",
             );
+            ctx.flush_audit().await?;
+            state.phase = Phase::Verified;
+            state.verified_at = Some(now_secs());
+            journal.save_state(state).await?;
             tracing::info!(id = %state.id, "every object is verified in {}", state.to);
         }
         Ok(())
@@ -1239,7 +1447,7 @@ impl Migrator {
                 joined.map_err(|e| MigrateError::Journal(format!("a copy task failed: {e}")))?;
             let rec = rec?;
             ctx.counters.objects.fetch_add(1, Ordering::Relaxed);
-            if rec.copied {
+            if rec.copied && !rec.earlier_run {
                 ctx.counters.bytes.fetch_add(rec.size, Ordering::Relaxed);
             }
             if let Some(acc) = pages.get_mut(&seq) {
@@ -1250,6 +1458,9 @@ impl Migrator {
             while pages.get(&flush_seq).is_some_and(|a| a.remaining == 0) {
                 let acc = pages.remove(&flush_seq).expect("checked");
                 let records: Vec<Record> = acc.records.into_iter().flatten().collect();
+                // The page's migrate_copy events (recorded by the copies)
+                // are stored before the page that counts them.
+                ctx.flush_audit().await?;
                 journal
                     .write_segment(&state.id, region, "copy", flush_seq, &records)
                     .await?;
@@ -1261,7 +1472,7 @@ impl Migrator {
                 }
                 for r in &records {
                     state.totals.add_record(r);
-                    run.add_record(r);
+                    run.add_run_record(r);
                     if r.outcome == Outcome::Mismatched {
                         state.mismatched_keys.push(r.key.clone());
                     }
@@ -1291,8 +1502,6 @@ impl Migrator {
         run: &mut Totals,
     ) -> Result<(), MigrateError> {
         if state.phase == Phase::Verified {
-            state.phase = Phase::Deleting;
-            journal.save_state(state).await?;
             ctx.audit(
                 "migrate_delete_start",
                 "",
@@ -1300,6 +1509,9 @@ impl Migrator {
                 &[&ctx.from],
                 "assurance window passed: deleting verified old copies",
             );
+            ctx.flush_audit().await?;
+            state.phase = Phase::Deleting;
+            journal.save_state(state).await?;
         }
         ctx.counters.objects.store(0, Ordering::Relaxed);
         ctx.counters.bytes.store(0, Ordering::Relaxed);
@@ -1403,6 +1615,8 @@ impl Migrator {
                         if f.copied {
                             state.totals.copied += 1;
                             state.totals.copied_bytes += f.size;
+                        }
+                        if f.copied && !f.earlier_run {
                             run.copied += 1;
                             run.copied_bytes += f.size;
                         }
@@ -1416,6 +1630,9 @@ impl Migrator {
                     }
                     records.push(d);
                 }
+                // The page's migrate_delete (and late migrate_copy) events
+                // are stored before the page that counts them.
+                ctx.flush_audit().await?;
                 journal
                     .write_segment(&state.id, region, "delete", seq, &records)
                     .await?;
@@ -1445,9 +1662,6 @@ impl Migrator {
             tenants_file::edit_file(&self.tenants_path, &state.tenant, &state.to, None)
                 .map_err(MigrateError::Config)?;
         }
-        state.phase = Phase::Finished;
-        state.finished_at = Some(now_secs());
-        journal.save_state(state).await?;
         ctx.audit(
             "migrate_finish",
             "",
@@ -1455,6 +1669,10 @@ impl Migrator {
             &[&ctx.to],
             "old copies deleted; migrating_from removed from the tenants file",
         );
+        ctx.flush_audit().await?;
+        state.phase = Phase::Finished;
+        state.finished_at = Some(now_secs());
+        journal.save_state(state).await?;
         tracing::info!(id = %state.id, deleted = state.totals.deleted, "migration finished");
         Ok(())
     }

@@ -62,6 +62,41 @@ pub fn edit_source(
     Ok(doc.to_string())
 }
 
+/// Refuses a switch that would replace another migration's
+/// `migrating_from`: reads would stop looking in the region that migration
+/// moves from, and its objects not yet copied would answer 404.
+///
+/// # Errors
+/// The tenant has `migrating_from` set for a migration to another region
+/// (or from another region).
+pub fn refuse_other_migration(
+    src: &str,
+    tenant: &str,
+    locality: &str,
+    migrating_from: &str,
+) -> Result<(), String> {
+    let doc: DocumentMut = src
+        .parse()
+        .map_err(|e| format!("the tenants file is not valid TOML: {e}"))?;
+    let t = doc
+        .get("tenants")
+        .and_then(Item::as_array_of_tables)
+        .and_then(|ts| {
+            ts.iter()
+                .find(|t| t.get("id").and_then(Item::as_str) == Some(tenant))
+        });
+    let Some(t) = t else { return Ok(()) };
+    match (
+        t.get("locality").and_then(Item::as_str),
+        t.get("migrating_from").and_then(Item::as_str),
+    ) {
+        (Some(l), Some(m)) if l != locality || m != migrating_from => Err(format!(
+            "tenant {tenant:?} is migrating from {m} to {l}: finish that migration before switching it to {locality} (migrating_from = {migrating_from:?})"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Replaces a string value, keeping the comment after it when there is one.
 fn set_keeping_decor(t: &mut toml_edit::Table, key: &str, v: &str) {
     let decor = t
@@ -109,6 +144,21 @@ pub fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
     result
 }
 
+/// Whether [`edit_file`] with these arguments would change the file.
+///
+/// # Errors
+/// As [`edit_file`].
+pub fn would_change(
+    path: &Path,
+    tenant: &str,
+    locality: &str,
+    migrating_from: Option<&str>,
+) -> Result<bool, String> {
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(edit_source(&src, tenant, locality, migrating_from)? != src)
+}
+
 /// Edits the tenants file at `path` (see [`edit_source`]). Returns whether
 /// the file changed; an unchanged file is not rewritten.
 ///
@@ -122,6 +172,10 @@ pub fn edit_file(
 ) -> Result<bool, String> {
     let src = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if let Some(m) = migrating_from {
+        refuse_other_migration(&src, tenant, locality, m)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     let out = edit_source(&src, tenant, locality, migrating_from)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     if out == src {
@@ -178,6 +232,15 @@ secret_key = "t"
         );
         let back = edit_source(&out, "acme", "us", None).unwrap();
         assert!(!back.contains("migrating_from"));
+    }
+
+    #[test]
+    fn an_open_migration_is_never_replaced() {
+        let open = edit_source(SRC, "initech", "eu", Some("us")).unwrap();
+        assert!(refuse_other_migration(&open, "initech", "eu", "us").is_ok());
+        let e = refuse_other_migration(&open, "initech", "us", "eu").unwrap_err();
+        assert!(e.contains("migrating from us to eu"), "{e}");
+        assert!(refuse_other_migration(SRC, "acme", "us", "eu").is_ok());
     }
 
     #[test]
