@@ -401,3 +401,24 @@ fn the_example_tenants_file_is_valid_and_gives_the_documented_cases() {
         "OOL"
     );
 }
+
+/// Item 2, upgrade: a mirrored backup stored before it took the placement of
+/// what it holds is in the tenant's home region; reads look there second.
+#[test]
+fn a_mirrored_backup_is_read_where_it_goes_then_where_it_went_before() {
+    let r = rules();
+    let p = r.policy();
+    let t = r.tenants().get("t-us").unwrap();
+    let order: Vec<&str> = r
+        .read_regions(t, "backups/chat/1.json")
+        .iter()
+        .map(|x| p.region(x).id())
+        .collect();
+    assert_eq!(order, ["eu", "us"]);
+    let order: Vec<&str> = r
+        .read_regions(t, "chat/1.json")
+        .iter()
+        .map(|x| p.region(x).id())
+        .collect();
+    assert_eq!(order, ["eu"]);
+}
