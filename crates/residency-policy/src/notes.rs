@@ -108,7 +108,8 @@ impl fmt::Display for NoteText<'_> {
 }
 
 impl Decision {
-    /// The category the decision is about, when one was found.
+    /// The category the decision placed or refused to place (none when the
+    /// payload could not be classified, or its labels conflict).
     pub fn category(&self) -> Option<CategoryId> {
         match *self {
             Decision::Allow(p) => Some(p.category),
@@ -116,7 +117,6 @@ impl Decision {
                 DenyReason::FeatureDisabled { category, .. }
                 | DenyReason::OutOfLocality { category },
             ) => Some(category),
-            Decision::Deny(DenyReason::CategoryConflict { explicit, .. }) => Some(explicit),
             Decision::Deny(_) => None,
         }
     }
