@@ -312,6 +312,17 @@ fn check_accepts_the_shipped_files() {
     assert!(text.contains("18 categories"), "{text}");
     assert!(text.contains(&format!("ok: {TENANTS}")), "{text}");
     assert!(text.contains("4 tenants"), "{text}");
+    // Issue 18, items 3, 4, 8: the notes are part of every check.
+    assert!(
+        text.contains("note: default region us: product assumption"),
+        "{text}"
+    );
+    assert!(text.contains("note: sub-processor Twilio"), "{text}");
+    assert!(
+        text.contains("warning: tenant acme: feature insights copies default ticket fields"),
+        "{text}"
+    );
+    assert!(!text.contains("warning: tenant globex"), "{text}");
 }
 
 /// The `file:line:` prefixes of every stderr line except the closing summary.

@@ -27,7 +27,7 @@ struct Row {
 
 /// The lines under the table: the default-region assumption, the
 /// sub-processors and the features that copy data when enabled.
-fn notes(p: &Policy) -> Vec<String> {
+pub(crate) fn notes(p: &Policy) -> Vec<String> {
     let mut out = vec![format!(
         "default region {}: {DEFAULT_REGION_ASSUMPTION}",
         p.region(p.default_region()).id()
