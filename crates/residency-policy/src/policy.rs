@@ -933,8 +933,9 @@ impl Policy {
         &self.feature_exports
     }
 
-    /// Where a provider location is: the policy's own `[locations]` first,
-    /// then the shipped provider table. A country code or a group (`EU`).
+    /// Where a provider location is: a location some region declares (its
+    /// country from the policy's `[locations]` or the provider table), else
+    /// the shipped provider table. A country code or a group (`EU`).
     pub fn location_place(&self, location: &str) -> Option<&str> {
         self.regions
             .iter()
