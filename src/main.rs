@@ -113,6 +113,35 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Change a tenant in the tenants file.
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TenantsCommand {
+    /// Set a tenant's optional features (the file is validated against the
+    /// policy before it is written; a running sidecar picks it up on reload).
+    ///
+    /// Warns when a feature copies data outside the tenant's locality
+    /// (`insights`: default ticket fields are copied to the US).
+    Set {
+        #[command(flatten)]
+        files: PolicyFiles,
+        /// Tenant id.
+        tenant: String,
+        /// Replace the feature list (comma-separated; empty for none).
+        #[arg(long, value_delimiter = ',', num_args = 0..)]
+        features: Option<Vec<String>>,
+        /// Enable one feature.
+        #[arg(long = "add-feature", value_name = "FEATURE")]
+        add_feature: Vec<String>,
+        /// Disable one feature.
+        #[arg(long = "remove-feature", value_name = "FEATURE")]
+        remove_feature: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -233,6 +262,16 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Show { policy, format },
         } => commands::policy_show::run(&policy, format),
+        Command::Tenants {
+            command:
+                TenantsCommand::Set {
+                    files,
+                    tenant,
+                    features,
+                    add_feature,
+                    remove_feature,
+                },
+        } => commands::tenants::set(&files, &tenant, features, &add_feature, &remove_feature),
     };
     match result {
         Ok(code) => code,

@@ -175,16 +175,24 @@ fn explain_example_tenants_follow_the_seed_table() {
 
 #[test]
 fn explain_classifies_by_content_type_and_explicit_category() {
-    // No key rule matches: the content type decides (audio/* -> call recordings).
+    // No key rule matches: the content type decides (text/vtt -> transcriptions).
     let v = explain(
         "globex",
-        "uploads/voice",
-        &["--content-type", "audio/mpeg; rate=8000"],
+        "uploads/call.vtt",
+        &["--content-type", "text/vtt"],
     );
     assert_eq!(v["decision"], "allow");
-    assert_eq!(v["category"], "call_recordings");
+    assert_eq!(v["category"], "transcriptions");
     assert_eq!(v["classified_by"], "content_type_rule");
     assert_eq!(v["region"], "us");
+    // "Call Recordings: includes live call recordings and voicemails": audio
+    // alone is not one (issue 18, item 7); no rule places it.
+    check_explain(
+        "acme",
+        "uploads/voice",
+        &["--content-type", "audio/mpeg; rate=8000"],
+        &Deny("unclassified", None),
+    );
     // An explicit category places a key no rule matches.
     check_explain(
         "acme",
@@ -304,6 +312,17 @@ fn check_accepts_the_shipped_files() {
     assert!(text.contains("18 categories"), "{text}");
     assert!(text.contains(&format!("ok: {TENANTS}")), "{text}");
     assert!(text.contains("4 tenants"), "{text}");
+    // Issue 18, items 3, 4, 8: the notes are part of every check.
+    assert!(
+        text.contains("note: default region us: product assumption"),
+        "{text}"
+    );
+    assert!(text.contains("note: sub-processor Twilio"), "{text}");
+    assert!(
+        text.contains("warning: tenant acme: feature insights copies default ticket fields"),
+        "{text}"
+    );
+    assert!(!text.contains("warning: tenant globex"), "{text}");
 }
 
 /// The `file:line:` prefixes of every stderr line except the closing summary.
@@ -466,7 +485,12 @@ fn policy_show_markdown_has_a_header_row_and_every_category() {
         "{md}"
     );
     assert!(lines[1].starts_with("|---|"), "{md}");
-    let rows = &lines[2..];
+    // The table ends at the first blank line; the notes follow it.
+    let rows: Vec<&str> = lines[2..]
+        .iter()
+        .take_while(|l| !l.is_empty())
+        .copied()
+        .collect();
     assert_eq!(rows.len(), 18, "{md}");
     for (row, id) in rows.iter().zip(CATEGORIES) {
         assert!(row.starts_with(&format!("| `{id}` |")), "{row}");
@@ -515,4 +539,186 @@ fn missing_required_flag_is_a_usage_error() {
     let out = residency(&["explain", "--key", "tickets/1"]);
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("--tenant"), "{}", stderr(&out));
+}
+
+// --- Issue 18 (seed fidelity) -------------------------------------------------
+
+/// "Available to be Hosted in the European Economic Area (EEA)": London is
+/// not in the EEA, so `check` refuses a policy that lists eu-west-2 in its
+/// EEA region, naming the location and its country.
+#[test]
+fn check_refuses_london_in_the_eea_region() {
+    let dir = temp_dir("london");
+    let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(POLICY))
+        .expect("read policy");
+    let bad = shipped.replace(
+        "locations = [\"eu-west-1\",",
+        "locations = [\"eu-west-1\", \"eu-west-2\",",
+    );
+    assert_ne!(bad, shipped);
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, bad).unwrap();
+    let out = residency(&["check", "--policy", policy.to_str().unwrap()]);
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("\"eu-west-2\" is in GB")
+            && err.contains("not a member of jurisdiction \"EEA\""),
+        "{err}"
+    );
+}
+
+/// Transcriptions and SMS are "Hosted by Zendesk's third party service
+/// provider, Twilio, in the US only; also stored in tickets": a strict EEA
+/// tenant's transcription is stored in the EEA, and `explain` shows Twilio's
+/// copy (`also_hosted_by`) and warns instead of certifying EEA-only.
+#[test]
+fn explain_shows_twilios_us_copy_as_a_warning_for_a_strict_eea_tenant() {
+    let v = explain("eurobank", "talk/transcriptions/1.txt", &[]);
+    assert_eq!(v["decision"], "allow");
+    assert_eq!(v["region"], "eu");
+    assert_eq!(v["also_hosted_by"][0]["name"], "Twilio");
+    assert_eq!(v["also_hosted_by"][0]["hosts_in"][0], "US");
+    let w = v["warnings"][0].as_str().expect("a warning");
+    assert!(w.contains("Twilio") && w.contains("US"), "{v}");
+    // A US tenant's copy is in its locality: shown, no warning.
+    let v = explain("globex", "sms/1.json", &[]);
+    assert_eq!(v["also_hosted_by"][0]["name"], "Twilio");
+    assert_eq!(v["warnings"].as_array().map(Vec::len), Some(0), "{v}");
+}
+
+/// "Default ticket fields exported to Insights (including End-User
+/// organization) cannot be disabled": acme (EEA, Insights on) has ticket
+/// fields copied to the US; `explain` says so.
+#[test]
+fn explain_warns_that_insights_copies_ticket_fields_to_the_us() {
+    let v = explain("acme", "tickets/1/comment.json", &[]);
+    assert_eq!(v["region"], "eu");
+    let w = v["warnings"][0].as_str().expect("a warning");
+    assert!(
+        w.contains("insights") && w.contains("default ticket fields") && w.contains("us"),
+        "{v}"
+    );
+    let v = explain("eurobank", "tickets/1/comment.json", &[]);
+    assert_eq!(v["warnings"].as_array().map(Vec::len), Some(0), "{v}");
+}
+
+/// The policy only covers tenants "when the Add-On is purchased": initech's
+/// region is the product's assumption, and `explain` says so.
+#[test]
+fn explain_marks_the_default_region_as_a_product_assumption() {
+    let v = explain("initech", "tickets/1.json", &[]);
+    assert_eq!(v["region"], "us");
+    let a = v["assumption"].as_str().expect("an assumption");
+    assert!(a.contains("product assumption"), "{v}");
+    assert_eq!(
+        explain("acme", "tickets/1.json", &[])["assumption"],
+        Value::Null
+    );
+    let out = residency(&["explain", "--tenant", "initech", "--key", "tickets/1.json"]);
+    assert!(stdout(&out).contains("assumption: "), "{}", stdout(&out));
+}
+
+/// `policy show` marks the Twilio cells, the Insights copy and the
+/// default-region assumption.
+#[test]
+fn policy_show_marks_third_party_copies_and_the_assumption() {
+    let text = policy_show("text");
+    let line = |cat: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{cat} ")))
+            .unwrap_or_else(|| panic!("{cat} row in {text}"))
+            .to_string()
+    };
+    assert!(line("transcriptions").contains("Twilio (US)"), "{text}");
+    assert!(line("sms_messages").contains("Twilio (US)"), "{text}");
+    assert!(!line("ticket_data").contains("Twilio"), "{text}");
+    assert!(text.contains("product assumption"), "{text}");
+    assert!(
+        text.contains("feature insights: enabling it copies default ticket fields"),
+        "{text}"
+    );
+    let json: Value = serde_json::from_str(&policy_show("json")).unwrap();
+    assert_eq!(json["default_region_basis"], "assumption");
+    assert_eq!(json["sub_processors"][0]["name"], "Twilio");
+    let html = policy_show("html");
+    assert!(
+        html.contains("eu + Twilio copy in US"),
+        "html marks the cell"
+    );
+}
+
+/// `tenants set --features insights` for an EEA tenant writes the file and
+/// warns that default ticket fields are copied to the US; for a US tenant it
+/// does not warn; an undeclared feature is refused and the file unchanged.
+#[test]
+fn tenants_set_insights_for_an_eea_tenant_warns_of_the_us_copy() {
+    let dir = temp_dir("tenants-set");
+    let tenants = dir.join("tenants.toml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(TENANTS),
+        &tenants,
+    )
+    .unwrap();
+    let t = tenants.to_str().unwrap();
+    let out = residency(&[
+        "tenants",
+        "set",
+        "eurobank",
+        "--tenants",
+        t,
+        "--add-feature",
+        "insights",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("warning: feature insights copies default ticket fields")
+            && text.contains("to us (US)"),
+        "{text}"
+    );
+    let v = explain_with(t, "eurobank", "tickets/1.json");
+    assert!(
+        v["warnings"][0].as_str().unwrap_or("").contains("insights"),
+        "{v}"
+    );
+    let out = residency(&[
+        "tenants",
+        "set",
+        "globex",
+        "--tenants",
+        t,
+        "--features",
+        "insights",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stdout(&out).contains("warning"), "{}", stdout(&out));
+    let before = std::fs::read_to_string(&tenants).unwrap();
+    let out = residency(&[
+        "tenants",
+        "set",
+        "acme",
+        "--tenants",
+        t,
+        "--add-feature",
+        "telepathy",
+    ]);
+    assert_eq!(code(&out), 2);
+    assert_eq!(std::fs::read_to_string(&tenants).unwrap(), before);
+}
+
+fn explain_with(tenants: &str, tenant: &str, key: &str) -> Value {
+    let out = residency(&[
+        "explain",
+        "--tenants",
+        tenants,
+        "--tenant",
+        tenant,
+        "--key",
+        key,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
 }

@@ -64,6 +64,28 @@ pub(crate) fn run(
                 }
                 println!("ok: reloading from {} keeps enough tenants", prev.display());
             }
+            // What the files certify and what they do not: the default-region
+            // assumption, sub-processor copies, feature exports.
+            for n in super::policy_show::notes(&policy) {
+                println!("note: {n}");
+            }
+            for (_, tenant) in t.iter() {
+                let Some(home) = tenant.locality() else {
+                    continue;
+                };
+                for f in tenant.features().iter() {
+                    for e in policy.exports_leaving(f, home) {
+                        println!(
+                            "warning: tenant {}: feature {} copies {} to {}, outside its locality {}",
+                            tenant.id(),
+                            policy.feature_name(f),
+                            e.what().unwrap_or("data"),
+                            policy.region(e.to()).id(),
+                            policy.region(home).id()
+                        );
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use residency::policy::{Decision, DenyReason, PlacementRequest};
+use residency::policy::{Decision, DenyReason, Note, PlacementRequest};
 use serde_json::json;
 
 use super::{load_ruleset, LoadError, EXIT_CONFIG};
@@ -55,6 +55,33 @@ pub(crate) fn run(
             (None, false, cat, None, None)
         }
     };
+    // What the region alone does not tell: third-party copies of the category,
+    // copies an enabled feature makes, and the default-region assumption.
+    let also_hosted_by: Vec<_> = decision
+        .category()
+        .map(|c| {
+            policy
+                .sub_processors_of(c)
+                .map(|s| {
+                    json!({
+                        "name": s.name(),
+                        "hosts_in": s.hosts_in(),
+                        "seed": s.seed(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let notes = rules.decision_notes(tenant, &decision);
+    let warnings: Vec<String> = notes
+        .iter()
+        .filter(|n| n.is_warning())
+        .map(|n| n.display(policy).to_string())
+        .collect();
+    let assumption = notes
+        .iter()
+        .find(|n| matches!(n, Note::DefaultRegionAssumption { .. }))
+        .map(|n| n.display(policy).to_string());
     match format {
         ExplainFormat::Json => {
             let v = json!({
@@ -69,6 +96,9 @@ pub(crate) fn run(
                 "reason": decision.reason_str(),
                 "detail": detail,
                 "out_of_locality": out_of_locality,
+                "also_hosted_by": also_hosted_by,
+                "warnings": warnings,
+                "assumption": assumption,
                 "policy_version": policy.version(),
             });
             println!("{v}");
@@ -89,6 +119,12 @@ pub(crate) fn run(
                 None => println!("deny: {tenant}/{key} ({})", decision.reason_str()),
             }
             println!("why: {detail}");
+            for w in &warnings {
+                println!("warning: {w}");
+            }
+            if let Some(a) = &assumption {
+                println!("assumption: {a}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

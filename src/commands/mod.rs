@@ -11,6 +11,7 @@ pub(crate) mod explain;
 pub(crate) mod migrate;
 pub(crate) mod policy_show;
 pub(crate) mod serve;
+pub(crate) mod tenants;
 
 /// Exit code for invalid input files or arguments.
 pub(crate) const EXIT_CONFIG: u8 = 2;

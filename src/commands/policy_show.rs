@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use residency::policy::{
-    CategoryId, Classification, ClassifiedBy, Decision, DenyReason, HostingRule, Policy, Ruleset,
-    Tenants,
+    CategoryId, Classification, ClassifiedBy, Decision, DenyReason, HostingRule, Note, Policy,
+    Ruleset, Tenants, DEFAULT_REGION_ASSUMPTION,
 };
 use serde_json::json;
 
@@ -21,6 +21,41 @@ struct Row {
     follows: String,
     feature: String,
     description: String,
+    /// Sub-processors holding their own copy: `Twilio (US)`, or `-`.
+    also_hosted_by: String,
+}
+
+/// The lines under the table: the default-region assumption, the
+/// sub-processors and the features that copy data when enabled.
+pub(crate) fn notes(p: &Policy) -> Vec<String> {
+    let mut out = vec![format!(
+        "default region {}: {DEFAULT_REGION_ASSUMPTION}",
+        p.region(p.default_region()).id()
+    )];
+    for s in p.sub_processors() {
+        let cats: Vec<&str> = s.categories().iter().map(|c| p.category(*c).id()).collect();
+        out.push(format!(
+            "sub-processor {} also hosts {} in {} (a copy Residency does not store; a tenant whose locality is elsewhere gets a warning){}",
+            s.name(),
+            cats.join(", "),
+            s.hosts_in().join(", "),
+            s.seed().map(|q| format!(": \"{q}\"")).unwrap_or_default()
+        ));
+    }
+    for e in p.feature_exports() {
+        let cats: Vec<&str> = e.categories().iter().map(|c| p.category(*c).id()).collect();
+        let to = p.region(e.to());
+        out.push(format!(
+            "feature {}: enabling it copies {} of {} to {} ({}) for every tenant, whatever its locality{}",
+            p.feature_name(e.feature()),
+            e.what().unwrap_or("data"),
+            cats.join(", "),
+            to.id(),
+            to.jurisdiction(),
+            e.seed().map(|q| format!(": \"{q}\"")).unwrap_or_default()
+        ));
+    }
+    out
 }
 
 fn rows(p: &Policy) -> Vec<Row> {
@@ -42,7 +77,16 @@ fn rows(p: &Policy) -> Vec<Row> {
             let feature = c
                 .feature()
                 .map_or("-".to_string(), |f| p.feature_name(f).to_string());
+            let also: Vec<String> = p
+                .sub_processors_of(id)
+                .map(|s| format!("{} ({})", s.name(), s.hosts_in().join(", ")))
+                .collect();
             Row {
+                also_hosted_by: if also.is_empty() {
+                    "-".to_string()
+                } else {
+                    also.join(", ")
+                },
                 category: c.id().to_string(),
                 allowed,
                 follows,
@@ -61,8 +105,12 @@ pub(crate) fn run(path: &Path, format: ShowFormat) -> Result<ExitCode, LoadError
             let v = json!({
                 "version": p.version(),
                 "default_region": p.region(p.default_region()).id(),
+                "default_region_basis": "assumption",
+                "default_region_assumption": DEFAULT_REGION_ASSUMPTION,
                 "regions": p.regions().map(|(_, r)| json!({
                     "id": r.id(), "jurisdiction": r.jurisdiction(), "locations": r.locations(),
+                    "countries": r.locations().iter().map(|l| r.location_place(l)).collect::<Vec<_>>(),
+                    "members": r.members(),
                 })).collect::<Vec<_>>(),
                 "categories": rows.iter().map(|r| json!({
                     "category": r.category,
@@ -70,18 +118,37 @@ pub(crate) fn run(path: &Path, format: ShowFormat) -> Result<ExitCode, LoadError
                     "follows": r.follows,
                     "feature": r.feature,
                     "description": r.description,
+                    "also_hosted_by": r.also_hosted_by,
                 })).collect::<Vec<_>>(),
+                "sub_processors": p.sub_processors().iter().map(|s| json!({
+                    "name": s.name(),
+                    "hosts_in": s.hosts_in(),
+                    "categories": s.categories().iter().map(|c| p.category(*c).id()).collect::<Vec<_>>(),
+                    "seed": s.seed(),
+                })).collect::<Vec<_>>(),
+                "feature_exports": p.feature_exports().iter().map(|e| json!({
+                    "feature": p.feature_name(e.feature()),
+                    "to": p.region(e.to()).id(),
+                    "categories": e.categories().iter().map(|c| p.category(*c).id()).collect::<Vec<_>>(),
+                    "what": e.what(),
+                    "seed": e.seed(),
+                })).collect::<Vec<_>>(),
+                "notes": notes(&p),
             });
             println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         }
         ShowFormat::Markdown => {
-            println!("| category | may be hosted in | follows | feature gate | description |");
-            println!("|---|---|---|---|---|");
+            println!("| category | may be hosted in | follows | feature gate | also hosted by | description |");
+            println!("|---|---|---|---|---|---|");
             for r in &rows {
                 println!(
-                    "| `{}` | {} | {} | {} | {} |",
-                    r.category, r.allowed, r.follows, r.feature, r.description
+                    "| `{}` | {} | {} | {} | {} | {} |",
+                    r.category, r.allowed, r.follows, r.feature, r.also_hosted_by, r.description
                 );
+            }
+            println!();
+            for n in notes(&p) {
+                println!("- {n}");
             }
         }
         ShowFormat::Html => print!("{}", html(&p, &rows, &matrix(&p)?)),
@@ -104,15 +171,20 @@ pub(crate) fn run(path: &Path, format: ShowFormat) -> Result<ExitCode, LoadError
                 w(|r| &r.allowed, "MAY BE HOSTED IN"),
                 w(|r| &r.follows, "FOLLOWS"),
             );
+            let w4 = w(|r| &r.feature, "FEATURE");
             println!(
-                "{:w1$}  {:w2$}  {:w3$}  FEATURE",
-                "CATEGORY", "MAY BE HOSTED IN", "FOLLOWS"
+                "{:w1$}  {:w2$}  {:w3$}  {:w4$}  ALSO HOSTED BY",
+                "CATEGORY", "MAY BE HOSTED IN", "FOLLOWS", "FEATURE"
             );
             for r in &rows {
                 println!(
-                    "{:w1$}  {:w2$}  {:w3$}  {}",
-                    r.category, r.allowed, r.follows, r.feature
+                    "{:w1$}  {:w2$}  {:w3$}  {:w4$}  {}",
+                    r.category, r.allowed, r.follows, r.feature, r.also_hosted_by
                 );
+            }
+            println!();
+            for n in notes(&p) {
+                println!("note: {n}");
             }
         }
     }
@@ -158,6 +230,8 @@ struct Cell {
     kind: CellKind,
     text: String,
     reason: &'static str,
+    /// Copies outside this tenant kind's locality (`Twilio copy in US`).
+    marks: Vec<String>,
 }
 
 struct Matrix {
@@ -238,8 +312,27 @@ fn cell(rules: &Ruleset, tenant: residency::policy::TenantId, c: CategoryId) -> 
             by: ClassifiedBy::Explicit,
         },
     );
+    let p = rules.policy();
+    let marks: Vec<String> = rules
+        .notes(tenant, Some(c))
+        .iter()
+        .filter_map(|n| match n {
+            Note::SubProcessorCopy { sub_processor, .. } => Some(format!(
+                "{} copy in {}",
+                sub_processor.name(),
+                sub_processor.hosts_in().join(", ")
+            )),
+            Note::FeatureExport { export, .. } => Some(format!(
+                "{} copy in {}",
+                p.feature_name(export.feature()),
+                p.region(export.to()).id()
+            )),
+            Note::DefaultRegionAssumption { .. } => None,
+        })
+        .collect();
     match d {
         Decision::Allow(pl) => Cell {
+            marks,
             kind: if pl.out_of_locality {
                 CellKind::OutOfLocality
             } else {
@@ -249,6 +342,7 @@ fn cell(rules: &Ruleset, tenant: residency::policy::TenantId, c: CategoryId) -> 
             reason: d.reason_str(),
         },
         Decision::Deny(r) => Cell {
+            marks,
             kind: CellKind::Denied,
             text: match r {
                 DenyReason::OutOfLocality { .. } => "denied".to_string(),
@@ -275,9 +369,14 @@ fn esc(s: &str) -> String {
 }
 
 fn cell_label(c: &Cell) -> String {
-    match c.kind {
+    let label = match c.kind {
         CellKind::OutOfLocality => format!("{} (out of locality)", c.text),
         _ => c.text.clone(),
+    };
+    if c.marks.is_empty() {
+        label
+    } else {
+        format!("{label} + {}", c.marks.join(", "))
     }
 }
 

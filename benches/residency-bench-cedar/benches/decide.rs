@@ -4,7 +4,7 @@
 //! Run: `cargo bench -p residency-bench-cedar --bench decide`.
 //!
 //! The policy is `config/hosting-policy.toml` (21 key rules) with three more
-//! content-type rules appended (5 in all); 1,000 generated tenants (eu, us or no
+//! content-type rules appended (4 in all); 1,000 generated tenants (eu, us or no
 //! locality; some strict; random optional features).
 //!
 //! What each side does, per request:
@@ -38,7 +38,7 @@ use cedar_policy::{
 use criterion::{Criterion, Throughput};
 use residency_policy::{Classification, Decision, DenyReason, PlacementRequest, Ruleset};
 
-/// The shipped policy, plus three content-type rules (5 in all).
+/// The shipped policy, plus three content-type rules (4 in all).
 fn policy_source() -> String {
     let mut p = include_str!("../../../config/hosting-policy.toml").to_string();
     p.push_str(
@@ -454,7 +454,7 @@ impl Fixture {
         let rules = Ruleset::from_toml(&policy_source(), "policy", &tenants, "tenants")
             .expect("bench policy and tenants are valid");
         assert!(rules.policy().key_rules().len() >= 20);
-        assert_eq!(rules.policy().content_type_rules().len(), 5);
+        assert_eq!(rules.policy().content_type_rules().len(), 4);
         assert_eq!(rules.tenants().len(), TENANTS);
         let cedar = CedarModel::new(&rules);
         let mix = request_mix(&mut rng);

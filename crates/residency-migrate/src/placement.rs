@@ -120,8 +120,13 @@ mod tests {
         // No key rule: the stored content type decides.
         assert_eq!(p.by_key("misc/x.bin"), None);
         assert!(matches!(
+            p.with_meta("misc/x.vtt", Some("text/vtt"), None),
+            Verdict::Move { .. }
+        ));
+        // Audio alone is no call recording (issue 18, item 7).
+        assert!(matches!(
             p.with_meta("misc/x.wav", Some("audio/wav"), None),
-            Verdict::Stay { .. }
+            Verdict::Denied { .. }
         ));
         assert!(matches!(
             p.with_meta("misc/x.bin", None, Some("ticket_data")),

@@ -21,6 +21,9 @@ pub enum ClassifiedBy {
     KeyRule(usize),
     /// The key is a backup of one category's data (`backups/<category>/...`).
     CategoryBackup,
+    /// The key is a backup or log of another key (`backups/<original key>`,
+    /// `logs/<original key>`), which the key rule at this index places.
+    BackupOf(usize),
     /// Matched the content-type rule at this index of `content_type_rules`.
     ContentTypeRule(usize),
     /// Nothing matched; the policy's `default_category` applied.
@@ -34,6 +37,7 @@ impl ClassifiedBy {
             ClassifiedBy::Explicit => "explicit",
             ClassifiedBy::KeyRule(_) => "key_rule",
             ClassifiedBy::CategoryBackup => "category_backup",
+            ClassifiedBy::BackupOf(_) => "backup_of_key",
             ClassifiedBy::ContentTypeRule(_) => "content_type_rule",
             ClassifiedBy::Default => "default_category",
         }
@@ -142,11 +146,14 @@ impl KeyRule {
 
 /// A content-type rule: `type/subtype`, either part `*`, or a subtype prefix
 /// ending in `*` (`application/vnd.ms-*`). Matched case-insensitively with
-/// parameters (`; charset=...`) ignored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// parameters (`; charset=...`) ignored. With `keys`, only for keys matching
+/// that glob.
+#[derive(Debug, Clone)]
 pub struct ContentTypeRule {
     pub(crate) pattern: String,
     pub(crate) category: CategoryId,
+    /// The key space the rule is limited to (`keys = "talk/**"`).
+    pub(crate) scope: Option<KeyRule>,
     main: String,
     sub: String,
 }
@@ -168,6 +175,7 @@ impl ContentTypeRule {
         Some(ContentTypeRule {
             pattern: pattern.to_string(),
             category,
+            scope: None,
             main: main.to_ascii_lowercase(),
             sub: sub.to_ascii_lowercase(),
         })
@@ -183,7 +191,12 @@ impl ContentTypeRule {
         self.category
     }
 
-    /// Whether a `Content-Type` value matches.
+    /// The key glob the rule is limited to, if any.
+    pub fn keys(&self) -> Option<&str> {
+        self.scope.as_ref().map(KeyRule::pattern)
+    }
+
+    /// Whether a `Content-Type` value matches (the key scope aside).
     pub fn is_match(&self, content_type: &str) -> bool {
         let essence = content_type.split(';').next().unwrap_or("").trim();
         let Some((main, sub)) = essence.split_once('/') else {

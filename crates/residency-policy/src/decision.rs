@@ -226,9 +226,12 @@ fn classified(policy: &Policy, c: CategoryId, by: ClassifiedBy) -> String {
                 policy.key_rules()[i].pattern()
             )
         }
-        ClassifiedBy::CategoryBackup => format!(
-            "category {name} (a backup of {name} under {:?})",
-            policy.category_backups().unwrap_or("")
+        ClassifiedBy::CategoryBackup => {
+            format!("category {name} (a backup of {name} data, by its key prefix)")
+        }
+        ClassifiedBy::BackupOf(i) => format!(
+            "category {name} (a backup or log of a key the key rule {:?} places)",
+            policy.key_rules()[i].pattern()
         ),
         ClassifiedBy::ContentTypeRule(i) => format!(
             "category {name} (content-type rule {:?})",

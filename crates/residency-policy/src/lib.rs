@@ -42,6 +42,8 @@ mod category;
 mod classifier;
 mod decision;
 mod error;
+mod geo;
+mod notes;
 mod policy;
 mod region;
 mod ruleset;
@@ -53,7 +55,9 @@ pub use classifier::{
 };
 pub use decision::{AllowReason, Decision, DenyReason, Explanation, Placement, PlacementRequest};
 pub use error::{ConfigError, ConfigErrors};
-pub use policy::Policy;
+pub use geo::{builtin_jurisdiction, provider_location, PROVIDER_LOCATIONS};
+pub use notes::{Note, DEFAULT_REGION_ASSUMPTION};
+pub use policy::{FeatureExport, Policy, SubProcessor};
 pub use region::{Region, RegionId, RegionSet, MAX_REGIONS};
 pub use ruleset::Ruleset;
 pub use tenant::{

@@ -16,6 +16,7 @@ use crate::category::{
 use crate::classifier::{Classification, ClassifiedBy, ContentTypeRule, KeyRule, OnConflict};
 use crate::decision::DenyReason;
 use crate::error::{ConfigErrors, Diagnostics};
+use crate::geo;
 use crate::region::{Region, RegionId, RegionSet, MAX_REGIONS};
 
 /// A validated hosting policy.
@@ -29,8 +30,10 @@ pub struct Policy {
     features: Vec<String>,
     default_category: Option<CategoryId>,
     on_conflict: OnConflict,
-    category_backups: Option<String>,
+    backup_prefixes: Vec<String>,
     regions: Vec<Region>,
+    sub_processors: Vec<SubProcessor>,
+    feature_exports: Vec<FeatureExport>,
     categories: Vec<Category>,
     resolved: Vec<Resolved>,
     category_index: FastMap<String, CategoryId>,
@@ -48,6 +51,11 @@ struct RawPolicy {
     default_category: Option<Spanned<String>>,
     on_conflict: Option<Spanned<String>>,
     category_backups: Option<Spanned<String>>,
+    backup_prefixes: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    jurisdictions: IndexMap<String, Spanned<RawJurisdiction>>,
+    #[serde(default)]
+    locations: IndexMap<String, Spanned<String>>,
     #[serde(default)]
     regions: IndexMap<String, Spanned<RawRegion>>,
     #[serde(default)]
@@ -55,15 +63,136 @@ struct RawPolicy {
     #[serde(default)]
     key_rules: Vec<Spanned<RawRule>>,
     #[serde(default)]
-    content_type_rules: Vec<Spanned<RawRule>>,
+    content_type_rules: Vec<Spanned<RawContentTypeRule>>,
+    #[serde(default)]
+    sub_processors: Vec<Spanned<RawSubProcessor>>,
+    #[serde(default)]
+    feature_exports: Vec<Spanned<RawFeatureExport>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJurisdiction {
+    countries: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContentTypeRule {
+    pattern: Spanned<String>,
+    category: Spanned<String>,
+    keys: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubProcessor {
+    name: Spanned<String>,
+    hosts_in: Spanned<Vec<Spanned<String>>>,
+    categories: Vec<Spanned<String>>,
+    seed: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeatureExport {
+    feature: Spanned<String>,
+    to: Spanned<String>,
+    categories: Vec<Spanned<String>>,
+    what: Option<String>,
+    seed: Option<String>,
+}
+
+/// A third party that hosts its own copy of some categories (the seed's
+/// "Hosted by Zendesk's third party service provider, Twilio, in the US
+/// only"). Residency does not store that copy; it says where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubProcessor {
+    pub(crate) name: String,
+    pub(crate) hosts_in: Vec<String>,
+    pub(crate) countries: Vec<String>,
+    pub(crate) categories: Vec<CategoryId>,
+    pub(crate) seed: Option<String>,
+}
+
+impl SubProcessor {
+    /// The sub-processor's name (`Twilio`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where it hosts, as written (countries or groups: `["US"]`).
+    pub fn hosts_in(&self) -> &[String] {
+        &self.hosts_in
+    }
+
+    /// The countries it may host in (groups expanded, sorted).
+    pub fn countries(&self) -> &[String] {
+        &self.countries
+    }
+
+    /// The categories it holds a copy of.
+    pub fn categories(&self) -> &[CategoryId] {
+        &self.categories
+    }
+
+    /// The seed's words, as quoted in the policy.
+    pub fn seed(&self) -> Option<&str> {
+        self.seed.as_deref()
+    }
+
+    /// Whether its copy is outside `region` (a country it hosts in is not a
+    /// member of the region's jurisdiction).
+    pub fn outside(&self, region: &Region) -> bool {
+        self.countries.iter().any(|c| !region.is_member(c))
+    }
+}
+
+/// An optional feature that, once enabled, copies some of a category's data to
+/// a region whatever the tenant's locality (the seed's "Default ticket fields
+/// exported to Insights ... cannot be disabled").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureExport {
+    pub(crate) feature: FeatureId,
+    pub(crate) to: RegionId,
+    pub(crate) categories: Vec<CategoryId>,
+    pub(crate) what: Option<String>,
+    pub(crate) seed: Option<String>,
+}
+
+impl FeatureExport {
+    /// The feature whose enabling copies the data.
+    pub fn feature(&self) -> FeatureId {
+        self.feature
+    }
+
+    /// The region the copy goes to.
+    pub fn to(&self) -> RegionId {
+        self.to
+    }
+
+    /// The categories whose data (or part of it) is copied.
+    pub fn categories(&self) -> &[CategoryId] {
+        &self.categories
+    }
+
+    /// What is copied, in the policy's words (`default ticket fields ...`).
+    pub fn what(&self) -> Option<&str> {
+        self.what.as_deref()
+    }
+
+    /// The seed's words, as quoted in the policy.
+    pub fn seed(&self) -> Option<&str> {
+        self.seed.as_deref()
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRegion {
-    jurisdiction: String,
+    jurisdiction: Spanned<String>,
     #[serde(default)]
-    locations: Vec<String>,
+    locations: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -132,6 +261,47 @@ impl Policy {
                 format!("at most {MAX_REGIONS} regions may be declared"),
             );
         }
+        // Jurisdictions: member countries (the policy's, else the shipped ones).
+        let mut jurisdictions: HashMap<&str, Vec<String>> = HashMap::new();
+        for (label, j) in &raw.jurisdictions {
+            let places: Vec<String> = j
+                .get_ref()
+                .countries
+                .iter()
+                .map(|c| c.get_ref().clone())
+                .collect();
+            match geo::TABLE.expand(&places) {
+                Ok(members) if !members.is_empty() => {
+                    jurisdictions.insert(label.as_str(), members);
+                }
+                Ok(_) => diag.push(
+                    Some(j.span()),
+                    format!("jurisdiction {label:?} has no member countries"),
+                ),
+                Err(e) => diag.push(Some(j.span()), format!("jurisdiction {label:?}: {e}")),
+            }
+        }
+        // The policy's own locations (private data centres, Garage, MinIO).
+        let mut own_locations: HashMap<String, String> = HashMap::new();
+        for (name, place) in &raw.locations {
+            if let Err(e) = geo::TABLE.expand(std::slice::from_ref(place.get_ref())) {
+                diag.push(Some(place.span()), format!("location {name:?}: {e}"));
+                continue;
+            }
+            if let Some((known, provider)) = geo::TABLE.location(name) {
+                if known != place.get_ref() {
+                    diag.push(
+                        Some(place.span()),
+                        format!(
+                            "location {name:?} is {provider}'s, in {known}: a policy cannot place it in {:?}",
+                            place.get_ref()
+                        ),
+                    );
+                    continue;
+                }
+            }
+            own_locations.insert(name.to_ascii_lowercase(), place.get_ref().clone());
+        }
         for (id, r) in raw.regions.iter().take(MAX_REGIONS) {
             if !valid_id(id) {
                 diag.push(
@@ -139,10 +309,66 @@ impl Policy {
                     format!("region id {id:?} must be lowercase letters, digits, '_' or '-', starting with a letter"),
                 );
             }
+            let raw_region = r.get_ref();
+            let label = raw_region.jurisdiction.get_ref();
+            let members = jurisdictions
+                .get(label.as_str())
+                .cloned()
+                .or_else(|| geo::builtin_jurisdiction(label).map(<[String]>::to_vec))
+                .unwrap_or_default();
+            if members.is_empty() && !raw_region.locations.is_empty() {
+                diag.push(
+                    Some(raw_region.jurisdiction.span()),
+                    format!(
+                        "region {id:?}: jurisdiction {label:?} declares no member countries, so its locations cannot be checked; add [jurisdictions.{label}] countries = [\"<ISO 3166-1 code>\", ...]"
+                    ),
+                );
+            }
+            let mut places = Vec::new();
+            for loc in &raw_region.locations {
+                let name = loc.get_ref();
+                let found = own_locations
+                    .get(&name.to_ascii_lowercase())
+                    .map(|p| (p.as_str(), "the policy's [locations]"))
+                    .or_else(|| geo::TABLE.location(name));
+                let Some((place, source)) = found else {
+                    diag.push(
+                        Some(loc.span()),
+                        format!(
+                            "region {id:?}: location {name:?} is not a known provider region; say where it is in the policy's [locations] table: {name:?} = \"<ISO 3166-1 code>\""
+                        ),
+                    );
+                    places.push(String::new());
+                    continue;
+                };
+                if !members.is_empty() {
+                    let countries = geo::TABLE.expand(&[place.to_string()]).unwrap_or_default();
+                    let outside: Vec<&str> = countries
+                        .iter()
+                        .filter(|c| members.binary_search(c).is_err())
+                        .map(String::as_str)
+                        .collect();
+                    if !outside.is_empty() {
+                        diag.push(
+                            Some(loc.span()),
+                            format!(
+                                "region {id:?}: location {name:?} is in {place} ({source}), which is not a member of jurisdiction {label:?}; remove it from the region's locations",
+                            ),
+                        );
+                    }
+                }
+                places.push(place.to_string());
+            }
             regions.push(Region {
                 id: id.as_str().into(),
-                jurisdiction: r.get_ref().jurisdiction.clone(),
-                locations: r.get_ref().locations.clone(),
+                jurisdiction: label.clone(),
+                locations: raw_region
+                    .locations
+                    .iter()
+                    .map(|l| l.get_ref().clone())
+                    .collect(),
+                places,
+                members,
             });
         }
         let region_by_id = |s: &str| {
@@ -369,15 +595,33 @@ impl Policy {
             }),
         };
 
-        let category_backups = raw.category_backups.as_ref().map(|p| {
-            if p.get_ref().is_empty() || !p.get_ref().ends_with('/') {
-                diag.push(
-                    Some(p.span()),
-                    "category_backups must be a key prefix ending in '/'",
-                );
+        // Backup and log prefixes: `category_backups` is the older spelling of
+        // a one-prefix `backup_prefixes`.
+        let mut backup_prefixes = Vec::new();
+        match (&raw.backup_prefixes, &raw.category_backups) {
+            (Some(_), Some(c)) => diag.push(
+                Some(c.span()),
+                "give backup_prefixes or category_backups, not both (category_backups = \"p/\" is the older spelling of backup_prefixes = [\"p/\"])",
+            ),
+            (Some(list), None) => {
+                for p in list.get_ref() {
+                    if p.get_ref().is_empty() || !p.get_ref().ends_with('/') {
+                        diag.push(Some(p.span()), "a backup prefix must be a key prefix ending in '/'");
+                    }
+                    backup_prefixes.push(p.get_ref().clone());
+                }
             }
-            p.get_ref().clone()
-        });
+            (None, Some(p)) => {
+                if p.get_ref().is_empty() || !p.get_ref().ends_with('/') {
+                    diag.push(
+                        Some(p.span()),
+                        "category_backups must be a key prefix ending in '/'",
+                    );
+                }
+                backup_prefixes.push(p.get_ref().clone());
+            }
+            (None, None) => {}
+        }
 
         let mut key_rules = Vec::new();
         for r in &raw.key_rules {
@@ -399,12 +643,51 @@ impl Policy {
                 ),
             }
         }
+        let all_regions: RegionSet = (0..regions.len() as u8).map(RegionId).collect();
         let mut content_type_rules = Vec::new();
         for r in &raw.content_type_rules {
             let r = r.get_ref();
             let cat = lookup_category(&r.category, "content-type rule", diag);
+            let scope = match &r.keys {
+                None => None,
+                Some(k) => match KeyRule::new(k.get_ref(), cat.unwrap_or(CategoryId(0))) {
+                    Ok(rule) => Some(rule),
+                    Err(e) => {
+                        diag.push(
+                            Some(k.span()),
+                            format!(
+                                "content-type rule keys {:?} is invalid: {}",
+                                k.get_ref(),
+                                e.kind()
+                            ),
+                        );
+                        None
+                    }
+                },
+            };
+            // "A content type alone must not move a payload to a narrower
+            // region": an unscoped rule may only name a category that can be
+            // hosted wherever the tenant's data can.
+            if let (Some(c), None) = (cat, &r.keys) {
+                if let ResolvedPlacement::Regions { set, .. } = resolved[c.index()].placement {
+                    if set != all_regions {
+                        let names: Vec<&str> =
+                            set.iter().map(|x| &*regions[x.index()].id).collect();
+                        diag.push(
+                            Some(r.pattern.span()),
+                            format!(
+                                "content-type rule {:?} names category {:?}, which may only be hosted in [{}]: a content type alone must not move a payload to a narrower region; remove the rule or limit it to a key space with keys = \"<glob>\"",
+                                r.pattern.get_ref(),
+                                r.category.get_ref(),
+                                names.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
             match ContentTypeRule::new(r.pattern.get_ref(), cat.unwrap_or(CategoryId(0))) {
-                Some(rule) => {
+                Some(mut rule) => {
+                    rule.scope = scope;
                     if cat.is_some() {
                         content_type_rules.push(rule)
                     }
@@ -419,6 +702,90 @@ impl Policy {
             }
         }
 
+        // Sub-processors: third-party copies, shown beside the decisions.
+        let mut sub_processors = Vec::new();
+        for sp in &raw.sub_processors {
+            let sp = sp.get_ref();
+            let hosts_in: Vec<String> = sp
+                .hosts_in
+                .get_ref()
+                .iter()
+                .map(|h| h.get_ref().clone())
+                .collect();
+            let countries = match geo::TABLE.expand(&hosts_in) {
+                Ok(c) if !c.is_empty() => c,
+                Ok(_) => {
+                    diag.push(
+                        Some(sp.hosts_in.span()),
+                        format!("sub-processor {:?}: hosts_in is empty", sp.name.get_ref()),
+                    );
+                    Vec::new()
+                }
+                Err(e) => {
+                    diag.push(
+                        Some(sp.hosts_in.span()),
+                        format!("sub-processor {:?}: {e}", sp.name.get_ref()),
+                    );
+                    Vec::new()
+                }
+            };
+            if sp.name.get_ref().trim().is_empty() {
+                diag.push(Some(sp.name.span()), "a sub-processor needs a name");
+            }
+            let categories = sp
+                .categories
+                .iter()
+                .filter_map(|c| lookup_category(c, "sub-processor", diag))
+                .collect();
+            sub_processors.push(SubProcessor {
+                name: sp.name.get_ref().clone(),
+                hosts_in,
+                countries,
+                categories,
+                seed: sp.seed.clone(),
+            });
+        }
+
+        // Feature exports: enabling a feature copies data to a region.
+        let mut feature_exports = Vec::new();
+        for fe in &raw.feature_exports {
+            let fe = fe.get_ref();
+            let feature = feature_by_id(fe.feature.get_ref());
+            if feature.is_none() {
+                diag.push(
+                    Some(fe.feature.span()),
+                    format!(
+                        "feature export names feature {:?}, which is not declared in `features`",
+                        fe.feature.get_ref()
+                    ),
+                );
+            }
+            let to = region_by_id(fe.to.get_ref());
+            if to.is_none() {
+                diag.push(
+                    Some(fe.to.span()),
+                    format!(
+                        "feature export goes to region {:?}, which is not declared",
+                        fe.to.get_ref()
+                    ),
+                );
+            }
+            let categories = fe
+                .categories
+                .iter()
+                .filter_map(|c| lookup_category(c, "feature export", diag))
+                .collect();
+            if let (Some(feature), Some(to)) = (feature, to) {
+                feature_exports.push(FeatureExport {
+                    feature,
+                    to,
+                    categories,
+                    what: fe.what.clone(),
+                    seed: fe.seed.clone(),
+                });
+            }
+        }
+
         if !diag.is_empty() {
             return None;
         }
@@ -428,8 +795,10 @@ impl Policy {
             features,
             default_category,
             on_conflict,
-            category_backups,
+            backup_prefixes,
             regions,
+            sub_processors,
+            feature_exports,
             categories,
             resolved,
             category_index,
@@ -539,10 +908,74 @@ impl Policy {
         self.on_conflict
     }
 
-    /// The key prefix under which `<prefix><category>/...` is a backup of one
-    /// category's data.
-    pub fn category_backups(&self) -> Option<&str> {
-        self.category_backups.as_deref()
+    /// The key prefixes of backups and logs (`backups/`, `logs/`): a key
+    /// `<prefix><category id>/...` or `<prefix><original key>` takes the
+    /// placement of what it holds.
+    pub fn backup_prefixes(&self) -> &[String] {
+        &self.backup_prefixes
+    }
+
+    /// The sub-processors: third parties that host their own copy of some
+    /// categories.
+    pub fn sub_processors(&self) -> &[SubProcessor] {
+        &self.sub_processors
+    }
+
+    /// The sub-processors that hold a copy of a category.
+    pub fn sub_processors_of(&self, c: CategoryId) -> impl Iterator<Item = &SubProcessor> {
+        self.sub_processors
+            .iter()
+            .filter(move |s| s.categories.contains(&c))
+    }
+
+    /// The feature exports: enabling a feature copies data to a region.
+    pub fn feature_exports(&self) -> &[FeatureExport] {
+        &self.feature_exports
+    }
+
+    /// Where a provider location is: a location some region declares (its
+    /// country from the policy's `[locations]` or the provider table), else
+    /// the shipped provider table. A country code or a group (`EU`).
+    pub fn location_place(&self, location: &str) -> Option<&str> {
+        self.regions
+            .iter()
+            .find_map(|r| r.location_place(location))
+            .or_else(|| geo::provider_location(location).map(|(p, _)| p))
+    }
+
+    /// The startup location check: whether a bucket of `region` that reports
+    /// `reported` (its GetBucketLocation) may hold the region's data.
+    ///
+    /// # Errors
+    /// A message naming the reported location's country when it is not one of
+    /// the region's declared locations (whose countries are members of the
+    /// region's jurisdiction by construction).
+    pub fn check_location(&self, region: RegionId, reported: &str) -> Result<(), String> {
+        let r = self.region(region);
+        if r.contains_location(reported) {
+            return Ok(());
+        }
+        let where_ = match self.location_place(reported) {
+            Some(p) if r.members.is_empty() => format!(" (in {p})"),
+            Some(p) => {
+                let inside = geo::TABLE
+                    .expand(&[p.to_string()])
+                    .is_ok_and(|cs| !cs.is_empty() && cs.iter().all(|c| r.is_member(c)));
+                if inside {
+                    format!(
+                        " (in {p}, a member of {}, but not declared for the region)",
+                        r.jurisdiction
+                    )
+                } else {
+                    format!(" (in {p}, not a member of {})", r.jurisdiction)
+                }
+            }
+            None => " (not a known provider location)".to_string(),
+        };
+        Err(format!(
+            "location {reported:?}{where_} is not one of region {}'s locations {:?} ({})",
+            r.id, r.locations, r.jurisdiction
+        ))
     }
 
     /// The key rules, in order (first match wins).
@@ -557,17 +990,35 @@ impl Policy {
 
     /// The category a key alone places, if any: a category backup prefix, then
     /// the key rules in order.
+    ///
+    /// "Hosting" includes storing "for archival, backup and log purposes": a
+    /// key under a backup prefix takes the placement of what it holds, either
+    /// `<prefix><category id>/...` or a mirrored `<prefix><original key>` (the
+    /// rest classified by these same rules). Only a rest that nothing
+    /// classifies falls through to the key rules (`backups/**` →
+    /// `backups_and_logs`).
     pub fn classify_key(&self, key: &str) -> Option<Classification> {
-        if let Some(prefix) = self.category_backups.as_deref() {
-            if let Some(rest) = key.strip_prefix(prefix) {
-                if let Some((cat, _)) = rest.split_once('/') {
-                    if let Some(id) = self.category_by_id(cat) {
-                        return Some(Classification {
-                            category: id,
-                            by: ClassifiedBy::CategoryBackup,
-                        });
-                    }
+        for prefix in &self.backup_prefixes {
+            let Some(rest) = key.strip_prefix(prefix.as_str()) else {
+                continue;
+            };
+            if let Some((cat, _)) = rest.split_once('/') {
+                if let Some(id) = self.category_by_id(cat) {
+                    return Some(Classification {
+                        category: id,
+                        by: ClassifiedBy::CategoryBackup,
+                    });
                 }
+            }
+            if let Some(inner) = self.classify_key(rest) {
+                let by = match inner.by {
+                    ClassifiedBy::KeyRule(i) => ClassifiedBy::BackupOf(i),
+                    other => other,
+                };
+                return Some(Classification {
+                    category: inner.category,
+                    by,
+                });
             }
         }
         self.key_rules
@@ -620,7 +1071,11 @@ impl Policy {
             return Ok(k);
         }
         if let Some(ct) = content_type {
-            if let Some(i) = self.content_type_rules.iter().position(|r| r.is_match(ct)) {
+            if let Some(i) = self
+                .content_type_rules
+                .iter()
+                .position(|r| r.is_match(ct) && r.scope.as_ref().is_none_or(|s| s.is_match(key)))
+            {
                 return Ok(Classification {
                     category: self.content_type_rules[i].category,
                     by: ClassifiedBy::ContentTypeRule(i),

@@ -19,12 +19,22 @@ impl RegionId {
     }
 }
 
-/// A region: a jurisdiction and the provider locations that count as inside it.
+/// A region: a jurisdiction (with its member countries) and the provider
+/// locations that count as inside it, each with the country it is in.
+///
+/// Built only by [`crate::Policy::from_toml`], which refuses a location whose
+/// country is not a member of the jurisdiction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Region {
     pub(crate) id: Arc<str>,
     pub(crate) jurisdiction: String,
     pub(crate) locations: Vec<String>,
+    /// Where each location is (a country code, or a group such as `EU`),
+    /// parallel to `locations`.
+    pub(crate) places: Vec<String>,
+    /// The jurisdiction's member countries (sorted); empty when the policy
+    /// neither declares nor the shipped table knows them.
+    pub(crate) members: Vec<String>,
 }
 
 impl Region {
@@ -50,7 +60,30 @@ impl Region {
 
     /// Whether a provider location (e.g. `eu-west-1`) is inside this region.
     pub fn contains_location(&self, location: &str) -> bool {
-        self.locations.iter().any(|l| l == location)
+        self.locations
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case(location))
+    }
+
+    /// Where a declared location is: an ISO 3166-1 country (`IE`) or a group
+    /// (`EU`); `None` for a location the region does not declare.
+    pub fn location_place(&self, location: &str) -> Option<&str> {
+        self.locations
+            .iter()
+            .position(|l| l.eq_ignore_ascii_case(location))
+            .map(|i| self.places[i].as_str())
+    }
+
+    /// The jurisdiction's member countries (ISO 3166-1 alpha-2, sorted).
+    pub fn members(&self) -> &[String] {
+        &self.members
+    }
+
+    /// Whether a country is a member of the region's jurisdiction.
+    pub fn is_member(&self, country: &str) -> bool {
+        self.members
+            .binary_search_by(|m| m.as_str().cmp(country))
+            .is_ok()
     }
 }
 

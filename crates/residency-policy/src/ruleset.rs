@@ -1,6 +1,6 @@
 //! A policy and its tenants, validated together: what decisions are made from.
 
-use crate::classifier::Classification;
+use crate::classifier::{Classification, ClassifiedBy};
 use crate::decision::{place, Decision, DenyReason, PlacementRequest};
 use crate::error::ConfigErrors;
 use crate::policy::Policy;
@@ -90,8 +90,15 @@ impl Ruleset {
         if let Some(class) = self.policy.classify_key(key).filter(|_| !explicit_wins) {
             if let Decision::Allow(p) = self.place(tenant, class) {
                 let mut order = RegionOrder::one(p.region);
-                if let Some(m) = self.tenants.tenant(tenant).migrating_from() {
+                let t = self.tenants.tenant(tenant);
+                if let Some(m) = t.migrating_from() {
                     order.push(m);
+                }
+                // A mirrored backup or log (`backups/<original key>`) was plain
+                // `backups_and_logs` before it took the placement of what it
+                // holds: one stored then is in the tenant's home region.
+                if matches!(class.by, ClassifiedBy::BackupOf(_)) {
+                    order.push(t.home_region(&self.policy));
                 }
                 return order;
             }

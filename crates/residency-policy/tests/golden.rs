@@ -2,7 +2,7 @@
 //! hand as literals (not computed by the code under test), for every category
 //! and every kind of tenant, with and without the optional features.
 
-use residency_policy::{Decision, PlacementRequest, Ruleset};
+use residency_policy::{Decision, Note, PlacementRequest, Ruleset};
 
 const POLICY: &str = include_str!("../../../config/hosting-policy.toml");
 
@@ -72,6 +72,42 @@ const TABLE: &[(&str, &str, [&str; 8])] = &[
     ("backups/chat_content/1.tar",    "chat_content",           ["eu",  "eu",  "eu!", "eu!", "eu",  "eu",  "eu",  "eu"]),
     ("backups/call_recordings/1.tar", "call_recordings",        ["us!", "us!", "us",  "us",  "us",  "us",  "OOL", "OOL"]),
     ("backups/insights/1.tar",        "insights",               ["F",   "us!", "F",   "us",  "F",   "us",  "F",   "OOL"]),
+    // Item 2. "Hosting" includes storing "for archival, backup and log
+    // purposes"; "Backups and audit logs ... are also Hosted in the selected
+    // region": a mirrored backup or log key (`backups/<original key>`,
+    // `logs/<original key>`) takes the placement of what it holds.
+    ("backups/chat/1.json",           "chat_content",           ["eu",  "eu",  "eu!", "eu!", "eu",  "eu",  "eu",  "eu"]),
+    ("logs/chat/1.json",              "chat_content",           ["eu",  "eu",  "eu!", "eu!", "eu",  "eu",  "eu",  "eu"]),
+    ("backups/tickets/1/comment.json","ticket_data",            ["eu",  "eu",  "us",  "us",  "us",  "us",  "eu",  "eu"]),
+    ("logs/talk/recordings/1.wav",    "call_recordings",        ["us!", "us!", "us",  "us",  "us",  "us",  "OOL", "OOL"]),
+    ("backups/insights/2026/r.csv",   "insights",               ["F",   "us!", "F",   "us",  "F",   "us",  "F",   "OOL"]),
+    ("logs/sms/1.json",               "sms_messages",           ["eu",  "eu",  "us",  "us",  "us",  "us",  "eu",  "eu"]),
+    // Only an unclassifiable rest is plain backups_and_logs.
+    ("logs/2026/11/app.log",          "backups_and_logs",       ["eu",  "eu",  "us",  "us",  "us",  "us",  "eu",  "eu"]),
+];
+
+/// Items 3, 4 and 8: the notes each decision carries, for every row of
+/// [`TABLE`] and every column except the tenants without the add-on (whose
+/// every decision carries exactly the default-region assumption, item 8:
+/// the seed only says where data is hosted "when the Add-On is purchased and
+/// Data Locality is enabled"). A (key, tenant) pair not listed has no note.
+///
+/// `twilio`: "Available to be Hosted by Zendesk's third party service
+/// provider, Twilio, in the US only" — a copy outside an EEA tenant's
+/// locality. `insights`: "Default ticket fields exported to Insights
+/// (including End-User organization) cannot be disabled" — an EEA tenant with
+/// Insights enabled has ticket fields copied to the US.
+#[rustfmt::skip]
+const NOTES: &[(&str, &[&str], &str)] = &[
+    ("talk/recordings/1.wav",          &["t-eu", "t-eu-f", "t-seu", "t-seu-f"], "twilio"),
+    ("talk/voicemails/2.wav",          &["t-eu", "t-eu-f", "t-seu", "t-seu-f"], "twilio"),
+    ("talk/transcriptions/1.txt",      &["t-eu", "t-eu-f", "t-seu", "t-seu-f"], "twilio"),
+    ("sms/1.json",                     &["t-eu", "t-eu-f", "t-seu", "t-seu-f"], "twilio"),
+    ("backups/call_recordings/1.tar",  &["t-eu", "t-eu-f", "t-seu", "t-seu-f"], "twilio"),
+    ("logs/talk/recordings/1.wav",     &["t-eu", "t-eu-f", "t-seu", "t-seu-f"], "twilio"),
+    ("logs/sms/1.json",                &["t-eu", "t-eu-f", "t-seu", "t-seu-f"], "twilio"),
+    ("tickets/1/comment.json",         &["t-eu-f", "t-seu-f"],                  "insights"),
+    ("backups/tickets/1/comment.json", &["t-eu-f", "t-seu-f"],                  "insights"),
 ];
 
 fn rules() -> Ruleset {
@@ -148,6 +184,83 @@ fn every_category_for_every_kind_of_tenant() {
     );
 }
 
+fn note_labels(rules: &Ruleset, tenant: &str, key: &str) -> Vec<String> {
+    let d = rules.decide(&PlacementRequest {
+        tenant,
+        key,
+        category: None,
+        content_type: None,
+    });
+    let p = rules.policy();
+    rules
+        .decision_notes(tenant, &d)
+        .iter()
+        .map(|n| match n {
+            Note::DefaultRegionAssumption { region } => {
+                format!("assumption:{}", p.region(*region).id())
+            }
+            Note::SubProcessorCopy { sub_processor, .. } => {
+                sub_processor.name().to_ascii_lowercase()
+            }
+            Note::FeatureExport { export, .. } => p.feature_name(export.feature()).to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn every_decision_carries_its_copies_and_assumptions() {
+    let rules = rules();
+    let mut failures = Vec::new();
+    for (key, _, _) in TABLE {
+        for tenant in COLUMNS {
+            let want: Vec<String> = if tenant.starts_with("t-none") {
+                vec!["assumption:us".to_string()]
+            } else {
+                NOTES
+                    .iter()
+                    .filter(|(k, ts, _)| k == key && ts.contains(&tenant))
+                    .map(|(_, _, n)| n.to_string())
+                    .collect()
+            };
+            let got = note_labels(&rules, tenant, key);
+            if got != want {
+                failures.push(format!("{tenant:7} {key:32} want {want:?} got {got:?}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "note mismatches:\n{}",
+        failures.join("\n")
+    );
+    for (key, _, _) in NOTES {
+        assert!(TABLE.iter().any(|(k, _, _)| k == key), "{key} not in TABLE");
+    }
+}
+
+/// Item 3: the storage invariant stays: a strict EEA tenant's transcription
+/// is stored in the EEA (the copy "stored in tickets"), and the decision
+/// carries Twilio's US copy as a warning instead of certifying EEA-only.
+#[test]
+fn a_strict_eea_tenants_transcription_is_stored_in_the_eea_with_twilios_copy_as_a_warning() {
+    let r = rules();
+    assert_eq!(
+        outcome(&r, "t-seu", "talk/transcriptions/1.txt", None, None).0,
+        "eu"
+    );
+    let d = r.decide(&PlacementRequest {
+        tenant: "t-seu",
+        key: "talk/transcriptions/1.txt",
+        category: None,
+        content_type: None,
+    });
+    let notes = r.decision_notes("t-seu", &d);
+    assert_eq!(notes.len(), 1);
+    assert!(notes[0].is_warning());
+    let text = notes[0].display(r.policy()).to_string();
+    assert!(text.contains("Twilio") && text.contains("US"), "{text}");
+}
+
 #[test]
 fn explicit_category_without_key_rule() {
     let r = rules();
@@ -187,12 +300,15 @@ fn a_label_cannot_move_eea_only_chat_to_the_us() {
     );
 }
 
+/// Item 7. "Call Recordings: includes live call recordings and voicemails":
+/// an audio payload whose key no rule places is not a call recording, and a
+/// content type alone does not move it to the US.
 #[test]
-fn content_type_classifies_when_no_key_rule_matches() {
+fn audio_without_a_talk_key_is_not_a_us_only_call_recording() {
     let r = rules();
     assert_eq!(
-        outcome(&r, "t-eu", "uploads/voice.bin", None, Some("audio/mpeg")),
-        ("us!".into(), Some("call_recordings".into()))
+        outcome(&r, "t-eu", "uploads/voice.bin", None, Some("audio/mpeg")).0,
+        "deny:unclassified"
     );
     assert_eq!(
         outcome(
@@ -203,8 +319,35 @@ fn content_type_classifies_when_no_key_rule_matches() {
             Some("Audio/OGG; codecs=opus")
         )
         .0,
-        "OOL"
+        "deny:unclassified"
     );
+    // Audio attached to a ticket stays an attachment in the tenant's region.
+    assert_eq!(
+        outcome(
+            &r,
+            "t-eu",
+            "attachments/1/voice.mp3",
+            None,
+            Some("audio/mpeg")
+        ),
+        ("eu".into(), Some("attachments".into()))
+    );
+    // The Talk key space still places recordings.
+    assert_eq!(
+        outcome(
+            &r,
+            "t-eu",
+            "talk/recordings/1.mp3",
+            None,
+            Some("audio/mpeg")
+        ),
+        ("us!".into(), Some("call_recordings".into()))
+    );
+}
+
+#[test]
+fn content_type_classifies_when_no_key_rule_matches() {
+    let r = rules();
     assert_eq!(
         outcome(&r, "t-eu", "uploads/call.vtt", None, Some("text/vtt")),
         ("eu".into(), Some("transcriptions".into()))
@@ -257,4 +400,25 @@ fn the_example_tenants_file_is_valid_and_gives_the_documented_cases() {
         outcome(&r, "eurobank", "talk/recordings/1.wav", None, None).0,
         "OOL"
     );
+}
+
+/// Item 2, upgrade: a mirrored backup stored before it took the placement of
+/// what it holds is in the tenant's home region; reads look there second.
+#[test]
+fn a_mirrored_backup_is_read_where_it_goes_then_where_it_went_before() {
+    let r = rules();
+    let p = r.policy();
+    let t = r.tenants().get("t-us").unwrap();
+    let order: Vec<&str> = r
+        .read_regions(t, "backups/chat/1.json")
+        .iter()
+        .map(|x| p.region(x).id())
+        .collect();
+    assert_eq!(order, ["eu", "us"]);
+    let order: Vec<&str> = r
+        .read_regions(t, "chat/1.json")
+        .iter()
+        .map(|x| p.region(x).id())
+        .collect();
+    assert_eq!(order, ["eu"]);
 }

@@ -20,7 +20,7 @@ fn classify_and_decide_do_not_allocate() {
         ("eurobank", "talk/recordings/1.wav", None, None),
         (
             "globex",
-            "uploads/voice",
+            "logs/chat/9.json",
             None,
             Some("audio/mpeg; rate=8000"),
         ),

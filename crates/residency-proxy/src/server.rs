@@ -166,18 +166,24 @@ async fn check_locations(
         let Some(rid) = rules.policy().region_by_id(id) else {
             continue;
         };
-        let region = rules.policy().region(rid);
+        // The policy's regions only declare locations whose country is a
+        // member of their jurisdiction (checked when it loads), and the
+        // reported location must be one of them.
         match backend.location().await {
-            Ok(Some(loc)) if region.contains_location(&loc) => {
-                tracing::info!(region = %id, bucket = %bucket, location = %loc, "bucket location matches its region");
-            }
-            Ok(Some(loc)) => problems.push(format!(
-                "region {id}: bucket {bucket} reports location {loc:?}, which is not one of the region's locations {:?} ({}): refusing to store {id} data there",
-                region.locations(),
-                region.jurisdiction()
+            Ok(Some(loc)) => match rules.policy().check_location(rid, &loc) {
+                Ok(()) => {
+                    tracing::info!(region = %id, bucket = %bucket, location = %loc, "bucket location matches its region");
+                }
+                Err(why) => problems.push(format!(
+                    "region {id}: bucket {bucket} reports {why}: refusing to store {id} data there"
+                )),
+            },
+            Ok(None) => problems.push(format!(
+                "region {id}: bucket {bucket} did not report a location"
             )),
-            Ok(None) => problems.push(format!("region {id}: bucket {bucket} did not report a location")),
-            Err(e) => problems.push(format!("region {id}: cannot ask bucket {bucket} its location: {e}")),
+            Err(e) => problems.push(format!(
+                "region {id}: cannot ask bucket {bucket} its location: {e}"
+            )),
         }
     }
     if problems.is_empty() {

@@ -448,7 +448,7 @@ async fn object_placed_by_content_type_is_read_after_restart() {
     bounded("restart", async {
         let _shared = BUCKETS.read().await;
         let mut env = Env::start().await;
-        let key = "uploads/voice.bin";
+        let key = "uploads/captions.vtt";
         let audio = (0u8..=255).cycle().take(40_000).collect::<Vec<u8>>();
         within(
             "put voice",
@@ -456,21 +456,22 @@ async fn object_placed_by_content_type_is_read_after_restart() {
                 .put_object()
                 .bucket("acme")
                 .key(key)
-                .content_type("audio/mpeg")
+                .content_type("text/vtt")
                 .body(ByteStream::from(audio.clone()))
                 .send(),
         )
         .await
-        .expect("put uploads/voice.bin");
-        // call_recordings: US only (acme is EU, not strict: out of locality).
-        assert_placed("acme", key, "us").await;
+        .expect("put uploads/captions.vtt");
+        // text/vtt: transcriptions, which follow ticket data: acme is EU.
+        // (No audio/* rule: a content type alone never narrows the region.)
+        assert_placed("acme", key, "eu").await;
 
         env.restart().await;
         let c = env.client(ACME);
         let out = within("get voice", c.get_object().bucket("acme").key(key).send())
             .await
             .expect("get after restart");
-        assert_eq!(out.content_type(), Some("audio/mpeg"));
+        assert_eq!(out.content_type(), Some("text/vtt"));
         let got = out.body.collect().await.expect("body").into_bytes();
         assert_eq!(got.as_ref(), audio.as_slice());
         let head = within("head voice", c.head_object().bucket("acme").key(key).send())
@@ -498,7 +499,7 @@ async fn multipart_uploads_stay_in_their_region() {
         // one they must not (Garage, like S3, keeps no part checksum then).
         let cases = [
             (
-                "uploads/multipart/voice.bin",
+                "talk/recordings/multipart/voice.bin",
                 Some("audio/mpeg"),
                 "us",
                 true,
@@ -1113,7 +1114,7 @@ async fn object_and_bucket_operations() {
             "put by content type",
             acme.put_object()
                 .bucket("acme")
-                .key("uploads/ops/d.mp3")
+                .key("talk/voicemails/ops/d.mp3")
                 .content_type("audio/mpeg")
                 .body(ByteStream::from_static(b"to delete"))
                 .send(),
@@ -1122,9 +1123,9 @@ async fn object_and_bucket_operations() {
         .expect("put");
         assert_placed("acme", "chat/ops/a.txt", "eu").await;
         assert_placed("acme", "talk/recordings/ops/b.wav", "us").await;
-        assert_placed("acme", "uploads/ops/d.mp3", "us").await;
+        assert_placed("acme", "talk/voicemails/ops/d.mp3", "us").await;
         let mut delete = Delete::builder();
-        for k in keys.iter().copied().chain(["uploads/ops/d.mp3"]) {
+        for k in keys.iter().copied().chain(["talk/voicemails/ops/d.mp3"]) {
             delete = delete.objects(ObjectIdentifier::builder().key(k).build().unwrap());
         }
         let out = within(
@@ -1138,7 +1139,7 @@ async fn object_and_bucket_operations() {
         .expect("delete objects");
         assert!(out.errors().is_empty(), "{:?}", out.errors());
         assert_eq!(out.deleted().len(), 4);
-        for k in keys.iter().copied().chain(["uploads/ops/d.mp3"]) {
+        for k in keys.iter().copied().chain(["talk/voicemails/ops/d.mp3"]) {
             assert!(
                 regions_holding("acme", k).await.is_empty(),
                 "{k} not deleted"

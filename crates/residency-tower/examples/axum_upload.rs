@@ -310,7 +310,7 @@ async fn main() {
     println!("try:");
     println!("  curl -i -X PUT --data-binary 'hello' http://{addr}/globex/chat/1.json   # -> x-residency-region: eu");
     println!("  curl -i http://{addr}/globex/chat/1.json");
-    println!("  curl -i -X PUT -H 'content-type: audio/ogg' --data-binary @call.ogg http://{addr}/acme/misc/call   # -> us");
+    println!("  curl -i -X PUT -H 'content-type: audio/ogg' --data-binary @call.ogg http://{addr}/acme/talk/recordings/call.ogg   # -> us");
     println!("  curl -i -X PUT --data-binary 'x' http://{addr}/eurobank/talk/recordings/1.wav   # -> 403");
     if let Err(e) = serve(listener, storage).await {
         eprintln!("server error: {e}");

@@ -289,25 +289,24 @@ async fn explicit_category_and_conflicts() {
 #[tokio::test]
 async fn content_type_classifies_when_no_key_rule_matches() {
     let s = Stack::new();
-    // audio/* → call_recordings (US only); matched case-insensitively, parameters ignored.
-    let resp = s
+    // "Call Recordings: includes live call recordings and voicemails": audio
+    // alone is not one (no audio/* rule), so no rule places this key.
+    let err = s
         .put(
             "globex",
             "misc/greeting",
             PutMeta::with_content_type("Audio/OGG; codecs=opus"),
         )
         .await
-        .unwrap();
-    assert_eq!(resp.region.as_deref(), Some("us"));
-    let e = last_event(&s.audit);
-    assert_eq!(e.category.as_deref(), Some("call_recordings"));
-    assert_eq!(e.classified_by.as_deref(), Some("content_type_rule"));
-    // text/vtt → transcriptions, which follow ticket data: EU for acme.
+        .unwrap_err();
+    assert_eq!(denial(&err), "unclassified");
+    // text/vtt → transcriptions (matched case-insensitively, parameters
+    // ignored), which follow ticket data: EU for acme.
     let resp = s
         .put(
             "acme",
             "misc/captions",
-            PutMeta::with_content_type("text/vtt"),
+            PutMeta::with_content_type("Text/VTT; charset=utf-8"),
         )
         .await
         .unwrap();
@@ -885,9 +884,9 @@ async fn http_requests_carry_their_route_in_extensions() {
     );
 
     // Content type classifies; the category header is explicit.
-    let mut req = request("PUT", "/acme/misc/greeting", Some("acme"));
+    let mut req = request("PUT", "/globex/misc/captions", Some("globex"));
     req.headers_mut()
-        .insert("content-type", "audio/mpeg".parse().unwrap());
+        .insert("content-type", "text/vtt".parse().unwrap());
     assert_eq!(region_of(&send(req).await.unwrap()), "us");
     let mut req = request("PUT", "/acme/misc/profile", Some("acme"));
     req.headers_mut().insert(

@@ -172,7 +172,7 @@ const WRITES: &[(&str, &str, Option<&str>, &str)] = &[
     ("globex", "tickets/1/comment.json", None, "us"),
     ("globex", "chat/1.json", None, "eu"), // "Chat Content: EEA only"
     ("globex", "messages/m1.json", None, "us"),
-    ("globex", "misc/greeting", Some("audio/ogg"), "us"), // content type → call recordings
+    ("globex", "misc/greeting", Some("text/vtt"), "us"), // content type → transcriptions (follow ticket data)
     // initech: no locality add-on (default region us).
     ("initech", "tickets/1/comment.json", None, "us"),
     ("initech", "chat/1.json", None, "eu"),
@@ -329,7 +329,7 @@ async fn every_object_lands_in_its_allowed_region_and_nowhere_else() {
         // Denied writes leave both buckets untouched.
         let denied: &[(&str, &str, Option<&str>, &str)] = &[
             ("eurobank", "talk/recordings/c2.wav", None, "out_of_locality"),
-            ("eurobank", "misc/voicemail", Some("audio/wav"), "out_of_locality"),
+            ("eurobank", "misc/voicemail", Some("audio/wav"), "unclassified"), // audio alone is no call recording
             ("acme", "nps/list.csv", None, "feature_disabled"),
             ("initech", "insights/q1.json", None, "feature_disabled"),
             ("nobody", "tickets/1/comment.json", None, "unknown_tenant"),

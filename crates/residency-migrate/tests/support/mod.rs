@@ -136,7 +136,7 @@ fn bytes_of(seed: u64, len: usize) -> Bytes {
 /// 200 KiB to 1 MiB), plus one object of each size in `big`.
 ///
 /// One in ten is a call recording (US only: stays), one in twenty an
-/// unkeyed file that the stored content type keeps in the US, one in twenty
+/// voicemail (a Talk key: stays in the US), one in twenty
 /// an unkeyed file that its stored explicit category moves.
 pub fn corpus(n: usize, big: &[usize]) -> Vec<Obj> {
     let mut out = Vec::with_capacity(n + big.len());
@@ -171,7 +171,12 @@ pub fn corpus(n: usize, big: &[usize]) -> Vec<Obj> {
                 false,
                 None,
             ),
-            _ if i % 20 == 9 => (format!("misc/{i:05}.wav"), "audio/wav", false, None),
+            _ if i % 20 == 9 => (
+                format!("talk/voicemails/{i:05}.wav"),
+                "audio/wav",
+                false,
+                None,
+            ),
             _ => {
                 meta.insert("residency-category".to_owned(), "ticket_data".to_owned());
                 (
