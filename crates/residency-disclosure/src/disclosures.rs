@@ -18,7 +18,6 @@ use crate::date::{rfc3339, Date};
 use crate::error::DisclosureError;
 use crate::export::{ExportOptions, Limit, LimitRaise, Limits, Manifest, ManifestObject};
 use crate::ledger::{Event, Ledger, Loaded, VerifyReport};
-use crate::signing::{Member, Signer};
 use crate::notify::Webhook;
 use crate::record::{Notice, RequestRecord};
 use crate::report::{
@@ -26,6 +25,7 @@ use crate::report::{
     TransparencyReport,
 };
 use crate::request::{parse_request_id, DisclosureRequest, NewRequest, UNATTRIBUTED};
+use crate::signing::{Member, Signer};
 use crate::state::State;
 
 /// The register of disclosure requests over the regions' backends.
@@ -229,7 +229,10 @@ impl Disclosures {
                 for o in page.objects {
                     let mut parts = o.key["_disclosure/".len()..].splitn(2, '/');
                     if let (Some(t), Some(rest)) = (parts.next(), parts.next()) {
-                        if !t.is_empty() && t != REPORTS && (rest == "head.json" || rest.starts_with("ledger/")) {
+                        if !t.is_empty()
+                            && t != REPORTS
+                            && (rest == "head.json" || rest.starts_with("ledger/"))
+                        {
                             found.insert((t.to_owned(), region.clone()));
                         }
                     }
@@ -273,17 +276,21 @@ impl Disclosures {
         self.open_as(request, by, why, None).await
     }
 
-    /// Whether the tenant's data may be hosted in the EEA (unknown for
-    /// [`UNATTRIBUTED`]: assumed so).
+    /// Whether the tenant's data is hosted in the EEA: its home region's
+    /// jurisdiction (unknown for [`UNATTRIBUTED`] and churned tenants:
+    /// assumed so).
     fn eea_hosted(&self, tenant: &str) -> bool {
-        match self.regions_of(tenant) {
-            Ok(regions) => {
+        if tenant == UNATTRIBUTED {
+            return true;
+        }
+        match self.tenant_id(tenant) {
+            Ok(id) => {
                 let policy = self.rules.policy();
-                regions.iter().any(|(id, _)| {
-                    policy
-                        .regions()
-                        .any(|(_, r)| r.id() == id && r.jurisdiction().eq_ignore_ascii_case("EEA"))
-                })
+                let home = self.rules.tenants().tenant(id).home_region(policy);
+                policy
+                    .region(home)
+                    .jurisdiction()
+                    .eq_ignore_ascii_case("EEA")
             }
             Err(_) => true,
         }
@@ -873,10 +880,7 @@ impl Disclosures {
         let mut votes = Vec::new();
         for r in &opts.raises {
             let event = self.raise_event(r, raise_reason)?;
-            if !rec
-                .raise_voters(&r.limit.to_string(), r.to)
-                .contains(by)
-            {
+            if !rec.raise_voters(&r.limit.to_string(), r.to).contains(by) {
                 votes.push(event);
             }
         }
@@ -900,6 +904,17 @@ impl Disclosures {
                     voters.into_iter().collect::<Vec<_>>().join(", ")
                 ));
             }
+        }
+
+        if !unapproved.is_empty() {
+            let reason = format!(
+                "a raised limit needs a second approver: {}; another privacy team member runs \
+                 `residency disclosure approve --id {id} --raise-limit LIMIT=N --reason TEXT`",
+                unapproved.join(", ")
+            );
+            return Err(self
+                .refuse_export(&ledger, &mut loaded, id, by, sig, reason)
+                .await);
         }
 
         let tenant = rec.request.request.tenant.clone();
@@ -938,16 +953,6 @@ impl Disclosures {
             let reason = format!(
                 "bulk transfer: the scope exceeds the export limits: {}",
                 exceeded.join("; ")
-            );
-            return Err(self
-                .refuse_export(&ledger, &mut loaded, id, by, sig, reason)
-                .await);
-        }
-        if !unapproved.is_empty() {
-            let reason = format!(
-                "a raised limit needs a second approver: {}; another privacy team member runs \
-                 `residency disclosure approve --id {id} --raise-limit LIMIT=N --reason TEXT`",
-                unapproved.join(", ")
             );
             return Err(self
                 .refuse_export(&ledger, &mut loaded, id, by, sig, reason)
@@ -1029,8 +1034,8 @@ impl Disclosures {
         };
         let want = norm(authority);
         let today = Date::today();
-        let period = Period::new(today.year(), if today.month() <= 6 { 1 } else { 2 })
-            .expect("a half year");
+        let period =
+            Period::new(today.year(), if today.month() <= 6 { 1 } else { 2 }).expect("a half year");
         let (mut objects, mut bytes) = (0, 0);
         for rec in self.all_records().await?.1 {
             let q = &rec.request.request;
@@ -1269,8 +1274,14 @@ impl Disclosures {
     async fn live_report(
         &self,
         period: Period,
-    ) -> Result<(TransparencyReport, Vec<RequestRecord>, BTreeMap<String, String>), DisclosureError>
-    {
+    ) -> Result<
+        (
+            TransparencyReport,
+            Vec<RequestRecord>,
+            BTreeMap<String, String>,
+        ),
+        DisclosureError,
+    > {
         let (heads, records) = self.all_records().await?;
         let mut report = TransparencyReport::compute(period, &records);
         report.ledgers = heads.len() as u64;
@@ -1314,7 +1325,8 @@ impl Disclosures {
             .map_err(|e| damaged(format!("the frozen report's body is not valid: {e}")))?;
         let signature_ok = stored.sig.verifies(stored.body.as_bytes())
             && self.team.iter().any(|m| {
-                m.name == stored.sig.member && m.public_key.eq_ignore_ascii_case(&stored.sig.public_key)
+                m.name == stored.sig.member
+                    && m.public_key.eq_ignore_ascii_case(&stored.sig.public_key)
             });
         Ok(Some((
             body.clone(),

@@ -79,8 +79,8 @@ pub use ledger::{Entry, Event, Ledger, VerifyReport, GENESIS, LEDGER_VERSION};
 pub use notify::{sign, Delivery, Webhook, REQUEST_HEADER, SIGNATURE_HEADER};
 pub use record::{Approval, Consultation, ExportSummary, Notice, RaiseVote, RequestRecord};
 pub use report::{
-    banded, outcome, FrozenBody, FrozenInfo, FrozenReport, LateChange, Period, ReportRow, ReportView,
-    TransparencyReport,
+    banded, outcome, FrozenBody, FrozenInfo, FrozenReport, LateChange, Period, ReportRow,
+    ReportView, TransparencyReport,
 };
 pub use request::{
     parse_request_id, DisclosureRequest, NewRequest, RequestType, Scope, UNATTRIBUTED,

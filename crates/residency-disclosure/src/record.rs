@@ -260,7 +260,9 @@ pub(crate) fn replay(
             }
             Event::Approval => {
                 let Some(member) = signed_by else {
-                    return Err(at("an approval must be signed by a privacy team member".into()));
+                    return Err(at(
+                        "an approval must be signed by a privacy team member".into()
+                    ));
                 };
                 if r.approvals.iter().any(|a| a.member == member) {
                     return Err(at(format!("{member} already approved this request")));
@@ -281,7 +283,9 @@ pub(crate) fn replay(
                     )));
                 }
                 if authority.trim().is_empty() || e.why.trim().is_empty() {
-                    return Err(at("a consultation names the authority and its answer".into()));
+                    return Err(at(
+                        "a consultation names the authority and its answer".into()
+                    ));
                 }
                 r.consultation = Consultation::Consulted {
                     authority: authority.clone(),
@@ -292,7 +296,9 @@ pub(crate) fn replay(
             }
             Event::ConsultationProhibited => {
                 if e.why.trim().is_empty() {
-                    return Err(at("a prohibited consultation needs the record of efforts".into()));
+                    return Err(at(
+                        "a prohibited consultation needs the record of efforts".into()
+                    ));
                 }
                 r.consultation = Consultation::Prohibited {
                     efforts: e.why.clone(),
@@ -325,7 +331,9 @@ pub(crate) fn replay(
                 }
                 if v2 {
                     let Some(member) = signed_by else {
-                        return Err(at("a raised limit must be signed by a privacy team member".into()));
+                        return Err(at(
+                            "a raised limit must be signed by a privacy team member".into()
+                        ));
                     };
                     let vote = RaiseVote {
                         limit: limit.clone(),

@@ -395,7 +395,11 @@ impl ReportView {
                 f.at,
                 f.by,
                 f.public_key,
-                if f.signature_ok { "verified" } else { "DOES NOT VERIFY" }
+                if f.signature_ok {
+                    "verified"
+                } else {
+                    "DOES NOT VERIFY"
+                }
             );
             if self.changes_since_frozen.is_empty() {
                 let _ = writeln!(out, "\nNo changes recorded after the report was frozen.");

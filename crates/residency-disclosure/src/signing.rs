@@ -134,6 +134,26 @@ impl Signer {
         })
     }
 
+    /// The key whose private seed is `secret_hex`, as `member`, without a
+    /// team to check it against (tests, tools).
+    ///
+    /// # Errors
+    /// `Invalid` for a malformed key.
+    pub fn named(member: &str, secret_hex: &str) -> Result<Signer, DisclosureError> {
+        Ok(Signer {
+            member: member.to_owned(),
+            key: SigningKey::from_bytes(&decode_32(secret_hex, "the private key")?),
+        })
+    }
+
+    /// The team entry of this key.
+    pub fn as_member(&self) -> Member {
+        Member {
+            name: self.member.clone(),
+            public_key: self.public_key(),
+        }
+    }
+
     /// The member's name.
     pub fn member(&self) -> &str {
         &self.member
