@@ -382,8 +382,9 @@ fn a_request_through_the_command_line() {
     );
     let o = s.run(&["report", "--period", "2026H2", "--format", "json"]);
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(r["requests"], 2);
-    assert_eq!(r["objects_disclosed"], 5);
+    assert_eq!(r["report"]["requests"], 2);
+    assert_eq!(r["report"]["objects_disclosed"], 5);
+    assert_eq!(r["frozen"], Value::Null);
     let o = s.run(&["report", "--period", "2026-2"]);
     assert_eq!(code(&o), 2, "{}", text(&o));
 
