@@ -347,7 +347,7 @@ impl Disclosures {
                 id: id.clone(),
                 request,
             },
-            assessment: Some(assessment),
+            assessment: Some(Box::new(assessment)),
         };
         let mut events = vec![(event, why.to_owned())];
         events.extend(hold);

@@ -60,7 +60,7 @@ pub enum Event {
         /// Whether the authority's country requires a hold and consultation
         /// (absent in version 1 entries: assessed again at export).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        assessment: Option<Assessment>,
+        assessment: Option<Box<Assessment>>,
     },
     /// A privacy team member approves disclosure (a signed entry; two
     /// different members approve a request).

@@ -209,7 +209,7 @@ pub(crate) fn replay(
                     request: request.clone(),
                     state: State::Received,
                     notice,
-                    assessment: assessment.clone(),
+                    assessment: assessment.as_deref().cloned(),
                     held: false,
                     consultation: Consultation::None,
                     approvals: Vec::new(),

@@ -208,6 +208,8 @@ async fn life() {
             "opened",
             "export_refused",
             "transition",
+            "approval",
+            "approval",
             "transition",
             "export_refused",
             "notified",
