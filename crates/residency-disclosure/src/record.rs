@@ -253,6 +253,11 @@ pub(crate) fn replay(
                 if e.why.trim().is_empty() {
                     return Err(at("a transition needs a reason".into()));
                 }
+                if *from == State::Approved && *to != State::Fulfilled {
+                    // Challenged or refused after approval: a new approval
+                    // needs two members again.
+                    r.approvals.clear();
+                }
                 r.state = *to;
                 if *to == State::OnHold {
                     r.held = true;

@@ -271,6 +271,13 @@ async fn approvals_need_two_different_members_of_the_privacy_team() {
     let mut o = w.opts("nokey", &alice);
     o.signer = None;
     refused(w.desk.export(&id, &o).await, "privacy team member's key");
+    // Challenged after approval: the same two members approve again.
+    w.desk
+        .transition(&id, State::Challenged, "counsel", "overbroad")
+        .await
+        .unwrap();
+    assert!(w.desk.get(&id).await.unwrap().approvals.is_empty());
+    approve_both(&w.desk, &id).await;
     w.desk.export(&id, &w.opts("ok", &alice)).await.unwrap();
 
     // A signed entry edited, with the chain and the head rewritten to match,
