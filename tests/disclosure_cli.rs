@@ -12,6 +12,14 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 const SECRET: &str = "cli-test-webhook-secret";
+const ALICE: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
+const BOB: &str = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
+
+fn public(name: &str, seed: &str) -> String {
+    residency_disclosure::Signer::named(name, seed)
+        .unwrap()
+        .public_key()
+}
 
 struct Sandbox {
     dir: PathBuf,
@@ -52,10 +60,16 @@ fn sandbox(webhook: &str) -> Sandbox {
     std::fs::write(
         &settings,
         format!(
-            "[limits]\nmax_objects = 2\n[webhook]\nurl = {webhook:?}\nsecret_env = \"DISCLOSURE_CLI_SECRET\"\nmax_attempts = 2\ninitial_backoff_ms = 10\n"
+            "[limits]\nmax_objects = 2\n[webhook]\nurl = {webhook:?}\nsecret_env = \"DISCLOSURE_CLI_SECRET\"\nmax_attempts = 2\ninitial_backoff_ms = 10\n\
+             [[privacy_team]]\nname = \"alice\"\npublic_key = {:?}\n\
+             [[privacy_team]]\nname = \"bob\"\npublic_key = {:?}\n",
+            public("alice", ALICE),
+            public("bob", BOB),
         ),
     )
     .unwrap();
+    std::fs::write(dir.join("alice.key"), ALICE).unwrap();
+    std::fs::write(dir.join("bob.key"), BOB).unwrap();
     Sandbox {
         dir,
         config,
@@ -70,7 +84,19 @@ impl Sandbox {
         cmd.arg("--config").arg(&self.config);
         cmd.arg("--settings").arg(&self.settings);
         cmd.args(&args[1..]).env("DISCLOSURE_CLI_SECRET", SECRET);
+        cmd.env_remove("RESIDENCY_DISCLOSURE_KEY")
+            .env_remove("RESIDENCY_DISCLOSURE_KEY_FILE");
         cmd.output().expect("run the residency binary")
+    }
+
+    /// Runs as a privacy team member (`alice` or `bob`).
+    fn run_as(&self, member: &str, args: &[&str]) -> Output {
+        let key = self.dir.join(format!("{member}.key"));
+        let mut all: Vec<&str> = args.to_vec();
+        let key = key.to_str().unwrap().to_owned();
+        all.push("--key-file");
+        all.push(&key);
+        self.run(&all)
     }
 
     fn put(&self, region: &str, key: &str, data: &[u8]) {
@@ -222,7 +248,7 @@ fn a_request_through_the_command_line() {
     let out = s.dir.join("export");
     let out_s = out.to_str().unwrap();
     // Refused: unapproved, then an invalid transition.
-    let o = s.run(&["export", "--id", "acme-1", "--out", out_s, "--by", "op"]);
+    let o = s.run_as("alice", &["export", "--id", "acme-1", "--out", out_s]);
     assert_eq!(code(&o), 1, "{}", text(&o));
     assert!(
         text(&o).contains("only an approved request"),
@@ -241,22 +267,24 @@ fn a_request_through_the_command_line() {
         "y",
     ]);
     assert_eq!(code(&o), 1, "{}", text(&o));
-    for (to, why) in [("on-hold", "consulting the DPA"), ("approved", "compelled")] {
-        let o = s.run(&[
-            "transition",
-            "--id",
-            "acme-1",
-            "--to",
-            to,
-            "--by",
-            "counsel",
-            "--why",
-            why,
-        ]);
+    let o = s.run(&[
+        "transition",
+        "--id",
+        "acme-1",
+        "--to",
+        "on-hold",
+        "--by",
+        "counsel",
+        "--why",
+        "consulting the DPA",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    for who in ["alice", "bob"] {
+        let o = s.run_as(who, &["approve", "--id", "acme-1", "--why", "compelled"]);
         assert_eq!(code(&o), 0, "{}", text(&o));
     }
     // Refused: not notified yet.
-    let o = s.run(&["export", "--id", "acme-1", "--out", out_s, "--by", "op"]);
+    let o = s.run_as("alice", &["export", "--id", "acme-1", "--out", out_s]);
     assert_eq!(code(&o), 1, "{}", text(&o));
     assert!(notices.lock().unwrap().is_empty());
     let o = s.run(&["notify", "--id", "acme-1", "--by", "privacy-team"]);
@@ -267,7 +295,7 @@ fn a_request_through_the_command_line() {
         assert!(got[0].1, "signature verifies");
         assert_eq!(got[0].0["request"]["id"], "acme-1");
     }
-    let o = s.run(&["export", "--id", "acme-1", "--out", out_s, "--by", "op"]);
+    let o = s.run_as("alice", &["export", "--id", "acme-1", "--out", out_s]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
@@ -291,48 +319,57 @@ fn a_request_through_the_command_line() {
         "gag order 7",
     ]);
     assert_eq!(code(&o), 0, "{}", text(&o));
-    let o = s.run(&[
-        "transition",
-        "--id",
-        "acme-2",
-        "--to",
-        "approved",
-        "--by",
-        "c",
-        "--why",
-        "w",
-    ]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    for who in ["alice", "bob"] {
+        let o = s.run_as(who, &["approve", "--id", "acme-2", "--why", "w"]);
+        assert_eq!(code(&o), 0, "{}", text(&o));
+    }
     let out2 = s.dir.join("export2");
     let out2_s = out2.to_str().unwrap();
-    let o = s.run(&["export", "--id", "acme-2", "--out", out2_s, "--by", "op"]);
+    let o = s.run_as("alice", &["export", "--id", "acme-2", "--out", out2_s]);
     assert_eq!(code(&o), 1, "{}", text(&o));
     assert!(text(&o).contains("--raise-limit objects=3"), "{}", text(&o));
-    let o = s.run(&[
-        "export",
-        "--id",
-        "acme-2",
-        "--out",
-        out2_s,
-        "--by",
-        "op",
-        "--raise-limit",
-        "objects=3",
-    ]);
+    let o = s.run_as(
+        "alice",
+        &[
+            "export",
+            "--id",
+            "acme-2",
+            "--out",
+            out2_s,
+            "--raise-limit",
+            "objects=3",
+        ],
+    );
     assert_eq!(code(&o), 2, "{}", text(&o));
-    let o = s.run(&[
+    let raise = [
         "export",
         "--id",
         "acme-2",
         "--out",
         out2_s,
-        "--by",
-        "op",
         "--raise-limit",
         "objects=3",
         "--reason",
         "all three named",
-    ]);
+    ];
+    // The exporter alone cannot raise a limit: a second approver must.
+    let o = s.run_as("alice", &raise);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("second approver"), "{}", text(&o));
+    let o = s.run_as(
+        "bob",
+        &[
+            "approve",
+            "--id",
+            "acme-2",
+            "--raise-limit",
+            "objects=3",
+            "--reason",
+            "agreed: all three are named",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = s.run_as("alice", &raise);
     assert_eq!(code(&o), 0, "{}", text(&o));
 
     let o = s.run(&["verify"]);
@@ -345,8 +382,9 @@ fn a_request_through_the_command_line() {
     );
     let o = s.run(&["report", "--period", "2026H2", "--format", "json"]);
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(r["requests"], 2);
-    assert_eq!(r["objects_disclosed"], 5);
+    assert_eq!(r["report"]["requests"], 2);
+    assert_eq!(r["report"]["objects_disclosed"], 5);
+    assert_eq!(r["frozen"], Value::Null);
     let o = s.run(&["report", "--period", "2026-2"]);
     assert_eq!(code(&o), 2, "{}", text(&o));
 
@@ -364,4 +402,196 @@ fn a_request_through_the_command_line() {
     assert!(text(&o).contains("DAMAGED"), "{}", text(&o));
     let o = s.run(&["report", "--period", "2026H2"]);
     assert_eq!(code(&o), 1, "{}", text(&o));
+}
+
+/// Seed 4.2.1 ("put the request on hold to notify and consult with the
+/// competent data protection authorities"), 3.1 (the "Privacy Team"), 4.1.1
+/// (ask the authority "to make the Data Disclosure Request directly to the
+/// relevant Customer") and 5.1 (the semi-annual "Transparency Report"), as
+/// a user runs them; the team's keys made with `keygen`.
+#[test]
+fn a_us_request_is_held_and_needs_two_approvers() {
+    let s = sandbox("http://127.0.0.1:9/unused");
+    s.put("eu", "acme/tickets/1.json", b"{\"subject\":\"one\"}");
+    // Keys made by keygen, and a settings file naming them.
+    let mut team = String::from("[limits]\nmax_objects = 5\n");
+    for who in ["carol", "dave"] {
+        let key = s.dir.join(format!("{who}.key"));
+        let o = s.run(&["keygen", "--name", who, "--out", key.to_str().unwrap()]);
+        assert_eq!(code(&o), 0, "{}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let entry = &out[out.find("[[privacy_team]]").expect("the entry is printed")..];
+        team.push_str(entry);
+        team.push('\n');
+        let o = s.run(&["keygen", "--name", who, "--out", key.to_str().unwrap()]);
+        assert_eq!(
+            code(&o),
+            2,
+            "an existing key is never overwritten: {}",
+            text(&o)
+        );
+    }
+    std::fs::write(&s.settings, team).unwrap();
+
+    let open = |country: &str, received: &str| {
+        s.run(&[
+            "open",
+            "--tenant",
+            "acme",
+            "--authority",
+            "FBI",
+            "--country",
+            country,
+            "--legal-basis",
+            "18 USC 2703(d)",
+            "--received",
+            received,
+            "--type",
+            "court-order",
+            "--key",
+            "tickets/1.json",
+            "--notice-prohibited",
+            "--notice-prohibited-reason",
+            "nondisclosure order",
+            "--by",
+            "intake",
+            "--json",
+        ])
+    };
+    let o = open("US", "2026-03-01");
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let rec: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rec["state"], "on_hold");
+    assert_eq!(rec["assessment"]["consult"], true);
+
+    // Free text does not approve; approval waits for the consultation.
+    let o = s.run(&[
+        "transition",
+        "--id",
+        "acme-1",
+        "--to",
+        "approved",
+        "--by",
+        "cpo",
+        "--why",
+        "ok",
+    ]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let o = s.run_as(
+        "carol",
+        &["approve", "--id", "acme-1", "--why", "compelled"],
+    );
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("held for consultation"), "{}", text(&o));
+    let o = s.run(&["approve", "--id", "acme-1", "--why", "compelled"]);
+    assert_eq!(code(&o), 2, "no key: {}", text(&o));
+    let o = s.run(&[
+        "consult",
+        "--id",
+        "acme-1",
+        "--dpa",
+        "Data Protection Commission",
+        "--reference",
+        "DPC-17",
+        "--why",
+        "no objection",
+        "--by",
+        "dpo",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = s.run_as(
+        "carol",
+        &["approve", "--id", "acme-1", "--why", "compelled"],
+    );
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = s.run_as("carol", &["approve", "--id", "acme-1", "--why", "again"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let out = s.dir.join("x");
+    let out_s = out.to_str().unwrap();
+    let o = s.run_as("carol", &["export", "--id", "acme-1", "--out", out_s]);
+    assert_eq!(code(&o), 1, "one approval is not enough: {}", text(&o));
+    let o = s.run_as("dave", &["approve", "--id", "acme-1", "--why", "agreed"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("now approved"), "{}", text(&o));
+    let o = s.run(&["export", "--id", "acme-1", "--out", out_s, "--by", "ops"]);
+    assert_eq!(code(&o), 2, "an export needs a key: {}", text(&o));
+    let o = s.run_as("dave", &["export", "--id", "acme-1", "--out", out_s]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = s.run(&["show", "--id", "acme-1"]);
+    assert!(
+        text(&o).contains("approval by carol (signed)"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("consulted:   Data Protection Commission"),
+        "{}",
+        text(&o)
+    );
+
+    // Redirected, and a request without a known customer.
+    let o = open("DE", "2026-04-01");
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = s.run(&[
+        "transition",
+        "--id",
+        "acme-2",
+        "--to",
+        "redirected",
+        "--by",
+        "privacy",
+        "--why",
+        "the authority agreed to ask acme",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = s.run(&[
+        "open",
+        "--tenant",
+        "_unattributed",
+        "--authority",
+        "Polizei",
+        "--country",
+        "AT",
+        "--legal-basis",
+        "StPO",
+        "--received",
+        "2026-05-01",
+        "--type",
+        "other",
+        "--by",
+        "intake",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("_unattributed-1"), "{}", text(&o));
+
+    // Freeze the half year; a later change shows separately.
+    let o = s.run(&["report", "--period", "2026H1", "--freeze"]);
+    assert_eq!(code(&o), 2, "freezing needs a key: {}", text(&o));
+    let o = s.run_as(
+        "carol",
+        &[
+            "report", "--period", "2026H1", "--freeze", "--format", "json",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["report"]["requests"], 3);
+    assert_eq!(r["report"]["by_outcome"]["redirected"], 1);
+    assert_eq!(r["report"]["by_outcome"]["disclosed"], 1);
+    let o = s.run_as("dave", &["report", "--period", "2026H1", "--freeze"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let o = open("US", "2026-06-01");
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = s.run(&["report", "--period", "2026H1"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        md.contains("received from 2026-01-01 to 2026-06-30: **3**"),
+        "{md}"
+    );
+    assert!(md.contains("signature verified"), "{md}");
+    assert!(
+        md.contains("| US | court_order | (recorded later) | pending |"),
+        "{md}"
+    );
 }

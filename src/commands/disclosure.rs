@@ -13,8 +13,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 use residency_disclosure::{
-    Date, DisclosureError, Disclosures, Event, ExportOptions, LimitRaise, NewRequest, Notice,
-    Period, RequestRecord, RequestType, Scope, Settings, State, VerifyReport,
+    Consult, Consultation, Date, DisclosureError, Disclosures, Event, ExportOptions, LimitRaise,
+    NewRequest, Notice, Period, RequestRecord, RequestType, Scope, Settings, Signer, State,
+    VerifyReport,
 };
 
 /// Arguments of `residency disclosure`.
@@ -34,6 +35,11 @@ struct Files {
     /// [default: config/disclosure.toml when it exists, else built-in defaults].
     #[arg(long, value_name = "FILE")]
     settings: Option<PathBuf>,
+    /// The private key of the privacy team member running the command (a
+    /// file holding the 64-hex-digit seed written by `keygen`). The
+    /// environment variable RESIDENCY_DISCLOSURE_KEY may hold the seed itself.
+    #[arg(long, value_name = "FILE", env = "RESIDENCY_DISCLOSURE_KEY_FILE")]
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -46,9 +52,12 @@ enum DisclosureCommand {
     Open(OpenArgs),
     /// Move a request to another state, recording who and why.
     ///
-    /// received → on_hold → approved | challenged | refused; challenged →
-    /// on_hold | approved | refused; approved → challenged | refused.
-    /// `fulfilled` is recorded by `export` only.
+    /// received → on_hold | challenged | refused | redirected; on_hold →
+    /// challenged | refused | redirected; challenged → on_hold | refused;
+    /// approved → challenged | refused. `approved` is reached by two
+    /// members' `approve`, `fulfilled` by `export` only. `redirected`: the
+    /// authority agreed to ask the customer directly (final). With a key,
+    /// the entry is signed and recorded as the member's.
     Transition {
         #[command(flatten)]
         files: Files,
@@ -58,12 +67,73 @@ enum DisclosureCommand {
         /// The new state.
         #[arg(long, value_enum)]
         to: StateArg,
-        /// Who decides.
-        #[arg(long)]
+        /// Who decides (ignored with a key: the member's name is recorded).
+        #[arg(long, default_value = "")]
         by: String,
         /// Why.
         #[arg(long)]
         why: String,
+    },
+    /// Approve a request with your privacy team key (signed). The second
+    /// approval by a different member approves it. With --raise-limit,
+    /// approve raising a limit for its export instead (the exporter's
+    /// raise needs this second approver).
+    Approve {
+        #[command(flatten)]
+        files: Files,
+        /// Request id.
+        #[arg(long)]
+        id: String,
+        /// Why (the legal obligation, the assessment).
+        #[arg(long)]
+        why: Option<String>,
+        /// Approve raising a limit: objects=N, bytes=N[KiB|MiB|GiB],
+        /// categories=N, authority_objects=N, authority_bytes=N.
+        #[arg(long = "raise-limit", value_name = "LIMIT=N")]
+        raise_limit: Vec<LimitRaise>,
+        /// Why the limit is raised.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Record the consultation of the competent data protection authority
+    /// (the request must be on hold), or with --prohibited, the record of
+    /// the efforts made when consulting it and suspending the request is
+    /// legally prohibited.
+    Consult {
+        #[command(flatten)]
+        files: Files,
+        /// Request id.
+        #[arg(long)]
+        id: String,
+        /// The data protection authority consulted.
+        #[arg(long, required_unless_present = "prohibited")]
+        dpa: Option<String>,
+        /// Its reference (letter, case number).
+        #[arg(long, default_value = "")]
+        reference: String,
+        /// Consultation is legally prohibited (or an imminent risk of
+        /// serious harm forbids it).
+        #[arg(long)]
+        prohibited: bool,
+        /// The authority's answer, or the efforts made.
+        #[arg(long)]
+        why: String,
+        /// Who records it (ignored with a key).
+        #[arg(long, default_value = "")]
+        by: String,
+    },
+    /// Make a privacy team member's Ed25519 key: writes the private seed to
+    /// --out (mode 0600) and prints the [[privacy_team]] entry to add to
+    /// the disclosure settings.
+    Keygen {
+        #[command(flatten)]
+        files: Files,
+        /// The member's name.
+        #[arg(long)]
+        name: String,
+        /// Where to write the private key (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
     /// Notify the customer: a signed JSON POST to its webhook, retried with
     /// backoff. With --prohibited, record instead that the law prohibits
@@ -102,11 +172,13 @@ enum DisclosureCommand {
         /// The export directory (created; must be empty if it exists).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// Who exports.
-        #[arg(long)]
+        /// Who exports (ignored: the key's member is recorded).
+        #[arg(long, default_value = "")]
         by: String,
         /// Raise one limit for this export: objects=N, bytes=N[KiB|MiB|GiB],
-        /// categories=N. Repeatable; needs --reason. Recorded in the ledger.
+        /// categories=N, authority_objects=N, authority_bytes=N. Repeatable;
+        /// needs --reason; takes effect once a second privacy team member
+        /// approves the same raise (`approve --raise-limit`). Recorded, signed.
         #[arg(long = "raise-limit", value_name = "LIMIT=N")]
         raise_limit: Vec<LimitRaise>,
         /// Why the limits are raised.
@@ -147,14 +219,18 @@ enum DisclosureCommand {
         #[arg(long)]
         json: bool,
     },
-    /// The transparency report of a half year, from every tenant's ledger:
-    /// requests by authority country, type and outcome.
+    /// The transparency report of a half year, from every ledger in every
+    /// region: requests by authority country, type and outcome. A frozen
+    /// period shows its frozen report and, separately, later changes.
     Report {
         #[command(flatten)]
         files: Files,
         /// The half year: 2026H1 (January-June) or 2026H2 (July-December).
         #[arg(long)]
         period: Period,
+        /// Freeze and sign the report of an ended half year (needs a key).
+        #[arg(long)]
+        freeze: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
         format: ReportFormat,
@@ -165,7 +241,8 @@ enum DisclosureCommand {
 struct OpenArgs {
     #[command(flatten)]
     files: Files,
-    /// Tenant whose data is asked for.
+    /// Tenant whose data is asked for; `_unattributed` when the customer
+    /// is not known (the scope may then be empty).
     #[arg(long)]
     tenant: String,
     /// The requesting authority.
@@ -204,8 +281,8 @@ struct OpenArgs {
     /// Why notice is prohibited.
     #[arg(long, value_name = "TEXT", requires = "notice_prohibited")]
     notice_prohibited_reason: Option<String>,
-    /// Who records the request.
-    #[arg(long)]
+    /// Who records the request (ignored with a key).
+    #[arg(long, default_value = "")]
     by: String,
     /// A note (default "received").
     #[arg(long, default_value = "")]
@@ -224,6 +301,7 @@ enum StateArg {
     Refused,
     Fulfilled,
     Received,
+    Redirected,
 }
 
 impl From<StateArg> for State {
@@ -235,6 +313,7 @@ impl From<StateArg> for State {
             StateArg::Challenged => State::Challenged,
             StateArg::Refused => State::Refused,
             StateArg::Fulfilled => State::Fulfilled,
+            StateArg::Redirected => State::Redirected,
         }
     }
 }
@@ -302,14 +381,48 @@ pub(crate) fn run(args: DisclosureArgs) -> ExitCode {
 
 /// Loads the sidecar configuration, the rules and the settings, and opens
 /// the regions' backends.
-async fn setup(files: &Files) -> Result<(Disclosures, Settings), Failure> {
+async fn setup(files: &Files) -> Result<(Disclosures, Settings, Option<Signer>), Failure> {
     let bad = |m: String| Failure(super::EXIT_CONFIG, m);
     let cfg = residency_proxy::Config::load(&files.config).map_err(|e| bad(e.to_string()))?;
     let (rules, _) = cfg.load_rules().map_err(|e| bad(e.to_string()))?;
     let settings = load_settings(files.settings.as_deref())?;
+    let signer = load_signer(files, &settings)?;
     let backends = cfg.open_backends().await.map_err(|e| bad(e.to_string()))?;
-    let desk = Disclosures::new(rules, backends)?.with_limits(settings.limits);
-    Ok((desk, settings))
+    let desk = Disclosures::new(rules, backends)?
+        .with_limits(settings.limits)
+        .with_team(settings.privacy_team.clone())
+        .with_bands(settings.report.bands.clone());
+    Ok((desk, settings, signer))
+}
+
+/// The member's key: --key-file (or RESIDENCY_DISCLOSURE_KEY_FILE), else
+/// the seed in RESIDENCY_DISCLOSURE_KEY; none when neither is set.
+fn load_signer(files: &Files, settings: &Settings) -> Result<Option<Signer>, Failure> {
+    let secret = match &files.key_file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| {
+            Failure(
+                super::EXIT_CONFIG,
+                format!("cannot read the key file {}: {e}", path.display()),
+            )
+        })?,
+        None => match std::env::var("RESIDENCY_DISCLOSURE_KEY") {
+            Ok(s) if !s.trim().is_empty() => s,
+            _ => return Ok(None),
+        },
+    };
+    Ok(Some(settings.signer(&secret)?))
+}
+
+fn need_key(signer: Option<Signer>, what: &str) -> Result<Signer, Failure> {
+    signer.ok_or_else(|| {
+        Failure(
+            super::EXIT_CONFIG,
+            format!(
+                "{what} needs your privacy team key: --key-file FILE (or \
+                 RESIDENCY_DISCLOSURE_KEY_FILE / RESIDENCY_DISCLOSURE_KEY)"
+            ),
+        )
+    })
 }
 
 fn load_settings(path: Option<&Path>) -> Result<Settings, Failure> {
@@ -338,7 +451,7 @@ fn print_json<T: serde::Serialize>(v: &T) {
 async fn dispatch(command: DisclosureCommand) -> Result<ExitCode, Failure> {
     match command {
         DisclosureCommand::Open(a) => {
-            let (desk, _) = setup(&a.files).await?;
+            let (desk, _, signer) = setup(&a.files).await?;
             if a.notice_prohibited && a.notice_prohibited_reason.is_none() {
                 return Err(Failure(
                     super::EXIT_CONFIG,
@@ -363,7 +476,9 @@ async fn dispatch(command: DisclosureCommand) -> Result<ExitCode, Failure> {
                 },
                 notice_prohibited: a.notice_prohibited_reason.filter(|_| a.notice_prohibited),
             };
-            let rec = desk.open(request, &a.by, &a.why).await?;
+            let rec = desk
+                .open_as(request, &a.by, &a.why, signer.as_ref())
+                .await?;
             if a.json {
                 print_json(&rec);
             } else {
@@ -384,10 +499,86 @@ async fn dispatch(command: DisclosureCommand) -> Result<ExitCode, Failure> {
             by,
             why,
         } => {
-            let (desk, _) = setup(&files).await?;
+            let (desk, _, signer) = setup(&files).await?;
             let before = desk.get(&id).await?.state;
-            let rec = desk.transition(&id, to.into(), &by, &why).await?;
+            let rec = desk
+                .transition_as(&id, to.into(), &by, &why, signer.as_ref())
+                .await?;
+            let by = signer.as_ref().map_or(by.as_str(), Signer::member);
             println!("{id}: {before} -> {} (by {by}: {why})", rec.state);
+            Ok(ExitCode::SUCCESS)
+        }
+        DisclosureCommand::Approve {
+            files,
+            id,
+            why,
+            raise_limit,
+            reason,
+        } => {
+            let (desk, _, signer) = setup(&files).await?;
+            let signer = need_key(signer, "an approval")?;
+            if !raise_limit.is_empty() {
+                let reason = reason.unwrap_or_default();
+                for r in &raise_limit {
+                    let rec = desk.approve_raise(&id, r, &reason, &signer).await?;
+                    let voters = rec.raise_voters(&r.limit.to_string(), r.to);
+                    println!(
+                        "{id}: raise {}={} approved by {} ({})",
+                        r.limit,
+                        r.to,
+                        signer.member(),
+                        if voters.len() >= 2 {
+                            "in effect: two members"
+                        } else {
+                            "needs a second member"
+                        }
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let why = why.unwrap_or_default();
+            let rec = desk.approve(&id, &signer, &why).await?;
+            println!(
+                "{id}: approved by {} ({} of 2 approvals); now {}",
+                signer.member(),
+                rec.approvals.len(),
+                rec.state
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        DisclosureCommand::Consult {
+            files,
+            id,
+            dpa,
+            reference,
+            prohibited,
+            why,
+            by,
+        } => {
+            let (desk, _, signer) = setup(&files).await?;
+            let what = if prohibited {
+                Consult::Prohibited { efforts: why }
+            } else {
+                Consult::Consulted {
+                    authority: dpa.unwrap_or_default(),
+                    reference,
+                    summary: why,
+                }
+            };
+            let rec = desk.consult(&id, what, &by, signer.as_ref()).await?;
+            println!("{id}: {}", consultation_text(&rec.consultation));
+            Ok(ExitCode::SUCCESS)
+        }
+        DisclosureCommand::Keygen { name, out, .. } => {
+            let signer = Signer::generate(&name)?;
+            write_private(&out, &signer.secret_hex())?;
+            println!(
+                "private key written to {} (keep it to yourself)\n\nAdd to the disclosure settings:\n\n\
+                 [[privacy_team]]\nname = {:?}\npublic_key = {:?}",
+                out.display(),
+                name,
+                signer.public_key()
+            );
             Ok(ExitCode::SUCCESS)
         }
         DisclosureCommand::Notify {
@@ -399,7 +590,7 @@ async fn dispatch(command: DisclosureCommand) -> Result<ExitCode, Failure> {
             prohibited,
             reason,
         } => {
-            let (desk, settings) = setup(&files).await?;
+            let (desk, settings, _) = setup(&files).await?;
             if prohibited {
                 let reason = reason.unwrap_or_default();
                 desk.prohibit_notice(&id, &reason, &by).await?;
@@ -435,7 +626,8 @@ async fn dispatch(command: DisclosureCommand) -> Result<ExitCode, Failure> {
             raise_limit,
             reason,
         } => {
-            let (desk, _) = setup(&files).await?;
+            let (desk, _, signer) = setup(&files).await?;
+            let signer = need_key(signer, "an export")?;
             let manifest = desk
                 .export(
                     &id,
@@ -444,6 +636,7 @@ async fn dispatch(command: DisclosureCommand) -> Result<ExitCode, Failure> {
                         raises: raise_limit,
                         reason,
                         by,
+                        signer: Some(signer),
                     },
                 )
                 .await?;
@@ -464,7 +657,7 @@ async fn dispatch(command: DisclosureCommand) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         DisclosureCommand::Show { files, id, json } => {
-            let (desk, _) = setup(&files).await?;
+            let (desk, _, _) = setup(&files).await?;
             let rec = desk.get(&id).await?;
             if json {
                 print_json(&rec);
@@ -473,11 +666,16 @@ async fn dispatch(command: DisclosureCommand) -> Result<ExitCode, Failure> {
                 println!("history:");
                 for e in &rec.history {
                     println!(
-                        "  #{} {} {} by {}: {}",
+                        "  #{} {} {} by {}{}: {}",
                         e.seq,
                         e.time,
                         event_text(&e.event),
                         e.by,
+                        if e.signer().is_some() {
+                            " (signed)"
+                        } else {
+                            ""
+                        },
                         e.why
                     );
                 }
@@ -489,7 +687,7 @@ async fn dispatch(command: DisclosureCommand) -> Result<ExitCode, Failure> {
             tenant,
             json,
         } => {
-            let (desk, _) = setup(&files).await?;
+            let (desk, _, _) = setup(&files).await?;
             let list = desk.list(&tenant).await?;
             if json {
                 print_json(&list);
@@ -517,7 +715,7 @@ async fn dispatch(command: DisclosureCommand) -> Result<ExitCode, Failure> {
             tenant,
             json,
         } => {
-            let (desk, _) = setup(&files).await?;
+            let (desk, _, _) = setup(&files).await?;
             let reports = match tenant {
                 Some(t) => vec![desk.verify(&t).await?],
                 None => desk.verify_all().await?,
@@ -536,21 +734,72 @@ async fn dispatch(command: DisclosureCommand) -> Result<ExitCode, Failure> {
         DisclosureCommand::Report {
             files,
             period,
+            freeze,
             format,
         } => {
-            let (desk, _) = setup(&files).await?;
-            let report = desk.report(period).await?;
+            let (desk, _, signer) = setup(&files).await?;
+            let view = if freeze {
+                let signer = need_key(signer, "freezing a report")?;
+                desk.freeze_report(period, &signer).await?
+            } else {
+                desk.report_view(period).await?
+            };
             print!(
                 "{}",
                 match format {
-                    ReportFormat::Markdown => report.to_markdown(),
-                    ReportFormat::Json => report.to_json(),
-                    ReportFormat::Csv => report.to_csv(),
+                    ReportFormat::Markdown => view.to_markdown(),
+                    ReportFormat::Json => view.to_json(),
+                    ReportFormat::Csv => view.report.to_csv(),
                 }
             );
+            if format == ReportFormat::Csv && !view.changes_since_frozen.is_empty() {
+                eprintln!(
+                    "{period} is frozen; {} change(s) recorded after it are not in these rows \
+                     (see --format markdown or json)",
+                    view.changes_since_frozen.len()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn consultation_text(c: &Consultation) -> String {
+    match c {
+        Consultation::None => "not recorded".to_owned(),
+        Consultation::Consulted {
+            authority,
+            reference,
+            at,
+            summary,
+        } => format!("{authority} consulted ({reference}) at {at}: {summary}"),
+        Consultation::Prohibited { efforts } => {
+            format!("consultation legally prohibited; efforts: {efforts}")
+        }
+    }
+}
+
+/// Writes a private key file that must not exist, readable by its owner only.
+fn write_private(path: &Path, secret: &str) -> Result<(), Failure> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| {
+        Failure(
+            super::EXIT_CONFIG,
+            format!("cannot create {}: {e}", path.display()),
+        )
+    })?;
+    std::io::Write::write_all(&mut f, format!("{secret}\n").as_bytes()).map_err(|e| {
+        Failure(
+            super::EXIT_CONFIG,
+            format!("cannot write {}: {e}", path.display()),
+        )
+    })
 }
 
 fn notice_text(n: &Notice) -> String {
@@ -572,6 +821,29 @@ fn record_text(r: &RequestRecord) -> String {
     let _ = writeln!(out, "  received:    {}", q.received);
     let _ = writeln!(out, "  scope:       {}", q.scope);
     let _ = writeln!(out, "  notice:      {}", notice_text(&r.notice));
+    if let Some(a) = &r.assessment {
+        let _ = writeln!(
+            out,
+            "  adequacy:    {}{}",
+            if a.consult { "HOLD: " } else { "" },
+            a.reason
+        );
+    }
+    let _ = writeln!(out, "  consulted:   {}", consultation_text(&r.consultation));
+    let approvals: Vec<String> = r
+        .approvals
+        .iter()
+        .map(|a| format!("{} ({})", a.member, a.at))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  approvals:   {}",
+        if approvals.is_empty() {
+            "none".to_owned()
+        } else {
+            approvals.join(", ")
+        }
+    );
     for (l, v) in &r.raised_limits {
         let _ = writeln!(out, "  raised:      {l} = {v}");
     }
@@ -588,6 +860,12 @@ fn record_text(r: &RequestRecord) -> String {
 fn event_text(e: &Event) -> String {
     match e {
         Event::Opened { .. } => "opened".to_owned(),
+        Event::Approval => "approval".to_owned(),
+        Event::Consulted {
+            authority,
+            reference,
+        } => format!("consulted {authority} ({reference})"),
+        Event::ConsultationProhibited => "consultation legally prohibited".to_owned(),
         Event::Transition { from, to } => format!("{from} -> {to}"),
         Event::NoticeProhibited => "notice prohibited".to_owned(),
         Event::Notified {

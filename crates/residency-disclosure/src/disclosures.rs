@@ -13,14 +13,19 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::date::rfc3339;
+use crate::adequacy::{Adequacy, Assessment};
+use crate::date::{rfc3339, Date};
 use crate::error::DisclosureError;
-use crate::export::{ExportOptions, Limit, Limits, Manifest, ManifestObject};
+use crate::export::{ExportOptions, Limit, LimitRaise, Limits, Manifest, ManifestObject};
 use crate::ledger::{Event, Ledger, Loaded, VerifyReport};
 use crate::notify::Webhook;
 use crate::record::{Notice, RequestRecord};
-use crate::report::{Period, TransparencyReport};
-use crate::request::{parse_request_id, DisclosureRequest, NewRequest};
+use crate::report::{
+    outcome, FrozenBody, FrozenInfo, FrozenReport, LateChange, Period, ReportView,
+    TransparencyReport,
+};
+use crate::request::{parse_request_id, DisclosureRequest, NewRequest, UNATTRIBUTED};
+use crate::signing::{Member, Signer};
 use crate::state::State;
 
 /// The register of disclosure requests over the regions' backends.
@@ -32,6 +37,9 @@ pub struct Disclosures {
     rules: Ruleset,
     backends: BTreeMap<String, Arc<dyn Backend>>,
     limits: Limits,
+    adequacy: Adequacy,
+    team: Vec<Member>,
+    bands: Vec<u64>,
 }
 
 impl std::fmt::Debug for Disclosures {
@@ -41,6 +49,30 @@ impl std::fmt::Debug for Disclosures {
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
+}
+
+/// Where frozen reports are kept: `_disclosure/_reports/<period>.json` in
+/// the policy's default region.
+const REPORTS: &str = "_reports";
+
+/// What [`Disclosures::consult`] records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consult {
+    /// The competent data protection authority was consulted.
+    Consulted {
+        /// The authority.
+        authority: String,
+        /// Its reference (letter, case number).
+        reference: String,
+        /// Its answer, summarised.
+        summary: String,
+    },
+    /// Notifying it and suspending the request is legally prohibited (or an
+    /// imminent risk of serious harm forbids it): the efforts made.
+    Prohibited {
+        /// The written record of the efforts (seed 4.2.2).
+        efforts: String,
+    },
 }
 
 /// Region ids with their backends, in the order to look in.
@@ -77,7 +109,52 @@ impl Disclosures {
             rules,
             backends,
             limits: Limits::default(),
+            adequacy: Adequacy::builtin(),
+            team: Vec::new(),
+            bands: Vec::new(),
         })
+    }
+
+    /// Sets the adequacy table (default: the shipped one).
+    #[must_use]
+    pub fn with_adequacy(mut self, adequacy: Adequacy) -> Self {
+        self.adequacy = adequacy;
+        self
+    }
+
+    /// Sets the privacy team whose signed approvals count.
+    #[must_use]
+    pub fn with_team(mut self, team: Vec<Member>) -> Self {
+        self.team = team;
+        self
+    }
+
+    /// Sets the bands small counts of the report are published in.
+    #[must_use]
+    pub fn with_bands(mut self, bands: Vec<u64>) -> Self {
+        self.bands = bands;
+        self
+    }
+
+    /// The adequacy table.
+    pub fn adequacy(&self) -> &Adequacy {
+        &self.adequacy
+    }
+
+    /// Checks that `signer` is a member of the configured team (by name and key).
+    fn member(&self, signer: &Signer, what: &str) -> Result<(), DisclosureError> {
+        let ok = self.team.iter().any(|m| {
+            m.name == signer.member() && m.public_key.eq_ignore_ascii_case(&signer.public_key())
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(DisclosureError::Refused(format!(
+                "{what} needs a privacy team member's key: {} (key {}) is not in [[privacy_team]]",
+                signer.member(),
+                signer.public_key()
+            )))
+        }
     }
 
     /// Sets the export limits.
@@ -99,11 +176,17 @@ impl Disclosures {
             .ok_or_else(|| DisclosureError::UnknownTenant(tenant.to_owned()))
     }
 
-    /// The ledger of `tenant`, in its home region.
+    /// The ledger of `tenant`, in its home region ([`UNATTRIBUTED`]: the
+    /// policy's default region).
     ///
     /// # Errors
     /// `UnknownTenant`.
     pub fn ledger(&self, tenant: &str) -> Result<Ledger, DisclosureError> {
+        if tenant == UNATTRIBUTED {
+            let policy = self.rules.policy();
+            let region = policy.region(policy.default_region()).id();
+            return Ok(Ledger::new(tenant, region, self.backends[region].clone()));
+        }
         let id = self.tenant_id(tenant)?;
         let policy = self.rules.policy();
         let home = policy
@@ -112,9 +195,66 @@ impl Disclosures {
         Ok(Ledger::new(tenant, home, self.backends[home].clone()))
     }
 
+    /// The ledger of `tenant`, also when it is no longer in the tenants
+    /// file (a churned tenant's ledger is found in the region holding it).
+    ///
+    /// # Errors
+    /// `UnknownTenant` when no region holds a ledger for it.
+    pub async fn find_ledger(&self, tenant: &str) -> Result<Ledger, DisclosureError> {
+        match self.ledger(tenant) {
+            Err(DisclosureError::UnknownTenant(_)) => {}
+            other => return other,
+        }
+        for l in self.all_ledgers().await? {
+            if l.tenant() == tenant {
+                return Ok(l);
+            }
+        }
+        Err(DisclosureError::UnknownTenant(tenant.to_owned()))
+    }
+
+    /// Every ledger in every region: each `_disclosure/<tenant>/` found,
+    /// whether or not the tenant is still in the tenants file.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn all_ledgers(&self) -> Result<Vec<Ledger>, DisclosureError> {
+        let mut found = BTreeSet::new();
+        for (region, backend) in &self.backends {
+            let mut token = None;
+            loop {
+                let page = backend
+                    .list_objects(ListRequest::new("_disclosure/").continuation_token(token))
+                    .await?;
+                for o in page.objects {
+                    let mut parts = o.key["_disclosure/".len()..].splitn(2, '/');
+                    if let (Some(t), Some(rest)) = (parts.next(), parts.next()) {
+                        if !t.is_empty()
+                            && t != REPORTS
+                            && (rest == "head.json" || rest.starts_with("ledger/"))
+                        {
+                            found.insert((t.to_owned(), region.clone()));
+                        }
+                    }
+                }
+                token = page.next_continuation_token;
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(found
+            .into_iter()
+            .map(|(t, r)| {
+                let b = self.backends[&r].clone();
+                Ledger::new(t, r, b)
+            })
+            .collect())
+    }
+
     async fn load_request(&self, id: &str) -> Result<(Ledger, Loaded), DisclosureError> {
         let (tenant, _) = parse_request_id(id)?;
-        let ledger = self.ledger(tenant)?;
+        let ledger = self.find_ledger(tenant).await?;
         let loaded = ledger.load().await?;
         if !loaded.records.contains_key(id) {
             return Err(DisclosureError::UnknownRequest(id.to_owned()));
@@ -129,11 +269,57 @@ impl Disclosures {
     /// empty scope), `UnknownTenant`, `Damaged`, storage failures.
     pub async fn open(
         &self,
-        mut request: NewRequest,
+        request: NewRequest,
         by: &str,
         why: &str,
     ) -> Result<RequestRecord, DisclosureError> {
-        require(by, "who records the request (--by)")?;
+        self.open_as(request, by, why, None).await
+    }
+
+    /// Whether the tenant's data is hosted in the EEA: its home region's
+    /// jurisdiction (unknown for [`UNATTRIBUTED`] and churned tenants:
+    /// assumed so).
+    fn eea_hosted(&self, tenant: &str) -> bool {
+        if tenant == UNATTRIBUTED {
+            return true;
+        }
+        match self.tenant_id(tenant) {
+            Ok(id) => {
+                let policy = self.rules.policy();
+                let home = self.rules.tenants().tenant(id).home_region(policy);
+                policy
+                    .region(home)
+                    .jurisdiction()
+                    .eq_ignore_ascii_case("EEA")
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// Whether a request from an authority in `country` for `tenant`'s data
+    /// is held for consultation (seed 4.2.1), and why.
+    pub fn assess(&self, tenant: &str, country: &str) -> Assessment {
+        self.adequacy.assess(country, self.eea_hosted(tenant))
+    }
+
+    /// [`Disclosures::open`], signed by `signer` when given.
+    ///
+    /// A request from an authority outside the EEA, in a country without a
+    /// (full) EU adequacy decision, for data hosted in the EEA is recorded
+    /// and put on hold at once, with the reason (seed 4.2.1).
+    ///
+    /// # Errors
+    /// As [`Disclosures::open`].
+    pub async fn open_as(
+        &self,
+        mut request: NewRequest,
+        by: &str,
+        why: &str,
+        signer: Option<&Signer>,
+    ) -> Result<RequestRecord, DisclosureError> {
+        if signer.is_none() {
+            require(by, "who records the request (--by)")?;
+        }
         request.validate()?;
         let ledger = self.ledger(&request.tenant)?;
         let mut loaded = ledger.load().await?;
@@ -143,15 +329,29 @@ impl Disclosures {
         } else {
             why
         };
+        let assessment = self.assess(&request.tenant, &request.country);
+        let hold = assessment.consult.then(|| {
+            (
+                Event::Transition {
+                    from: State::Received,
+                    to: State::OnHold,
+                },
+                format!(
+                    "{} (Government Data Request Policy 4.2.1); nothing is disclosed until the consultation is recorded",
+                    assessment.reason
+                ),
+            )
+        });
         let event = Event::Opened {
             request: DisclosureRequest {
                 id: id.clone(),
                 request,
             },
+            assessment: Some(Box::new(assessment)),
         };
-        ledger
-            .append(&mut loaded, &id, by, vec![(event, why.to_owned())])
-            .await?;
+        let mut events = vec![(event, why.to_owned())];
+        events.extend(hold);
+        ledger.append(&mut loaded, &id, by, signer, events).await?;
         Ok(loaded.records.remove(&id).expect("just opened"))
     }
 
@@ -187,13 +387,37 @@ impl Disclosures {
         by: &str,
         why: &str,
     ) -> Result<RequestRecord, DisclosureError> {
-        require(by, "who makes the transition (--by)")?;
+        self.transition_as(id, to, by, why, None).await
+    }
+
+    /// [`Disclosures::transition`], signed by `signer` when given.
+    ///
+    /// # Errors
+    /// As [`Disclosures::transition`]; `approved` is reached only through
+    /// [`Disclosures::approve`].
+    pub async fn transition_as(
+        &self,
+        id: &str,
+        to: State,
+        by: &str,
+        why: &str,
+        signer: Option<&Signer>,
+    ) -> Result<RequestRecord, DisclosureError> {
+        if signer.is_none() {
+            require(by, "who makes the transition (--by)")?;
+        }
         require(why, "why (--why)")?;
         let (ledger, mut loaded) = self.load_request(id).await?;
         let from = loaded.records[id].state;
         if to == State::Fulfilled {
             return Err(DisclosureError::Refused(format!(
                 "{id} is {from}: a request becomes fulfilled only by `export`"
+            )));
+        }
+        if to == State::Approved {
+            return Err(DisclosureError::Refused(format!(
+                "{id}: a request is approved by two different privacy team members, each running \
+                 `residency disclosure approve` with their own key"
             )));
         }
         if !from.may_become(to) {
@@ -215,8 +439,200 @@ impl Disclosures {
                 &mut loaded,
                 id,
                 by,
+                signer,
                 vec![(Event::Transition { from, to }, why.to_owned())],
             )
+            .await?;
+        Ok(loaded.records.remove(id).expect("exists"))
+    }
+
+    /// Refuses while a consultation the request needs is not recorded.
+    fn consultation_gate(&self, rec: &RequestRecord, doing: &str) -> Result<(), String> {
+        let id = &rec.request.id;
+        let assessment = rec.assessment.clone().unwrap_or_else(|| {
+            self.assess(&rec.request.request.tenant, &rec.request.request.country)
+        });
+        if !assessment.consult || rec.consultation.recorded() {
+            return Ok(());
+        }
+        Err(if rec.held || rec.state == State::OnHold {
+            format!(
+                "{id} is held for consultation ({}): {doing} only after the consultation of the \
+                 competent data protection authority is recorded (`residency disclosure consult`)",
+                assessment.reason
+            )
+        } else {
+            format!(
+                "{id} must be put on hold and the competent data protection authority consulted \
+                 before {doing} ({}): transition it to on_hold, then record the consultation \
+                 (`residency disclosure consult`)",
+                assessment.reason
+            )
+        })
+    }
+
+    /// A privacy team member's signed approval. The second approval by a
+    /// different member approves the request.
+    ///
+    /// # Errors
+    /// `Refused` for a key outside the team, a second approval by the same
+    /// member, a final request, or a request whose consultation is missing.
+    pub async fn approve(
+        &self,
+        id: &str,
+        signer: &Signer,
+        why: &str,
+    ) -> Result<RequestRecord, DisclosureError> {
+        self.member(signer, "an approval")?;
+        require(why, "why (--why)")?;
+        let (ledger, mut loaded) = self.load_request(id).await?;
+        let rec = loaded.records[id].clone();
+        if rec.state.is_final() {
+            return Err(DisclosureError::Refused(format!("{id} is {}", rec.state)));
+        }
+        if rec.approvals.iter().any(|a| a.member == signer.member()) {
+            return Err(DisclosureError::Refused(format!(
+                "{} already approved {id}: a second, different privacy team member must approve",
+                signer.member()
+            )));
+        }
+        self.consultation_gate(&rec, "it is approved")
+            .map_err(DisclosureError::Refused)?;
+        let mut events = vec![(Event::Approval, why.to_owned())];
+        if rec.approvals.len() + 1 >= 2 && rec.state.may_become(State::Approved) {
+            let names: Vec<&str> = rec
+                .approvals
+                .iter()
+                .map(|a| a.member.as_str())
+                .chain([signer.member()])
+                .collect();
+            events.push((
+                Event::Transition {
+                    from: rec.state,
+                    to: State::Approved,
+                },
+                format!("approved by {}", names.join(" and ")),
+            ));
+        }
+        ledger
+            .append(&mut loaded, id, signer.member(), Some(signer), events)
+            .await?;
+        Ok(loaded.records.remove(id).expect("exists"))
+    }
+
+    /// A privacy team member's signed vote to raise a limit for the
+    /// request's export; it takes effect with two different members' votes
+    /// for the same value (the exporter's and a second approver's).
+    ///
+    /// # Errors
+    /// `Invalid` without a reason or a value not above the limit; `Refused`
+    /// for a key outside the team or a final request.
+    pub async fn approve_raise(
+        &self,
+        id: &str,
+        raise: &LimitRaise,
+        reason: &str,
+        signer: &Signer,
+    ) -> Result<RequestRecord, DisclosureError> {
+        self.member(signer, "raising a limit")?;
+        let (ledger, mut loaded) = self.load_request(id).await?;
+        let rec = &loaded.records[id];
+        if rec.state.is_final() {
+            return Err(DisclosureError::Refused(format!("{id} is {}", rec.state)));
+        }
+        let event = self.raise_event(raise, reason)?;
+        if rec
+            .raise_voters(&raise.limit.to_string(), raise.to)
+            .contains(signer.member())
+        {
+            return Ok(loaded.records.remove(id).expect("exists"));
+        }
+        ledger
+            .append(&mut loaded, id, signer.member(), Some(signer), vec![event])
+            .await?;
+        Ok(loaded.records.remove(id).expect("exists"))
+    }
+
+    fn raise_event(
+        &self,
+        raise: &LimitRaise,
+        reason: &str,
+    ) -> Result<(Event, String), DisclosureError> {
+        if reason.trim().is_empty() {
+            return Err(DisclosureError::Invalid(
+                "a raised limit needs a reason (--reason)".to_owned(),
+            ));
+        }
+        let configured = raise.limit.of(&self.limits);
+        if raise.to <= configured {
+            return Err(DisclosureError::Invalid(format!(
+                "--raise-limit {}={} does not raise the limit of {configured}",
+                raise.limit, raise.to
+            )));
+        }
+        Ok((
+            Event::LimitRaised {
+                limit: raise.limit.to_string(),
+                from: configured,
+                to: raise.to,
+            },
+            reason.trim().to_owned(),
+        ))
+    }
+
+    /// Records the consultation of the competent data protection authority
+    /// while the request is on hold (seed 4.2.1), or with `prohibited`, the
+    /// written record of the efforts made when notifying it and suspending
+    /// the request is legally prohibited (seed 4.2.2).
+    ///
+    /// # Errors
+    /// `Invalid` without the authority or the summary; `Refused` for a
+    /// consultation of a request that is not on hold, or a final request.
+    pub async fn consult(
+        &self,
+        id: &str,
+        consultation: Consult,
+        by: &str,
+        signer: Option<&Signer>,
+    ) -> Result<RequestRecord, DisclosureError> {
+        if signer.is_none() {
+            require(by, "who records it (--by)")?;
+        }
+        let (ledger, mut loaded) = self.load_request(id).await?;
+        let rec = &loaded.records[id];
+        if rec.state.is_final() {
+            return Err(DisclosureError::Refused(format!("{id} is {}", rec.state)));
+        }
+        let event = match consultation {
+            Consult::Consulted {
+                authority,
+                reference,
+                summary,
+            } => {
+                require(&authority, "the data protection authority (--dpa)")?;
+                require(&summary, "its answer (--why)")?;
+                if rec.state != State::OnHold {
+                    return Err(DisclosureError::Refused(format!(
+                        "{id} is {}: put it on hold (transition --to on-hold) while the data \
+                         protection authority is consulted",
+                        rec.state
+                    )));
+                }
+                (
+                    Event::Consulted {
+                        authority,
+                        reference,
+                    },
+                    summary,
+                )
+            }
+            Consult::Prohibited { efforts } => {
+                require(&efforts, "the written record of the efforts made (--why)")?;
+                (Event::ConsultationProhibited, efforts)
+            }
+        };
+        ledger
+            .append(&mut loaded, id, by, signer, vec![event])
             .await?;
         Ok(loaded.records.remove(id).expect("exists"))
     }
@@ -252,6 +668,7 @@ impl Disclosures {
                 &mut loaded,
                 id,
                 by,
+                None,
                 vec![(Event::NoticeProhibited, reason.to_owned())],
             )
             .await?;
@@ -274,6 +691,11 @@ impl Disclosures {
         require(by, "who sends the notice (--by)")?;
         let (ledger, mut loaded) = self.load_request(id).await?;
         let rec = &loaded.records[id];
+        if rec.request.request.tenant == UNATTRIBUTED {
+            return Err(DisclosureError::Refused(format!(
+                "{id}: the customer is not known, so there is no one to notify"
+            )));
+        }
         match &rec.notice {
             Notice::Prohibited { reason } => {
                 return Err(DisclosureError::Refused(format!(
@@ -316,6 +738,7 @@ impl Disclosures {
                         &mut loaded,
                         id,
                         by,
+                        None,
                         vec![(event, "customer notified".into())],
                     )
                     .await?;
@@ -332,6 +755,7 @@ impl Disclosures {
                         &mut loaded,
                         id,
                         by,
+                        None,
                         vec![(event, "notice not delivered".into())],
                     )
                     .await?;
@@ -348,11 +772,18 @@ impl Disclosures {
         loaded: &mut Loaded,
         id: &str,
         by: &str,
+        signer: Option<&Signer>,
         reason: String,
     ) -> DisclosureError {
         if !loaded.records[id].state.is_final() {
             if let Err(e) = ledger
-                .append(loaded, id, by, vec![(Event::ExportRefused, reason.clone())])
+                .append(
+                    loaded,
+                    id,
+                    by,
+                    signer,
+                    vec![(Event::ExportRefused, reason.clone())],
+                )
                 .await
             {
                 return e;
@@ -364,11 +795,15 @@ impl Disclosures {
     /// Exports exactly the objects in the request's scope to `opts.dir`,
     /// with `manifest.json`, and records the request as fulfilled.
     ///
-    /// Refused (and the refusal recorded) unless the request is approved,
-    /// the customer was notified or notice is prohibited with a reason, and
-    /// the scope is not a bulk transfer: the whole tenant, a wildcard, or
-    /// more objects, bytes or categories than the limits allow — each
-    /// exceeded limit must be raised in `opts.raises`, with `opts.reason`.
+    /// Refused (and the refusal recorded) unless a privacy team member
+    /// exports (`opts.signer`), the request is approved by two members, the
+    /// consultation it needs is recorded (seed 4.2.1), the customer was
+    /// notified or notice is prohibited with a reason, and the scope is not
+    /// a bulk transfer: the whole tenant, a wildcard, more objects, bytes or
+    /// categories than the limits allow, or more than the authority's cap
+    /// for the half year. Each exceeded limit must be raised in
+    /// `opts.raises`, with `opts.reason`, and the same raise approved by a
+    /// second member ([`Disclosures::approve_raise`]).
     ///
     /// # Errors
     /// `Refused` as above; `Invalid` for a raise without a reason or not
@@ -378,17 +813,48 @@ impl Disclosures {
         id: &str,
         opts: &ExportOptions,
     ) -> Result<Manifest, DisclosureError> {
-        require(&opts.by, "who exports (--by)")?;
+        let Some(signer) = opts.signer.as_ref() else {
+            return Err(DisclosureError::Refused(format!(
+                "{id}: an export is recorded with a privacy team member's key \
+                 (--key-file or RESIDENCY_DISCLOSURE_KEY)"
+            )));
+        };
+        self.member(signer, "an export")?;
         let (ledger, mut loaded) = self.load_request(id).await?;
-        let by = opts.by.as_str();
+        let by = signer.member();
+        let sig = Some(signer);
         let rec = loaded.records[id].clone();
+        if rec.request.request.tenant == UNATTRIBUTED {
+            let reason = format!(
+                "{id} has no known customer: nothing can be exported for it (record a request \
+                 for the tenant once it is known)"
+            );
+            return Err(self
+                .refuse_export(&ledger, &mut loaded, id, by, sig, reason)
+                .await);
+        }
         if rec.state != State::Approved {
             let reason = format!(
                 "{id} is {}: only an approved request is exported",
                 rec.state
             );
             return Err(self
-                .refuse_export(&ledger, &mut loaded, id, by, reason)
+                .refuse_export(&ledger, &mut loaded, id, by, sig, reason)
+                .await);
+        }
+        if rec.approvals.len() < 2 {
+            let reason = format!(
+                "{id} has {} signed approval(s): an export needs the approval of two different \
+                 privacy team members (`residency disclosure approve`)",
+                rec.approvals.len()
+            );
+            return Err(self
+                .refuse_export(&ledger, &mut loaded, id, by, sig, reason)
+                .await);
+        }
+        if let Err(reason) = self.consultation_gate(&rec, "anything is exported") {
+            return Err(self
+                .refuse_export(&ledger, &mut loaded, id, by, sig, reason)
                 .await);
         }
         if !rec.notice.allows_disclosure() {
@@ -397,7 +863,7 @@ impl Disclosures {
                  (or record that notice is legally prohibited, with the reason)"
             );
             return Err(self
-                .refuse_export(&ledger, &mut loaded, id, by, reason)
+                .refuse_export(&ledger, &mut loaded, id, by, sig, reason)
                 .await);
         }
         let scope = &rec.request.request.scope;
@@ -407,51 +873,79 @@ impl Disclosures {
                  and indiscriminate manner\" (narrow the scope to specific keys or a prefix and time range)"
             );
             return Err(self
-                .refuse_export(&ledger, &mut loaded, id, by, reason)
+                .refuse_export(&ledger, &mut loaded, id, by, sig, reason)
                 .await);
         }
-        let mut limits = self.limits;
-        let raise_reason = opts.reason.as_deref().unwrap_or("").trim();
-        if !opts.raises.is_empty() && raise_reason.is_empty() {
-            return Err(DisclosureError::Invalid(
-                "a raised limit needs a reason (--reason)".to_owned(),
-            ));
-        }
-        let mut raised = Vec::new();
+        let raise_reason = opts.reason.as_deref().unwrap_or("");
+        let mut votes = Vec::new();
         for r in &opts.raises {
-            let configured = r.limit.of(&self.limits);
-            if r.to <= configured {
-                return Err(DisclosureError::Invalid(format!(
-                    "--raise-limit {}={} does not raise the limit of {configured}",
-                    r.limit, r.to
-                )));
+            let event = self.raise_event(r, raise_reason)?;
+            if !rec.raise_voters(&r.limit.to_string(), r.to).contains(by) {
+                votes.push(event);
             }
-            r.limit.set(&mut limits, r.to);
-            raised.push((
-                Event::LimitRaised {
-                    limit: r.limit.to_string(),
-                    from: configured,
-                    to: r.to,
-                },
-                raise_reason.to_owned(),
-            ));
         }
         check_export_dir(&opts.dir).await?;
+        // The exporter's votes to raise are recorded before anything else.
+        if !votes.is_empty() {
+            ledger.append(&mut loaded, id, by, sig, votes).await?;
+        }
+        let rec = loaded.records[id].clone();
+        let mut limits = self.limits;
+        let mut unapproved = Vec::new();
+        for r in &opts.raises {
+            let voters = rec.raise_voters(&r.limit.to_string(), r.to);
+            if voters.len() >= 2 {
+                r.limit.set(&mut limits, r.to);
+            } else {
+                unapproved.push(format!(
+                    "{}={} (voted by {})",
+                    r.limit,
+                    r.to,
+                    voters.into_iter().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+
+        if !unapproved.is_empty() {
+            let reason = format!(
+                "a raised limit needs a second approver: {}; another privacy team member runs \
+                 `residency disclosure approve --id {id} --raise-limit LIMIT=N --reason TEXT`",
+                unapproved.join(", ")
+            );
+            return Err(self
+                .refuse_export(&ledger, &mut loaded, id, by, sig, reason)
+                .await);
+        }
 
         let tenant = rec.request.request.tenant.clone();
         let (selected, missing) = self.select(&tenant, scope).await?;
         let total_bytes: u64 = selected.iter().map(|s| s.size).sum();
         let categories: BTreeSet<String> = selected.iter().map(|s| s.category.clone()).collect();
+        let (prior_objects, prior_bytes) = self
+            .authority_exports(&rec.request.request.authority, &rec.request.request.country)
+            .await?;
         let mut exceeded = Vec::new();
         for (limit, value) in [
             (Limit::Objects, selected.len() as u64),
             (Limit::Bytes, total_bytes),
             (Limit::Categories, categories.len() as u64),
+            (
+                Limit::AuthorityObjects,
+                prior_objects + selected.len() as u64,
+            ),
+            (Limit::AuthorityBytes, prior_bytes + total_bytes),
         ] {
             let max = limit.of(&limits);
             if value > max {
+                let what = match limit {
+                    Limit::AuthorityObjects | Limit::AuthorityBytes => format!(
+                        "{value} {limit} (this export and the authority's earlier exports this half year)"
+                    ),
+                    _ => format!("{value} {limit}"),
+                };
                 exceeded.push(format!(
-                    "{value} {limit} > limit {max} (raise with --raise-limit {limit}={value} --reason TEXT)"
+                    "{what} > limit {max} (raise with --raise-limit {limit}={value} --reason TEXT, \
+                     approved by a second privacy team member)"
                 ));
             }
         }
@@ -461,12 +955,8 @@ impl Disclosures {
                 exceeded.join("; ")
             );
             return Err(self
-                .refuse_export(&ledger, &mut loaded, id, by, reason)
+                .refuse_export(&ledger, &mut loaded, id, by, sig, reason)
                 .await);
-        }
-        // The decision to raise is recorded before any byte is copied.
-        if !raised.is_empty() {
-            ledger.append(&mut loaded, id, by, raised).await?;
         }
 
         let objects_dir = opts.dir.join("objects");
@@ -524,10 +1014,43 @@ impl Disclosures {
                 format!("exported {} object(s)", manifest.total_objects),
             ),
         ];
-        ledger.append(&mut loaded, id, by, events).await?;
+        ledger.append(&mut loaded, id, by, sig, events).await?;
         Ok(manifest)
     }
 
+    /// Objects and bytes exported in the current half year for requests of
+    /// the authority (its name, case and spacing ignored, and country), over
+    /// every ledger.
+    async fn authority_exports(
+        &self,
+        authority: &str,
+        country: &str,
+    ) -> Result<(u64, u64), DisclosureError> {
+        let norm = |a: &str| {
+            a.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase()
+        };
+        let want = norm(authority);
+        let today = Date::today();
+        let period =
+            Period::new(today.year(), if today.month() <= 6 { 1 } else { 2 }).expect("a half year");
+        let (mut objects, mut bytes) = (0, 0);
+        for rec in self.all_records().await?.1 {
+            let q = &rec.request.request;
+            let Some(e) = &rec.export else { continue };
+            let exported_on: Option<Date> = e.at.get(..10).and_then(|d| d.parse().ok());
+            if norm(&q.authority) == want
+                && q.country.eq_ignore_ascii_case(country)
+                && exported_on.is_some_and(|d| period.contains(d))
+            {
+                objects += e.objects;
+                bytes += e.bytes;
+            }
+        }
+        Ok((objects, bytes))
+    }
     /// The regions where `tenant` may have objects, with their backends.
     fn regions_of(&self, tenant: &str) -> Result<RegionBackends, DisclosureError> {
         let tid = self.tenant_id(tenant)?;
@@ -680,38 +1203,247 @@ impl Disclosures {
         Ok(hex::encode(hasher.finalize()))
     }
 
-    /// Verifies the ledger of `tenant`.
+    /// Verifies the ledger of `tenant` (also a churned tenant's).
     ///
     /// # Errors
     /// `UnknownTenant`, storage failures (damage is in the report).
     pub async fn verify(&self, tenant: &str) -> Result<VerifyReport, DisclosureError> {
-        self.ledger(tenant)?.verify().await
+        self.find_ledger(tenant).await?.verify().await
     }
 
-    /// Verifies every tenant's ledger.
+    /// Verifies every ledger: every tenant's in the tenants file, and every
+    /// other ledger found in a region (churned tenants, unattributed requests).
     ///
     /// # Errors
     /// Storage failures.
     pub async fn verify_all(&self) -> Result<Vec<VerifyReport>, DisclosureError> {
         let mut out = Vec::new();
+        let mut seen = BTreeSet::new();
         for (_, t) in self.rules.tenants().iter() {
-            out.push(self.verify(t.id()).await?);
+            let l = self.ledger(t.id())?;
+            seen.insert((l.tenant().to_owned(), l.region().to_owned()));
+            out.push(l.verify().await?);
+        }
+        for l in self.all_ledgers().await? {
+            if seen.insert((l.tenant().to_owned(), l.region().to_owned())) {
+                out.push(l.verify().await?);
+            }
         }
         Ok(out)
     }
 
-    /// The transparency report of `period`, from every tenant's ledger.
+    /// Every request in every ledger of every region (a request found in two
+    /// regions, as after a migration copy, counts once: the copy with the
+    /// longer history), with `<tenant>@<region>` → (head, entries).
+    ///
+    /// # Errors
+    /// `Damaged` when a ledger fails verification; storage failures.
+    pub async fn all_records(
+        &self,
+    ) -> Result<(BTreeMap<String, (String, u64)>, Vec<RequestRecord>), DisclosureError> {
+        let mut heads = BTreeMap::new();
+        let mut records: BTreeMap<String, RequestRecord> = BTreeMap::new();
+        for l in self.all_ledgers().await? {
+            let loaded = l.load().await?;
+            heads.insert(
+                format!("{}@{}", l.tenant(), l.region()),
+                (loaded.head.clone(), loaded.entries.len() as u64),
+            );
+            for (id, rec) in loaded.records {
+                let keep = records
+                    .get(&id)
+                    .is_none_or(|old| old.history.len() < rec.history.len());
+                if keep {
+                    records.insert(id, rec);
+                }
+            }
+        }
+        Ok((heads, records.into_values().collect()))
+    }
+
+    /// The live transparency report of `period`, from every ledger in
+    /// every region (churned tenants and unattributed requests included).
     ///
     /// # Errors
     /// `Damaged` when a ledger fails verification (a report is never made
     /// from damaged records); storage failures.
     pub async fn report(&self, period: Period) -> Result<TransparencyReport, DisclosureError> {
-        let mut records = Vec::new();
-        for (_, t) in self.rules.tenants().iter() {
-            let loaded = self.ledger(t.id())?.load().await?;
-            records.extend(loaded.records.into_values());
+        Ok(self.live_report(period).await?.0)
+    }
+
+    async fn live_report(
+        &self,
+        period: Period,
+    ) -> Result<
+        (
+            TransparencyReport,
+            Vec<RequestRecord>,
+            BTreeMap<String, String>,
+        ),
+        DisclosureError,
+    > {
+        let (heads, records) = self.all_records().await?;
+        let mut report = TransparencyReport::compute(period, &records);
+        report.ledgers = heads.len() as u64;
+        report.ledger_entries = heads.values().map(|(_, n)| n).sum();
+        report.bands.clone_from(&self.bands);
+        let heads = heads.into_iter().map(|(k, (h, _))| (k, h)).collect();
+        Ok((report, records, heads))
+    }
+
+    fn reports_backend(&self) -> (&str, &Arc<dyn Backend>) {
+        let policy = self.rules.policy();
+        let region = policy.region(policy.default_region()).id();
+        (region, &self.backends[region])
+    }
+
+    fn frozen_key(period: Period) -> String {
+        format!("_disclosure/{REPORTS}/{period}.json")
+    }
+
+    /// The frozen report of `period`, if any.
+    ///
+    /// # Errors
+    /// `Damaged` for an unreadable frozen report; storage failures.
+    pub async fn frozen_report(
+        &self,
+        period: Period,
+    ) -> Result<Option<(FrozenBody, FrozenInfo)>, DisclosureError> {
+        let (_, backend) = self.reports_backend();
+        let bytes = match backend.get_object(&Self::frozen_key(period), None).await {
+            Ok(out) => out.body.collect().await?,
+            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let damaged = |m: String| DisclosureError::Damaged {
+            tenant: format!("{REPORTS}/{period}"),
+            problems: vec![m],
+        };
+        let stored: FrozenReport = serde_json::from_slice(&bytes)
+            .map_err(|e| damaged(format!("the frozen report is not valid: {e}")))?;
+        let body: FrozenBody = serde_json::from_str(&stored.body)
+            .map_err(|e| damaged(format!("the frozen report's body is not valid: {e}")))?;
+        let signature_ok = stored.sig.verifies(stored.body.as_bytes())
+            && self.team.iter().any(|m| {
+                m.name == stored.sig.member
+                    && m.public_key.eq_ignore_ascii_case(&stored.sig.public_key)
+            });
+        Ok(Some((
+            body.clone(),
+            FrozenInfo {
+                at: body.frozen_at,
+                by: stored.sig.member,
+                public_key: stored.sig.public_key,
+                signature_ok,
+            },
+        )))
+    }
+
+    /// Freezes the report of `period` (a half year that has ended), signed
+    /// by a privacy team member. It is written once.
+    ///
+    /// # Errors
+    /// `Refused` for a period not yet over, one already frozen, or a key
+    /// outside the team; `Damaged`, storage failures.
+    pub async fn freeze_report(
+        &self,
+        period: Period,
+        signer: &Signer,
+    ) -> Result<ReportView, DisclosureError> {
+        self.member(signer, "freezing a report")?;
+        if period.last_day() >= Date::today() {
+            return Err(DisclosureError::Refused(format!(
+                "{period} has not ended: a report is frozen after its last day ({})",
+                period.last_day()
+            )));
         }
-        Ok(TransparencyReport::compute(period, &records))
+        if let Some((_, info)) = self.frozen_report(period).await? {
+            return Err(DisclosureError::Refused(format!(
+                "the report of {period} was frozen at {} by {}; a frozen report is never replaced",
+                info.at, info.by
+            )));
+        }
+        let (report, records, heads) = self.live_report(period).await?;
+        let body = FrozenBody {
+            period: period.to_string(),
+            frozen_at: rfc3339(SystemTime::now()),
+            report: report.clone(),
+            outcomes: records
+                .iter()
+                .filter(|r| period.contains(r.request.request.received))
+                .map(|r| (r.request.id.clone(), outcome(r.state).to_owned()))
+                .collect(),
+            heads,
+        };
+        let body_json = serde_json::to_string(&body).expect("the body serializes");
+        let stored = FrozenReport {
+            sig: signer.sign(body_json.as_bytes()),
+            body: body_json,
+        };
+        let (_, backend) = self.reports_backend();
+        let key = Self::frozen_key(period);
+        backend
+            .put_object(
+                &key,
+                residency_store::Body::from_bytes(bytes::Bytes::from(
+                    serde_json::to_vec_pretty(&stored).expect("the report serializes"),
+                )),
+                residency_store::PutMeta::with_content_type("application/json"),
+            )
+            .await?;
+        Ok(ReportView {
+            report,
+            frozen: Some(FrozenInfo {
+                at: body.frozen_at,
+                by: signer.member().to_owned(),
+                public_key: signer.public_key(),
+                signature_ok: true,
+            }),
+            changes_since_frozen: Vec::new(),
+        })
+    }
+
+    /// The report of `period` as published: the frozen one, when frozen,
+    /// with the requests recorded or changed after it was frozen listed
+    /// separately; else the live report.
+    ///
+    /// # Errors
+    /// `Damaged`, storage failures.
+    pub async fn report_view(&self, period: Period) -> Result<ReportView, DisclosureError> {
+        let (live, records, _) = self.live_report(period).await?;
+        let Some((body, info)) = self.frozen_report(period).await? else {
+            return Ok(ReportView {
+                report: live,
+                frozen: None,
+                changes_since_frozen: Vec::new(),
+            });
+        };
+        let mut changes = Vec::new();
+        for r in &records {
+            let q = &r.request.request;
+            if !period.contains(q.received) {
+                continue;
+            }
+            let now = outcome(r.state).to_owned();
+            let then = body.outcomes.get(&r.request.id);
+            if then != Some(&now) {
+                changes.push(LateChange {
+                    country: q.country.clone(),
+                    request_type: q.request_type.to_string(),
+                    frozen: then.cloned(),
+                    now,
+                });
+            }
+        }
+        let mut report = body.report;
+        if report.bands.is_empty() {
+            report.bands.clone_from(&self.bands);
+        }
+        Ok(ReportView {
+            report,
+            frozen: Some(info),
+            changes_since_frozen: changes,
+        })
     }
 }
 

@@ -4,7 +4,11 @@
 //! Requesting Authority in a massive, disproportionate, and indiscriminate
 //! manner that goes beyond what is necessary in a democratic society."
 //! A whole-tenant or wildcard scope is never exported; a scope over a limit
-//! is exported only when that limit is raised explicitly, with a reason.
+//! is exported only when that limit is raised explicitly, with a reason, by
+//! two different privacy team members (the one exporting and a second
+//! approver). Across requests, one authority's exports in a half year are
+//! capped (`max_authority_objects`, `max_authority_bytes`), so that many
+//! narrow requests do not add up to a bulk transfer.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -25,6 +29,11 @@ pub struct Limits {
     /// Distinct data categories at most (default 3), classified by the
     /// policy's key rules.
     pub max_categories: u64,
+    /// Objects at most exported to one authority (name and country) per
+    /// half year, over all its requests and tenants (default 1000).
+    pub max_authority_objects: u64,
+    /// Bytes at most exported to one authority per half year (default 10 GiB).
+    pub max_authority_bytes: u64,
 }
 
 impl Default for Limits {
@@ -33,6 +42,8 @@ impl Default for Limits {
             max_objects: 100,
             max_bytes: 1 << 30,
             max_categories: 3,
+            max_authority_objects: 1000,
+            max_authority_bytes: 10 << 30,
         }
     }
 }
@@ -46,11 +57,21 @@ pub enum Limit {
     Bytes,
     /// Distinct categories.
     Categories,
+    /// Objects exported to one authority per half year.
+    AuthorityObjects,
+    /// Bytes exported to one authority per half year.
+    AuthorityBytes,
 }
 
 impl Limit {
     /// Every limit.
-    pub const ALL: [Limit; 3] = [Limit::Objects, Limit::Bytes, Limit::Categories];
+    pub const ALL: [Limit; 5] = [
+        Limit::Objects,
+        Limit::Bytes,
+        Limit::Categories,
+        Limit::AuthorityObjects,
+        Limit::AuthorityBytes,
+    ];
 
     /// `objects`, `bytes` or `categories`.
     pub fn as_str(self) -> &'static str {
@@ -58,6 +79,8 @@ impl Limit {
             Limit::Objects => "objects",
             Limit::Bytes => "bytes",
             Limit::Categories => "categories",
+            Limit::AuthorityObjects => "authority_objects",
+            Limit::AuthorityBytes => "authority_bytes",
         }
     }
 
@@ -67,6 +90,8 @@ impl Limit {
             Limit::Objects => limits.max_objects,
             Limit::Bytes => limits.max_bytes,
             Limit::Categories => limits.max_categories,
+            Limit::AuthorityObjects => limits.max_authority_objects,
+            Limit::AuthorityBytes => limits.max_authority_bytes,
         }
     }
 
@@ -75,6 +100,8 @@ impl Limit {
             Limit::Objects => limits.max_objects = v,
             Limit::Bytes => limits.max_bytes = v,
             Limit::Categories => limits.max_categories = v,
+            Limit::AuthorityObjects => limits.max_authority_objects = v,
+            Limit::AuthorityBytes => limits.max_authority_bytes = v,
         }
     }
 }
@@ -109,10 +136,10 @@ impl FromStr for LimitRaise {
             .map_or((value, ""), |i| value.split_at(i));
         let mult: u64 = match (limit, unit) {
             (_, "") => 1,
-            (Limit::Bytes, "KiB") => 1 << 10,
-            (Limit::Bytes, "MiB") => 1 << 20,
-            (Limit::Bytes, "GiB") => 1 << 30,
-            (Limit::Bytes, "TiB") => 1 << 40,
+            (Limit::Bytes | Limit::AuthorityBytes, "KiB") => 1 << 10,
+            (Limit::Bytes | Limit::AuthorityBytes, "MiB") => 1 << 20,
+            (Limit::Bytes | Limit::AuthorityBytes, "GiB") => 1 << 30,
+            (Limit::Bytes | Limit::AuthorityBytes, "TiB") => 1 << 40,
             _ => return Err(bad()),
         };
         let n: u64 = digits.parse().map_err(|_| bad())?;
@@ -130,8 +157,10 @@ pub struct ExportOptions {
     pub raises: Vec<LimitRaise>,
     /// Why the limits are raised (required with `raises`).
     pub reason: Option<String>,
-    /// Who exports.
+    /// Who exports (recorded when there is no signer).
     pub by: String,
+    /// The privacy team member exporting: required.
+    pub signer: Option<crate::signing::Signer>,
 }
 
 /// One exported object.

@@ -8,6 +8,12 @@
 //! _disclosure/<tenant>/head.json                {"entries": N, "sha256": SHA-256 of entry N-1}
 //! ```
 //!
+//! Format version 2 (this one) adds `"v": 2` to each entry and, for entries
+//! recorded with a privacy team member's key, `"sig"`: the member, the
+//! public key and an Ed25519 signature over the entry's JSON without `sig`.
+//! Version 1 entries (no `v`, no `sig`) still read and verify; a ledger may
+//! hold both, old entries first.
+//!
 //! Each entry carries the SHA-256 (hex) of the exact bytes of the entry
 //! before it (64 zeros for the first), so an edited, removed or reordered
 //! entry breaks the chain at the next one; the head names the last entry, so
@@ -25,11 +31,20 @@ use residency_store::{Backend, Body, ListRequest, PutMeta, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::adequacy::Assessment;
 use crate::date::rfc3339;
 use crate::error::DisclosureError;
 use crate::record::{replay, RequestRecord};
 use crate::request::DisclosureRequest;
+use crate::signing::{EntrySignature, Signer};
 use crate::state::State;
+
+/// The format version of entries written now.
+pub const LEDGER_VERSION: u32 = 2;
+
+fn version_1() -> u32 {
+    1
+}
 
 /// The `prev` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -42,7 +57,26 @@ pub enum Event {
     Opened {
         /// The request.
         request: DisclosureRequest,
+        /// Whether the authority's country requires a hold and consultation
+        /// (absent in version 1 entries: assessed again at export).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assessment: Option<Box<Assessment>>,
     },
+    /// A privacy team member approves disclosure (a signed entry; two
+    /// different members approve a request).
+    Approval,
+    /// The competent data protection authority was consulted while the
+    /// request was on hold; `why` summarises its answer.
+    Consulted {
+        /// The data protection authority.
+        authority: String,
+        /// Its reference (letter, case number).
+        reference: String,
+    },
+    /// Notifying the data protection authority and suspending the request
+    /// is legally prohibited (or an imminent risk of serious harm forbids
+    /// it); `why` is the written record of the efforts made (seed 4.2.2).
+    ConsultationProhibited,
     /// A person moved the request to another state.
     Transition {
         /// The state before.
@@ -104,6 +138,9 @@ impl Event {
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Opened { .. } => "opened",
+            Event::Approval => "approval",
+            Event::Consulted { .. } => "consulted",
+            Event::ConsultationProhibited => "consultation_prohibited",
             Event::Transition { .. } => "transition",
             Event::NoticeProhibited => "notice_prohibited",
             Event::Notified { .. } => "notified",
@@ -118,6 +155,9 @@ impl Event {
 /// One ledger entry: who did what to which request, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    /// The entry's format version (1 when absent).
+    #[serde(default = "version_1")]
+    pub v: u32,
     /// Position in the tenant's ledger, from 0.
     pub seq: u64,
     /// SHA-256 (hex) of the previous entry's stored bytes; [`GENESIS`] for entry 0.
@@ -132,6 +172,26 @@ pub struct Entry {
     pub why: String,
     /// What happened.
     pub event: Event,
+    /// The privacy team member's signature, for entries recorded with a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<EntrySignature>,
+}
+
+impl Entry {
+    /// The bytes a signature covers: the entry's JSON without `sig`.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut unsigned = self.clone();
+        unsigned.sig = None;
+        serde_json::to_vec(&unsigned).expect("entries serialize")
+    }
+
+    /// The member who signed it, when the signature verifies.
+    pub fn signer(&self) -> Option<&str> {
+        self.sig
+            .as_ref()
+            .filter(|s| s.verifies(&self.signed_bytes()))
+            .map(|s| s.member.as_str())
+    }
 }
 
 /// The head object: how many entries and the hash of the last.
@@ -385,6 +445,7 @@ impl Ledger {
     }
 
     /// Appends entries after the verified state `loaded`, then moves the head.
+    /// With a `signer`, each entry is recorded as the member's and signed.
     ///
     /// A single writer per tenant is assumed; an entry that already exists
     /// (another writer got there first) is a [`DisclosureError::Conflict`] and
@@ -394,13 +455,16 @@ impl Ledger {
         loaded: &mut Loaded,
         request: &str,
         by: &str,
+        signer: Option<&Signer>,
         events: Vec<(Event, String)>,
     ) -> Result<(), DisclosureError> {
+        let by = signer.map_or(by, Signer::member);
         let mut pending = loaded.entries.clone();
         let mut head = loaded.head.clone();
         for (event, why) in events {
             let seq = pending.len() as u64;
-            let entry = Entry {
+            let mut entry = Entry {
+                v: LEDGER_VERSION,
                 seq,
                 prev: head.clone(),
                 time: rfc3339(SystemTime::now()),
@@ -408,7 +472,11 @@ impl Ledger {
                 by: by.to_owned(),
                 why,
                 event,
+                sig: None,
             };
+            if let Some(s) = signer {
+                entry.sig = Some(s.sign(&entry.signed_bytes()));
+            }
             // Check the events replay before anything is written.
             pending.push(entry.clone());
             replay(&self.tenant, &pending).map_err(DisclosureError::Refused)?;

@@ -56,6 +56,7 @@
 //! # });
 //! ```
 
+mod adequacy;
 mod date;
 mod disclosures;
 mod error;
@@ -66,16 +67,24 @@ mod record;
 mod report;
 mod request;
 mod settings;
+mod signing;
 mod state;
 
+pub use adequacy::{Adequacy, Assessment, Covers, Decision};
 pub use date::{rfc3339, Date};
-pub use disclosures::Disclosures;
+pub use disclosures::{Consult, Disclosures};
 pub use error::DisclosureError;
 pub use export::{ExportOptions, Limit, LimitRaise, Limits, Manifest, ManifestObject};
-pub use ledger::{Entry, Event, Ledger, VerifyReport, GENESIS};
+pub use ledger::{Entry, Event, Ledger, VerifyReport, GENESIS, LEDGER_VERSION};
 pub use notify::{sign, Delivery, Webhook, REQUEST_HEADER, SIGNATURE_HEADER};
-pub use record::{ExportSummary, Notice, RequestRecord};
-pub use report::{outcome, Period, ReportRow, TransparencyReport};
-pub use request::{parse_request_id, DisclosureRequest, NewRequest, RequestType, Scope};
-pub use settings::{Settings, TenantSettings, WebhookSettings};
+pub use record::{Approval, Consultation, ExportSummary, Notice, RaiseVote, RequestRecord};
+pub use report::{
+    banded, outcome, FrozenBody, FrozenInfo, FrozenReport, LateChange, Period, ReportRow,
+    ReportView, TransparencyReport,
+};
+pub use request::{
+    parse_request_id, DisclosureRequest, NewRequest, RequestType, Scope, UNATTRIBUTED,
+};
+pub use settings::{ReportSettings, Settings, TenantSettings, WebhookSettings};
+pub use signing::{check_team, EntrySignature, Member, Signer};
 pub use state::State;

@@ -1,14 +1,21 @@
 //! The semi-annual transparency report: "the number and type of Data
 //! Disclosure Requests it has received for the preceding six months".
+//!
+//! The report is made from every ledger found in every region (a churned
+//! tenant's and the unattributed requests included), counts small numbers in
+//! bands where configured ("as may be limited by applicable law"), and a
+//! period's report can be frozen and signed: a later run shows the frozen
+//! report and, separately, what changed after it was frozen.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::date::Date;
 use crate::record::{Notice, RequestRecord};
+use crate::signing::EntrySignature;
 use crate::state::State;
 
 /// A half year: `2026H1` (January–June) or `2026H2` (July–December).
@@ -68,25 +75,26 @@ pub fn outcome(state: State) -> &'static str {
         State::Fulfilled => "disclosed",
         State::Refused => "refused",
         State::Challenged => "challenged",
+        State::Redirected => "redirected",
         State::Received | State::OnHold | State::Approved => "pending",
     }
 }
 
 /// One cell of the report: requests of one country, type and outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportRow {
     /// ISO 3166-1 alpha-2.
     pub country: String,
     /// The request type.
     pub request_type: String,
-    /// `disclosed`, `refused`, `challenged` or `pending`.
+    /// `disclosed`, `refused`, `challenged`, `redirected` or `pending`.
     pub outcome: String,
     /// Number of requests.
     pub requests: u64,
 }
 
 /// The transparency report of one half year, over every tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransparencyReport {
     /// `2026H2`.
     pub period: String,
@@ -110,6 +118,33 @@ pub struct TransparencyReport {
     pub bytes_disclosed: u64,
     /// The cross table: country × type × outcome.
     pub rows: Vec<ReportRow>,
+    /// Ledgers read (every ledger in every region, whether or not its
+    /// tenant is still in the tenants file).
+    #[serde(default)]
+    pub ledgers: u64,
+    /// Ledger entries read, over all periods.
+    #[serde(default)]
+    pub ledger_entries: u64,
+    /// The bands request counts are published in (empty: exact counts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bands: Vec<u64>,
+}
+
+/// A count as published: exact, or its band.
+pub fn banded(bands: &[u64], n: u64) -> String {
+    let Some(last) = bands.last() else {
+        return n.to_string();
+    };
+    if n >= *last {
+        return n.to_string();
+    }
+    let i = bands.iter().rposition(|b| *b <= n).unwrap_or(0);
+    let (lo, hi) = (bands[i], bands[i + 1] - 1);
+    if lo == hi {
+        lo.to_string()
+    } else {
+        format!("{lo}-{hi}")
+    }
 }
 
 impl TransparencyReport {
@@ -130,6 +165,9 @@ impl TransparencyReport {
             objects_disclosed: 0,
             bytes_disclosed: 0,
             rows: Vec::new(),
+            ledgers: 0,
+            ledger_entries: 0,
+            bands: Vec::new(),
         };
         let mut cells: BTreeMap<(String, String, String), u64> = BTreeMap::new();
         for rec in records {
@@ -168,6 +206,11 @@ impl TransparencyReport {
         r
     }
 
+    /// A request count as published.
+    pub fn shown(&self, n: u64) -> String {
+        banded(&self.bands, n)
+    }
+
     /// As Markdown, for publication.
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
@@ -175,16 +218,25 @@ impl TransparencyReport {
         let _ = writeln!(
             out,
             "Government data disclosure requests received from {} to {}: **{}**.\n",
-            self.from, self.to, self.requests
+            self.from,
+            self.to,
+            self.shown(self.requests)
         );
+        if !self.bands.is_empty() {
+            let _ = writeln!(
+                out,
+                "Request counts below {} are given in bands, as the law requires.\n",
+                self.bands.last().unwrap_or(&0)
+            );
+        }
         let _ = writeln!(
             out,
             "Objects disclosed: {} ({} bytes). Customer notice: {} sent, {} legally prohibited, {} pending.\n",
             self.objects_disclosed,
             self.bytes_disclosed,
-            self.notices.get("sent").unwrap_or(&0),
-            self.notices.get("prohibited").unwrap_or(&0),
-            self.notices.get("pending").unwrap_or(&0),
+            self.shown(*self.notices.get("sent").unwrap_or(&0)),
+            self.shown(*self.notices.get("prohibited").unwrap_or(&0)),
+            self.shown(*self.notices.get("pending").unwrap_or(&0)),
         );
         for (title, head, map) in [
             ("By authority country", "Country", &self.by_country),
@@ -193,7 +245,7 @@ impl TransparencyReport {
         ] {
             let _ = writeln!(out, "## {title}\n\n| {head} | Requests |\n|---|---:|");
             for (k, v) in map {
-                let _ = writeln!(out, "| {k} | {v} |");
+                let _ = writeln!(out, "| {k} | {} |", self.shown(*v));
             }
             out.push('\n');
         }
@@ -205,15 +257,48 @@ impl TransparencyReport {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} |",
-                row.country, row.request_type, row.outcome, row.requests
+                row.country,
+                row.request_type,
+                row.outcome,
+                self.shown(row.requests)
             );
         }
+        let _ = writeln!(
+            out,
+            "\nCounted from {} ledger(s), {} ledger entries.",
+            self.ledgers, self.ledger_entries
+        );
         out
     }
 
-    /// As pretty JSON.
+    /// As JSON, request counts banded when bands are configured.
+    pub fn to_value(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("the report serializes");
+        if self.bands.is_empty() {
+            return v;
+        }
+        let band = |x: &mut serde_json::Value| {
+            if let Some(n) = x.as_u64() {
+                *x = serde_json::Value::String(self.shown(n));
+            }
+        };
+        band(&mut v["requests"]);
+        for map in ["by_country", "by_type", "by_outcome", "notices"] {
+            if let Some(m) = v[map].as_object_mut() {
+                m.values_mut().for_each(band);
+            }
+        }
+        if let Some(rows) = v["rows"].as_array_mut() {
+            for r in rows {
+                band(&mut r["requests"]);
+            }
+        }
+        v
+    }
+
+    /// As pretty JSON (request counts banded when bands are configured).
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("the report serializes") + "\n"
+        serde_json::to_string_pretty(&self.to_value()).expect("the report serializes") + "\n"
     }
 
     /// As CSV: `period,country,request_type,outcome,requests`, one row per cell.
@@ -223,10 +308,129 @@ impl TransparencyReport {
             let _ = writeln!(
                 out,
                 "{},{},{},{},{}",
-                self.period, row.country, row.request_type, row.outcome, row.requests
+                self.period,
+                row.country,
+                row.request_type,
+                row.outcome,
+                self.shown(row.requests)
             );
         }
         out
+    }
+}
+
+/// What a frozen report records: the report as it stood, each request's
+/// outcome then, and the ledger heads it was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrozenBody {
+    /// The period.
+    pub period: String,
+    /// When it was frozen (RFC 3339).
+    pub frozen_at: String,
+    /// The report.
+    pub report: TransparencyReport,
+    /// Request id → outcome when frozen (internal; never published).
+    pub outcomes: BTreeMap<String, String>,
+    /// `<tenant>@<region>` → ledger head when frozen.
+    pub heads: BTreeMap<String, String>,
+}
+
+/// A frozen, signed report as stored: the body's exact JSON and the
+/// privacy team member's signature over it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrozenReport {
+    /// The body's JSON.
+    pub body: String,
+    /// The signature over `body`.
+    pub sig: EntrySignature,
+}
+
+/// One request whose standing changed after its period's report was frozen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LateChange {
+    /// The authority's country.
+    pub country: String,
+    /// The request type.
+    pub request_type: String,
+    /// The outcome when frozen (`None`: recorded after the freeze).
+    pub frozen: Option<String>,
+    /// The outcome now.
+    pub now: String,
+}
+
+/// A report run: the frozen report when the period is frozen, with what
+/// changed after, else the live report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportView {
+    /// The report: the frozen one, or the live one when not frozen.
+    pub report: TransparencyReport,
+    /// When it was frozen and by whom (`None`: not frozen).
+    pub frozen: Option<FrozenInfo>,
+    /// Requests of the period recorded, or whose outcome changed, after
+    /// the freeze (empty when not frozen).
+    pub changes_since_frozen: Vec<LateChange>,
+}
+
+/// Who froze a report, when, and whether the signature verifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FrozenInfo {
+    /// When (RFC 3339).
+    pub at: String,
+    /// The privacy team member.
+    pub by: String,
+    /// Their public key.
+    pub public_key: String,
+    /// Whether the signature over the stored body verifies.
+    pub signature_ok: bool,
+}
+
+impl ReportView {
+    /// As Markdown: the report, then the frozen note and late changes.
+    pub fn to_markdown(&self) -> String {
+        let mut out = self.report.to_markdown();
+        if let Some(f) = &self.frozen {
+            let _ = writeln!(
+                out,
+                "\nFrozen at {} by {} (key {}): signature {}.",
+                f.at,
+                f.by,
+                f.public_key,
+                if f.signature_ok {
+                    "verified"
+                } else {
+                    "DOES NOT VERIFY"
+                }
+            );
+            if self.changes_since_frozen.is_empty() {
+                let _ = writeln!(out, "\nNo changes recorded after the report was frozen.");
+            } else {
+                let _ = writeln!(
+                    out,
+                    "\n## Changes recorded after the report was frozen\n\n| Country | Type | Frozen outcome | Outcome now |\n|---|---|---|---|"
+                );
+                for c in &self.changes_since_frozen {
+                    let _ = writeln!(
+                        out,
+                        "| {} | {} | {} | {} |",
+                        c.country,
+                        c.request_type,
+                        c.frozen.as_deref().unwrap_or("(recorded later)"),
+                        c.now
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// As pretty JSON.
+    pub fn to_json(&self) -> String {
+        let v = serde_json::json!({
+            "report": self.report.to_value(),
+            "frozen": self.frozen,
+            "changes_since_frozen": self.changes_since_frozen,
+        });
+        serde_json::to_string_pretty(&v).expect("the report serializes") + "\n"
     }
 }
 
@@ -244,5 +448,15 @@ mod tests {
         assert!(!p.contains("2027-07-01".parse().unwrap()));
         assert!("2026H3".parse::<Period>().is_err());
         assert!("26H1".parse::<Period>().is_err());
+    }
+
+    #[test]
+    fn bands() {
+        let b = [0, 1, 250];
+        assert_eq!(banded(&b, 0), "0");
+        assert_eq!(banded(&b, 1), "1-249");
+        assert_eq!(banded(&b, 249), "1-249");
+        assert_eq!(banded(&b, 250), "250");
+        assert_eq!(banded(&[], 7), "7");
     }
 }

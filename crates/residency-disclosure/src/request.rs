@@ -183,6 +183,11 @@ impl fmt::Display for Scope {
     }
 }
 
+/// The pseudo-tenant of requests whose customer is not known (seed 4.1.2:
+/// the authority "does not know the customer’s identity"). Its ledger is
+/// kept in the policy's default region; nothing is exported for it.
+pub const UNATTRIBUTED: &str = "_unattributed";
+
 /// A request as received, before it has an id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewRequest {
@@ -235,6 +240,14 @@ impl NewRequest {
                     "a request that legally prohibits notice must carry the reason (--notice-prohibited-reason)".to_owned(),
                 ));
             }
+        }
+        if self.tenant == UNATTRIBUTED
+            && self.scope.keys.is_empty()
+            && self.scope.prefix.is_none()
+            && !self.scope.whole_tenant
+        {
+            // No customer is known, so no keys can be named.
+            return Ok(());
         }
         self.scope.validate()
     }

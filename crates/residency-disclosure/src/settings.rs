@@ -1,5 +1,5 @@
 //! The disclosure guard's settings (`config/disclosure.toml` for the CLI):
-//! export limits and the customer webhook.
+//! export limits, the customer webhook, the privacy team and the report's bands.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::error::DisclosureError;
 use crate::export::Limits;
 use crate::notify::Webhook;
+use crate::signing::{check_team, Member, Signer};
 
 /// Everything configurable.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -23,6 +24,43 @@ pub struct Settings {
     /// Per-tenant overrides.
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantSettings>,
+    /// The privacy team: who may approve, export and freeze reports.
+    #[serde(default)]
+    pub privacy_team: Vec<Member>,
+    /// The transparency report.
+    #[serde(default)]
+    pub report: ReportSettings,
+}
+
+/// How the transparency report is published.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSettings {
+    /// Where the law requires small counts to be published in bands: the
+    /// lower bounds of the bands, increasing, from 0 (`[0, 1, 250]`: 0 is
+    /// shown as `0`, 1 to 249 as `1-249`); a count at or above the last
+    /// bound is shown exactly. Empty (the default): every count exactly.
+    #[serde(default)]
+    pub bands: Vec<u64>,
+}
+
+impl ReportSettings {
+    /// Checks the bands: increasing, from 0.
+    ///
+    /// # Errors
+    /// `Invalid`.
+    pub fn check(&self) -> Result<(), DisclosureError> {
+        if self.bands.is_empty() {
+            return Ok(());
+        }
+        if self.bands[0] != 0 || self.bands.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(DisclosureError::Invalid(format!(
+                "[report] bands {:?}: the lower bounds must increase from 0, like [0, 1, 250]",
+                self.bands
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// How notices are sent.
@@ -61,7 +99,7 @@ impl Settings {
     /// # Errors
     /// `Invalid` with the line of the problem.
     pub fn from_toml(source: &str, file: &str) -> Result<Settings, DisclosureError> {
-        toml::from_str(source).map_err(|e| {
+        let settings: Settings = toml::from_str(source).map_err(|e| {
             let line = e
                 .span()
                 .map(|s| source[..s.start.min(source.len())].matches('\n').count() + 1);
@@ -69,7 +107,26 @@ impl Settings {
                 Some(l) => format!("{file}:{l}: {}", e.message().trim()),
                 None => format!("{file}: {}", e.message().trim()),
             })
-        })
+        })?;
+        check_team(&settings.privacy_team)
+            .and_then(|()| settings.report.check())
+            .map_err(|e| DisclosureError::Invalid(format!("{file}: {e}")))?;
+        Ok(settings)
+    }
+
+    /// The privacy team member holding the private key `secret_hex`.
+    ///
+    /// # Errors
+    /// `Invalid` when no team is configured or the key is no member's.
+    pub fn signer(&self, secret_hex: &str) -> Result<Signer, DisclosureError> {
+        if self.privacy_team.is_empty() {
+            return Err(DisclosureError::Invalid(
+                "no privacy team is configured: add [[privacy_team]] members (name, public_key) \
+                 to the disclosure settings (`residency disclosure keygen` makes a key)"
+                    .to_owned(),
+            ));
+        }
+        Signer::from_secret(secret_hex, &self.privacy_team)
     }
 
     /// The webhook for `tenant`: the URL and secret variable from the

@@ -8,11 +8,16 @@ use serde::{Deserialize, Serialize};
 /// Where a request stands.
 ///
 /// `received → on_hold (authorities consulted) → approved | challenged |
-/// refused → fulfilled`. A request may skip `on_hold` (the policy puts a
+/// refused | redirected → fulfilled`. A request may skip `on_hold` (the policy puts a
 /// request on hold "to notify and consult with the competent data protection
 /// authorities" when the authority's country is not adequate); a challenge
 /// ends approved, refused or back on hold. `fulfilled` is reached only by an
-/// export; `refused` and `fulfilled` are final.
+/// export; `approved` only by two privacy team members' signed approvals
+/// (`Disclosures::approve`). `redirected` records that the authority agreed
+/// to make its request to the customer directly (seed 4.1.1: "Zendesk will
+/// ordinarily ask the Requesting Authority to make the Data Disclosure
+/// Request directly to the relevant Customer"). `refused`, `redirected` and
+/// `fulfilled` are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -28,17 +33,21 @@ pub enum State {
     Refused,
     /// The data in scope was exported (final).
     Fulfilled,
+    /// The authority agreed to ask the customer directly; nothing is
+    /// disclosed by us (final). An authority that comes back opens a new request.
+    Redirected,
 }
 
 impl State {
     /// Every state, in lifecycle order.
-    pub const ALL: [State; 6] = [
+    pub const ALL: [State; 7] = [
         State::Received,
         State::OnHold,
         State::Approved,
         State::Challenged,
         State::Refused,
         State::Fulfilled,
+        State::Redirected,
     ];
 
     /// The id used in the ledger and on the command line.
@@ -50,6 +59,7 @@ impl State {
             State::Challenged => "challenged",
             State::Refused => "refused",
             State::Fulfilled => "fulfilled",
+            State::Redirected => "redirected",
         }
     }
 
@@ -62,11 +72,17 @@ impl State {
                 State::Approved,
                 State::Challenged,
                 State::Refused,
+                State::Redirected,
             ],
-            State::OnHold => &[State::Approved, State::Challenged, State::Refused],
+            State::OnHold => &[
+                State::Approved,
+                State::Challenged,
+                State::Refused,
+                State::Redirected,
+            ],
             State::Challenged => &[State::OnHold, State::Approved, State::Refused],
             State::Approved => &[State::Challenged, State::Refused],
-            State::Refused | State::Fulfilled => &[],
+            State::Refused | State::Fulfilled | State::Redirected => &[],
         }
     }
 
@@ -77,7 +93,7 @@ impl State {
 
     /// Whether nothing can follow.
     pub fn is_final(self) -> bool {
-        matches!(self, State::Refused | State::Fulfilled)
+        matches!(self, State::Refused | State::Fulfilled | State::Redirected)
     }
 }
 

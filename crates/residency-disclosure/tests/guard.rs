@@ -11,7 +11,7 @@ use residency_disclosure::{
     Scope, State, Webhook,
 };
 use residency_store::{Backend, Body, MemoryBackend, PutMeta};
-use support::{keys, request, rules};
+use support::{approve_both, keys, request, rules, team};
 
 struct World {
     desk: Disclosures,
@@ -34,7 +34,8 @@ async fn world(limits: Limits) -> World {
         [("eu".to_owned(), eu.clone()), ("us".to_owned(), us.clone())],
     )
     .unwrap()
-    .with_limits(limits);
+    .with_limits(limits)
+    .with_team(team().0);
     World {
         desk,
         eu,
@@ -71,6 +72,7 @@ impl World {
             raises: vec![],
             reason: None,
             by: "operator".into(),
+            signer: Some(team().1),
         }
     }
 
@@ -80,10 +82,7 @@ impl World {
         let mut r = request("acme", scope);
         r.notice_prohibited = Some("gag order, case 4711".into());
         let id = self.desk.open(r, "privacy", "").await.unwrap().request.id;
-        self.desk
-            .transition(&id, State::Approved, "counsel", "compelled")
-            .await
-            .unwrap();
+        approve_both(&self.desk, &id).await;
         id
     }
 }
@@ -146,6 +145,7 @@ async fn limits_must_be_raised_one_by_one_with_a_reason() {
         max_objects: 3,
         max_bytes: 1 << 20,
         max_categories: 2,
+        ..Limits::default()
     })
     .await;
     let scope = Scope {
@@ -178,6 +178,13 @@ async fn limits_must_be_raised_one_by_one_with_a_reason() {
         to: 5,
     }];
     o.reason = Some("the order names all five tickets of case 12".into());
+    // The exporter (alice) alone cannot raise it: a second approver must.
+    refused(w.desk.export(&id, &o).await, "second approver");
+    let (_, _, bob) = team();
+    w.desk
+        .approve_raise(&id, &o.raises[0], "agreed: all five are named", &bob)
+        .await
+        .unwrap();
     let m = w.desk.export(&id, &o).await.unwrap();
     assert_eq!(m.total_objects, 5);
     assert_eq!(m.limits.max_objects, 5);
@@ -240,10 +247,7 @@ async fn unapproved_and_unnotified_exports_are_refused() {
         .await
         .unwrap();
     refused(w.desk.export(&id, &w.opts("x")).await, "challenged");
-    w.desk
-        .transition(&id, State::Approved, "court", "challenge lost")
-        .await
-        .unwrap();
+    approve_both(&w.desk, &id).await;
     refused(w.desk.export(&id, &w.opts("x")).await, "not been notified");
     // A webhook that is down: the failure is recorded, the export still refused.
     let dead = Webhook::new("http://127.0.0.1:9/hook", "s")
@@ -508,10 +512,7 @@ async fn the_report_counts_what_was_recorded() {
         match end {
             None => {}
             Some(State::Fulfilled) => {
-                w.desk
-                    .transition(&id, State::Approved, "c", "ok")
-                    .await
-                    .unwrap();
+                approve_both(&w.desk, &id).await;
                 w.desk.export(&id, &w.opts(&format!("e{i}"))).await.unwrap();
             }
             Some(s) => {

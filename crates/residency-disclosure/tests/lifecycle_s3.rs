@@ -79,7 +79,8 @@ async fn life() {
         rules(),
         [("eu".to_owned(), eu.clone()), ("us".to_owned(), us.clone())],
     )
-    .unwrap();
+    .unwrap()
+    .with_team(support::team().0);
     let receiver = Receiver::start(SECRET, 1).await;
     let webhook = Webhook::new(&receiver.url, SECRET)
         .unwrap()
@@ -91,6 +92,7 @@ async fn life() {
         raises: vec![],
         reason: None,
         by: "export-operator".into(),
+        signer: Some(support::team().1),
     };
 
     let rec = desk
@@ -135,14 +137,7 @@ async fn life() {
         .transition(&id, State::OnHold, "dpo", "again")
         .await
         .is_err());
-    desk.transition(
-        &id,
-        State::Approved,
-        "general-counsel",
-        "compelling legal obligation",
-    )
-    .await
-    .unwrap();
+    support::approve_both(&desk, &id).await;
 
     // Approved but not notified: refused.
     let e = desk.export(&id, &export("unnotified")).await.unwrap_err();
@@ -213,6 +208,8 @@ async fn life() {
             "opened",
             "export_refused",
             "transition",
+            "approval",
+            "approval",
             "transition",
             "export_refused",
             "notified",

@@ -15,7 +15,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use residency_disclosure::{sign, NewRequest, RequestType, Scope, SIGNATURE_HEADER};
+use residency_disclosure::{sign, NewRequest, RequestType, Scope, Signer, SIGNATURE_HEADER};
 use residency_policy::Ruleset;
 
 /// The example policy and tenants of `config/`.
@@ -134,4 +134,22 @@ pub fn keys(keys: &[&str]) -> Scope {
         keys: keys.iter().map(|k| k.to_string()).collect(),
         ..Scope::default()
     }
+}
+
+/// Two privacy team members with fixed keys, and the team to configure.
+pub fn team() -> (Vec<residency_disclosure::Member>, Signer, Signer) {
+    let alice = Signer::named("alice", &"a1".repeat(32)).unwrap();
+    let bob = Signer::named("bob", &"b2".repeat(32)).unwrap();
+    (vec![alice.as_member(), bob.as_member()], alice, bob)
+}
+
+/// Both members approve `id`.
+pub async fn approve_both(desk: &residency_disclosure::Disclosures, id: &str) {
+    let (_, alice, bob) = team();
+    desk.approve(id, &alice, "compelling legal obligation")
+        .await
+        .unwrap();
+    desk.approve(id, &bob, "agreed: compelling legal obligation")
+        .await
+        .unwrap();
 }
