@@ -14,7 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::server::graceful::GracefulShutdown;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use residency_policy::{ConfigErrors, SecretRef};
 use residency_store::Backend;
 use residency_tower::audit::batch::BatchingAuditSink;
@@ -223,6 +223,13 @@ impl Sidecar {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0,
             ])
+            // Records per batch is a count, not seconds.
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(residency_tower::audit::batch::AUDIT_BATCH_EVENTS.to_string()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+                )
+            })
             .ok()
             .and_then(|b| b.install_recorder().ok());
         let mut dispatch = RegionalDispatch::builder()
