@@ -91,7 +91,9 @@ enum Command {
         files: PolicyFiles,
         /// The tenants file served now: also check that reloading onto
         /// `--tenants` would not drop every tenant, or more than
-        /// `--max-tenant-drop-percent` of them (the sidecar refuses that).
+        /// `--max-tenant-drop-percent` of them, and changes no tenant's
+        /// locality without a migration (`migrating_from` / `migrated_from`
+        /// naming the old region): the sidecar refuses both.
         #[arg(long, value_name = "FILE")]
         previous: Option<PathBuf>,
         /// The sidecar's `limits.reload_max_tenant_drop_percent`.

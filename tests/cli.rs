@@ -722,3 +722,52 @@ fn explain_with(tenants: &str, tenant: &str, key: &str) -> Value {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     serde_json::from_str(&stdout(&out)).unwrap()
 }
+
+/// Issue 18 item 5, seed: "all Service Data which is available for Data
+/// Locality ... can only be Hosted in a single Data Locality". `check
+/// --previous` refuses what the sidecar's reload refuses: a locality change
+/// that no migration records; the files `residency migrate` writes pass.
+#[test]
+fn check_previous_refuses_a_locality_switch_without_a_migration() {
+    let dir = temp_dir("check-previous-switch");
+    let shipped = std::fs::read_to_string(TENANTS).expect("read tenants");
+    let acme = "id = \"acme\"\nlocality = \"eu\"\n";
+    let write = |name: &str, acme_now: &str| {
+        let text = shipped.replacen(acme, acme_now, 1);
+        assert_ne!(text, shipped, "the example tenants file changed shape");
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write tenants");
+        p.display().to_string()
+    };
+    let check = |tenants: &str| residency(&["check", "--tenants", tenants, "--previous", TENANTS]);
+
+    let edited = write("edited.toml", "id = \"acme\"\nlocality = \"us\"\n");
+    let out = check(&edited);
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("a reload from"), "{err}");
+    assert!(err.contains("acme: eu -> us"), "{err}");
+    assert!(
+        err.contains("residency migrate --tenant acme --to us"),
+        "{err}"
+    );
+
+    for (name, entry) in [
+        (
+            "switched.toml",
+            "id = \"acme\"\nlocality = \"us\"\nmigrating_from = \"eu\"\n",
+        ),
+        (
+            "finished.toml",
+            "id = \"acme\"\nlocality = \"us\"\nmigrated_from = \"eu\"\n",
+        ),
+    ] {
+        let out = check(&write(name, entry));
+        assert_eq!(code(&out), 0, "{name}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains("moves no tenant to another locality without a migration"),
+            "{}",
+            stdout(&out)
+        );
+    }
+}

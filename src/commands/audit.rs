@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use residency_store::Backend;
-use residency_tower::audit::batch::{read_events, verify_chain, ChainReport};
+use residency_tower::audit::batch::{read_events, verify_chain_moved, ChainReport};
 use residency_tower::audit::AuditEvent;
 
 /// `residency audit verify --tenant T`: prints the report of every chain
@@ -19,7 +19,16 @@ pub(crate) async fn verify(
     tenant: &str,
     json: bool,
 ) -> ExitCode {
-    let report = match verify_chain(backends, tenant).await {
+    // Records a migration moved name their old region as where they were
+    // stored: the migration journals say which moves to accept.
+    let moved = match residency_migrate::record_moves(backends, tenant).await {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: cannot read the migration journals of {tenant:?}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = match verify_chain_moved(backends, tenant, &moved).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot read the audit trail of {tenant:?}: {e}");

@@ -63,6 +63,22 @@ pub(crate) fn run(
                     return Ok(ExitCode::from(EXIT_CONFIG));
                 }
                 println!("ok: reloading from {} keeps enough tenants", prev.display());
+                // "can only be Hosted in a single Data Locality": a locality
+                // changes only through `residency migrate`.
+                if let Err(why) =
+                    residency::policy::refuse_unrecorded_switches(&policy, &old, &policy, &t)
+                {
+                    eprintln!(
+                        "{}: a reload from {} would be refused: {why}",
+                        files.tenants.display(),
+                        prev.display()
+                    );
+                    return Ok(ExitCode::from(EXIT_CONFIG));
+                }
+                println!(
+                    "ok: reloading from {} moves no tenant to another locality without a migration",
+                    prev.display()
+                );
             }
             // What the files certify and what they do not: the default-region
             // assumption, sub-processor copies, feature exports.

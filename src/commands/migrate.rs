@@ -69,18 +69,24 @@ pub(crate) enum ProgressArg {
 
 /// Arguments of `residency migrate`.
 #[derive(Args, Debug)]
-#[command(after_long_help = SEQUENCE)]
+#[command(
+    after_long_help = SEQUENCE,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub(crate) struct MigrateArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<MigrateCommand>,
     /// The sidecar's configuration file (regions' backends, policy and
     /// tenants files).
     #[arg(long, value_name = "FILE", default_value = "config/residency.toml")]
     pub(crate) config: PathBuf,
     /// Tenant id.
-    #[arg(long)]
-    pub(crate) tenant: String,
+    #[arg(long, required = true)]
+    pub(crate) tenant: Option<String>,
     /// The destination region (a region of the policy).
-    #[arg(long, value_name = "REGION")]
-    pub(crate) to: String,
+    #[arg(long, value_name = "REGION", required = true)]
+    pub(crate) to: Option<String>,
     /// Print the plan (counts, bytes, per category) and change nothing.
     #[arg(long, conflicts_with = "finish")]
     pub(crate) dry_run: bool,
@@ -109,6 +115,32 @@ pub(crate) struct MigrateArgs {
     /// Print the final report as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// Exit code of `migrate status` when a migration is overdue.
+const EXIT_OVERDUE: u8 = 4;
+
+/// Subcommands of `residency migrate`.
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum MigrateCommand {
+    /// List migrations (the latest per tenant and destination, from the
+    /// journals in every region) with their phase, and those whose
+    /// assurance window has passed without `--finish` (overdue: the old
+    /// copies of the data and records are still in the old region).
+    ///
+    /// Exit codes: 0 none overdue, 1 a region could not be read, 2 bad
+    /// configuration, 4 at least one migration is overdue.
+    Status {
+        /// The sidecar's configuration file.
+        #[arg(long, value_name = "FILE", default_value = "config/residency.toml")]
+        config: PathBuf,
+        /// Only this tenant's migrations.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print one JSON object (`migrations`, `overdue`) on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `30d`, `12h`, `15m`, `10s`, `0` (seconds when no unit).
@@ -140,7 +172,81 @@ pub(crate) fn run(args: MigrateArgs) -> ExitCode {
     runtime.block_on(run_async(args))
 }
 
+async fn status(config: &std::path::Path, tenant: Option<&str>, json: bool) -> ExitCode {
+    let config = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(super::EXIT_CONFIG);
+        }
+    };
+    let backends = match config.open_backends().await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(super::EXIT_CONFIG);
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let list = match residency_migrate::migration_status(&backends, tenant, now).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let overdue = list.iter().filter(|m| m.overdue).count();
+    if json {
+        println!(
+            "{:#}",
+            serde_json::json!({ "migrations": list, "overdue": overdue, "now": now })
+        );
+    } else {
+        println!("TENANT  FROM -> TO  PHASE  WINDOW ENDS (Unix)  ID");
+        for m in &list {
+            println!(
+                "{}  {} -> {}  {}  {}  {}{}",
+                m.tenant,
+                m.from,
+                m.to,
+                m.phase.as_str(),
+                m.window_ends_at
+                    .map_or_else(|| "-".to_owned(), |t| t.to_string()),
+                m.id,
+                if m.overdue {
+                    format!(
+                        "  OVERDUE by {} s: run `{}`",
+                        m.overdue_secs, m.finish_command
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        println!("{} migration(s), {overdue} overdue", list.len());
+    }
+    if overdue > 0 {
+        ExitCode::from(EXIT_OVERDUE)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 async fn run_async(args: MigrateArgs) -> ExitCode {
+    if let Some(MigrateCommand::Status {
+        config,
+        tenant,
+        json,
+    }) = &args.command
+    {
+        return status(config, tenant.as_deref(), *json).await;
+    }
+    let (Some(tenant), Some(to)) = (args.tenant.clone(), args.to.clone()) else {
+        eprintln!("error: --tenant and --to are required");
+        return ExitCode::from(super::EXIT_CONFIG);
+    };
     let fault = match std::env::var("RESIDENCY_MIGRATE_FAULT") {
         Ok(v) if !v.is_empty() => match v.parse::<FaultPoint>() {
             Ok(p) => Some(p),
@@ -172,7 +278,7 @@ async fn run_async(args: MigrateArgs) -> ExitCode {
             return ExitCode::from(super::EXIT_CONFIG);
         }
     };
-    let mut opts = MigrationOptions::new(&args.tenant, &args.to);
+    let mut opts = MigrationOptions::new(&tenant, &to);
     opts.parallel = args.parallel.max(1);
     opts.assurance = args.assurance;
     opts.part_size = args.part_size_mib.max(5) << 20;
@@ -234,6 +340,7 @@ async fn run_async(args: MigrateArgs) -> ExitCode {
                 MigrateError::Config(_) => (super::EXIT_CONFIG, "config", "error"),
                 MigrateError::NotReady(_) => (EXIT_REFUSED, "not_ready", "not yet"),
                 MigrateError::Open(_) => (EXIT_REFUSED, "open_migration", "refused"),
+                MigrateError::Records(_) => (1, "records", "error"),
                 _ => (1, "failed", "error"),
             };
             if args.json {
@@ -241,8 +348,8 @@ async fn run_async(args: MigrateArgs) -> ExitCode {
                 // answer whatever happened.
                 let mut v = serde_json::json!({
                     "command": if args.dry_run { "plan" } else if args.finish { "finish" } else { "run" },
-                    "tenant": args.tenant,
-                    "to": args.to,
+                    "tenant": tenant,
+                    "to": to,
                     "error": kind,
                     "message": e.to_string(),
                     "exit_code": code,

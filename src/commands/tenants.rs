@@ -63,6 +63,17 @@ pub(crate) fn set(
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
+    // The same guard as the sidecar's reload: this command changes features
+    // only, but a locality never changes outside `residency migrate`.
+    if let Ok(old) = Tenants::from_toml(&src, &name, &policy) {
+        if let Err(why) =
+            residency::policy::refuse_unrecorded_switches(&policy, &old, &policy, &tenants)
+        {
+            eprintln!("residency: {name}: {why}");
+            eprintln!("{name}: not changed");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    }
     let tmp = path.with_extension("toml.tmp");
     std::fs::write(&tmp, &new_src)
         .and_then(|()| std::fs::rename(&tmp, path))

@@ -60,6 +60,11 @@ pub enum MigrateError {
     /// window has passed: nothing was deleted.
     #[error("{0}")]
     NotReady(String),
+    /// The tenant's audit or disclosure records could not be moved: they
+    /// differ between two regions, or do not verify in the destination.
+    /// Nothing of them was deleted.
+    #[error("records: {0}")]
+    Records(String),
     /// A fault point set by the test harness was reached (the process would
     /// have been aborted there).
     #[error("fault point {0} reached")]

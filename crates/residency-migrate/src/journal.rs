@@ -96,6 +96,8 @@ pub struct Totals {
     pub aborted_uploads: u64,
     /// Bytes of the parts those uploads held (copied, then discarded).
     pub aborted_upload_bytes: u64,
+    /// The tenant's audit and disclosure records moved to the destination.
+    pub records: crate::records::RecordsMoved,
 }
 
 impl Totals {

@@ -77,6 +77,8 @@ mod journal;
 mod migration;
 mod placement;
 mod progress;
+mod records;
+mod status;
 pub mod tenants_file;
 
 pub use audit::MigrationAudit;
@@ -85,3 +87,5 @@ pub use fault::{FaultAction, FaultPoint};
 pub use journal::{DeleteAction, DeleteRecord, Outcome, Phase, Record, SourceState, State, Totals};
 pub use migration::{MigrationOptions, Migrator, Report, DEFAULT_ASSURANCE, DEFAULT_PART_SIZE};
 pub use progress::ProgressMode;
+pub use records::RecordsMoved;
+pub use status::{migration_status, record_moves, MigrationStatus};

@@ -1170,6 +1170,16 @@ impl Migrator {
             }
         }
 
+        // The disclosure ledger is looked up in the tenant's home region:
+        // from the switch on it must be whole there (records.rs).
+        if state.phase != Phase::Finished && (state.switched || !self.opts.switch) {
+            let n =
+                crate::records::sync_ledger(&state.tenant, &sources, &state.to, &ctx.dst).await?;
+            if n > 0 {
+                tracing::info!(objects = n, to = %state.to, "disclosure ledger copied to the destination and verified there");
+            }
+        }
+
         if state.phase == Phase::Copying {
             if finish {
                 // --finish also completes an interrupted copy: it must not
@@ -1658,6 +1668,24 @@ impl Migrator {
             journal.save_state(state).await?;
             return Ok(());
         }
+        // The tenant's records follow its data: copied, verified in the
+        // destination, then deleted in the old regions.
+        ctx.audit(
+            "migrate_records",
+            "",
+            None,
+            &[&ctx.to],
+            "audit chains and disclosure ledger: copy, verify in the destination, delete the old copies",
+        );
+        ctx.flush_audit().await?;
+        let moved =
+            crate::records::move_records(&state.tenant, sources, &state.to, &ctx.dst).await?;
+        let r = &mut state.totals.records;
+        r.audit_copied += moved.audit_copied;
+        r.audit_deleted += moved.audit_deleted;
+        r.ledger_copied += moved.ledger_copied;
+        r.ledger_deleted += moved.ledger_deleted;
+        run.records = moved;
         if self.opts.switch {
             tenants_file::edit_file(&self.tenants_path, &state.tenant, &state.to, None)
                 .map_err(MigrateError::Config)?;

@@ -17,6 +17,7 @@
 //! );
 //! let done = edit_source(&out, "acme", "eu", None).unwrap();
 //! assert!(!done.contains("migrating_from"));
+//! assert!(done.contains("migrated_from = \"us\""));
 //! ```
 
 use std::io::Write as _;
@@ -24,8 +25,10 @@ use std::path::Path;
 
 use toml_edit::{value, DocumentMut, Item};
 
-/// Sets the tenant's `locality` and `migrating_from` (removed when `None`),
-/// returning the new file text.
+/// Sets the tenant's `locality` and `migrating_from`, returning the new file
+/// text. `Some(from)` (the switch) also removes `migrated_from`; `None` (the
+/// finish) turns `migrating_from` into `migrated_from`, the record of the
+/// move that lets every tenants source accept the new locality.
 ///
 /// # Errors
 /// The text is not TOML, or declares no tenant `tenant`.
@@ -54,9 +57,20 @@ pub fn edit_source(
             if t.get("migrating_from").and_then(Item::as_str) != Some(m) {
                 set_keeping_decor(t, "migrating_from", m);
             }
+            // A new migration: the record of the last one goes.
+            t.remove("migrated_from");
         }
         _ => {
-            t.remove("migrating_from");
+            // The end of a migration: its record stays (`migrated_from`), so
+            // that a sidecar which never saw the switch accepts the new
+            // locality (`residency_policy::unrecorded_switches`).
+            if let Some(from) = t
+                .remove("migrating_from")
+                .and_then(|m| m.as_str().map(str::to_owned))
+                .filter(|m| m != locality)
+            {
+                set_keeping_decor(t, "migrated_from", &from);
+            }
         }
     }
     Ok(doc.to_string())
@@ -232,6 +246,52 @@ secret_key = "t"
         );
         let back = edit_source(&out, "acme", "us", None).unwrap();
         assert!(!back.contains("migrating_from"));
+    }
+
+    #[test]
+    fn every_step_records_the_move_for_the_reload_check() {
+        // The files a sidecar may read, in the order the migrator writes
+        // them: each is accepted against each earlier one.
+        let policy = residency_policy::Policy::from_toml(
+            include_str!("../../../config/hosting-policy.toml"),
+            "hosting-policy.toml",
+        )
+        .unwrap();
+        let switched = edit_source(SRC, "initech", "eu", Some("us")).unwrap();
+        let finished = edit_source(&switched, "initech", "eu", None).unwrap();
+        assert!(finished.contains("migrated_from = \"us\""), "{finished}");
+        assert!(!finished.contains("migrating_from"), "{finished}");
+        // Finishing again changes nothing.
+        assert_eq!(
+            edit_source(&finished, "initech", "eu", None).unwrap(),
+            finished
+        );
+        let next = edit_source(&finished, "initech", "us", Some("eu")).unwrap();
+        assert!(!next.contains("migrated_from"), "{next}");
+        let files = [SRC, &switched, &finished, &next];
+        let parsed: Vec<_> = files
+            .iter()
+            .map(|f| residency_policy::Tenants::from_toml(f, "tenants.toml", &policy).unwrap())
+            .collect();
+        for (i, new) in parsed.iter().enumerate() {
+            let old = &parsed[i.saturating_sub(1)];
+            assert!(
+                residency_policy::unrecorded_switches(&policy, old, &policy, new).is_empty(),
+                "step {i}"
+            );
+        }
+        // A sidecar that polled before the switch and after --finish.
+        assert!(
+            residency_policy::unrecorded_switches(&policy, &parsed[0], &policy, &parsed[2])
+                .is_empty()
+        );
+        // A hand edit of the locality is not.
+        let hand = SRC.replace("locality = \"eu\"   # chosen in 2024", "locality = \"us\"");
+        let hand = residency_policy::Tenants::from_toml(&hand, "t", &policy).unwrap();
+        assert_eq!(
+            residency_policy::unrecorded_switches(&policy, &parsed[0], &policy, &hand).len(),
+            1
+        );
     }
 
     #[test]

@@ -47,6 +47,7 @@ mod notes;
 mod policy;
 mod region;
 mod ruleset;
+mod switch;
 mod tenant;
 
 pub use category::{Category, CategoryId, FeatureId, FeatureSet, HostingRule, MAX_FEATURES};
@@ -60,6 +61,7 @@ pub use notes::{Note, DEFAULT_REGION_ASSUMPTION};
 pub use policy::{FeatureExport, Policy, SubProcessor};
 pub use region::{Region, RegionId, RegionSet, MAX_REGIONS};
 pub use ruleset::Ruleset;
+pub use switch::{refuse_unrecorded_switches, unrecorded_switches, UnrecordedSwitch};
 pub use tenant::{
     KeyOwner, RegionOrder, SecretRef, ServiceKey, Tenant, TenantId, TenantKey, Tenants,
 };

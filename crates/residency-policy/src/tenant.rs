@@ -78,6 +78,7 @@ pub struct Tenant {
     pub(crate) bucket: String,
     pub(crate) keys: Vec<TenantKey>,
     pub(crate) migrating_from: Option<RegionId>,
+    pub(crate) migrated_from: Option<RegionId>,
 }
 
 impl Tenant {
@@ -115,6 +116,14 @@ impl Tenant {
     /// is in progress (reads try the locality first, then this region).
     pub fn migrating_from(&self) -> Option<RegionId> {
         self.migrating_from
+    }
+
+    /// The region the tenant's last finished migration moved it from
+    /// (`migrated_from`, written by `residency migrate --finish`). It does
+    /// not change placement; it records the move, so that a reload that
+    /// never saw the migration's switch accepts the new locality.
+    pub fn migrated_from(&self) -> Option<RegionId> {
+        self.migrated_from
     }
 
     /// The tenant's home region: its locality, or the policy's default region.
@@ -163,6 +172,7 @@ struct RawTenant {
     #[serde(default)]
     keys: Vec<Spanned<RawKey>>,
     migrating_from: Option<Spanned<String>>,
+    migrated_from: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -345,6 +355,16 @@ impl Tenants {
                 }
                 r
             });
+            let migrated_from = t.migrated_from.as_ref().and_then(|m| {
+                let r = policy.region_by_id(m.get_ref());
+                if r.is_none() {
+                    diag.push(
+                        Some(m.span()),
+                        format!("tenant {id:?} was migrated from {:?}, which is not a region of the policy (remove `migrated_from`)", m.get_ref()),
+                    );
+                }
+                r
+            });
             tenants.push(Tenant {
                 id: id.clone(),
                 locality,
@@ -353,6 +373,7 @@ impl Tenants {
                 bucket,
                 keys,
                 migrating_from,
+                migrated_from,
             });
         }
         let mut service_keys = Vec::new();

@@ -293,21 +293,31 @@ impl Sidecar {
         })
     }
 
-    /// Re-reads the policy and tenants files; a bad file, or one that would
+    /// Re-reads the policy and tenants files; a bad file, one that would
     /// drop every tenant or more than `limits.reload_max_tenant_drop_percent`
-    /// of them, is reported and the old configuration keeps serving.
+    /// of them, or one that changes a tenant's locality without a migration
+    /// (`residency_policy::unrecorded_switches`), is reported and the old
+    /// configuration keeps serving.
     pub fn reload(&self) -> bool {
         let loaded = self
             .config
             .load_rules()
             .map_err(|e| e.to_string())
             .and_then(|loaded| {
+                let now = self.rules.load();
                 crate::config::check_tenant_drop(
-                    self.rules.load().tenants(),
+                    now.tenants(),
                     loaded.0.tenants(),
                     self.config.limits.reload_max_tenant_drop_percent,
-                )
-                .map(|()| loaded)
+                )?;
+                // A tenant's locality changes only through `residency migrate`.
+                residency_policy::refuse_unrecorded_switches(
+                    now.policy(),
+                    now.tenants(),
+                    loaded.0.policy(),
+                    loaded.0.tenants(),
+                )?;
+                Ok(loaded)
             });
         match loaded {
             Ok((rules, secrets)) => {

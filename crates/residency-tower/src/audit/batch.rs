@@ -124,7 +124,7 @@ mod format;
 mod verify;
 
 pub use format::audit_prefix;
-pub use verify::{read_events, verify_chain, ChainReport, WriterReport};
+pub use verify::{read_events, verify_chain, verify_chain_moved, ChainReport, WriterReport};
 
 use format::{batch_key, encode_batch, head_key, sha256_hex, HeadRecord};
 
