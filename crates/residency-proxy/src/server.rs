@@ -21,7 +21,7 @@ use residency_tower::audit::batch::BatchingAuditSink;
 use residency_tower::{AuditSink, RegionalDispatch, RoutingLayer, RulesetHandle, UploadIdCodec};
 use s3s::host::{S3Host, VirtualHost};
 use s3s::service::{S3Service, S3ServiceBuilder};
-use s3s::S3Result;
+use s3s::{S3ErrorCode, S3Result};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tower::Layer;
@@ -30,6 +30,7 @@ use crate::accept::{first_bytes, Acceptor};
 use crate::auth::{TenantAccess, TenantAuth, Verified, VerifiedEarlier};
 use crate::client_body::{BodyLimits, ClientBody, ClientTimeout};
 use crate::config::{BackendConfig, Config, LogFormat, Secrets};
+use crate::error;
 use crate::form::{self, FormFields};
 use crate::gate::RequestGate;
 use crate::range::{self, RangeFix};
@@ -381,15 +382,15 @@ fn check_size(
         Ok(Some(n)) if n > max_object_bytes => {
             metrics::counter!("residency_rejected_total", "reason" => "entity_too_large")
                 .increment(1);
-            Some(xml_error(
-                "EntityTooLarge",
+            Some(error::response(
+                S3ErrorCode::EntityTooLarge,
                 "Your proposed upload exceeds the maximum allowed object size.",
                 http::StatusCode::BAD_REQUEST,
             ))
         }
         Ok(_) => None,
-        Err(()) => Some(xml_error(
-            "InvalidArgument",
+        Err(()) => Some(error::response(
+            S3ErrorCode::InvalidArgument,
             "The content length is not a valid number.",
             http::StatusCode::BAD_REQUEST,
         )),
@@ -419,8 +420,8 @@ async fn check_form(
         FormFields::Read { signed: false, .. } if !signed_otherwise => {
             metrics::counter!("residency_rejected_total", "reason" => "anonymous_form")
                 .increment(1);
-            Some(xml_error(
-                "AccessDenied",
+            Some(error::response(
+                S3ErrorCode::AccessDenied,
                 "Anonymous form uploads are not allowed: sign the form (x-amz-signature and policy fields).",
                 http::StatusCode::FORBIDDEN,
             ))
@@ -429,8 +430,8 @@ async fn check_form(
             body.set_prefix(prefix);
             None
         }
-        FormFields::TooLarge => Some(xml_error(
-            "MaxPostPreDataLengthExceededError",
+        FormFields::TooLarge => Some(error::response(
+            S3ErrorCode::MaxPostPreDataLengthExceededError,
             "Your POST request fields preceding the upload file were too large.",
             http::StatusCode::BAD_REQUEST,
         )),
@@ -439,29 +440,11 @@ async fn check_form(
 
 /// S3's answer to a client that stopped sending its body (or trickled it).
 fn request_timeout() -> http::Response<s3s::Body> {
-    xml_error(
-        "RequestTimeout",
+    error::response(
+                S3ErrorCode::RequestTimeout,
         "Your socket connection to the server was not read from or written to within the timeout period.",
         http::StatusCode::BAD_REQUEST,
     )
-}
-
-fn xml_error(code: &str, message: &str, status: http::StatusCode) -> http::Response<s3s::Body> {
-    // A message may quote what the client sent.
-    let message = message
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
-    );
-    let mut resp = http::Response::new(s3s::Body::from(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/xml"),
-    );
-    resp
 }
 
 /// The query of `uri` without a presigned URL's signature parameters.
@@ -757,15 +740,19 @@ pub async fn run(
                 if let Err(r) = gate.check(req.uri(), req.headers()) {
                     metrics::counter!("residency_rejected_total", "reason" => "authentication")
                         .increment(1);
-                    return Ok(close(xml_error(r.code, &r.message, r.status)));
+                    return Ok(close(error::response(
+                        error::code(r.code),
+                        &r.message,
+                        r.status,
+                    )));
                 }
                 if let Some(refused) = check_size(&req, max_object_bytes) {
                     return Ok(close(refused));
                 }
                 let Ok(_permit) = limit.try_acquire_owned() else {
                     metrics::counter!("residency_shed_total").increment(1);
-                    return Ok(close(xml_error(
-                        "SlowDown",
+                    return Ok(close(error::response(
+                        S3ErrorCode::SlowDown,
                         "Please reduce your request rate.",
                         http::StatusCode::SERVICE_UNAVAILABLE,
                     )));

@@ -7,6 +7,8 @@ use residency_policy::{
 };
 use residency_store::{OpKind, Operation};
 
+use crate::handle::Resolved;
+
 /// Where the routing layer sends an operation.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -80,6 +82,11 @@ pub trait RoutableRequest {
     fn content_type(&self) -> Option<&str>;
     /// The (signed) multipart upload id of a multipart step.
     fn upload_id(&self) -> Option<&str>;
+    /// The snapshot and tenant the edge already resolved (else the layer
+    /// looks the tenant up by [`RoutableRequest::tenant`]).
+    fn resolved(&self) -> Option<&Resolved> {
+        None
+    }
     /// A request id the caller already has (else the layer makes one).
     fn request_id(&self) -> Option<&str> {
         None
@@ -91,8 +98,11 @@ pub trait RoutableRequest {
 /// A storage operation on behalf of a tenant: the embedded API's request.
 #[derive(Debug)]
 pub struct StorageRequest {
-    /// Tenant id.
+    /// Tenant id (empty when `resolved` names the tenant).
     pub tenant: String,
+    /// The snapshot and tenant the caller resolved; the layer then decides
+    /// under that snapshot and looks nothing up.
+    pub resolved: Option<Resolved>,
     /// Explicit category, if the application knows it.
     pub category: Option<String>,
     /// The operation, with keys relative to the tenant's namespace.
@@ -108,6 +118,19 @@ impl StorageRequest {
     pub fn new(tenant: impl Into<String>, operation: Operation) -> Self {
         Self {
             tenant: tenant.into(),
+            resolved: None,
+            category: None,
+            operation,
+            request_id: None,
+            route: None,
+        }
+    }
+
+    /// A request for a tenant the caller already resolved.
+    pub fn for_resolved(resolved: Resolved, operation: Operation) -> Self {
+        Self {
+            tenant: String::new(),
+            resolved: Some(resolved),
             category: None,
             operation,
             request_id: None,
@@ -132,7 +155,13 @@ impl StorageRequest {
 
 impl RoutableRequest for StorageRequest {
     fn tenant(&self) -> Option<&str> {
-        Some(&self.tenant)
+        match &self.resolved {
+            Some(r) => Some(r.tenant_record().id()),
+            None => Some(&self.tenant),
+        }
+    }
+    fn resolved(&self) -> Option<&Resolved> {
+        self.resolved.as_ref()
     }
     fn op(&self) -> OpKind {
         self.operation.kind()
@@ -201,9 +230,13 @@ fn query_value<'a, B>(req: &'a http::Request<B>, name: &str) -> Option<&'a str> 
 
 impl<B> RoutableRequest for http::Request<B> {
     fn tenant(&self) -> Option<&str> {
-        self.extensions()
-            .get::<TenantExtension>()
-            .map(|t| t.0.as_str())
+        match self.extensions().get::<Resolved>() {
+            Some(r) => Some(r.tenant_record().id()),
+            None => self
+                .extensions()
+                .get::<TenantExtension>()
+                .map(|t| t.0.as_str()),
+        }
     }
     fn op(&self) -> OpKind {
         use http::Method;
@@ -244,6 +277,9 @@ impl<B> RoutableRequest for http::Request<B> {
     }
     fn upload_id(&self) -> Option<&str> {
         query_value(self, "uploadId")
+    }
+    fn resolved(&self) -> Option<&Resolved> {
+        self.extensions().get::<Resolved>()
     }
     fn request_id(&self) -> Option<&str> {
         self.headers().get("x-request-id")?.to_str().ok()

@@ -68,9 +68,11 @@ fn refuse(
     }
 }
 
-/// Decides one request (of kind `op`, as `req.op()` says) under `rules`.
+/// Decides one request (of kind `op`, as `req.op()` says) under `rules`, for
+/// the tenant the edge `resolved` (else the one `req` names).
 pub(crate) fn route<R: RoutableRequest>(
     rules: &Arc<Ruleset>,
+    resolved: Option<TenantId>,
     req: &R,
     op: OpKind,
     codec: &UploadIdCodec,
@@ -81,7 +83,7 @@ pub(crate) fn route<R: RoutableRequest>(
         .unwrap_or_else(next_request_id);
     let policy = rules.policy();
     let tenant_name = req.tenant().unwrap_or("");
-    let Some(tenant) = rules.tenants().get(tenant_name) else {
+    let Some(tenant) = resolved.or_else(|| rules.tenants().get(tenant_name)) else {
         return Err(refuse(
             "unknown_tenant",
             format!("unknown tenant {tenant_name:?}"),
@@ -203,7 +205,7 @@ pub(crate) fn route<R: RoutableRequest>(
                         Ok(r)
                     }
                     None => Err(refuse(
-                        "invalid_upload_id",
+                        Denied::INVALID_UPLOAD_ID,
                         format!("the upload's region {:?} is no longer declared", tok.region),
                         None,
                         Some(tenant),
@@ -211,7 +213,7 @@ pub(crate) fn route<R: RoutableRequest>(
                     )),
                 },
                 _ => Err(refuse(
-                    "invalid_upload_id",
+                    Denied::INVALID_UPLOAD_ID,
                     "the upload id is unknown, forged, or belongs to another tenant",
                     None,
                     Some(tenant),
