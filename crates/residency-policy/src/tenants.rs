@@ -80,6 +80,22 @@ pub(crate) fn valid_bucket(name: &str) -> bool {
         && !name.contains("..")
 }
 
+/// Gives `access_key` to `owner`; a key declared twice is an error.
+fn claim_key(
+    by_access_key: &mut FastMap<String, KeyOwner>,
+    access_key: &Spanned<String>,
+    owner: KeyOwner,
+    diag: &mut Diagnostics<'_>,
+) {
+    let key = access_key.get_ref();
+    if by_access_key.insert(key.clone(), owner).is_some() {
+        diag.push(
+            Some(access_key.span()),
+            format!("access key {key:?} is declared twice"),
+        );
+    }
+}
+
 fn secret_ref(
     span: std::ops::Range<usize>,
     inline: &Option<String>,
@@ -197,15 +213,12 @@ impl Tenants {
             for k in &t.keys {
                 let span = k.span();
                 let k = k.get_ref();
-                if by_access_key
-                    .insert(k.access_key.get_ref().clone(), KeyOwner::Tenant(tid))
-                    .is_some()
-                {
-                    diag.push(
-                        Some(k.access_key.span()),
-                        format!("access key {:?} is declared twice", k.access_key.get_ref()),
-                    );
-                }
+                claim_key(
+                    &mut by_access_key,
+                    &k.access_key,
+                    KeyOwner::Tenant(tid),
+                    &mut diag,
+                );
                 if let Some(secret) = secret_ref(
                     span,
                     &k.secret_key,
@@ -245,15 +258,12 @@ impl Tenants {
             let span = s.span();
             let s = s.get_ref();
             let idx = service_keys.len();
-            if by_access_key
-                .insert(s.access_key.get_ref().clone(), KeyOwner::Service(idx))
-                .is_some()
-            {
-                diag.push(
-                    Some(s.access_key.span()),
-                    format!("access key {:?} is declared twice", s.access_key.get_ref()),
-                );
-            }
+            claim_key(
+                &mut by_access_key,
+                &s.access_key,
+                KeyOwner::Service(idx),
+                &mut diag,
+            );
             let mut ids = Vec::new();
             for t in &s.tenants {
                 match by_id.get(t.get_ref()) {

@@ -51,6 +51,6 @@ pub use dispatch::{
 };
 pub use error::{Denied, RoutingError};
 pub use handle::{Resolved, RulesetHandle};
-pub use request::{RoutableRequest, Route, StorageRequest, Target, TenantExtension};
+pub use request::{RoutableRequest, Route, StorageRequest, Target};
 pub use routing::{RoutingFuture, RoutingLayer, RoutingService};
 pub use upload_id::{UploadIdCodec, UploadToken};

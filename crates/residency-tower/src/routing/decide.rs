@@ -92,6 +92,8 @@ pub(crate) fn route<R: RoutableRequest>(
             &request_id,
         ));
     };
+    // The decision is a pure function of (policy, tenant, request).
+    let t = rules.tenants().tenant(tenant);
     let key = req.key().unwrap_or("");
     let route = |target, category, classified_by, upload, reason, out_of_locality| Route {
         rules: rules.clone(),
@@ -107,7 +109,7 @@ pub(crate) fn route<R: RoutableRequest>(
     };
     match op {
         OpKind::Put | OpKind::CreateMultipart | OpKind::Copy => {
-            match rules.decide_for(tenant, key, req.category_hint(), req.content_type()) {
+            match policy.decide(t, key, req.category_hint(), req.content_type()) {
                 Decision::Allow(p) => Ok(route(
                     Target::Region(p.region),
                     Some(p.category),
@@ -123,7 +125,7 @@ pub(crate) fn route<R: RoutableRequest>(
                         DenyReason::CategoryConflict { explicit, .. } => Some(explicit),
                         _ => None,
                     };
-                    let detail = d.explain(policy, rules.tenants()).to_string();
+                    let detail = d.explain_for(policy, Some(t)).to_string();
                     Err(refuse(
                         r.as_str(),
                         detail,
@@ -138,7 +140,7 @@ pub(crate) fn route<R: RoutableRequest>(
             // Wherever a copy might be: where reads look first, then every
             // other region, so that a copy the current rules hide (written
             // before a reload narrowed the tenant's regions) is deleted too.
-            let mut order = rules.read_regions(tenant, key);
+            let mut order = policy.read_regions(t, key);
             for (r, _) in policy.regions() {
                 order.push(r);
             }
@@ -152,7 +154,7 @@ pub(crate) fn route<R: RoutableRequest>(
             ))
         }
         OpKind::Get | OpKind::Head => {
-            let order = rules.read_regions(tenant, key);
+            let order = policy.read_regions(t, key);
             Ok(route(
                 Target::Regions(order),
                 None,
@@ -163,7 +165,7 @@ pub(crate) fn route<R: RoutableRequest>(
             ))
         }
         OpKind::List | OpKind::ListMultipartUploads => {
-            let order = rules.tenants().read_order(policy, tenant);
+            let order = policy.read_order(t);
             Ok(route(
                 Target::Regions(order),
                 None,
@@ -177,7 +179,7 @@ pub(crate) fn route<R: RoutableRequest>(
         | OpKind::CompleteMultipart
         | OpKind::AbortMultipart
         | OpKind::ListParts => {
-            let tenant_id = rules.tenants().tenant(tenant).id();
+            let tenant_id = t.id();
             match req.upload_id().and_then(|id| codec.decode(id)) {
                 Some(tok) if tok.tenant == tenant_id => match policy.region_by_id(&tok.region) {
                     Some(region) => {
