@@ -2,11 +2,13 @@
 
 use std::fmt;
 
-use crate::category::{CategoryId, FeatureId, ResolvedPlacement};
+use crate::category::{CategoryId, ResolvedPlacement};
 use crate::classifier::{Classification, ClassifiedBy};
 use crate::policy::Policy;
-use crate::region::RegionId;
-use crate::tenant::{TenantId, Tenants};
+use crate::reason::{AllowReason, DenyReason};
+use crate::region::{RegionId, RegionOrder};
+use crate::tenant::{Tenant, TenantId};
+use crate::tenants::Tenants;
 
 /// What a request asks to place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,80 +21,6 @@ pub struct PlacementRequest<'a> {
     pub category: Option<&'a str>,
     /// The payload's `Content-Type`, if any.
     pub content_type: Option<&'a str>,
-}
-
-/// Why an allowed write went to its region.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AllowReason {
-    /// The tenant's selected region is allowed for the category.
-    TenantLocality,
-    /// The category cannot be hosted in the tenant's region; it went to one it
-    /// may be hosted in (recorded as out of locality).
-    CategoryRegion,
-    /// No locality add-on: the policy's default region.
-    DefaultRegion,
-    /// No locality add-on and the default region is not allowed: the first
-    /// allowed region.
-    FirstAllowedRegion,
-    /// The category follows the tenant's locality (backups and logs).
-    FollowsLocality,
-}
-
-impl AllowReason {
-    /// Stable label for JSON, logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AllowReason::TenantLocality => "tenant_locality",
-            AllowReason::CategoryRegion => "category_region",
-            AllowReason::DefaultRegion => "default_region",
-            AllowReason::FirstAllowedRegion => "first_allowed_region",
-            AllowReason::FollowsLocality => "follows_locality",
-        }
-    }
-}
-
-/// Why a request was denied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DenyReason {
-    /// The tenant is not in the tenants file.
-    UnknownTenant,
-    /// The explicit category is not declared by the policy.
-    UnknownCategory,
-    /// No rule classifies the payload and there is no default category.
-    Unclassified,
-    /// The explicit category contradicts the key rule (`on_conflict = "deny"`).
-    CategoryConflict {
-        /// The category the request named.
-        explicit: CategoryId,
-        /// The category the key rule gives.
-        by_key: CategoryId,
-    },
-    /// The category needs an optional feature the tenant has not enabled.
-    FeatureDisabled {
-        /// The category.
-        category: CategoryId,
-        /// The missing feature.
-        feature: FeatureId,
-    },
-    /// A strict tenant, and the category may not be hosted in its locality.
-    OutOfLocality {
-        /// The category.
-        category: CategoryId,
-    },
-}
-
-impl DenyReason {
-    /// Stable label for JSON, logs and metrics (`unknown_tenant`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DenyReason::UnknownTenant => "unknown_tenant",
-            DenyReason::UnknownCategory => "unknown_category",
-            DenyReason::Unclassified => "unclassified",
-            DenyReason::CategoryConflict { .. } => "category_conflict",
-            DenyReason::FeatureDisabled { .. } => "feature_disabled",
-            DenyReason::OutOfLocality { .. } => "out_of_locality",
-        }
-    }
 }
 
 /// Where an allowed request goes.
@@ -147,65 +75,137 @@ impl Decision {
     }
 
     /// A one-line human explanation (allocates only when displayed).
-    pub fn explain<'a>(&'a self, policy: &'a Policy, tenants: &'a Tenants) -> Explanation<'a> {
+    pub fn explain<'a>(&'a self, policy: &'a Policy, tenants: &Tenants) -> Explanation<'a> {
+        let tenant = self.placement().map(|p| tenants.tenant(p.tenant));
+        self.explain_for(policy, tenant)
+    }
+
+    /// Like [`Decision::explain`] for the tenant the decision was made for
+    /// (`None` for a denial before any tenant was found).
+    pub fn explain_for<'a>(
+        &'a self,
+        policy: &'a Policy,
+        tenant: Option<&Tenant>,
+    ) -> Explanation<'a> {
         Explanation {
             decision: self,
             policy,
-            tenants,
+            locality: tenant.and_then(Tenant::locality),
         }
     }
 }
 
-/// Places a classified payload for a tenant. Allocation-free.
-pub(crate) fn place(
-    policy: &Policy,
-    tenants: &Tenants,
-    tenant: TenantId,
-    class: Classification,
-) -> Decision {
-    let t = tenants.tenant(tenant);
-    let resolved = policy.resolved(class.category);
-    // "Insights is optional and disabled by default" (and NPS, spam filter):
-    // a gated category is denied in every region until the feature is on.
-    if let Some(feature) = resolved.gates.iter().find(|f| !t.features().contains(*f)) {
-        return Decision::Deny(DenyReason::FeatureDisabled {
-            category: class.category,
-            feature,
-        });
-    }
-    let allow = |region, reason, out_of_locality| {
-        Decision::Allow(Placement {
-            region,
-            tenant,
-            category: class.category,
-            classified_by: class.by,
-            reason,
-            out_of_locality,
-        })
-    };
-    match resolved.placement {
-        ResolvedPlacement::Locality => {
-            allow(t.home_region(policy), AllowReason::FollowsLocality, false)
+impl Policy {
+    /// Classifies and places a write for a tenant the edge already looked up.
+    /// Pure and allocation-free.
+    ///
+    /// Order of checks: classification (unknown explicit category, conflict
+    /// with a key rule, unclassified), feature gate, then placement.
+    pub fn decide(
+        &self,
+        tenant: &Tenant,
+        key: &str,
+        category: Option<&str>,
+        content_type: Option<&str>,
+    ) -> Decision {
+        match self.classify(key, category, content_type) {
+            Ok(class) => self.place(tenant, class),
+            Err(reason) => Decision::Deny(reason),
         }
-        ResolvedPlacement::Regions { set, first } => match t.locality() {
-            Some(home) if set.contains(home) => allow(home, AllowReason::TenantLocality, false),
-            Some(_) if t.is_strict() => Decision::Deny(DenyReason::OutOfLocality {
+    }
+
+    /// Places a classified payload for a tenant. Allocation-free.
+    pub fn place(&self, t: &Tenant, class: Classification) -> Decision {
+        let policy = self;
+        let tenant = t.handle();
+        let resolved = policy.resolved(class.category);
+        // "Insights is optional and disabled by default" (and NPS, spam filter):
+        // a gated category is denied in every region until the feature is on.
+        if let Some(feature) = resolved.gates.iter().find(|f| !t.features().contains(*f)) {
+            return Decision::Deny(DenyReason::FeatureDisabled {
                 category: class.category,
-            }),
-            Some(_) => {
-                let default = policy.default_region();
-                let region = if set.contains(default) {
-                    default
-                } else {
-                    first
-                };
-                allow(region, AllowReason::CategoryRegion, true)
+                feature,
+            });
+        }
+        let allow = |region, reason, out_of_locality| {
+            Decision::Allow(Placement {
+                region,
+                tenant,
+                category: class.category,
+                classified_by: class.by,
+                reason,
+                out_of_locality,
+            })
+        };
+        match resolved.placement {
+            ResolvedPlacement::Locality => {
+                allow(t.home_region(policy), AllowReason::FollowsLocality, false)
             }
-            None if set.contains(policy.default_region()) => {
-                allow(policy.default_region(), AllowReason::DefaultRegion, false)
+            ResolvedPlacement::Regions { set, first } => match t.locality() {
+                Some(home) if set.contains(home) => allow(home, AllowReason::TenantLocality, false),
+                Some(_) if t.is_strict() => Decision::Deny(DenyReason::OutOfLocality {
+                    category: class.category,
+                }),
+                Some(_) => {
+                    let default = policy.default_region();
+                    let region = if set.contains(default) {
+                        default
+                    } else {
+                        first
+                    };
+                    allow(region, AllowReason::CategoryRegion, true)
+                }
+                None if set.contains(policy.default_region()) => {
+                    allow(policy.default_region(), AllowReason::DefaultRegion, false)
+                }
+                None => allow(first, AllowReason::FirstAllowedRegion, false),
+            },
+        }
+    }
+
+    /// Where to look for an existing object (reads, deletes, heads).
+    ///
+    /// A key that a key rule places is looked for where that rule puts it (and,
+    /// while the tenant migrates, in the old region too); any other key in
+    /// every region the tenant may have data in ([`Policy::read_order`]).
+    /// Under `on_conflict = "explicit"` a label may place a key-rule key
+    /// elsewhere, so such a key is looked for everywhere too.
+    pub fn read_regions(&self, t: &Tenant, key: &str) -> RegionOrder {
+        let explicit_wins = self.on_conflict() == crate::OnConflict::Explicit;
+        if let Some(class) = self.classify_key(key).filter(|_| !explicit_wins) {
+            if let Decision::Allow(p) = self.place(t, class) {
+                let mut order = RegionOrder::one(p.region);
+                if let Some(m) = t.migrating_from() {
+                    order.push(m);
+                }
+                // A mirrored backup or log (`backups/<original key>`) was plain
+                // `backups_and_logs` before it took the placement of what it
+                // holds: one stored then is in the tenant's home region.
+                if matches!(class.by, ClassifiedBy::BackupOf(_)) {
+                    order.push(t.home_region(self));
+                }
+                return order;
             }
-            None => allow(first, AllowReason::FirstAllowedRegion, false),
-        },
+        }
+        self.read_order(t)
+    }
+
+    /// Every region where a tenant may have data, in the order reads try them:
+    /// home region first, then the region it is migrating from, then the others
+    /// in declaration order. A strict tenant's only region is its locality
+    /// (plus the migration source while migrating).
+    pub fn read_order(&self, t: &Tenant) -> RegionOrder {
+        let mut order = RegionOrder::default();
+        order.push(t.home_region(self));
+        if let Some(m) = t.migrating_from() {
+            order.push(m);
+        }
+        if !t.is_strict() {
+            for (r, _) in self.regions() {
+                order.push(r);
+            }
+        }
+        order
     }
 }
 
@@ -213,7 +213,8 @@ pub(crate) fn place(
 pub struct Explanation<'a> {
     decision: &'a Decision,
     policy: &'a Policy,
-    tenants: &'a Tenants,
+    /// The tenant's selected region (the one reason that names it).
+    locality: Option<RegionId>,
 }
 
 fn classified(policy: &Policy, c: CategoryId, by: ClassifiedBy) -> String {
@@ -246,7 +247,6 @@ impl fmt::Display for Explanation<'_> {
         let p = self.policy;
         match self.decision {
             Decision::Allow(pl) => {
-                let t = self.tenants.tenant(pl.tenant);
                 let region = p.region(pl.region).id();
                 let what = classified(p, pl.category, pl.classified_by);
                 match pl.reason {
@@ -257,7 +257,7 @@ impl fmt::Display for Explanation<'_> {
                     AllowReason::CategoryRegion => write!(
                         f,
                         "{what} cannot be hosted in the tenant's region {}; placed in {region} (out of locality, tenant not strict)",
-                        t.locality().map_or("-", |l| p.region(l).id())
+                        self.locality.map_or("-", |l| p.region(l).id())
                     ),
                     AllowReason::DefaultRegion => write!(
                         f,

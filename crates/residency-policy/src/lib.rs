@@ -43,25 +43,29 @@ mod classifier;
 mod decision;
 mod error;
 mod geo;
+mod lookup;
 mod notes;
 mod policy;
+mod reason;
 mod region;
 mod ruleset;
 mod switch;
 mod tenant;
+mod tenants;
 
 pub use category::{Category, CategoryId, FeatureId, FeatureSet, HostingRule, MAX_FEATURES};
 pub use classifier::{
     Classification, ClassifiedBy, ContentTypeRule, KeyRule, OnConflict, CATEGORY_HEADER,
 };
-pub use decision::{AllowReason, Decision, DenyReason, Explanation, Placement, PlacementRequest};
+pub use decision::{Decision, Explanation, Placement, PlacementRequest};
 pub use error::{ConfigError, ConfigErrors};
 pub use geo::{builtin_jurisdiction, provider_location, PROVIDER_LOCATIONS};
+pub use lookup::TenantLookup;
 pub use notes::{Note, DEFAULT_REGION_ASSUMPTION};
 pub use policy::{FeatureExport, Policy, SubProcessor};
-pub use region::{Region, RegionId, RegionSet, MAX_REGIONS};
+pub use reason::{AllowReason, DenyReason};
+pub use region::{Region, RegionId, RegionOrder, RegionSet, MAX_REGIONS};
 pub use ruleset::Ruleset;
 pub use switch::{refuse_unrecorded_switches, unrecorded_switches, UnrecordedSwitch};
-pub use tenant::{
-    KeyOwner, RegionOrder, SecretRef, ServiceKey, Tenant, TenantId, TenantKey, Tenants,
-};
+pub use tenant::{KeyOwner, SecretRef, ServiceKey, Tenant, TenantId, TenantKey};
+pub use tenants::Tenants;

@@ -8,8 +8,9 @@
 use std::fmt;
 
 use crate::category::{CategoryId, FeatureId};
-use crate::decision::{Decision, DenyReason};
+use crate::decision::Decision;
 use crate::policy::{FeatureExport, Policy, SubProcessor};
+use crate::reason::DenyReason;
 use crate::region::RegionId;
 use crate::ruleset::Ruleset;
 use crate::tenant::TenantId;

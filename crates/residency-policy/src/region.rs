@@ -136,3 +136,59 @@ impl FromIterator<RegionId> for RegionSet {
         iter.into_iter().fold(RegionSet::EMPTY, RegionSet::with)
     }
 }
+
+/// A short ordered list of distinct regions (no allocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegionOrder {
+    items: [u8; MAX_REGIONS],
+    len: u8,
+    set: RegionSet,
+}
+
+impl Default for RegionOrder {
+    fn default() -> Self {
+        RegionOrder {
+            items: [0; MAX_REGIONS],
+            len: 0,
+            set: RegionSet::EMPTY,
+        }
+    }
+}
+
+impl RegionOrder {
+    /// A list of one region.
+    pub fn one(r: RegionId) -> RegionOrder {
+        let mut o = RegionOrder::default();
+        o.push(r);
+        o
+    }
+
+    /// Appends `r` unless already present.
+    pub fn push(&mut self, r: RegionId) {
+        if !self.set.contains(r) {
+            self.set = self.set.with(r);
+            self.items[self.len as usize] = r.0;
+            self.len += 1;
+        }
+    }
+
+    /// The regions in order.
+    pub fn iter(&self) -> impl Iterator<Item = RegionId> + '_ {
+        self.items[..self.len as usize].iter().map(|&i| RegionId(i))
+    }
+
+    /// Number of regions.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The regions as a set.
+    pub fn as_set(&self) -> RegionSet {
+        self.set
+    }
+}

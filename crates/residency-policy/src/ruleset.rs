@@ -1,14 +1,22 @@
-//! A policy and its tenants, validated together: what decisions are made from.
+//! A policy snapshot and the tenants file validated against it, bundled for
+//! the embedded default and the CLI.
 
-use crate::classifier::{Classification, ClassifiedBy};
-use crate::decision::{place, Decision, DenyReason, PlacementRequest};
+use crate::classifier::Classification;
+use crate::decision::{Decision, PlacementRequest};
 use crate::error::ConfigErrors;
+use crate::lookup::TenantLookup;
 use crate::policy::Policy;
-use crate::tenant::{RegionOrder, TenantId, Tenants};
+use crate::reason::DenyReason;
+use crate::region::RegionOrder;
+use crate::tenant::TenantId;
+use crate::tenants::Tenants;
 
-/// A policy and the tenants validated against it.
+/// A policy and the tenants file validated against it.
 ///
-/// Immutable; a reload builds a new one and swaps it in whole.
+/// Immutable; a reload builds a new one and swaps it in whole. Decisions are
+/// [`Policy`]'s ([`Policy::decide`] for a [`crate::Tenant`] the edge looked up
+/// through a [`TenantLookup`]); the methods here look the tenant up in the
+/// file first.
 #[derive(Debug, Clone)]
 pub struct Ruleset {
     policy: Policy,
@@ -49,14 +57,13 @@ impl Ruleset {
 
     /// Classifies and places a write. Allocation-free.
     ///
-    /// Order of checks: unknown tenant, classification (unknown explicit
-    /// category, conflict with a key rule, unclassified), feature gate, then
-    /// placement.
+    /// Order of checks: unknown tenant, then [`Policy::decide`].
     pub fn decide(&self, req: &PlacementRequest<'_>) -> Decision {
-        let Some(tenant) = self.tenants.get(req.tenant) else {
+        let Some(tenant) = self.tenants.by_tenant_id(req.tenant) else {
             return Decision::Deny(DenyReason::UnknownTenant);
         };
-        self.decide_for(tenant, req.key, req.category, req.content_type)
+        self.policy
+            .decide(tenant, req.key, req.category, req.content_type)
     }
 
     /// Like [`Ruleset::decide`] for a tenant already looked up.
@@ -67,42 +74,17 @@ impl Ruleset {
         category: Option<&str>,
         content_type: Option<&str>,
     ) -> Decision {
-        match self.policy.classify(key, category, content_type) {
-            Ok(class) => place(&self.policy, &self.tenants, tenant, class),
-            Err(reason) => Decision::Deny(reason),
-        }
+        self.policy
+            .decide(self.tenants.tenant(tenant), key, category, content_type)
     }
 
     /// Places an already classified payload.
     pub fn place(&self, tenant: TenantId, class: Classification) -> Decision {
-        place(&self.policy, &self.tenants, tenant, class)
+        self.policy.place(self.tenants.tenant(tenant), class)
     }
 
-    /// Where to look for an existing object (reads, deletes, heads).
-    ///
-    /// A key that a key rule places is looked for where that rule puts it (and,
-    /// while the tenant migrates, in the old region too); any other key in
-    /// every region the tenant may have data in ([`Tenants::read_order`]).
-    /// Under `on_conflict = "explicit"` a label may place a key-rule key
-    /// elsewhere, so such a key is looked for everywhere too.
+    /// Where to look for an existing object; see [`Policy::read_regions`].
     pub fn read_regions(&self, tenant: TenantId, key: &str) -> RegionOrder {
-        let explicit_wins = self.policy.on_conflict() == crate::OnConflict::Explicit;
-        if let Some(class) = self.policy.classify_key(key).filter(|_| !explicit_wins) {
-            if let Decision::Allow(p) = self.place(tenant, class) {
-                let mut order = RegionOrder::one(p.region);
-                let t = self.tenants.tenant(tenant);
-                if let Some(m) = t.migrating_from() {
-                    order.push(m);
-                }
-                // A mirrored backup or log (`backups/<original key>`) was plain
-                // `backups_and_logs` before it took the placement of what it
-                // holds: one stored then is in the tenant's home region.
-                if matches!(class.by, ClassifiedBy::BackupOf(_)) {
-                    order.push(t.home_region(&self.policy));
-                }
-                return order;
-            }
-        }
-        self.tenants.read_order(&self.policy, tenant)
+        self.policy.read_regions(self.tenants.tenant(tenant), key)
     }
 }

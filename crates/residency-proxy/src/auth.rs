@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
-use residency_policy::KeyOwner;
+use residency_policy::{KeyOwner, TenantLookup};
 use residency_tower::RulesetHandle;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
@@ -91,25 +91,31 @@ impl S3Access for TenantAccess {
 }
 
 impl TenantAccess {
-    fn grant(&self, cx: &S3AccessContext<'_>, access_key: &str) -> S3Result<()> {
-        let rules = self.rules.load();
-        let tenants = rules.tenants();
-        let Some(owner) = tenants.key_owner(access_key) else {
-            return Err(s3_error!(InvalidAccessKeyId));
-        };
+    /// Checks that `access_key` may address the request's bucket and, when
+    /// it names one, resolves its tenant once: the handlers and the routing
+    /// layer decide under that snapshot and look nothing up again.
+    fn grant(&self, cx: &mut S3AccessContext<'_>, access_key: &str) -> S3Result<()> {
         let bucket = match cx.s3_path() {
-            S3Path::Root => return Ok(()),
-            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => bucket,
+            S3Path::Root => None,
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket),
         };
-        let Some(tenant) = tenants.by_bucket(bucket) else {
-            return Err(s3_error!(
-                NoSuchBucket,
-                "The specified bucket does not exist"
-            ));
-        };
-        if tenants.may_act_for(owner, tenant) {
-            Ok(())
-        } else {
+        let resolved = self.rules.resolve(|rules| {
+            let tenants = rules.tenants();
+            let Some(owner) = tenants.by_access_key(access_key) else {
+                return Err(s3_error!(InvalidAccessKeyId));
+            };
+            let Some(bucket) = bucket else {
+                return Ok(None);
+            };
+            let Some(tenant) = tenants.by_virtual_bucket(bucket) else {
+                return Err(s3_error!(
+                    NoSuchBucket,
+                    "The specified bucket does not exist"
+                ));
+            };
+            if tenants.key_may_act_for(owner, tenant) {
+                return Ok(Some(tenant.handle()));
+            }
             let who = match owner {
                 KeyOwner::Tenant(t) => format!("tenant {}", tenants.tenant(t).id()),
                 KeyOwner::Service(_) => "this service key".to_string(),
@@ -120,6 +126,10 @@ impl TenantAccess {
                 who,
                 bucket
             ))
+        })?;
+        if let Some(resolved) = resolved {
+            cx.extensions_mut().insert(resolved);
         }
+        Ok(())
     }
 }

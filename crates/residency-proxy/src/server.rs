@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
@@ -21,19 +19,25 @@ use residency_tower::audit::batch::BatchingAuditSink;
 use residency_tower::{AuditSink, RegionalDispatch, RoutingLayer, RulesetHandle, UploadIdCodec};
 use s3s::host::{S3Host, VirtualHost};
 use s3s::service::{S3Service, S3ServiceBuilder};
-use s3s::S3Result;
+use s3s::{S3ErrorCode, S3Result};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tower::Layer;
 
 use crate::accept::{first_bytes, Acceptor};
-use crate::auth::{TenantAccess, TenantAuth, Verified, VerifiedEarlier};
+use crate::auth::{TenantAccess, TenantAuth};
 use crate::client_body::{BodyLimits, ClientBody, ClientTimeout};
 use crate::config::{BackendConfig, Config, LogFormat, Secrets};
-use crate::form::{self, FormFields};
+use crate::error;
 use crate::gate::RequestGate;
 use crate::range::{self, RangeFix};
 use crate::s3::gateway;
+
+mod admin;
+mod refusals;
+
+use admin::admin_response;
+use refusals::{check_form, check_size, request_timeout, FORM_FIELDS_CAP};
 
 /// Why the sidecar did not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +59,6 @@ pub struct ServeOptions {
     /// Start even if a bucket reports a location outside its region.
     pub allow_location_mismatch: bool,
 }
-
-/// The most a form upload's fields (before its file) may take.
-const FORM_FIELDS_CAP: usize = 1024 * 1024;
 
 /// Resolves `<bucket>.<domain>` (virtual-hosted style) for the configured
 /// domains, whatever port the `Host` header carries; anything else is path
@@ -363,247 +364,6 @@ impl Sidecar {
     }
 }
 
-/// The declared length of an upload's payload: `x-amz-decoded-content-length`
-/// (aws-chunked bodies), else `Content-Length`. `Err` when a header is not a
-/// number.
-fn declared_length(headers: &http::HeaderMap) -> Result<Option<u64>, ()> {
-    let h = headers
-        .get("x-amz-decoded-content-length")
-        .or_else(|| headers.get(http::header::CONTENT_LENGTH));
-    match h {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Some)
-            .ok_or(()),
-    }
-}
-
-/// Refuses, before anything is routed, an upload whose declared size is over
-/// `max_object_bytes` (the body is never read).
-fn check_size(
-    req: &http::Request<hyper::body::Incoming>,
-    max_object_bytes: u64,
-) -> Option<http::Response<s3s::Body>> {
-    match declared_length(req.headers()) {
-        Ok(Some(n)) if n > max_object_bytes => {
-            metrics::counter!("residency_rejected_total", "reason" => "entity_too_large")
-                .increment(1);
-            Some(xml_error(
-                "EntityTooLarge",
-                "Your proposed upload exceeds the maximum allowed object size.",
-                http::StatusCode::BAD_REQUEST,
-            ))
-        }
-        Ok(_) => None,
-        Err(()) => Some(xml_error(
-            "InvalidArgument",
-            "The content length is not a valid number.",
-            http::StatusCode::BAD_REQUEST,
-        )),
-    }
-}
-
-/// Reads a form upload's fields before anything else, and refuses an
-/// unsigned one (or one whose fields are too large) before its file is read.
-async fn check_form(
-    parts: &http::request::Parts,
-    body: &mut ClientBody<hyper::body::Incoming>,
-) -> Option<http::Response<s3s::Body>> {
-    if parts.method != http::Method::POST {
-        return None;
-    }
-    let boundary = parts
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(form::boundary)?;
-    let signed_otherwise = parts.headers.contains_key(http::header::AUTHORIZATION)
-        || parts
-            .uri
-            .query()
-            .is_some_and(|q| q.contains("X-Amz-Signature="));
-    match form::read_fields(body, &boundary, FORM_FIELDS_CAP).await {
-        FormFields::Read { signed: false, .. } if !signed_otherwise => {
-            metrics::counter!("residency_rejected_total", "reason" => "anonymous_form")
-                .increment(1);
-            Some(xml_error(
-                "AccessDenied",
-                "Anonymous form uploads are not allowed: sign the form (x-amz-signature and policy fields).",
-                http::StatusCode::FORBIDDEN,
-            ))
-        }
-        FormFields::Read { prefix, .. } | FormFields::Incomplete { prefix } => {
-            body.set_prefix(prefix);
-            None
-        }
-        FormFields::TooLarge => Some(xml_error(
-            "MaxPostPreDataLengthExceededError",
-            "Your POST request fields preceding the upload file were too large.",
-            http::StatusCode::BAD_REQUEST,
-        )),
-    }
-}
-
-/// S3's answer to a client that stopped sending its body (or trickled it).
-fn request_timeout() -> http::Response<s3s::Body> {
-    xml_error(
-        "RequestTimeout",
-        "Your socket connection to the server was not read from or written to within the timeout period.",
-        http::StatusCode::BAD_REQUEST,
-    )
-}
-
-fn xml_error(code: &str, message: &str, status: http::StatusCode) -> http::Response<s3s::Body> {
-    // A message may quote what the client sent.
-    let message = message
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
-    );
-    let mut resp = http::Response::new(s3s::Body::from(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/xml"),
-    );
-    resp
-}
-
-/// The query of `uri` without a presigned URL's signature parameters.
-fn without_presign(uri: &http::Uri) -> http::Uri {
-    const SIGNING: [&str; 10] = [
-        "X-Amz-Algorithm",
-        "X-Amz-Credential",
-        "X-Amz-Date",
-        "X-Amz-Expires",
-        "X-Amz-SignedHeaders",
-        "X-Amz-Signature",
-        "X-Amz-Security-Token",
-        "AWSAccessKeyId",
-        "Signature",
-        "Expires",
-    ];
-    let Some(q) = uri.query() else {
-        return uri.clone();
-    };
-    let mut kept = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-        if !SIGNING.contains(&&*k) {
-            kept.append_pair(&k, &v);
-        }
-    }
-    let kept = kept.finish();
-    let pq = if kept.is_empty() {
-        uri.path().to_string()
-    } else {
-        format!("{}?{kept}", uri.path())
-    };
-    let mut parts = uri.clone().into_parts();
-    parts.path_and_query = pq.parse().ok();
-    http::Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
-}
-
-/// Serves a GET or HEAD whose `Range` S3 reads differently from s3s, in the
-/// two passes `range.rs` explains: the request as signed (s3s verifies it,
-/// then refuses the range before any operation runs), then, if that request's
-/// signature and access were granted, the request with the range as S3 reads
-/// it and without its signature, marked as verified.
-async fn serve_fixed_range(
-    s3: &S3Service,
-    mut req: http::Request<hyper::body::Incoming>,
-    fix: RangeFix,
-) -> Result<http::Response<s3s::Body>, s3s::HttpError> {
-    let verified = Verified::default();
-    let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
-    let mut headers = req.headers().clone();
-    req.extensions_mut().insert(verified.clone());
-    let first = s3.call(req.map(s3s::Body::from)).await?;
-    let Some(access_key) = verified.0.get().cloned() else {
-        return Ok(first);
-    };
-    if first.status().is_success() {
-        return Ok(first);
-    }
-    for h in [
-        http::header::AUTHORIZATION,
-        http::header::CONTENT_LENGTH,
-        http::header::TRANSFER_ENCODING,
-    ] {
-        headers.remove(h);
-    }
-    match fix {
-        RangeFix::Drop => {
-            headers.remove(http::header::RANGE);
-        }
-        RangeFix::Replace(v) => {
-            headers.insert(http::header::RANGE, v);
-        }
-        RangeFix::Keep => {}
-    }
-    let mut second = http::Request::new(s3s::Body::empty());
-    *second.method_mut() = method;
-    *second.uri_mut() = without_presign(&uri);
-    *second.version_mut() = version;
-    *second.headers_mut() = headers;
-    second.extensions_mut().insert(VerifiedEarlier(access_key));
-    s3.call(second).await
-}
-
-async fn admin_response(
-    sidecar: &Sidecar,
-    req: &http::Request<hyper::body::Incoming>,
-) -> http::Response<Full<Bytes>> {
-    let text = |status: u16, ct: &'static str, body: String| {
-        let mut r = http::Response::new(Full::new(Bytes::from(body)));
-        *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static(ct),
-        );
-        r
-    };
-    match req.uri().path() {
-        "/metrics" => match &sidecar.prometheus {
-            Some(p) => text(200, "text/plain; version=0.0.4", p.render()),
-            None => text(503, "text/plain", "metrics recorder unavailable\n".into()),
-        },
-        "/healthz" => text(200, "text/plain", "ok\n".into()),
-        "/readyz" => {
-            let mut ok = true;
-            let mut lines = Vec::new();
-            for (id, b) in &sidecar.backends {
-                let r = tokio::time::timeout(Duration::from_secs(2), b.health()).await;
-                match r {
-                    Ok(Ok(())) => lines.push(format!("{id}: ok")),
-                    Ok(Err(e)) => {
-                        ok = false;
-                        lines.push(format!("{id}: unavailable: {e}"));
-                    }
-                    Err(_) => {
-                        ok = false;
-                        lines.push(format!("{id}: unavailable: health check timed out"));
-                    }
-                }
-            }
-            text(
-                if ok { 200 } else { 503 },
-                "text/plain",
-                lines.join("\n") + "\n",
-            )
-        }
-        _ => text(
-            404,
-            "text/plain",
-            "not found: try /metrics, /healthz, /readyz\n".into(),
-        ),
-    }
-}
-
 fn mtimes(paths: &[PathBuf]) -> Vec<Option<SystemTime>> {
     paths
         .iter()
@@ -767,15 +527,19 @@ pub async fn run(
                 if let Err(r) = gate.check(req.uri(), req.headers()) {
                     metrics::counter!("residency_rejected_total", "reason" => "authentication")
                         .increment(1);
-                    return Ok(close(xml_error(r.code, &r.message, r.status)));
+                    return Ok(close(error::response(
+                        error::code(r.code),
+                        &r.message,
+                        r.status,
+                    )));
                 }
                 if let Some(refused) = check_size(&req, max_object_bytes) {
                     return Ok(close(refused));
                 }
                 let Ok(_permit) = limit.try_acquire_owned() else {
                     metrics::counter!("residency_shed_total").increment(1);
-                    return Ok(close(xml_error(
-                        "SlowDown",
+                    return Ok(close(error::response(
+                        S3ErrorCode::SlowDown,
                         "Please reduce your request rate.",
                         http::StatusCode::SERVICE_UNAVAILABLE,
                     )));
@@ -791,7 +555,7 @@ pub async fn run(
                         None | Some(RangeFix::Keep) => {
                             s3.call(req.map(s3s::Body::from)).await.map(close)
                         }
-                        Some(fix) => serve_fixed_range(&s3, req, fix).await.map(close),
+                        Some(fix) => range::serve_fixed(&s3, req, fix).await.map(close),
                     };
                 }
                 let timed_out = ClientTimeout::default();
@@ -885,20 +649,5 @@ mod tests {
         assert_eq!(without_port("[::1]"), "[::1]");
         assert_eq!(without_port("a.s3.localhost:80"), "a.s3.localhost");
         assert_eq!(without_port("a.s3.localhost"), "a.s3.localhost");
-    }
-
-    #[test]
-    fn the_second_pass_carries_no_signature() {
-        let uri: http::Uri = "/acme/k?response-content-type=text%2Fplain&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=K%2F20261205%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=00"
-            .parse()
-            .unwrap();
-        assert_eq!(
-            without_presign(&uri).to_string(),
-            "/acme/k?response-content-type=text%2Fplain"
-        );
-        let uri: http::Uri = "/acme/k?AWSAccessKeyId=K&Expires=1&Signature=x"
-            .parse()
-            .unwrap();
-        assert_eq!(without_presign(&uri).to_string(), "/acme/k");
     }
 }

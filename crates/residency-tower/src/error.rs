@@ -14,8 +14,24 @@ pub struct Denied {
     pub detail: String,
 }
 
-/// Every way a routed operation can fail; the proxy maps each to an S3 error
-/// in one place.
+impl Denied {
+    /// The reason of a multipart step whose upload id is unknown, forged or
+    /// another tenant's: answered as S3's `NoSuchUpload` (404), not a denial.
+    pub const INVALID_UPLOAD_ID: &'static str = "invalid_upload_id";
+
+    /// The S3 error code and HTTP status a denial is answered with.
+    fn s3_answer(&self) -> (&'static str, u16) {
+        if self.reason == Self::INVALID_UPLOAD_ID {
+            ("NoSuchUpload", 404)
+        } else {
+            ("AccessDenied", 403)
+        }
+    }
+}
+
+/// Every way a routed operation can fail. [`RoutingError::s3_code`] and
+/// [`RoutingError::http_status`] are the one table of S3 answers (the store's
+/// for a backend's failure); the proxy builds its S3 errors from them.
 #[derive(Debug, thiserror::Error)]
 pub enum RoutingError {
     /// Refused by policy; nothing happened.
@@ -44,11 +60,7 @@ impl RoutingError {
     /// The S3 error code to answer with.
     pub fn s3_code(&self) -> &str {
         match self {
-            RoutingError::Denied(d) => match d.reason {
-                "invalid_upload_id" => "NoSuchUpload",
-                "unknown_category" | "unclassified" => "AccessDenied",
-                _ => "AccessDenied",
-            },
+            RoutingError::Denied(d) => d.s3_answer().0,
             RoutingError::NoBackend(_) => "ServiceUnavailable",
             RoutingError::Store { source, .. } => source.s3_code(),
             RoutingError::Audit(_) => "ServiceUnavailable",
@@ -58,8 +70,7 @@ impl RoutingError {
     /// The HTTP status to answer with.
     pub fn http_status(&self) -> u16 {
         match self {
-            RoutingError::Denied(d) if d.reason == "invalid_upload_id" => 404,
-            RoutingError::Denied(_) => 403,
+            RoutingError::Denied(d) => d.s3_answer().1,
             RoutingError::NoBackend(_) => 503,
             RoutingError::Store { source, .. } => source.http_status(),
             RoutingError::Audit(_) => 503,

@@ -50,7 +50,7 @@ pub use dispatch::{
     RegionalDispatch, RegionalDispatchBuilder, StorageResponse, DEFAULT_REGION_CONCURRENCY,
 };
 pub use error::{Denied, RoutingError};
-pub use handle::RulesetHandle;
-pub use request::{RoutableRequest, Route, StorageRequest, Target, TenantExtension};
+pub use handle::{Resolved, RulesetHandle};
+pub use request::{RoutableRequest, Route, StorageRequest, Target};
 pub use routing::{RoutingFuture, RoutingLayer, RoutingService};
 pub use upload_id::{UploadIdCodec, UploadToken};

@@ -7,6 +7,8 @@ use residency_policy::{
 };
 use residency_store::{OpKind, Operation};
 
+use crate::handle::Resolved;
+
 /// Where the routing layer sends an operation.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -60,9 +62,9 @@ impl Route {
 
 /// What the routing layer reads from a request and attaches to it.
 ///
-/// Implemented for [`StorageRequest`] (the embedded API) and for
-/// `http::Request<B>` in S3 form (path-style `/<bucket>/<key>`, the tenant
-/// named by a [`TenantExtension`] that an authentication layer inserted).
+/// Implemented for [`StorageRequest`] (the embedded API and the sidecar's
+/// S3 front-end, which parses S3 with s3s and resolves the tenant once at its
+/// access check); an application may implement it for its own request type.
 pub trait RoutableRequest {
     /// The tenant id, if known.
     fn tenant(&self) -> Option<&str>;
@@ -80,6 +82,11 @@ pub trait RoutableRequest {
     fn content_type(&self) -> Option<&str>;
     /// The (signed) multipart upload id of a multipart step.
     fn upload_id(&self) -> Option<&str>;
+    /// The snapshot and tenant the edge already resolved (else the layer
+    /// looks the tenant up by [`RoutableRequest::tenant`]).
+    fn resolved(&self) -> Option<&Resolved> {
+        None
+    }
     /// A request id the caller already has (else the layer makes one).
     fn request_id(&self) -> Option<&str> {
         None
@@ -91,8 +98,11 @@ pub trait RoutableRequest {
 /// A storage operation on behalf of a tenant: the embedded API's request.
 #[derive(Debug)]
 pub struct StorageRequest {
-    /// Tenant id.
+    /// Tenant id (empty when `resolved` names the tenant).
     pub tenant: String,
+    /// The snapshot and tenant the caller resolved; the layer then decides
+    /// under that snapshot and looks nothing up.
+    pub resolved: Option<Resolved>,
     /// Explicit category, if the application knows it.
     pub category: Option<String>,
     /// The operation, with keys relative to the tenant's namespace.
@@ -108,6 +118,19 @@ impl StorageRequest {
     pub fn new(tenant: impl Into<String>, operation: Operation) -> Self {
         Self {
             tenant: tenant.into(),
+            resolved: None,
+            category: None,
+            operation,
+            request_id: None,
+            route: None,
+        }
+    }
+
+    /// A request for a tenant the caller already resolved.
+    pub fn for_resolved(resolved: Resolved, operation: Operation) -> Self {
+        Self {
+            tenant: String::new(),
+            resolved: Some(resolved),
             category: None,
             operation,
             request_id: None,
@@ -132,7 +155,13 @@ impl StorageRequest {
 
 impl RoutableRequest for StorageRequest {
     fn tenant(&self) -> Option<&str> {
-        Some(&self.tenant)
+        match &self.resolved {
+            Some(r) => Some(r.tenant_record().id()),
+            None => Some(&self.tenant),
+        }
+    }
+    fn resolved(&self) -> Option<&Resolved> {
+        self.resolved.as_ref()
     }
     fn op(&self) -> OpKind {
         self.operation.kind()
@@ -169,86 +198,5 @@ impl RoutableRequest for StorageRequest {
     }
     fn set_route(&mut self, route: Route) {
         self.route = Some(route);
-    }
-}
-
-/// The tenant of an `http::Request`, inserted as an extension by whatever
-/// authenticated it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TenantExtension(pub String);
-
-/// The path-style S3 key of an http request: `/<bucket>/<key>` → `<key>`.
-fn s3_key<B>(req: &http::Request<B>) -> Option<&str> {
-    let path = req.uri().path().strip_prefix('/')?;
-    let (_bucket, key) = path.split_once('/')?;
-    (!key.is_empty()).then_some(key)
-}
-
-fn query_has<B>(req: &http::Request<B>, name: &str) -> bool {
-    req.uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| kv.split('=').next() == Some(name)))
-}
-
-fn query_value<'a, B>(req: &'a http::Request<B>, name: &str) -> Option<&'a str> {
-    req.uri().query().and_then(|q| {
-        q.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (k == name).then_some(v)
-        })
-    })
-}
-
-impl<B> RoutableRequest for http::Request<B> {
-    fn tenant(&self) -> Option<&str> {
-        self.extensions()
-            .get::<TenantExtension>()
-            .map(|t| t.0.as_str())
-    }
-    fn op(&self) -> OpKind {
-        use http::Method;
-        let has_key = s3_key(self).is_some();
-        let upload = query_has(self, "uploadId");
-        match *self.method() {
-            Method::GET if !has_key && query_has(self, "uploads") => OpKind::ListMultipartUploads,
-            Method::GET if !has_key => OpKind::List,
-            Method::GET if upload => OpKind::ListParts,
-            Method::GET => OpKind::Get,
-            Method::HEAD => OpKind::Head,
-            Method::PUT if upload => OpKind::UploadPart,
-            Method::PUT if self.headers().contains_key("x-amz-copy-source") => OpKind::Copy,
-            Method::PUT => OpKind::Put,
-            Method::POST if query_has(self, "uploads") => OpKind::CreateMultipart,
-            Method::POST if upload => OpKind::CompleteMultipart,
-            Method::DELETE if upload => OpKind::AbortMultipart,
-            Method::DELETE => OpKind::Delete,
-            _ => OpKind::Get,
-        }
-    }
-    fn key(&self) -> Option<&str> {
-        s3_key(self)
-    }
-    fn source_key(&self) -> Option<&str> {
-        let src = self.headers().get("x-amz-copy-source")?.to_str().ok()?;
-        let src = src.strip_prefix('/').unwrap_or(src);
-        src.split_once('/').map(|(_, k)| k)
-    }
-    fn category_hint(&self) -> Option<&str> {
-        self.headers().get(CATEGORY_HEADER)?.to_str().ok()
-    }
-    fn content_type(&self) -> Option<&str> {
-        self.headers()
-            .get(http::header::CONTENT_TYPE)?
-            .to_str()
-            .ok()
-    }
-    fn upload_id(&self) -> Option<&str> {
-        query_value(self, "uploadId")
-    }
-    fn request_id(&self) -> Option<&str> {
-        self.headers().get("x-request-id")?.to_str().ok()
-    }
-    fn set_route(&mut self, route: Route) {
-        self.extensions_mut().insert(route);
     }
 }

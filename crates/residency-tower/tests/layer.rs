@@ -12,7 +12,6 @@
 //! | `initech`  | (none)   | no     | (none)                      |
 //! | `eurobank` | eu       | yes    | nps                         |
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -22,8 +21,8 @@ use residency_store::{
     StoreError,
 };
 use residency_tower::{
-    AuditEvent, MemoryAuditSink, RegionalDispatch, Route, RoutingError, RoutingLayer,
-    RulesetHandle, StorageRequest, StorageResponse, Target, TenantExtension, UploadIdCodec,
+    AuditEvent, MemoryAuditSink, RegionalDispatch, RoutingError, RoutingLayer, RulesetHandle,
+    StorageRequest, StorageResponse, UploadIdCodec,
 };
 use tower::util::BoxCloneService;
 use tower::{Layer, ServiceExt};
@@ -830,108 +829,6 @@ async fn a_ruleset_swap_changes_later_decisions() {
     assert_eq!(
         s.us.keys(),
         ["acme/insights/1.json", "acme/insights/3.json"]
-    );
-}
-
-// --- http::Request ------------------------------------------------------------------------
-
-#[tokio::test]
-async fn http_requests_carry_their_route_in_extensions() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let inner = {
-        let calls = calls.clone();
-        tower::service_fn(move |req: http::Request<()>| {
-            calls.fetch_add(1, Ordering::SeqCst);
-            let route = req.extensions().get::<Route>().cloned();
-            async move { Ok::<_, Infallible>(route.expect("the layer attached a route")) }
-        })
-    };
-    let svc = RoutingLayer::new(RulesetHandle::new(rules())).layer(inner);
-    let send = |req: http::Request<()>| svc.clone().oneshot(req);
-    let request = |method: &str, uri: &str, tenant: Option<&str>| {
-        let mut r = http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(())
-            .unwrap();
-        if let Some(t) = tenant {
-            r.extensions_mut().insert(TenantExtension(t.into()));
-        }
-        r
-    };
-    let region_of = |route: &Route| match &route.target {
-        Target::Region(r) => route.region_name(*r).to_string(),
-        Target::Regions(o) => o
-            .iter()
-            .map(|r| route.region_name(r))
-            .collect::<Vec<_>>()
-            .join(","),
-    };
-
-    // PUT /<bucket>/<key>: chat content goes to the EU even for a US tenant.
-    let mut req = request("PUT", "/globex/chat/1.json", Some("globex"));
-    req.headers_mut()
-        .insert("x-request-id", "abc".parse().unwrap());
-    let route = send(req).await.unwrap();
-    assert_eq!(route.tenant_id(), "globex");
-    assert_eq!(region_of(&route), "eu");
-    assert!(route.out_of_locality);
-    assert_eq!(&*route.request_id, "abc");
-    let policy = route.rules.policy();
-    assert_eq!(
-        policy.category(route.category.unwrap()).id(),
-        "chat_content"
-    );
-
-    // Content type classifies; the category header is explicit.
-    let mut req = request("PUT", "/globex/misc/captions", Some("globex"));
-    req.headers_mut()
-        .insert("content-type", "text/vtt".parse().unwrap());
-    assert_eq!(region_of(&send(req).await.unwrap()), "us");
-    let mut req = request("PUT", "/acme/misc/profile", Some("acme"));
-    req.headers_mut().insert(
-        "x-amz-meta-residency-category",
-        "user_data".parse().unwrap(),
-    );
-    assert_eq!(region_of(&send(req).await.unwrap()), "eu");
-
-    // POST ?uploads is a multipart create, decided like a put.
-    let route = send(request("POST", "/acme/tickets/big?uploads", Some("acme")))
-        .await
-        .unwrap();
-    assert_eq!(region_of(&route), "eu");
-    // GET on the bucket is a listing over every region the tenant may use.
-    let route = send(request("GET", "/acme?list-type=2", Some("acme")))
-        .await
-        .unwrap();
-    assert_eq!(region_of(&route), "eu,us");
-    // GET of a key a rule places reads there only.
-    let route = send(request("GET", "/acme/insights/q.json", Some("acme")))
-        .await
-        .unwrap();
-    assert_eq!(region_of(&route), "us");
-    assert_eq!(calls.load(Ordering::SeqCst), 6);
-
-    // Denied: no tenant extension, a forged upload id, an unclassifiable put.
-    for req in [
-        request("PUT", "/acme/tickets/1.json", None),
-        request(
-            "PUT",
-            "/acme/tickets/1.json?partNumber=1&uploadId=forged",
-            Some("acme"),
-        ),
-        request("PUT", "/acme/misc/blob", Some("acme")),
-    ] {
-        let err = send(req).await.unwrap_err();
-        assert!(
-            matches!(routing_error(&err), RoutingError::Denied(_)),
-            "{err}"
-        );
-    }
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        6,
-        "a denied http request reached the service"
     );
 }
 

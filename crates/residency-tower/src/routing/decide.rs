@@ -68,9 +68,11 @@ fn refuse(
     }
 }
 
-/// Decides one request (of kind `op`, as `req.op()` says) under `rules`.
+/// Decides one request (of kind `op`, as `req.op()` says) under `rules`, for
+/// the tenant the edge `resolved` (else the one `req` names).
 pub(crate) fn route<R: RoutableRequest>(
     rules: &Arc<Ruleset>,
+    resolved: Option<TenantId>,
     req: &R,
     op: OpKind,
     codec: &UploadIdCodec,
@@ -81,7 +83,7 @@ pub(crate) fn route<R: RoutableRequest>(
         .unwrap_or_else(next_request_id);
     let policy = rules.policy();
     let tenant_name = req.tenant().unwrap_or("");
-    let Some(tenant) = rules.tenants().get(tenant_name) else {
+    let Some(tenant) = resolved.or_else(|| rules.tenants().get(tenant_name)) else {
         return Err(refuse(
             "unknown_tenant",
             format!("unknown tenant {tenant_name:?}"),
@@ -90,6 +92,8 @@ pub(crate) fn route<R: RoutableRequest>(
             &request_id,
         ));
     };
+    // The decision is a pure function of (policy, tenant, request).
+    let t = rules.tenants().tenant(tenant);
     let key = req.key().unwrap_or("");
     let route = |target, category, classified_by, upload, reason, out_of_locality| Route {
         rules: rules.clone(),
@@ -105,7 +109,7 @@ pub(crate) fn route<R: RoutableRequest>(
     };
     match op {
         OpKind::Put | OpKind::CreateMultipart | OpKind::Copy => {
-            match rules.decide_for(tenant, key, req.category_hint(), req.content_type()) {
+            match policy.decide(t, key, req.category_hint(), req.content_type()) {
                 Decision::Allow(p) => Ok(route(
                     Target::Region(p.region),
                     Some(p.category),
@@ -121,7 +125,7 @@ pub(crate) fn route<R: RoutableRequest>(
                         DenyReason::CategoryConflict { explicit, .. } => Some(explicit),
                         _ => None,
                     };
-                    let detail = d.explain(policy, rules.tenants()).to_string();
+                    let detail = d.explain_for(policy, Some(t)).to_string();
                     Err(refuse(
                         r.as_str(),
                         detail,
@@ -136,7 +140,7 @@ pub(crate) fn route<R: RoutableRequest>(
             // Wherever a copy might be: where reads look first, then every
             // other region, so that a copy the current rules hide (written
             // before a reload narrowed the tenant's regions) is deleted too.
-            let mut order = rules.read_regions(tenant, key);
+            let mut order = policy.read_regions(t, key);
             for (r, _) in policy.regions() {
                 order.push(r);
             }
@@ -150,7 +154,7 @@ pub(crate) fn route<R: RoutableRequest>(
             ))
         }
         OpKind::Get | OpKind::Head => {
-            let order = rules.read_regions(tenant, key);
+            let order = policy.read_regions(t, key);
             Ok(route(
                 Target::Regions(order),
                 None,
@@ -161,7 +165,7 @@ pub(crate) fn route<R: RoutableRequest>(
             ))
         }
         OpKind::List | OpKind::ListMultipartUploads => {
-            let order = rules.tenants().read_order(policy, tenant);
+            let order = policy.read_order(t);
             Ok(route(
                 Target::Regions(order),
                 None,
@@ -175,7 +179,7 @@ pub(crate) fn route<R: RoutableRequest>(
         | OpKind::CompleteMultipart
         | OpKind::AbortMultipart
         | OpKind::ListParts => {
-            let tenant_id = rules.tenants().tenant(tenant).id();
+            let tenant_id = t.id();
             match req.upload_id().and_then(|id| codec.decode(id)) {
                 Some(tok) if tok.tenant == tenant_id => match policy.region_by_id(&tok.region) {
                     Some(region) => {
@@ -203,7 +207,7 @@ pub(crate) fn route<R: RoutableRequest>(
                         Ok(r)
                     }
                     None => Err(refuse(
-                        "invalid_upload_id",
+                        Denied::INVALID_UPLOAD_ID,
                         format!("the upload's region {:?} is no longer declared", tok.region),
                         None,
                         Some(tenant),
@@ -211,7 +215,7 @@ pub(crate) fn route<R: RoutableRequest>(
                     )),
                 },
                 _ => Err(refuse(
-                    "invalid_upload_id",
+                    Denied::INVALID_UPLOAD_ID,
                     "the upload id is unknown, forged, or belongs to another tenant",
                     None,
                     Some(tenant),

@@ -75,12 +75,22 @@ where
     }
 
     fn call(&mut self, mut req: R) -> Self::Future {
-        // A guard, not a clone: the route takes the only reference it needs.
-        let snapshot = self.shared.handle.snapshot();
+        // The snapshot the edge resolved the tenant under, else the one in
+        // force now (a guard, not a clone: the route takes the only reference
+        // it needs).
+        let resolved = req.resolved().map(|r| (r.snapshot.clone(), r.tenant));
+        let guard;
+        let (snapshot, tenant) = match &resolved {
+            Some((snapshot, tenant)) => (&**snapshot, Some(*tenant)),
+            None => {
+                guard = self.shared.handle.snapshot();
+                (&**guard, None)
+            }
+        };
         let rules = &snapshot.rules;
         // Once: for an http request it is parsed from the method and query.
         let op = req.op();
-        let result = route(rules, &req, op, &self.shared.codec);
+        let result = route(rules, tenant, &req, op, &self.shared.codec);
         // An allowed write waits for its record to be stored (durable mode)
         // before anything is sent to the backend: a record may then describe
         // a write that failed, never a write without a record.

@@ -1,0 +1,148 @@
+//! What the S3 front-end reads from a client's request: user metadata,
+//! checksums, the announced trailer, and the checks on keys and listing
+//! parameters made before anything is routed.
+
+use std::collections::BTreeMap;
+
+use residency_policy::CATEGORY_HEADER;
+use residency_store::Checksums;
+use s3s::dto::Metadata;
+use s3s::{s3_error, S3Request, S3Result};
+
+use crate::body::Trailer;
+
+const META_CATEGORY: &str = "residency-category";
+
+/// The algorithm of an announced trailing checksum (`x-amz-checksum-crc32` → `crc32`).
+pub(super) fn trailer_algorithm(t: &Option<Trailer>) -> Option<String> {
+    t.as_ref()
+        .and_then(|t| t.header.strip_prefix("x-amz-checksum-"))
+        .map(str::to_string)
+}
+
+pub(super) fn checksums_put(
+    md5: Option<String>,
+    crc32: Option<String>,
+    crc32c: Option<String>,
+    crc64nvme: Option<String>,
+    sha1: Option<String>,
+    sha256: Option<String>,
+) -> Checksums {
+    Checksums {
+        content_md5: md5,
+        crc32,
+        crc32c,
+        crc64nvme,
+        sha1,
+        sha256,
+        compute: None,
+    }
+}
+
+pub(super) fn user_metadata(m: Option<Metadata>) -> BTreeMap<String, String> {
+    m.map(|m| {
+        m.into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The trailing checksum a streaming upload announces (`x-amz-trailer`).
+pub(super) fn trailer<T>(req: &S3Request<T>) -> Option<Trailer> {
+    let header = req
+        .headers
+        .get("x-amz-trailer")?
+        .to_str()
+        .ok()?
+        .trim()
+        .to_ascii_lowercase();
+    let handle = req.trailing_headers.clone()?;
+    Some(Trailer { header, handle })
+}
+
+/// Characters that may not appear in a key or a listing parameter: C0 and
+/// C1 controls (NUL included) and the noncharacters U+FFFE and U+FFFF, none
+/// of which an XML 1.0 listing can carry.
+fn is_unsafe_char(c: char) -> bool {
+    c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}'
+}
+
+/// The longest key a client may use, in bytes, as in S3. It counts the
+/// client's key only: the tenant prefix the sidecar adds is not the client's.
+const MAX_KEY_BYTES: usize = 1024;
+
+/// Refuses keys that are unsafe to hand on, before anything is routed:
+/// control characters (NUL included), and `.` or `..` path segments, which
+/// tools and directory backends resolve as paths (`tickets/../../other/x`).
+/// s3s checks the length of a key in the path; a copy source or a
+/// DeleteObjects key is checked here.
+pub(super) fn check_key(key: &str) -> S3Result<()> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(s3_error!(KeyTooLongError, "Your key is too long"));
+    }
+    if key.chars().any(is_unsafe_char) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "object keys may not contain control characters"
+        ));
+    }
+    if key.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(s3_error!(
+            InvalidArgument,
+            "object keys may not contain \".\" or \"..\" path segments"
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a listing parameter (prefix, delimiter, start-after, marker,
+/// continuation token) with a character the XML answer cannot carry: echoed
+/// raw, it would make the whole answer unparseable.
+pub(super) fn check_list_param(name: &str, value: Option<&str>) -> S3Result<()> {
+    match value {
+        Some(v) if v.chars().any(is_unsafe_char) => Err(s3_error!(
+            InvalidArgument,
+            "{} may not contain control characters",
+            name
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A category named by header: the `x-amz-meta-residency-category` metadata.
+pub(super) fn category_of(meta: &BTreeMap<String, String>) -> Option<String> {
+    debug_assert!(CATEGORY_HEADER.ends_with(META_CATEGORY));
+    meta.get(META_CATEGORY).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_key;
+
+    #[test]
+    fn unsafe_keys_are_refused() {
+        for bad in [
+            "..",
+            "a/../b",
+            "./a",
+            "a/.",
+            "a\0b",
+            "a\nb",
+            "a\u{1b}b",
+            "a\u{7f}",
+            "a\u{85}",
+            "a\u{fffe}",
+            "a\u{ffff}",
+        ] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
+        for good in ["a..b", "...", "a/.hidden", "tickets/1/comment.json", "é/ü"] {
+            assert!(check_key(good).is_ok(), "{good:?}");
+        }
+        // The client's key counts, up to S3's 1,024 bytes.
+        assert!(check_key(&"k".repeat(1024)).is_ok());
+        let long = check_key(&"k".repeat(1025)).unwrap_err();
+        assert_eq!(long.code().as_str(), "KeyTooLongError");
+    }
+}

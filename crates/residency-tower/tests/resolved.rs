@@ -1,0 +1,79 @@
+//! The edge resolves (ruleset snapshot, tenant) once and the layer decides
+//! under that snapshot: a reload between the edge's check and the decision
+//! cannot make them differ.
+
+use std::sync::Arc;
+
+use residency_policy::{Ruleset, TenantLookup};
+use residency_store::{Body, MemoryBackend, Operation, PutMeta};
+use residency_tower::{RegionalDispatch, RoutingLayer, RulesetHandle, StorageRequest};
+use tower::{Layer, ServiceExt};
+
+const POLICY: &str = include_str!("../../../config/hosting-policy.toml");
+const TENANTS: &str = include_str!("../../../config/tenants.example.toml");
+
+fn rules(tenants: &str) -> Ruleset {
+    Ruleset::from_toml(POLICY, "hosting-policy.toml", tenants, "tenants.toml")
+        .expect("valid config")
+}
+
+fn put(key: &str) -> Operation {
+    Operation::Put {
+        key: key.into(),
+        body: Body::from("x"),
+        meta: PutMeta::default(),
+    }
+}
+
+#[tokio::test]
+async fn a_reload_after_the_edge_resolved_does_not_change_the_decision() {
+    // acme's ticket data goes to its locality: the EU now, the US after the reload.
+    let before = rules(TENANTS);
+    let moved = TENANTS.replacen("locality = \"eu\"", "locality = \"us\"", 1);
+    let after = rules(&moved);
+    assert_eq!(
+        after.tenants().by_tenant_id("acme").unwrap().locality(),
+        after.policy().region_by_id("us")
+    );
+
+    let eu = Arc::new(MemoryBackend::new("eu"));
+    let us = Arc::new(MemoryBackend::new("us"));
+    let dispatch = RegionalDispatch::builder()
+        .region("eu", eu.clone())
+        .region("us", us.clone())
+        .build();
+    let handle = RulesetHandle::new(before);
+    let svc = RoutingLayer::new(handle.clone()).layer(dispatch);
+
+    // The edge resolves the tenant (by its virtual bucket) under the rules in force...
+    let resolved = handle
+        .resolve(|r| Ok::<_, ()>(r.tenants().by_virtual_bucket("acme").map(|t| t.handle())))
+        .unwrap()
+        .expect("acme's bucket");
+    assert_eq!(resolved.tenant_record().id(), "acme");
+    // ...then a reload swaps the rules before the layer decides.
+    handle.store(after);
+
+    let resp = svc
+        .clone()
+        .oneshot(StorageRequest::for_resolved(
+            resolved,
+            put("tickets/1.json"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.region.as_deref(),
+        Some("eu"),
+        "decided under the resolved snapshot"
+    );
+    assert_eq!(eu.keys(), ["acme/tickets/1.json"]);
+
+    // A request the caller did not resolve is resolved by the layer, under the new rules.
+    let resp = svc
+        .oneshot(StorageRequest::new("acme", put("tickets/2.json")))
+        .await
+        .unwrap();
+    assert_eq!(resp.region.as_deref(), Some("us"));
+    assert_eq!(us.keys(), ["acme/tickets/2.json"]);
+}
