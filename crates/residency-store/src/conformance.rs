@@ -165,7 +165,7 @@ fn md5_hex(data: &[u8]) -> String {
     let raw = base64::engine::general_purpose::STANDARD
         .decode(checksums_of(data).content_md5.unwrap())
         .unwrap();
-    crate::checksum::hex(&raw)
+    hex::encode(raw)
 }
 
 /// A body streamed in many chunks, with and without a known length, is

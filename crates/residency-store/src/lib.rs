@@ -40,7 +40,6 @@ mod object;
 mod operation;
 mod range;
 mod s3;
-mod s3_fast;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
