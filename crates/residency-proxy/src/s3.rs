@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use residency_policy::CATEGORY_HEADER;
 use residency_store::{
     ByteRange, Checksums, CompletedPart, ListRequest, ObjectInfo, Operation, Outcome, PutMeta,
+    StoredHeaders,
 };
 use residency_tower::{
     RegionalDispatch, RoutingService, RulesetHandle, StorageRequest, StorageResponse,
@@ -204,14 +205,14 @@ fn head_output(info: &ObjectInfo) -> HeadObjectOutput {
     with_checksums!(
         HeadObjectOutput {
             content_length: Some(info.size as i64),
-            content_type: info.content_type.clone(),
+            content_type: info.headers.content_type.clone(),
             e_tag: Some(etag(&info.etag)),
             last_modified: Some(Timestamp::from(info.last_modified)),
-            metadata: meta_out(&info.user_metadata),
-            cache_control: info.cache_control.clone(),
-            content_disposition: info.content_disposition.clone(),
-            content_encoding: info.content_encoding.clone(),
-            content_language: info.content_language.clone(),
+            metadata: meta_out(&info.headers.user_metadata),
+            cache_control: info.headers.cache_control.clone(),
+            content_disposition: info.headers.content_disposition.clone(),
+            content_encoding: info.headers.content_encoding.clone(),
+            content_language: info.headers.content_language.clone(),
             accept_ranges: Some("bytes".into()),
             ..Default::default()
         },
@@ -233,13 +234,15 @@ impl S3 for Gateway {
         let failure = BodyFailure::default();
         let len = input.content_length.map(|n| n as u64);
         let meta = PutMeta {
-            content_type: input.content_type,
+            headers: StoredHeaders {
+                content_type: input.content_type,
+                user_metadata: user.clone(),
+                cache_control: input.cache_control,
+                content_disposition: input.content_disposition,
+                content_encoding: input.content_encoding.filter(|e| e != "aws-chunked"),
+                content_language: input.content_language,
+            },
             content_length: len,
-            user_metadata: user.clone(),
-            cache_control: input.cache_control,
-            content_disposition: input.content_disposition,
-            content_encoding: input.content_encoding.filter(|e| e != "aws-chunked"),
-            content_language: input.content_language,
             checksums: checksums_put(
                 input.content_md5,
                 input.checksum_crc32,
@@ -571,12 +574,14 @@ impl S3 for Gateway {
             let user = user_metadata(input.metadata);
             let category = category_of(&user);
             let meta = PutMeta {
-                content_type: input.content_type,
-                user_metadata: user,
-                cache_control: input.cache_control,
-                content_disposition: input.content_disposition,
-                content_encoding: input.content_encoding,
-                content_language: input.content_language,
+                headers: StoredHeaders {
+                    content_type: input.content_type,
+                    user_metadata: user,
+                    cache_control: input.cache_control,
+                    content_disposition: input.content_disposition,
+                    content_encoding: input.content_encoding,
+                    content_language: input.content_language,
+                },
                 ..Default::default()
             };
             (Some(meta), category)
@@ -616,12 +621,14 @@ impl S3 for Gateway {
         check_key(&input.key)?;
         let user = user_metadata(input.metadata);
         let meta = PutMeta {
-            content_type: input.content_type,
-            user_metadata: user.clone(),
-            cache_control: input.cache_control,
-            content_disposition: input.content_disposition,
-            content_encoding: input.content_encoding,
-            content_language: input.content_language,
+            headers: StoredHeaders {
+                content_type: input.content_type,
+                user_metadata: user.clone(),
+                cache_control: input.cache_control,
+                content_disposition: input.content_disposition,
+                content_encoding: input.content_encoding,
+                content_language: input.content_language,
+            },
             checksum_algorithm: input
                 .checksum_algorithm
                 .as_ref()

@@ -59,7 +59,7 @@ pub use memory::MemoryBackend;
 pub use null::NullBackend;
 pub use object::{
     BackendDescription, Checksums, CompletedPart, GetOutput, ListPage, ListRequest, ObjectInfo,
-    ObjectSummary, PartInfo, PartsPage, PutMeta, PutOutput, UploadInfo,
+    ObjectSummary, PartInfo, PartsPage, PutMeta, PutOutput, StoredHeaders, UploadInfo,
 };
 pub use operation::{execute, OpKind, Operation, Outcome};
 pub use range::ByteRange;

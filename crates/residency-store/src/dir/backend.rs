@@ -10,7 +10,7 @@ use tokio::io::AsyncSeekExt;
 
 use super::key::check_key;
 use super::stored::{
-    read_json, stored_meta, sync_dir, write_json_durable, Headers, StoredMeta, UploadRecord,
+    read_json, stored_meta, sync_dir, write_json_durable, StoredMeta, UploadRecord,
 };
 use super::walk::{walk, walk_start};
 use super::{blocking, DirBackend, HIDDEN, READ_CHUNK};
@@ -196,14 +196,7 @@ impl Backend for DirBackend {
                 size: src.info.size,
                 etag: src.info.etag.clone(),
                 last_modified_ms: to_millis(SystemTime::now()),
-                headers: Headers {
-                    content_type: src.info.content_type.clone(),
-                    user_metadata: src.info.user_metadata.clone(),
-                    cache_control: src.info.cache_control.clone(),
-                    content_disposition: src.info.content_disposition.clone(),
-                    content_encoding: src.info.content_encoding.clone(),
-                    content_language: src.info.content_language.clone(),
-                },
+                headers: src.info.headers.clone(),
                 checksums: src.info.checksums.clone(),
             },
         };
@@ -235,7 +228,7 @@ impl Backend for DirBackend {
         let record = UploadRecord {
             key: key.to_owned(),
             initiated_ms: to_millis(SystemTime::now()),
-            headers: Headers::from(&meta),
+            headers: meta.headers,
         };
         let staging = self.new_temp("upload");
         let dir = self.upload_dir(&id)?;

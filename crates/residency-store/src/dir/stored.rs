@@ -1,7 +1,6 @@
 //! What is kept beside the bytes: `<root>/.residency/meta/<key>` for an
 //! object, `upload.json` for an upload, both JSON.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, ErrorKind, Read as _};
 use std::path::Path;
@@ -12,32 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{DirBackend, HIDDEN, READ_CHUNK};
 use crate::checksum::{self, BodyHasher};
 use crate::multipart::{from_millis, to_millis};
-use crate::object::{Checksums, ObjectInfo, PutMeta};
-
-/// The headers kept with an object or an upload.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub(super) struct Headers {
-    pub(super) content_type: Option<String>,
-    pub(super) user_metadata: BTreeMap<String, String>,
-    pub(super) cache_control: Option<String>,
-    pub(super) content_disposition: Option<String>,
-    pub(super) content_encoding: Option<String>,
-    pub(super) content_language: Option<String>,
-}
-
-impl From<&PutMeta> for Headers {
-    fn from(m: &PutMeta) -> Self {
-        Self {
-            content_type: m.content_type.clone(),
-            user_metadata: m.user_metadata.clone(),
-            cache_control: m.cache_control.clone(),
-            content_disposition: m.content_disposition.clone(),
-            content_encoding: m.content_encoding.clone(),
-            content_language: m.content_language.clone(),
-        }
-    }
-}
+use crate::object::{Checksums, ObjectInfo, PutMeta, StoredHeaders};
 
 /// `<root>/.residency/meta/<key>`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,25 +20,19 @@ pub(super) struct StoredMeta {
     pub(super) etag: String,
     pub(super) last_modified_ms: u64,
     #[serde(flatten)]
-    pub(super) headers: Headers,
+    pub(super) headers: StoredHeaders,
     #[serde(default)]
     pub(super) checksums: Checksums,
 }
 
 impl StoredMeta {
     pub(super) fn info(&self, key: &str) -> ObjectInfo {
-        let h = self.headers.clone();
         ObjectInfo {
             key: key.to_owned(),
             size: self.size,
             etag: self.etag.clone(),
             last_modified: from_millis(self.last_modified_ms),
-            content_type: h.content_type,
-            user_metadata: h.user_metadata,
-            cache_control: h.cache_control,
-            content_disposition: h.content_disposition,
-            content_encoding: h.content_encoding,
-            content_language: h.content_language,
+            headers: self.headers.clone(),
             checksums: self.checksums.clone(),
             version_id: None,
         }
@@ -76,7 +44,7 @@ impl StoredMeta {
 pub(super) struct UploadRecord {
     pub(super) key: String,
     pub(super) initiated_ms: u64,
-    pub(super) headers: Headers,
+    pub(super) headers: StoredHeaders,
 }
 
 pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -127,7 +95,7 @@ impl DirBackend {
                     size: file_meta.len(),
                     etag: checksum::etag_of(&md5),
                     last_modified_ms: to_millis(file_meta.modified().unwrap_or(SystemTime::now())),
-                    headers: Headers::default(),
+                    headers: StoredHeaders::default(),
                     checksums: Checksums::default(),
                 };
                 Ok(m.info(key))
@@ -146,7 +114,7 @@ pub(super) fn stored_meta(
         size: digests_len,
         etag,
         last_modified_ms: to_millis(SystemTime::now()),
-        headers: Headers::from(meta),
+        headers: meta.headers.clone(),
         checksums,
     }
 }

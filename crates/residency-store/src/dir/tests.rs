@@ -28,7 +28,7 @@ use super::*;
 use crate::backend::Backend;
 use crate::body::Body;
 use crate::error::{BoxError, StoreError};
-use crate::object::{Checksums, CompletedPart, ListRequest, PutMeta};
+use crate::object::{Checksums, CompletedPart, ListRequest, PutMeta, StoredHeaders};
 
 async fn backend() -> (tempfile::TempDir, DirBackend) {
     let tmp = tempfile::tempdir().unwrap();
@@ -241,7 +241,10 @@ async fn a_cancelled_upload_leaves_no_temp_file() {
 async fn survives_reopen_and_missing_metadata() {
     let (t, d) = backend().await;
     let meta = PutMeta {
-        content_type: Some("text/plain".into()),
+        headers: StoredHeaders {
+            content_type: Some("text/plain".into()),
+            ..StoredHeaders::default()
+        },
         checksums: Checksums {
             crc32c: crate::checksums_of(b"hello").crc32c,
             crc64nvme: crate::checksums_of(b"hello").crc64nvme,
@@ -269,13 +272,13 @@ async fn survives_reopen_and_missing_metadata() {
     let d = DirBackend::open(t.path().join("eu")).await.unwrap();
     assert!(!stale.exists());
     let info = d.head_object("acme/a").await.unwrap();
-    assert_eq!(info.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(info.headers.content_type.as_deref(), Some("text/plain"));
     assert_eq!(info.checksums, put.checksums);
     // A file dropped in by hand (no metadata) is still an object.
     fs::write(t.path().join("eu/acme/manual.txt"), b"hello").unwrap();
     let info = d.head_object("acme/manual.txt").await.unwrap();
     assert_eq!(info.etag, put.etag);
-    assert_eq!(info.content_type, None);
+    assert_eq!(info.headers.content_type, None);
     let page = d.list_objects(ListRequest::new("acme/")).await.unwrap();
     assert_eq!(page.objects.len(), 2);
 }
@@ -382,7 +385,7 @@ async fn concurrent_writers_never_mix_bytes_and_metadata() {
             .await
             .unwrap();
             let got = d.get_object("acme/hot", None).await.unwrap();
-            let ct = got.info.content_type.clone().unwrap();
+            let ct = got.info.headers.content_type.clone().unwrap();
             let bytes = got.body.collect().await.unwrap();
             let n: u8 = ct[2..].parse().unwrap();
             assert_eq!(bytes.len(), 1000 + n as usize);

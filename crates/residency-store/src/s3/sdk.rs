@@ -32,7 +32,7 @@ use crate::body::{Body, BodyStream};
 use crate::error::{BoxError, StoreError};
 use crate::object::{
     Checksums, CompletedPart, GetOutput, ListPage, ListRequest, ObjectInfo, ObjectSummary,
-    PartInfo, PartsPage, PutMeta, PutOutput, UploadInfo,
+    PartInfo, PartsPage, PutMeta, PutOutput, StoredHeaders, UploadInfo,
 };
 use crate::range::{parse_content_range, ByteRange};
 
@@ -185,7 +185,7 @@ macro_rules! with_checksums {
 /// Sets content type, metadata and the other stored headers.
 macro_rules! with_meta {
     ($b:expr, $m:expr) => {{
-        let m: &PutMeta = $m;
+        let m: &StoredHeaders = &$m.headers;
         let metadata: HashMap<String, String> = m
             .user_metadata
             .iter()
@@ -208,15 +208,17 @@ macro_rules! info_of_output {
             size: $size,
             etag: $o.e_tag().unwrap_or_default().to_owned(),
             last_modified: time($o.last_modified()),
-            content_type: owned($o.content_type()),
-            user_metadata: $o
-                .metadata()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
-            cache_control: owned($o.cache_control()),
-            content_disposition: owned($o.content_disposition()),
-            content_encoding: owned($o.content_encoding()),
-            content_language: owned($o.content_language()),
+            headers: StoredHeaders {
+                content_type: owned($o.content_type()),
+                user_metadata: $o
+                    .metadata()
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default(),
+                cache_control: owned($o.cache_control()),
+                content_disposition: owned($o.content_disposition()),
+                content_encoding: owned($o.content_encoding()),
+                content_language: owned($o.content_language()),
+            },
             checksums: checksums_of_output!($o),
             version_id: owned($o.version_id()),
         }

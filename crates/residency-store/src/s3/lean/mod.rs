@@ -59,10 +59,10 @@ use super::path::encode_key;
 use super::service_error::service_error;
 use crate::body::{Body, BodyStream};
 use crate::error::StoreError;
-use crate::object::{GetOutput, ObjectInfo, PutMeta, PutOutput};
+use crate::object::{Checksums, GetOutput, ObjectInfo, PutMeta, PutOutput};
 use crate::range::{parse_content_range, ByteRange};
 use body::{IncomingStream, OutBody, Progress};
-use response::{checksums_of, connect_error, error_chain, header, info_of, parse_error_body};
+use response::{connect_error, error_chain, header, info_of, parse_error_body};
 use retry::RetryPolicy;
 use sign::{Headers, Signer, UNSIGNED};
 
@@ -185,24 +185,13 @@ impl LeanPath {
         let mut h = Headers::default();
         h.push("content-length", &len.to_string())?;
         let m = meta;
-        for (name, value) in [
-            ("content-type", &m.content_type),
-            ("cache-control", &m.cache_control),
-            ("content-disposition", &m.content_disposition),
-            ("content-encoding", &m.content_encoding),
-            ("content-language", &m.content_language),
-            ("content-md5", &m.checksums.content_md5),
-            ("x-amz-checksum-crc32", &m.checksums.crc32),
-            ("x-amz-checksum-crc32c", &m.checksums.crc32c),
-            ("x-amz-checksum-sha1", &m.checksums.sha1),
-            ("x-amz-checksum-sha256", &m.checksums.sha256),
-            ("x-amz-checksum-crc64nvme", &m.checksums.crc64nvme),
-        ] {
+        let named = m.headers.standard().into_iter().chain(m.checksums.named());
+        for (name, value) in named {
             if let Some(v) = value {
                 h.push(name, v)?;
             }
         }
-        for (k, v) in &m.user_metadata {
+        for (k, v) in &m.headers.user_metadata {
             h.push(&format!("x-amz-meta-{}", k.to_ascii_lowercase()), v)?;
         }
         Some(h)
@@ -231,7 +220,7 @@ impl LeanPath {
         let h = resp.headers();
         Ok(PutOutput {
             etag: header(h, "etag").unwrap_or_default(),
-            checksums: checksums_of(h),
+            checksums: Checksums::from_http(h),
             version_id: header(h, "x-amz-version-id"),
         })
     }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::time::UNIX_EPOCH;
 
 use crate::error::StoreError;
-use crate::object::{Checksums, ObjectInfo};
+use crate::object::{Checksums, ObjectInfo, StoredHeaders};
 
 pub(super) fn connect_error(bucket: &str, e: hyper_util::client::legacy::Error) -> StoreError {
     // A failure of the caller's own body stream (the client went away) is
@@ -108,26 +108,7 @@ pub(super) fn header(h: &http::HeaderMap, name: &str) -> Option<String> {
     h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
-pub(super) fn checksums_of(h: &http::HeaderMap) -> Checksums {
-    Checksums {
-        content_md5: None,
-        compute: None,
-        crc32: header(h, "x-amz-checksum-crc32"),
-        crc32c: header(h, "x-amz-checksum-crc32c"),
-        sha1: header(h, "x-amz-checksum-sha1"),
-        sha256: header(h, "x-amz-checksum-sha256"),
-        crc64nvme: header(h, "x-amz-checksum-crc64nvme"),
-    }
-}
-
 pub(super) fn info_of(h: &http::HeaderMap, key: &str, size: u64) -> ObjectInfo {
-    let user_metadata = h
-        .iter()
-        .filter_map(|(name, value)| {
-            let k = name.as_str().strip_prefix("x-amz-meta-")?;
-            Some((k.to_owned(), value.to_str().ok()?.to_owned()))
-        })
-        .collect();
     ObjectInfo {
         key: key.to_owned(),
         size,
@@ -135,13 +116,8 @@ pub(super) fn info_of(h: &http::HeaderMap, key: &str, size: u64) -> ObjectInfo {
         last_modified: header(h, "last-modified")
             .and_then(|v| httpdate::parse_http_date(&v).ok())
             .unwrap_or(UNIX_EPOCH),
-        content_type: header(h, "content-type"),
-        user_metadata,
-        cache_control: header(h, "cache-control"),
-        content_disposition: header(h, "content-disposition"),
-        content_encoding: header(h, "content-encoding"),
-        content_language: header(h, "content-language"),
-        checksums: checksums_of(h),
+        headers: StoredHeaders::from_http(h),
+        checksums: Checksums::from_http(h),
         version_id: header(h, "x-amz-version-id"),
     }
 }
