@@ -63,4 +63,7 @@ pub use object::{
 };
 pub use operation::{execute, OpKind, Operation, Outcome};
 pub use range::ByteRange;
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub use s3::BenchSigner;
 pub use s3::{S3Backend, S3BackendConfig, S3BackendConfigBuilder};

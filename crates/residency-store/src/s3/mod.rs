@@ -18,6 +18,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use config::{S3BackendConfig, S3BackendConfigBuilder};
+#[cfg(feature = "bench")]
+pub use lean::BenchSigner;
 
 use crate::backend::Backend;
 use crate::body::Body;

@@ -66,6 +66,9 @@ use response::{connect_error, error_chain, header, info_of, parse_error_body};
 use retry::RetryPolicy;
 use sign::{Headers, Signer, UNSIGNED};
 
+#[cfg(feature = "bench")]
+pub use sign::BenchSigner;
+
 /// Gets of at most this many bytes are read whole before they are answered
 /// (see [`LeanPath::get`]); larger ones stream.
 const SMALL_BODY: u64 = 64 * 1024;
