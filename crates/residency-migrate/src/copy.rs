@@ -74,13 +74,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// The metadata to store with the copy: exactly the source's.
 pub(crate) fn meta_of(info: &ObjectInfo) -> PutMeta {
     PutMeta {
-        content_type: info.content_type.clone(),
+        headers: info.headers.clone(),
         content_length: Some(info.size),
-        user_metadata: info.user_metadata.clone(),
-        cache_control: info.cache_control.clone(),
-        content_disposition: info.content_disposition.clone(),
-        content_encoding: info.content_encoding.clone(),
-        content_language: info.content_language.clone(),
         checksums: Checksums::default(),
         checksum_algorithm: None,
     }
@@ -88,12 +83,7 @@ pub(crate) fn meta_of(info: &ObjectInfo) -> PutMeta {
 
 /// Whether two objects carry the same metadata.
 pub(crate) fn same_meta(a: &ObjectInfo, b: &ObjectInfo) -> bool {
-    a.content_type == b.content_type
-        && a.user_metadata == b.user_metadata
-        && a.cache_control == b.cache_control
-        && a.content_disposition == b.content_disposition
-        && a.content_encoding == b.content_encoding
-        && a.content_language == b.content_language
+    a.headers == b.headers
 }
 
 /// The bare hex of an ETag.
@@ -370,7 +360,9 @@ mod tests {
         let dst: Arc<dyn Backend> = Arc::new(MemoryBackend::new("eu"));
         let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
         let mut meta = PutMeta::with_content_type("application/x-test");
-        meta.user_metadata.insert("owner".into(), "ops".into());
+        meta.headers
+            .user_metadata
+            .insert("owner".into(), "ops".into());
         src.put_object("t/k", Body::from(data.clone()), meta)
             .await
             .unwrap();

@@ -402,8 +402,11 @@ async fn migrate_object(
             Ok(i) => {
                 let v = ctx.placer.with_meta(
                     rel,
-                    i.content_type.as_deref(),
-                    i.user_metadata.get(META_CATEGORY).map(String::as_str),
+                    i.headers.content_type.as_deref(),
+                    i.headers
+                        .user_metadata
+                        .get(META_CATEGORY)
+                        .map(String::as_str),
                 );
                 src_info = Some(i);
                 v
@@ -850,8 +853,11 @@ impl Migrator {
                                 None => match with_retry(|| backend.head_object(&o.key)).await {
                                     Ok(i) => ctx.placer.with_meta(
                                         &rel,
-                                        i.content_type.as_deref(),
-                                        i.user_metadata.get(META_CATEGORY).map(String::as_str),
+                                        i.headers.content_type.as_deref(),
+                                        i.headers
+                                            .user_metadata
+                                            .get(META_CATEGORY)
+                                            .map(String::as_str),
                                     ),
                                     Err(StoreError::NotFound { .. }) => {
                                         return Ok(record(&o, Outcome::Vanished))

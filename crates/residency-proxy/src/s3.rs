@@ -4,7 +4,7 @@
 
 use residency_policy::TenantLookup;
 use residency_store::{
-    ByteRange, Checksums, CompletedPart, ListRequest, Operation, Outcome, PutMeta,
+    ByteRange, Checksums, CompletedPart, ListRequest, Operation, Outcome, PutMeta, StoredHeaders,
 };
 use residency_tower::{
     RegionalDispatch, Resolved, RoutingService, RulesetHandle, StorageRequest, StorageResponse,
@@ -88,13 +88,15 @@ impl S3 for Gateway {
         let failure = BodyFailure::default();
         let len = input.content_length.map(|n| n as u64);
         let meta = PutMeta {
-            content_type: input.content_type,
+            headers: StoredHeaders {
+                content_type: input.content_type,
+                user_metadata: user.clone(),
+                cache_control: input.cache_control,
+                content_disposition: input.content_disposition,
+                content_encoding: input.content_encoding.filter(|e| e != "aws-chunked"),
+                content_language: input.content_language,
+            },
             content_length: len,
-            user_metadata: user.clone(),
-            cache_control: input.cache_control,
-            content_disposition: input.content_disposition,
-            content_encoding: input.content_encoding.filter(|e| e != "aws-chunked"),
-            content_language: input.content_language,
             checksums: checksums_put(
                 input.content_md5,
                 input.checksum_crc32,
@@ -421,12 +423,14 @@ impl S3 for Gateway {
             let user = user_metadata(input.metadata);
             let category = category_of(&user);
             let meta = PutMeta {
-                content_type: input.content_type,
-                user_metadata: user,
-                cache_control: input.cache_control,
-                content_disposition: input.content_disposition,
-                content_encoding: input.content_encoding,
-                content_language: input.content_language,
+                headers: StoredHeaders {
+                    content_type: input.content_type,
+                    user_metadata: user,
+                    cache_control: input.cache_control,
+                    content_disposition: input.content_disposition,
+                    content_encoding: input.content_encoding,
+                    content_language: input.content_language,
+                },
                 ..Default::default()
             };
             (Some(meta), category)
@@ -464,12 +468,14 @@ impl S3 for Gateway {
         check_key(&input.key)?;
         let user = user_metadata(input.metadata);
         let meta = PutMeta {
-            content_type: input.content_type,
-            user_metadata: user.clone(),
-            cache_control: input.cache_control,
-            content_disposition: input.content_disposition,
-            content_encoding: input.content_encoding,
-            content_language: input.content_language,
+            headers: StoredHeaders {
+                content_type: input.content_type,
+                user_metadata: user.clone(),
+                cache_control: input.cache_control,
+                content_disposition: input.content_disposition,
+                content_encoding: input.content_encoding,
+                content_language: input.content_language,
+            },
             checksum_algorithm: input
                 .checksum_algorithm
                 .as_ref()

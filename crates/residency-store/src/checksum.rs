@@ -154,19 +154,9 @@ pub(crate) fn verify(expected: &Checksums, got: &Digests) -> Result<(), StoreErr
     Ok(())
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 /// `"<md5 hex>"`.
 pub(crate) fn etag_of(md5: &[u8; 16]) -> String {
-    format!("\"{}\"", hex(md5))
+    format!("\"{}\"", hex::encode(md5))
 }
 
 /// The ETag S3 gives a multipart object: the MD5 of the parts' binary MD5s,
@@ -178,7 +168,7 @@ pub(crate) fn multipart_etag<'a>(part_md5s: impl IntoIterator<Item = &'a [u8; 16
         h.update(md5);
         n += 1;
     }
-    format!("\"{}-{n}\"", hex(&h.finalize()))
+    format!("\"{}-{n}\"", hex::encode(h.finalize()))
 }
 
 /// The bare hex of an ETag, quoted or not.

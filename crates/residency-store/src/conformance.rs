@@ -18,7 +18,7 @@ use bytes::Bytes;
 
 use crate::{
     checksums_of, Backend, Body, BoxError, ByteRange, Checksums, CompletedPart, ListRequest,
-    PutMeta, StoreError,
+    PutMeta, StoreError, StoredHeaders,
 };
 
 /// S3's minimum part size, used so the suite passes on real S3 services.
@@ -102,10 +102,13 @@ pub async fn put_get_head(backend: &dyn Backend, prefix: &str) {
     let data = b"{\"subject\":\"hello\"}";
     let sums = checksums_of(data);
     let meta = PutMeta {
-        content_type: Some("application/json".into()),
-        user_metadata: BTreeMap::from([("origin".to_string(), "test".to_string())]),
-        cache_control: Some("no-cache".into()),
-        content_disposition: Some("inline".into()),
+        headers: StoredHeaders {
+            content_type: Some("application/json".into()),
+            user_metadata: BTreeMap::from([("origin".to_string(), "test".to_string())]),
+            cache_control: Some("no-cache".into()),
+            content_disposition: Some("inline".into()),
+            ..StoredHeaders::default()
+        },
         checksums: Checksums {
             content_md5: sums.content_md5.clone(),
             // S3 accepts one x-amz-checksum-* per request.
@@ -125,13 +128,16 @@ pub async fn put_get_head(backend: &dyn Backend, prefix: &str) {
     assert_eq!(head.key, key);
     assert_eq!(head.size, data.len() as u64);
     assert_eq!(head.etag, md5_hex);
-    assert_eq!(head.content_type.as_deref(), Some("application/json"));
     assert_eq!(
-        head.user_metadata.get("origin").map(String::as_str),
+        head.headers.content_type.as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        head.headers.user_metadata.get("origin").map(String::as_str),
         Some("test")
     );
-    assert_eq!(head.cache_control.as_deref(), Some("no-cache"));
-    assert_eq!(head.content_disposition.as_deref(), Some("inline"));
+    assert_eq!(head.headers.cache_control.as_deref(), Some("no-cache"));
+    assert_eq!(head.headers.content_disposition.as_deref(), Some("inline"));
 
     let got = backend.get_object(&key, None).await.expect("get");
     assert_eq!(got.info.etag, md5_hex);
@@ -147,11 +153,11 @@ pub async fn put_get_head(backend: &dyn Backend, prefix: &str) {
     let head = backend.head_object(&key).await.unwrap();
     assert!(
         matches!(
-            head.content_type.as_deref(),
+            head.headers.content_type.as_deref(),
             None | Some("binary/octet-stream" | "application/octet-stream")
         ),
         "{:?}",
-        head.content_type
+        head.headers.content_type
     );
     backend.delete_object(&key).await.expect("delete");
     assert!(matches!(
@@ -165,7 +171,7 @@ fn md5_hex(data: &[u8]) -> String {
     let raw = base64::engine::general_purpose::STANDARD
         .decode(checksums_of(data).content_md5.unwrap())
         .unwrap();
-    crate::checksum::hex(&raw)
+    hex::encode(raw)
 }
 
 /// A body streamed in many chunks, with and without a known length, is
@@ -415,8 +421,11 @@ pub async fn listing(backend: &dyn Backend, prefix: &str) {
 pub async fn copy(backend: &dyn Backend, prefix: &str) {
     let src = format!("{prefix}copy/src");
     let meta = PutMeta {
-        content_type: Some("text/plain".into()),
-        user_metadata: BTreeMap::from([("k".to_string(), "v".to_string())]),
+        headers: StoredHeaders {
+            content_type: Some("text/plain".into()),
+            user_metadata: BTreeMap::from([("k".to_string(), "v".to_string())]),
+            ..StoredHeaders::default()
+        },
         ..PutMeta::default()
     };
     let put = backend
@@ -427,8 +436,11 @@ pub async fn copy(backend: &dyn Backend, prefix: &str) {
     let out = backend.copy_object(&src, &dst, None).await.expect("copy");
     assert_eq!(out.etag, put.etag);
     let head = backend.head_object(&dst).await.unwrap();
-    assert_eq!(head.content_type.as_deref(), Some("text/plain"));
-    assert_eq!(head.user_metadata.get("k").map(String::as_str), Some("v"));
+    assert_eq!(head.headers.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(
+        head.headers.user_metadata.get("k").map(String::as_str),
+        Some("v")
+    );
     assert_eq!(get_bytes(backend, &dst, None).await, "copy me");
 
     let dst2 = format!("{prefix}copy/dst2");
@@ -441,8 +453,11 @@ pub async fn copy(backend: &dyn Backend, prefix: &str) {
         .await
         .expect("copy replace");
     let head = backend.head_object(&dst2).await.unwrap();
-    assert_eq!(head.content_type.as_deref(), Some("application/x-new"));
-    assert!(head.user_metadata.is_empty());
+    assert_eq!(
+        head.headers.content_type.as_deref(),
+        Some("application/x-new")
+    );
+    assert!(head.headers.user_metadata.is_empty());
     for k in [&src, &dst, &dst2] {
         backend.delete_object(k).await.unwrap();
     }
@@ -535,7 +550,10 @@ pub async fn multipart(backend: &dyn Backend, prefix: &str) {
     assert!(out.etag.ends_with("-2\""), "{}", out.etag);
     let head = backend.head_object(&key).await.unwrap();
     assert_eq!(head.size, (PART + 4) as u64);
-    assert_eq!(head.content_type.as_deref(), Some("application/x-big"));
+    assert_eq!(
+        head.headers.content_type.as_deref(),
+        Some("application/x-big")
+    );
     assert_eq!(head.etag, out.etag);
     let tail = get_bytes(backend, &key, Some(ByteRange::Suffix { len: 6 })).await;
     assert_eq!(tail, &b"\x01\x01tail"[..]);

@@ -40,7 +40,6 @@ mod object;
 mod operation;
 mod range;
 mod s3;
-mod s3_fast;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -60,8 +59,11 @@ pub use memory::MemoryBackend;
 pub use null::NullBackend;
 pub use object::{
     BackendDescription, Checksums, CompletedPart, GetOutput, ListPage, ListRequest, ObjectInfo,
-    ObjectSummary, PartInfo, PartsPage, PutMeta, PutOutput, UploadInfo,
+    ObjectSummary, PartInfo, PartsPage, PutMeta, PutOutput, StoredHeaders, UploadInfo,
 };
 pub use operation::{execute, OpKind, Operation, Outcome};
 pub use range::ByteRange;
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub use s3::BenchSigner;
 pub use s3::{S3Backend, S3BackendConfig, S3BackendConfigBuilder};

@@ -202,12 +202,7 @@ fn info_from(
         size,
         etag,
         last_modified: SystemTime::now(),
-        content_type: meta.content_type.clone(),
-        user_metadata: meta.user_metadata.clone(),
-        cache_control: meta.cache_control.clone(),
-        content_disposition: meta.content_disposition.clone(),
-        content_encoding: meta.content_encoding.clone(),
-        content_language: meta.content_language.clone(),
+        headers: meta.headers.clone(),
         checksums,
         version_id: None,
     }

@@ -73,7 +73,7 @@ pub(crate) fn select_parts<'a>(
             .ok_or(StoreError::InvalidPart {
                 part_number: want.part_number,
             })?;
-        if !unquote(&want.etag).eq_ignore_ascii_case(&checksum::hex(&have.md5)) {
+        if !unquote(&want.etag).eq_ignore_ascii_case(&hex::encode(have.md5)) {
             return Err(StoreError::InvalidPart {
                 part_number: want.part_number,
             });
@@ -156,7 +156,7 @@ pub(crate) fn new_upload_id() -> String {
     h.update(std::process::id().to_le_bytes());
     h.update(n.to_le_bytes());
     h.update((&COUNTER as *const AtomicU64 as usize).to_le_bytes());
-    checksum::hex(&h.finalize())
+    hex::encode(h.finalize())
 }
 
 /// Upload ids this crate issues are 32 lowercase hex characters; anything

@@ -16,7 +16,7 @@ use crate::listing::{Flow, Lister};
 use crate::multipart::{self, PartRecord};
 use crate::object::{
     BackendDescription, Checksums, CompletedPart, GetOutput, ListPage, ListRequest, ObjectInfo,
-    ObjectSummary, PartInfo, PartsPage, PutMeta, PutOutput, UploadInfo,
+    ObjectSummary, PartInfo, PartsPage, PutMeta, PutOutput, StoredHeaders, UploadInfo,
 };
 use crate::range::ByteRange;
 
@@ -123,12 +123,10 @@ impl NullBackend {
             size: r.size,
             etag: r.etag.clone(),
             last_modified: r.last_modified,
-            content_type: r.content_type.clone(),
-            user_metadata: BTreeMap::new(),
-            cache_control: None,
-            content_disposition: None,
-            content_encoding: None,
-            content_language: None,
+            headers: StoredHeaders {
+                content_type: r.content_type.clone(),
+                ..StoredHeaders::default()
+            },
             checksums: Checksums::default(),
             version_id: None,
         }
@@ -176,7 +174,7 @@ impl Backend for NullBackend {
         let record = Record {
             size,
             etag: etag.clone(),
-            content_type: meta.content_type,
+            content_type: meta.headers.content_type,
             last_modified: SystemTime::now(),
         };
         {
@@ -256,7 +254,7 @@ impl Backend for NullBackend {
     ) -> Result<PutOutput, StoreError> {
         let mut r = self.record(src_key)?;
         if let Some(m) = meta {
-            r.content_type = m.content_type;
+            r.content_type = m.headers.content_type;
         }
         r.last_modified = SystemTime::now();
         let etag = r.etag.clone();
@@ -274,7 +272,7 @@ impl Backend for NullBackend {
             id.clone(),
             Upload {
                 key: key.to_owned(),
-                content_type: meta.content_type,
+                content_type: meta.headers.content_type,
                 initiated: SystemTime::now(),
                 parts: BTreeMap::new(),
             },

@@ -50,6 +50,34 @@ impl Checksums {
         self == &Self::default()
     }
 
+    /// The values by their HTTP header names (`content-md5`,
+    /// `x-amz-checksum-*`), in a fixed order.
+    pub fn named(&self) -> [(&'static str, Option<&str>); 6] {
+        [
+            ("content-md5", self.content_md5.as_deref()),
+            ("x-amz-checksum-crc32", self.crc32.as_deref()),
+            ("x-amz-checksum-crc32c", self.crc32c.as_deref()),
+            ("x-amz-checksum-sha1", self.sha1.as_deref()),
+            ("x-amz-checksum-sha256", self.sha256.as_deref()),
+            ("x-amz-checksum-crc64nvme", self.crc64nvme.as_deref()),
+        ]
+    }
+
+    /// The `x-amz-checksum-*` values of an HTTP answer (`Content-MD5` is
+    /// never answered: the ETag stands for it).
+    pub fn from_http(h: &http::HeaderMap) -> Self {
+        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Self {
+            content_md5: None,
+            compute: None,
+            crc32: get("x-amz-checksum-crc32"),
+            crc32c: get("x-amz-checksum-crc32c"),
+            sha1: get("x-amz-checksum-sha1"),
+            sha256: get("x-amz-checksum-sha256"),
+            crc64nvme: get("x-amz-checksum-crc64nvme"),
+        }
+    }
+
     /// The same checksums without `Content-MD5` (what an object reports).
     pub(crate) fn without_md5(&self) -> Self {
         Self {
@@ -59,14 +87,14 @@ impl Checksums {
     }
 }
 
-/// What is stored with an object besides its bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PutMeta {
+/// The headers stored with an object and answered on GET and HEAD: one set,
+/// shared by a write ([`PutMeta`]), a read ([`ObjectInfo`]) and the
+/// directory backend's metadata files (whose JSON fields these are).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoredHeaders {
     /// `Content-Type`.
     pub content_type: Option<String>,
-    /// `Content-Length`, when the caller knows it. A body with a known length
-    /// takes precedence; the two must agree.
-    pub content_length: Option<u64>,
     /// User metadata: the `x-amz-meta-*` headers without the prefix.
     pub user_metadata: BTreeMap<String, String>,
     /// `Cache-Control`.
@@ -77,6 +105,49 @@ pub struct PutMeta {
     pub content_encoding: Option<String>,
     /// `Content-Language`.
     pub content_language: Option<String>,
+}
+
+impl StoredHeaders {
+    /// The standard headers (all but user metadata) by their HTTP names, in
+    /// a fixed order.
+    pub fn standard(&self) -> [(&'static str, Option<&str>); 5] {
+        [
+            ("content-type", self.content_type.as_deref()),
+            ("cache-control", self.cache_control.as_deref()),
+            ("content-disposition", self.content_disposition.as_deref()),
+            ("content-encoding", self.content_encoding.as_deref()),
+            ("content-language", self.content_language.as_deref()),
+        ]
+    }
+
+    /// The stored headers of an HTTP answer (a GET or HEAD of S3).
+    pub fn from_http(h: &http::HeaderMap) -> Self {
+        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Self {
+            content_type: get("content-type"),
+            user_metadata: h
+                .iter()
+                .filter_map(|(name, value)| {
+                    let k = name.as_str().strip_prefix("x-amz-meta-")?;
+                    Some((k.to_owned(), value.to_str().ok()?.to_owned()))
+                })
+                .collect(),
+            cache_control: get("cache-control"),
+            content_disposition: get("content-disposition"),
+            content_encoding: get("content-encoding"),
+            content_language: get("content-language"),
+        }
+    }
+}
+
+/// What is stored with an object besides its bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutMeta {
+    /// Content type, user metadata and the other stored headers.
+    pub headers: StoredHeaders,
+    /// `Content-Length`, when the caller knows it. A body with a known length
+    /// takes precedence; the two must agree.
+    pub content_length: Option<u64>,
     /// Checksums of the body, verified by the backend (ignored by
     /// `create_multipart` and `copy_object`).
     pub checksums: Checksums,
@@ -89,7 +160,10 @@ impl PutMeta {
     /// Metadata with just a content type.
     pub fn with_content_type(content_type: impl Into<String>) -> Self {
         Self {
-            content_type: Some(content_type.into()),
+            headers: StoredHeaders {
+                content_type: Some(content_type.into()),
+                ..StoredHeaders::default()
+            },
             ..Self::default()
         }
     }
@@ -107,18 +181,8 @@ pub struct ObjectInfo {
     pub etag: String,
     /// Last modification time.
     pub last_modified: SystemTime,
-    /// `Content-Type`.
-    pub content_type: Option<String>,
-    /// User metadata (`x-amz-meta-*` without the prefix).
-    pub user_metadata: BTreeMap<String, String>,
-    /// `Cache-Control`.
-    pub cache_control: Option<String>,
-    /// `Content-Disposition`.
-    pub content_disposition: Option<String>,
-    /// `Content-Encoding`.
-    pub content_encoding: Option<String>,
-    /// `Content-Language`.
-    pub content_language: Option<String>,
+    /// Content type, user metadata and the other stored headers.
+    pub headers: StoredHeaders,
     /// The checksums the backend reports for the object.
     pub checksums: Checksums,
     /// The version id, on a versioned S3 bucket.

@@ -261,11 +261,11 @@ impl Operation {
     pub fn content_type(&self) -> Option<&str> {
         match self {
             Self::Put { meta, .. } | Self::CreateMultipart { meta, .. } => {
-                meta.content_type.as_deref()
+                meta.headers.content_type.as_deref()
             }
             Self::Copy {
                 meta: Some(meta), ..
-            } => meta.content_type.as_deref(),
+            } => meta.headers.content_type.as_deref(),
             _ => None,
         }
     }

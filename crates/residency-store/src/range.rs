@@ -114,9 +114,23 @@ impl FromStr for ByteRange {
     }
 }
 
+/// A `Content-Range` answer, `bytes 0-9/100`, as `(0, 9, 100)`.
+pub(crate) fn parse_content_range(s: &str) -> Option<(u64, u64, u64)> {
+    let rest = s.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (a, b) = range.split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?, total.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_range_answers() {
+        assert_eq!(parse_content_range("bytes 0-9/100"), Some((0, 9, 100)));
+        assert_eq!(parse_content_range("bytes */100"), None);
+    }
 
     #[test]
     fn parses_the_three_forms() {

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use residency_store::{Backend, Body, ByteRange, PutMeta, S3Backend, S3BackendConfig, StoreError};
+use residency_store::{
+    Backend, Body, ByteRange, PutMeta, S3Backend, S3BackendConfig, StoreError, StoredHeaders,
+};
 use residency_testkit::{GarageCluster, RegionInfo};
 
 fn backend(r: &RegionInfo, fast: bool) -> S3Backend {
@@ -63,11 +65,14 @@ async fn lean_path_signs_keys_and_metadata_and_maps_errors() {
             (&sdk, &fast)
         };
         let meta = PutMeta {
-            content_type: Some("text/plain; charset=utf-8".into()),
-            user_metadata: BTreeMap::from([
-                ("origin".to_string(), "two  spaces   here".to_string()),
-                ("tenant-id".to_string(), "acme".to_string()),
-            ]),
+            headers: StoredHeaders {
+                content_type: Some("text/plain; charset=utf-8".into()),
+                user_metadata: BTreeMap::from([
+                    ("origin".to_string(), "two  spaces   here".to_string()),
+                    ("tenant-id".to_string(), "acme".to_string()),
+                ]),
+                ..StoredHeaders::default()
+            },
             ..PutMeta::default()
         };
         let data = Bytes::from(format!("payload of {key}"));
@@ -81,12 +86,16 @@ async fn lean_path_signs_keys_and_metadata_and_maps_errors() {
             .unwrap_or_else(|e| panic!("get {key:?}: {e:?}"));
         assert_eq!(got.info.etag, put.etag, "{key}");
         assert_eq!(
-            got.info.user_metadata.get("origin").map(String::as_str),
+            got.info
+                .headers
+                .user_metadata
+                .get("origin")
+                .map(String::as_str),
             Some("two  spaces   here"),
             "{key}"
         );
         assert_eq!(
-            got.info.content_type.as_deref(),
+            got.info.headers.content_type.as_deref(),
             Some("text/plain; charset=utf-8")
         );
         assert_eq!(got.body.collect().await.unwrap(), data, "{key}");

@@ -85,9 +85,9 @@ async fn put_object(
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    let meta = PutMeta {
-        content_type: header(header::CONTENT_TYPE.as_str()).map(str::to_owned),
-        ..PutMeta::default()
+    let meta = match header(header::CONTENT_TYPE.as_str()) {
+        Some(ct) => PutMeta::with_content_type(ct),
+        None => PutMeta::default(),
     };
     let mut req = StorageRequest::new(
         tenant,
@@ -126,7 +126,7 @@ async fn get_object(
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     };
     let mut response = bytes.into_response();
-    if let Some(ct) = out.info.content_type.and_then(|c| c.parse().ok()) {
+    if let Some(ct) = out.info.headers.content_type.and_then(|c| c.parse().ok()) {
         response.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
     if let Some(r) = region.and_then(|r| r.parse().ok()) {

@@ -183,7 +183,8 @@ impl RoutableRequest for StorageRequest {
             } => meta,
             _ => return None,
         };
-        meta.user_metadata
+        meta.headers
+            .user_metadata
             .get(&CATEGORY_HEADER["x-amz-meta-".len()..])
             .map(String::as_str)
     }

@@ -269,7 +269,8 @@ async fn explicit_category_and_conflicts() {
     );
     // The category header in user metadata counts as explicit too.
     let mut meta = PutMeta::default();
-    meta.user_metadata
+    meta.headers
+        .user_metadata
         .insert("residency-category".into(), "call_recordings".into());
     let resp = s.put("acme", "misc/call.bin", meta).await.unwrap();
     assert_eq!(resp.region.as_deref(), Some("us"));

@@ -301,7 +301,8 @@ async fn two_copies_are_read_as_one_by_get_head_and_list() {
 async fn an_upload_the_new_rules_no_longer_allow_is_refused_and_aborted() {
     let s = Stack::new();
     let mut meta = PutMeta::default();
-    meta.user_metadata
+    meta.headers
+        .user_metadata
         .insert("residency-category".into(), "insights".into());
     let r = s
         .send(

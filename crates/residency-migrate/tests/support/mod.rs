@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use residency_policy::Policy;
 use residency_proxy::Config;
-use residency_store::{Backend, Body, ListRequest, PutMeta, StoreError};
+use residency_store::{Backend, Body, ListRequest, PutMeta, StoreError, StoredHeaders};
 use residency_testkit::{GarageCluster, RegionInfo};
 use sha2::{Digest, Sha256};
 
@@ -213,9 +213,12 @@ pub fn corpus(n: usize, big: &[usize]) -> Vec<Obj> {
 
 pub fn put_meta(o: &Obj) -> PutMeta {
     PutMeta {
-        content_type: o.content_type.clone(),
-        user_metadata: o.meta.clone(),
-        cache_control: o.cache_control.clone(),
+        headers: StoredHeaders {
+            content_type: o.content_type.clone(),
+            user_metadata: o.meta.clone(),
+            cache_control: o.cache_control.clone(),
+            ..StoredHeaders::default()
+        },
         ..PutMeta::default()
     }
 }
@@ -275,19 +278,22 @@ pub async fn compare(backend: &Arc<dyn Backend>, key: &str, o: &Obj) -> Option<S
     if data.len() != o.data.len() || hex(&Sha256::digest(&data)) != o.sha() {
         problems.push(format!("bytes differ ({} vs {})", data.len(), o.data.len()));
     }
-    if info.content_type != o.content_type {
+    if info.headers.content_type != o.content_type {
         problems.push(format!(
             "content type {:?} vs {:?}",
-            info.content_type, o.content_type
+            info.headers.content_type, o.content_type
         ));
     }
-    if info.user_metadata != o.meta {
-        problems.push(format!("metadata {:?} vs {:?}", info.user_metadata, o.meta));
+    if info.headers.user_metadata != o.meta {
+        problems.push(format!(
+            "metadata {:?} vs {:?}",
+            info.headers.user_metadata, o.meta
+        ));
     }
-    if info.cache_control != o.cache_control {
+    if info.headers.cache_control != o.cache_control {
         problems.push(format!(
             "cache-control {:?} vs {:?}",
-            info.cache_control, o.cache_control
+            info.headers.cache_control, o.cache_control
         ));
     }
     Some(if problems.is_empty() {

@@ -63,14 +63,14 @@ pub(super) fn head_output(info: &ObjectInfo) -> HeadObjectOutput {
     with_checksums!(
         HeadObjectOutput {
             content_length: Some(info.size as i64),
-            content_type: info.content_type.clone(),
+            content_type: info.headers.content_type.clone(),
             e_tag: Some(etag(&info.etag)),
             last_modified: Some(Timestamp::from(info.last_modified)),
-            metadata: meta_out(&info.user_metadata),
-            cache_control: info.cache_control.clone(),
-            content_disposition: info.content_disposition.clone(),
-            content_encoding: info.content_encoding.clone(),
-            content_language: info.content_language.clone(),
+            metadata: meta_out(&info.headers.user_metadata),
+            cache_control: info.headers.cache_control.clone(),
+            content_disposition: info.headers.content_disposition.clone(),
+            content_encoding: info.headers.content_encoding.clone(),
+            content_language: info.headers.content_language.clone(),
             accept_ranges: Some("bytes".into()),
             ..Default::default()
         },
