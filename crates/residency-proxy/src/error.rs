@@ -38,6 +38,10 @@ pub(crate) fn to_s3(e: BoxError) -> S3Error {
                 tracing::error!(error = %e, "audit record not stored: failing the write closed");
                 S3Error::with_message(S3ErrorCode::ServiceUnavailable, e.to_string())
             }
+            RoutingError::NotFound { key } => store_error(&StoreError::NotFound { key }),
+            RoutingError::InvalidArgument { message } => {
+                store_error(&StoreError::InvalidArgument { message })
+            }
             RoutingError::Store { region, source } => {
                 if source.is_unavailable() {
                     tracing::warn!(region = %region, error = %source, "region unavailable: failing closed");

@@ -34,6 +34,19 @@ pub enum RoutingError {
         #[source]
         source: StoreError,
     },
+    /// The object is in none of the regions the route names.
+    #[error("no such key: {key}")]
+    NotFound {
+        /// The key, relative to the tenant.
+        key: String,
+    },
+    /// An argument the routing layer reads itself is invalid (a listing's
+    /// continuation token it did not issue): the client's error.
+    #[error("invalid argument: {message}")]
+    InvalidArgument {
+        /// What was wrong.
+        message: String,
+    },
     /// The write's audit record could not be stored (durable audit mode):
     /// the write was not sent to the backend (fail closed).
     #[error("audit trail unavailable: {0}")]
@@ -51,6 +64,8 @@ impl RoutingError {
             },
             RoutingError::NoBackend(_) => "ServiceUnavailable",
             RoutingError::Store { source, .. } => source.s3_code(),
+            RoutingError::NotFound { .. } => "NoSuchKey",
+            RoutingError::InvalidArgument { .. } => "InvalidArgument",
             RoutingError::Audit(_) => "ServiceUnavailable",
         }
     }
@@ -62,6 +77,8 @@ impl RoutingError {
             RoutingError::Denied(_) => 403,
             RoutingError::NoBackend(_) => 503,
             RoutingError::Store { source, .. } => source.http_status(),
+            RoutingError::NotFound { .. } => 404,
+            RoutingError::InvalidArgument { .. } => 400,
             RoutingError::Audit(_) => 503,
         }
     }
