@@ -45,6 +45,8 @@ pub(crate) fn to_s3(e: BoxError) -> S3Error {
             }
             source.to_string()
         }
+        RoutingError::NotFound { key } => format!("no such key: {key}"),
+        RoutingError::InvalidArgument { message } => message.clone(),
     };
     // A backend's code s3s does not know is answered as an internal error.
     let code =

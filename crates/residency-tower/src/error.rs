@@ -50,6 +50,19 @@ pub enum RoutingError {
         #[source]
         source: StoreError,
     },
+    /// The object is in none of the regions the route names.
+    #[error("no such key: {key}")]
+    NotFound {
+        /// The key, relative to the tenant.
+        key: String,
+    },
+    /// An argument the routing layer reads itself is invalid (a listing's
+    /// continuation token it did not issue): the client's error.
+    #[error("invalid argument: {message}")]
+    InvalidArgument {
+        /// What was wrong.
+        message: String,
+    },
     /// The write's audit record could not be stored (durable audit mode):
     /// the write was not sent to the backend (fail closed).
     #[error("audit trail unavailable: {0}")]
@@ -63,6 +76,8 @@ impl RoutingError {
             RoutingError::Denied(d) => d.s3_answer().0,
             RoutingError::NoBackend(_) => "ServiceUnavailable",
             RoutingError::Store { source, .. } => source.s3_code(),
+            RoutingError::NotFound { .. } => "NoSuchKey",
+            RoutingError::InvalidArgument { .. } => "InvalidArgument",
             RoutingError::Audit(_) => "ServiceUnavailable",
         }
     }
@@ -73,6 +88,8 @@ impl RoutingError {
             RoutingError::Denied(d) => d.s3_answer().1,
             RoutingError::NoBackend(_) => 503,
             RoutingError::Store { source, .. } => source.http_status(),
+            RoutingError::NotFound { .. } => 404,
+            RoutingError::InvalidArgument { .. } => 400,
             RoutingError::Audit(_) => 503,
         }
     }

@@ -7,9 +7,8 @@
 //! for a permit; a call over the tenant's share is refused at once
 //! (`503 SlowDown`), never queued.
 //!
-//! The dispatch runs each request inside [`scope`], which names its tenant, so
-//! that the region's call site can count it without the tenant being threaded
-//! through every call.
+//! Each region's stack enforces its share in a tower layer (the region call
+//! names its tenant), before the call waits for a permit.
 //!
 //! ```
 //! use residency_tower::fair::TenantShare;
@@ -22,26 +21,10 @@
 //! ```
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
-
-use residency_policy::{Ruleset, TenantId};
 
 /// The default share of a region's permits one tenant may hold.
 pub const DEFAULT_TENANT_SHARE: f64 = 0.5;
-
-tokio::task_local! {
-    static TENANT: (Arc<Ruleset>, TenantId);
-}
-
-/// Runs `fut` as the work of `tenant` (see [`TenantShare::enter_current`]).
-pub(crate) fn scope<F: Future>(
-    rules: Arc<Ruleset>,
-    tenant: TenantId,
-    fut: F,
-) -> impl Future<Output = F::Output> {
-    TENANT.scope((rules, tenant), fut)
-}
 
 /// Counts each tenant's calls in one region against a bound.
 #[derive(Debug)]
@@ -56,6 +39,13 @@ pub struct TenantShare {
 pub struct ShareGuard<'a> {
     share: &'a TenantShare,
     /// `None` when the share is unbounded (nothing was counted).
+    tenant: Option<String>,
+}
+
+/// A [`ShareGuard`] that owns its share (kept by a call's future).
+#[derive(Debug)]
+pub(crate) struct OwnedShareGuard {
+    share: Arc<TenantShare>,
     tenant: Option<String>,
 }
 
@@ -78,11 +68,27 @@ impl TenantShare {
     /// Counts one call of `tenant`, or `None` when the tenant already has its
     /// share.
     pub fn try_enter(&self, tenant: &str) -> Option<ShareGuard<'_>> {
+        let tenant = self.enter(tenant)?;
+        Some(ShareGuard {
+            share: self,
+            tenant,
+        })
+    }
+
+    /// [`Self::try_enter`] for a call's future to keep.
+    pub(crate) fn try_enter_owned(self: &Arc<Self>, tenant: &str) -> Option<OwnedShareGuard> {
+        let tenant = self.enter(tenant)?;
+        Some(OwnedShareGuard {
+            share: self.clone(),
+            tenant,
+        })
+    }
+
+    /// Counts one call: `Some(Some(tenant))` counted, `Some(None)` unbounded,
+    /// `None` over the share.
+    fn enter(&self, tenant: &str) -> Option<Option<String>> {
         let Some(limit) = self.limit else {
-            return Some(ShareGuard {
-                share: self,
-                tenant: None,
-            });
+            return Some(None);
         };
         let mut m = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         match m.get_mut(tenant) {
@@ -92,25 +98,17 @@ impl TenantShare {
                 m.insert(tenant.to_string(), 1);
             }
         }
-        Some(ShareGuard {
-            share: self,
-            tenant: Some(tenant.to_string()),
-        })
+        Some(Some(tenant.to_string()))
     }
 
-    /// [`Self::try_enter`] for the tenant of the current request (named by
-    /// the dispatch's scope). `Ok(None)`: unbounded, or not run inside a
-    /// scope. `Err(limit)`: the tenant has its share.
-    pub(crate) fn enter_current(&self) -> Result<Option<ShareGuard<'_>>, usize> {
-        let Some(limit) = self.limit else {
-            return Ok(None);
-        };
-        TENANT
-            .try_with(|(rules, t)| {
-                let id = rules.tenants().tenant(*t).id();
-                self.try_enter(id).map(Some).ok_or(limit)
-            })
-            .unwrap_or(Ok(None))
+    fn leave(&self, tenant: &str) {
+        let mut m = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(tenant) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(tenant);
+            }
+        }
     }
 
     /// Calls in flight for `tenant`.
@@ -122,19 +120,16 @@ impl TenantShare {
 
 impl Drop for ShareGuard<'_> {
     fn drop(&mut self) {
-        let Some(tenant) = &self.tenant else {
-            return;
-        };
-        let mut m = self
-            .share
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(tenant) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(tenant);
-            }
+        if let Some(tenant) = &self.tenant {
+            self.share.leave(tenant);
+        }
+    }
+}
+
+impl Drop for OwnedShareGuard {
+    fn drop(&mut self) {
+        if let Some(tenant) = &self.tenant {
+            self.share.leave(tenant);
         }
     }
 }
@@ -179,31 +174,9 @@ mod tests {
         let gs: Vec<_> = (0..5).map(|_| s.try_enter("acme").unwrap()).collect();
         assert_eq!(s.in_flight("acme"), 0);
         drop(gs);
-        assert_eq!(s.enter_current().unwrap().map(|_| ()), None);
-    }
-
-    #[tokio::test]
-    async fn the_scope_names_the_tenant() {
-        let rules = Arc::new(
-            Ruleset::from_toml(
-                include_str!("../../../config/hosting-policy.toml"),
-                "hosting-policy.toml",
-                include_str!("../../../config/tenants.example.toml"),
-                "tenants.example.toml",
-            )
-            .unwrap(),
-        );
-        let acme = rules.tenants().get("acme").unwrap();
-        let s = TenantShare::new(2, 0.5);
-        // Outside a scope: not counted.
-        assert!(s.enter_current().unwrap().is_none());
-        scope(rules, acme, async {
-            let g = s.enter_current().unwrap();
-            assert!(g.is_some());
-            assert_eq!(s.in_flight("acme"), 1);
-            assert_eq!(s.enter_current().err(), Some(1));
-        })
-        .await;
-        assert_eq!(s.in_flight("acme"), 0);
+        let s = Arc::new(s);
+        assert!(s
+            .try_enter_owned("acme")
+            .is_some_and(|g| g.tenant.is_none()));
     }
 }

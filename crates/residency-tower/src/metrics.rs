@@ -240,6 +240,12 @@ pub(crate) enum Direction {
     Out,
 }
 
+impl std::fmt::Debug for RegionMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RegionMetrics").field(&self.region).finish()
+    }
+}
+
 /// One region's backend metrics, with their handles cached.
 pub(crate) struct RegionMetrics {
     region: Arc<str>,
@@ -259,6 +265,11 @@ impl RegionMetrics {
             errors: HandleTable::new(CACHED_CODES.len()),
             bytes: HandleTable::new(2),
         }
+    }
+
+    /// The region these metrics are labelled with.
+    pub(crate) fn region(&self) -> &Arc<str> {
+        &self.region
     }
 
     /// Records a backend call's duration and, if it failed, its S3 error code.

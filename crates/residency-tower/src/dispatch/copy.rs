@@ -1,0 +1,61 @@
+//! Copies stay within the destination's region: a copy whose source is in
+//! another region is denied (it would move data between regions).
+
+use residency_policy::RegionId;
+use residency_store::{Operation, PutMeta};
+
+use super::{is_not_found, not_found, RegionalDispatch, StorageResponse};
+use crate::error::{Denied, RoutingError};
+use crate::request::Route;
+
+impl RegionalDispatch {
+    /// Copies `src` to `dst_key` (both the backend's keys) in `dst`; when the
+    /// source is not there, probes the tenant's other regions to tell a
+    /// cross-region copy (denied) from a missing source (not found).
+    pub(super) async fn copy(
+        &self,
+        route: &Route,
+        dst: RegionId,
+        src: String,
+        dst_key: String,
+        meta: Option<PutMeta>,
+    ) -> Result<StorageResponse, RoutingError> {
+        let rb = self.region(route, dst)?;
+        match Self::call(route, rb, Operation::Head { key: src.clone() }).await {
+            Ok(_) => {
+                let op = Operation::Copy {
+                    src_key: src,
+                    dst_key,
+                    meta,
+                };
+                let out = Self::call(route, rb, op).await?;
+                Ok(self.served(out, rb))
+            }
+            Err(e) if is_not_found(&e) => {
+                let order = route
+                    .rules
+                    .tenants()
+                    .read_order(route.rules.policy(), route.tenant);
+                for r in order.iter().filter(|r| *r != dst) {
+                    let other = self.region(route, r)?;
+                    match Self::call(route, other, Operation::Head { key: src.clone() }).await {
+                        Ok(_) => {
+                            return Err(RoutingError::Denied(Denied {
+                                reason: "cross_region_copy",
+                                detail: format!(
+                                    "the source is stored in {} and the destination must be in {}: a copy never moves data between regions",
+                                    other.name, rb.name
+                                ),
+                            }))
+                        }
+                        Err(e) if is_not_found(&e) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                let prefix = format!("{}/", route.tenant_id());
+                Err(not_found(&src, &prefix))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

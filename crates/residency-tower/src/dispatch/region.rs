@@ -1,0 +1,215 @@
+//! One region: its backend behind a stack of small layers.
+//!
+//! ```text
+//! TenantShareLimit   a tenant over its share: 503 SlowDown at once
+//!   Breaker          an open circuit: 503 at once, nothing sent
+//!     ConcurrencyLimit  waits for one of the region's permits
+//!       Instrument      duration and error code per call
+//!         UploadResponseTimeout  a hung region answers within the bound
+//!           BackendService       the region's `Backend`
+//! ```
+//!
+//! Every layer is ready at once (the permit is awaited inside the call's
+//! future), so a slow or stalled region queues its own calls and never holds
+//! back another region's.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use residency_policy::{Ruleset, TenantId};
+use residency_store::{Backend, OpKind, Operation, Outcome, StoreError};
+// tokio's clock, as the breaker's.
+use tokio::time::Instant;
+use tower::limit::{ConcurrencyLimit, ConcurrencyLimitLayer};
+use tower::{Service, ServiceBuilder};
+
+use super::breaker::{Breaker, BreakerLayer};
+use super::limit::{TenantShareLayer, TenantShareLimit};
+use super::timeout::{UploadResponseTimeout, UploadResponseTimeoutLayer};
+use super::watch::BodyWatch;
+use crate::error::RoutingError;
+use crate::metrics::RegionMetrics;
+
+/// The tenant a region call is made for (its share is counted).
+#[derive(Debug, Clone)]
+pub(crate) struct TenantRef {
+    rules: Arc<Ruleset>,
+    tenant: TenantId,
+}
+
+impl TenantRef {
+    pub(crate) fn new(rules: Arc<Ruleset>, tenant: TenantId) -> Self {
+        Self { rules, tenant }
+    }
+
+    /// The tenant's id string.
+    pub(crate) fn id(&self) -> &str {
+        self.rules.tenants().tenant(self.tenant).id()
+    }
+}
+
+/// One backend call in a region: keys are the backend's (tenant-prefixed),
+/// upload ids the backend's own.
+#[derive(Debug)]
+pub(crate) struct RegionRequest {
+    pub(crate) op: Operation,
+    /// Counted in this tenant's share; `None` counts nothing.
+    pub(crate) tenant: Option<TenantRef>,
+    /// A client's body streamed by this call, watched for its end and failure.
+    pub(crate) body: Option<Arc<BodyWatch>>,
+}
+
+/// The region's backend as a service.
+#[derive(Clone)]
+pub(crate) struct BackendService(Arc<dyn Backend>);
+
+impl Service<RegionRequest> for BackendService {
+    type Response = Outcome;
+    type Error = StoreError;
+    type Future = Pin<Box<dyn Future<Output = Result<Outcome, StoreError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: RegionRequest) -> Self::Future {
+        let backend = self.0.clone();
+        Box::pin(async move { residency_store::execute(&*backend, req.op).await })
+    }
+}
+
+/// Records each call's duration and error code (`residency_backend_*`).
+#[derive(Clone)]
+pub(crate) struct Instrument<S> {
+    inner: S,
+    metrics: Arc<RegionMetrics>,
+}
+
+impl<S> Service<RegionRequest> for Instrument<S>
+where
+    S: Service<RegionRequest, Response = Outcome, Error = StoreError>,
+{
+    type Response = Outcome;
+    type Error = StoreError;
+    type Future = InstrumentFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: RegionRequest) -> Self::Future {
+        InstrumentFuture {
+            op: req.op.kind(),
+            start: Instant::now(),
+            metrics: self.metrics.clone(),
+            fut: self.inner.call(req),
+        }
+    }
+}
+
+pin_project! {
+    /// [`Instrument`]'s response future.
+    pub(crate) struct InstrumentFuture<F> {
+        #[pin]
+        fut: F,
+        op: OpKind,
+        start: Instant,
+        metrics: Arc<RegionMetrics>,
+    }
+}
+
+impl<F> Future for InstrumentFuture<F>
+where
+    F: Future<Output = Result<Outcome, StoreError>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.fut.poll(cx));
+        this.metrics.backend_call(
+            *this.op,
+            this.start.elapsed().as_secs_f64(),
+            result.as_ref().err().map(StoreError::s3_code),
+        );
+        Poll::Ready(result)
+    }
+}
+
+type Stack =
+    TenantShareLimit<Breaker<ConcurrencyLimit<Instrument<UploadResponseTimeout<BackendService>>>>>;
+
+/// How each region's stack is configured.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StackConfig {
+    pub(crate) concurrency: usize,
+    pub(crate) tenant_share: f64,
+    pub(crate) breaker_threshold: u32,
+    pub(crate) breaker_cooldown: Duration,
+    pub(crate) upload_response_timeout: Duration,
+}
+
+/// A configured region.
+pub(crate) struct Region {
+    pub(crate) name: Arc<str>,
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) metrics: Arc<RegionMetrics>,
+    stack: Stack,
+}
+
+impl Region {
+    pub(crate) fn new(name: Arc<str>, backend: Arc<dyn Backend>, config: StackConfig) -> Self {
+        let metrics = Arc::new(RegionMetrics::new(name.clone()));
+        let stack = ServiceBuilder::new()
+            .layer(TenantShareLayer::new(
+                metrics.clone(),
+                config.concurrency,
+                config.tenant_share,
+            ))
+            .layer(BreakerLayer::new(
+                metrics.clone(),
+                config.breaker_threshold,
+                config.breaker_cooldown,
+            ))
+            .layer(ConcurrencyLimitLayer::new(config.concurrency))
+            .layer_fn(|inner| Instrument {
+                inner,
+                metrics: metrics.clone(),
+            })
+            .layer(UploadResponseTimeoutLayer::new(
+                name.clone(),
+                config.upload_response_timeout,
+            ))
+            .service(BackendService(backend.clone()));
+        Self {
+            name,
+            backend,
+            metrics,
+            stack,
+        }
+    }
+
+    /// Sends one call through the region's stack.
+    ///
+    /// # Errors
+    /// The backend's error, or a layer's refusal, from this region.
+    pub(crate) async fn call(&self, req: RegionRequest) -> Result<Outcome, RoutingError> {
+        // Every layer is ready at once: a clone is called without waiting.
+        let mut svc = self.stack.clone();
+        std::future::poll_fn(|cx| svc.poll_ready(cx))
+            .await
+            .map_err(|source| self.error(source))?;
+        svc.call(req).await.map_err(|source| self.error(source))
+    }
+
+    fn error(&self, source: StoreError) -> RoutingError {
+        RoutingError::Store {
+            region: self.name.to_string(),
+            source,
+        }
+    }
+}
