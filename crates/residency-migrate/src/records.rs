@@ -26,12 +26,17 @@
 //! Every step is idempotent: a killed run leaves at worst copies in both
 //! regions, and the next `--finish` completes the move.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use residency_disclosure::Ledger;
-use residency_store::{Backend, Body, ListRequest, PutMeta, StoreError};
+use residency_store::{
+    Backend, BackendDescription, Body, ByteRange, Checksums, CompletedPart, GetOutput, ListPage,
+    ListRequest, ObjectInfo, ObjectSummary, PartInfo, PartsPage, PutMeta, PutOutput, StoreError,
+    UploadInfo,
+};
 use residency_tower::audit::batch::{audit_prefix, verify_chain_moved};
 use serde::{Deserialize, Serialize};
 
@@ -234,6 +239,8 @@ pub(crate) async fn move_records(
     let mut listed: Vec<(usize, Vec<String>)> = Vec::new();
     // writer folder → (seq, HEAD JSON) of the highest HEAD seen.
     let mut heads: BTreeMap<String, (u64, serde_json::Value)> = BTreeMap::new();
+    // (source index, key) → the HEAD record's bytes as read.
+    let mut head_bytes: BTreeMap<(usize, String), Bytes> = BTreeMap::new();
     for (i, (region, src)) in sources.iter().enumerate() {
         let keys = list_keys(src.as_ref(), region, &prefix).await?;
         for key in &keys {
@@ -244,6 +251,7 @@ pub(crate) async fn move_records(
                             heads.insert(writer.to_owned(), (seq, v));
                         }
                     }
+                    head_bytes.insert((i, key.clone()), bytes);
                 }
             } else if copy_exact((region, src.as_ref()), (to, dst.as_ref()), key).await? {
                 moved.audit_copied += 1;
@@ -272,8 +280,35 @@ pub(crate) async fn move_records(
         .iter()
         .map(|(r, _)| (r.clone(), to.to_owned()))
         .collect();
-    let only_dst = [(to.to_owned(), dst.clone())];
-    let report = verify_chain_moved(&only_dst, tenant, &pairs)
+    // The picture once the old copies are gone: the destination, and in
+    // each source only what a running sidecar stored there since the
+    // listing (its chain goes on; its HEAD in the destination may name
+    // those batches). Each region is a snapshot (HEAD records read before
+    // the listing, so that every batch they name is listed): a sidecar
+    // storing batches meanwhile cannot make the check see a HEAD ahead of
+    // its chain.
+    let mut after: Vec<(String, Arc<dyn Backend>)> = vec![(
+        to.to_owned(),
+        snapshot(to, dst, &prefix, &BTreeSet::new()).await?,
+    )];
+    // A HEAD that a running sidecar rewrote since it was read stays (it
+    // names a batch stored after the listing): neither hidden nor deleted.
+    for (i, keys) in &mut listed {
+        let (region, src) = &sources[*i];
+        let mut kept = Vec::new();
+        for ((_, key), then) in head_bytes.iter().filter(|((j, _), _)| j == i) {
+            if read(src.as_ref(), region, key).await?.as_ref() != Some(then) {
+                kept.push(key.clone());
+            }
+        }
+        keys.retain(|k| !kept.contains(k));
+        let hidden = keys.iter().cloned().collect();
+        after.push((
+            region.clone(),
+            snapshot(region, src, &prefix, &hidden).await?,
+        ));
+    }
+    let report = verify_chain_moved(&after, tenant, &pairs)
         .await
         .map_err(store(to))?;
     if !report.ok {
@@ -317,4 +352,151 @@ pub(crate) async fn move_records(
         }
     }
     Ok(moved)
+}
+
+/// `backend`'s objects under `prefix` frozen for the verifier: HEAD records
+/// read first, then the listing (without `hidden`: keys about to be
+/// deleted). Batches never change, so they are read live.
+async fn snapshot(
+    region: &str,
+    backend: &Arc<dyn Backend>,
+    prefix: &str,
+    hidden: &BTreeSet<String>,
+) -> Result<Arc<dyn Backend>, MigrateError> {
+    let mut heads = BTreeMap::new();
+    for key in list_keys(backend.as_ref(), region, prefix).await? {
+        if key.ends_with("/HEAD.json") && !hidden.contains(&key) {
+            if let Some(b) = read(backend.as_ref(), region, &key).await? {
+                heads.insert(key, b);
+            }
+        }
+    }
+    let mut objects = Vec::new();
+    let mut token = None;
+    loop {
+        let page = backend
+            .list_objects(ListRequest::new(prefix).continuation_token(token))
+            .await
+            .map_err(store(region))?;
+        objects.extend(page.objects.into_iter().filter(|o| {
+            !hidden.contains(&o.key)
+                && (!o.key.ends_with("/HEAD.json") || heads.contains_key(&o.key))
+        }));
+        token = page.next_continuation_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    Ok(Arc::new(Snapshot {
+        inner: backend.clone(),
+        objects,
+        heads,
+    }))
+}
+
+/// See [`snapshot`]: listings and HEAD records as they were; the verifier
+/// only lists and reads.
+struct Snapshot {
+    inner: Arc<dyn Backend>,
+    objects: Vec<ObjectSummary>,
+    heads: BTreeMap<String, Bytes>,
+}
+
+#[async_trait]
+impl Backend for Snapshot {
+    fn describe(&self) -> BackendDescription {
+        self.inner.describe()
+    }
+    async fn put_object(
+        &self,
+        key: &str,
+        body: Body,
+        meta: PutMeta,
+    ) -> Result<PutOutput, StoreError> {
+        self.inner.put_object(key, body, meta).await
+    }
+    async fn get_object(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<GetOutput, StoreError> {
+        let mut out = self.inner.get_object(key, range).await?;
+        if let Some(b) = self.heads.get(key) {
+            out.info.size = b.len() as u64;
+            out.body = Body::from(b.clone());
+            out.content_range = None;
+        }
+        Ok(out)
+    }
+    async fn head_object(&self, key: &str) -> Result<ObjectInfo, StoreError> {
+        self.inner.head_object(key).await
+    }
+    async fn delete_object(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete_object(key).await
+    }
+    async fn list_objects(&self, request: ListRequest) -> Result<ListPage, StoreError> {
+        Ok(ListPage {
+            objects: self
+                .objects
+                .iter()
+                .filter(|o| o.key.starts_with(&request.prefix))
+                .cloned()
+                .collect(),
+            ..ListPage::default()
+        })
+    }
+    async fn copy_object(
+        &self,
+        src_key: &str,
+        dst_key: &str,
+        meta: Option<PutMeta>,
+    ) -> Result<PutOutput, StoreError> {
+        self.inner.copy_object(src_key, dst_key, meta).await
+    }
+    async fn create_multipart(&self, key: &str, meta: PutMeta) -> Result<String, StoreError> {
+        self.inner.create_multipart(key, meta).await
+    }
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: Body,
+        checksums: Checksums,
+    ) -> Result<PartInfo, StoreError> {
+        self.inner
+            .upload_part(key, upload_id, part_number, body, checksums)
+            .await
+    }
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<PutOutput, StoreError> {
+        self.inner.complete_multipart(key, upload_id, parts).await
+    }
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        self.inner.abort_multipart(key, upload_id).await
+    }
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number_marker: Option<u32>,
+        max_parts: Option<u32>,
+    ) -> Result<PartsPage, StoreError> {
+        self.inner
+            .list_parts(key, upload_id, part_number_marker, max_parts)
+            .await
+    }
+    async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<UploadInfo>, StoreError> {
+        self.inner.list_multipart_uploads(prefix).await
+    }
+    async fn location(&self) -> Result<Option<String>, StoreError> {
+        self.inner.location().await
+    }
+    async fn health(&self) -> Result<(), StoreError> {
+        self.inner.health().await
+    }
 }

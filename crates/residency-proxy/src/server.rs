@@ -340,6 +340,19 @@ impl Sidecar {
         }
     }
 
+    /// The rules serving now.
+    pub(crate) fn rules_snapshot(&self) -> Arc<residency_policy::Ruleset> {
+        self.rules.load()
+    }
+
+    /// The backend of region `id`.
+    pub(crate) fn backend(&self, id: &str) -> Option<Arc<dyn Backend>> {
+        self.backends
+            .iter()
+            .find(|(r, _)| r == id)
+            .map(|(_, b)| b.clone())
+    }
+
     fn example(&self) -> Option<String> {
         let rules = self.rules.load();
         let (_, t) = rules.tenants().iter().find(|(_, t)| {
@@ -418,6 +431,8 @@ pub async fn run(
             let _ = stop_tx.send(true);
         });
     }
+    // Migrations past their assurance window (a gauge).
+    crate::migrations::spawn(sidecar.clone(), stop_rx.clone());
     // Reload on file change (polled: works on every filesystem).
     {
         let sidecar = sidecar.clone();

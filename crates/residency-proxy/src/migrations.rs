@@ -1,0 +1,76 @@
+//! `residency_migrations_overdue` and `residency_migrations_open`: the
+//! sidecar reads the journal of every migration its tenants file shows open
+//! (a tenant with `migrating_from`) once a minute.
+//!
+//! Why the sidecar: it is the process every deployment already scrapes,
+//! it runs all the time (a migration's assurance window is up to 30 days;
+//! `residency migrate` is a command that exits), and it knows which
+//! migrations are open without listing anything. The cost is one
+//! `current.json` and one `state.json` GET per open migration per minute.
+//! Every replica exports the same values: alert on `max()`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use residency_migrate::migration_status;
+use tokio::sync::watch;
+
+use crate::server::Sidecar;
+
+/// Open migrations whose assurance window has passed without `--finish`.
+pub const MIGRATIONS_OVERDUE: &str = "residency_migrations_overdue";
+/// Migrations the tenants file shows open (`migrating_from` set).
+pub const MIGRATIONS_OPEN: &str = "residency_migrations_open";
+/// How often the journals are read.
+pub const CHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// Reads the journals of the open migrations and sets the gauges.
+pub(crate) async fn check(sidecar: &Sidecar) {
+    let rules = sidecar.rules_snapshot();
+    let policy = rules.policy();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (mut open, mut overdue) = (0u64, 0u64);
+    for (_, t) in rules.tenants().iter() {
+        let (Some(_), Some(to)) = (t.migrating_from(), t.locality()) else {
+            continue;
+        };
+        open += 1;
+        let to = policy.region(to).id();
+        let Some(backend) = sidecar.backend(to) else {
+            continue;
+        };
+        match migration_status(&[(to.to_owned(), backend)], Some(t.id()), now).await {
+            Ok(list) => {
+                for m in list.iter().filter(|m| m.overdue) {
+                    overdue += 1;
+                    tracing::warn!(
+                        tenant = %m.tenant, id = %m.id, from = %m.from, to = %m.to,
+                        overdue_secs = m.overdue_secs,
+                        "migration overdue: its assurance window has passed and the old copies are still there; run `{}`",
+                        m.finish_command
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %t.id(), error = %e, "cannot read the migration journal")
+            }
+        }
+    }
+    metrics::gauge!(MIGRATIONS_OPEN).set(open as f64);
+    metrics::gauge!(MIGRATIONS_OVERDUE).set(overdue as f64);
+}
+
+/// Runs [`check`] at start and every [`CHECK_EVERY`] until `stop` changes.
+pub(crate) fn spawn(sidecar: Arc<Sidecar>, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        loop {
+            check(&sidecar).await;
+            tokio::select! {
+                () = tokio::time::sleep(CHECK_EVERY) => {}
+                _ = stop.changed() => break,
+            }
+        }
+    });
+}
