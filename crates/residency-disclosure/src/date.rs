@@ -1,11 +1,14 @@
-//! Calendar dates (`YYYY-MM-DD`, UTC) and RFC 3339 timestamps, without a
-//! date-time dependency: the ledger needs only days and UTC instants.
+//! Calendar dates (`YYYY-MM-DD`, UTC) and RFC 3339 timestamps: the ledger
+//! needs only days and UTC instants (the calendar arithmetic is `time`'s).
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
+
+/// The Julian day number of 1970-01-01.
+const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
 
 /// A calendar date in UTC, written `YYYY-MM-DD`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -19,16 +22,9 @@ pub struct Date {
 impl Date {
     /// A date from its parts, if it exists.
     pub fn new(year: i32, month: u8, day: u8) -> Option<Date> {
-        let dim = match month {
-            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-            4 | 6 | 9 | 11 => 30,
-            2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-            2 => 28,
-            _ => return None,
-        };
-        (1..=dim)
-            .contains(&day)
-            .then_some(Date { year, month, day })
+        let m = time::Month::try_from(month).ok()?;
+        time::Date::from_calendar_date(year, m, day).ok()?;
+        Some(Date { year, month, day })
     }
 
     /// The year.
@@ -41,29 +37,30 @@ impl Date {
         self.month
     }
 
-    /// Days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
+    /// Days since 1970-01-01.
     pub fn days_since_epoch(self) -> i64 {
-        let y = i64::from(self.year) - i64::from(self.month <= 2);
-        let era = y.div_euclid(400);
-        let yoe = y.rem_euclid(400);
-        let m = i64::from(self.month);
-        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(self.day) - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146_097 + doe - 719_468
+        let d = time::Month::try_from(self.month)
+            .ok()
+            .and_then(|m| time::Date::from_calendar_date(self.year, m, self.day).ok())
+            .expect("a Date is a valid calendar date");
+        i64::from(d.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY
     }
 
-    /// The date `days` days after 1970-01-01.
+    /// The date `days` days after 1970-01-01 (clamped to years -9999..=9999).
     pub fn from_days_since_epoch(days: i64) -> Date {
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-        let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
-        Date { year, month, day }
+        let d = i32::try_from(days.saturating_add(UNIX_EPOCH_JULIAN_DAY))
+            .ok()
+            .and_then(|jd| time::Date::from_julian_day(jd).ok())
+            .unwrap_or(if days < 0 {
+                time::Date::MIN
+            } else {
+                time::Date::MAX
+            });
+        Date {
+            year: d.year(),
+            month: d.month().into(),
+            day: d.day(),
+        }
     }
 
     /// The UTC date of an instant.

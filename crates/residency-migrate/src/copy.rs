@@ -61,16 +61,6 @@ pub(crate) struct CopyHooks<'a> {
     pub(crate) faults: Option<&'a Faults>,
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 /// The metadata to store with the copy: exactly the source's.
 pub(crate) fn meta_of(info: &ObjectInfo) -> PutMeta {
     PutMeta {
@@ -216,9 +206,9 @@ pub(crate) async fn stream_copy(
         sent?;
         let (md5, sha) = pump.finish().await?;
         return Ok(Copied {
-            md5_hex: hex(&md5),
-            sha256_hex: hex(&sha),
-            expected_etag: format!("\"{}\"", hex(&md5)),
+            md5_hex: hex::encode(md5),
+            sha256_hex: hex::encode(sha),
+            expected_etag: format!("\"{}\"", hex::encode(md5)),
         });
     }
     let upload_id = dst
@@ -324,9 +314,9 @@ async fn finish_upload(
         all.update(m);
     }
     Ok(Copied {
-        md5_hex: hex(&md5),
-        sha256_hex: hex(&sha),
-        expected_etag: format!("\"{}-{}\"", hex(&all.finalize()), md5s.len()),
+        md5_hex: hex::encode(md5),
+        sha256_hex: hex::encode(sha),
+        expected_etag: format!("\"{}-{}\"", hex::encode(all.finalize()), md5s.len()),
     })
 }
 
@@ -347,7 +337,7 @@ pub(crate) async fn hash_object(
         n += c.len() as u64;
         h.update(&c);
     }
-    Ok((hex(&h.finalize()), n, out.info))
+    Ok((hex::encode(h.finalize()), n, out.info))
 }
 
 #[cfg(test)]

@@ -354,7 +354,7 @@ impl Journal {
     ) -> Result<String, MigrateError> {
         use sha2::Digest as _;
         let h = sha2::Sha256::digest(format!("{key}\n{upload_id}").as_bytes());
-        let name: String = h[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let name = hex::encode(&h[..16]);
         let note_key = format!("{}{name}.json", self.uploads_prefix(id));
         let data = serde_json::to_vec(&UploadNote {
             key: key.to_owned(),

@@ -116,7 +116,7 @@ impl Obj {
 }
 
 pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 fn bytes_of(seed: u64, len: usize) -> Bytes {

@@ -114,18 +114,18 @@ impl fmt::Debug for Timestamp {
     }
 }
 
-/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+/// Days since 1970-01-01 to a civil date `(year, month, day)`.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    // Julian day 2,440,588 is 1970-01-01.
+    let d = i32::try_from(z + 2_440_588)
+        .ok()
+        .and_then(|jd| time::Date::from_julian_day(jd).ok())
+        .unwrap_or(time::Date::MAX);
+    (
+        i64::from(d.year()),
+        u32::from(u8::from(d.month())),
+        u32::from(d.day()),
+    )
 }
 
 /// A routing decision as the routing layer hands it to an [`AuditSink`].

@@ -90,13 +90,7 @@ pub(super) struct HeadRecord {
 
 /// Lowercase hex SHA-256.
 pub(super) fn sha256_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let digest = Sha256::digest(bytes);
-    let mut s = String::with_capacity(64);
-    for b in digest {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// A batch object's bytes: the header line, then one JSON event per line,
