@@ -4,7 +4,7 @@
 
 use residency_policy::TenantLookup;
 use residency_store::{
-    ByteRange, Checksums, CompletedPart, ListRequest, Operation, Outcome, PutMeta, StoredHeaders,
+    ByteRange, Checksums, CompletedPart, ListRequest, Operation, Outcome, PutMeta,
 };
 use residency_tower::{
     RegionalDispatch, Resolved, RoutingService, RulesetHandle, StorageRequest, StorageResponse,
@@ -20,8 +20,8 @@ mod input;
 mod output;
 
 use input::{
-    category_of, check_key, check_list_param, checksums_put, trailer, trailer_algorithm,
-    user_metadata,
+    bucket_input, category_of, check_key, check_list_param, checksums_of, object_input, put_meta,
+    trailer, trailer_algorithm, user_metadata,
 };
 use output::{etag, head_output, outcome, region_header, with_checksums};
 
@@ -81,32 +81,16 @@ impl S3 for Gateway {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let trailer = trailer(&req);
-        let input = req.input;
-        let tenant = self.tenant(&req.extensions, &input.bucket)?;
-        check_key(&input.key)?;
+        let (input, tenant) = object_input!(self, req);
         let user = user_metadata(input.metadata);
         let failure = BodyFailure::default();
         let len = input.content_length.map(|n| n as u64);
-        let meta = PutMeta {
-            headers: StoredHeaders {
-                content_type: input.content_type,
-                user_metadata: user.clone(),
-                cache_control: input.cache_control,
-                content_disposition: input.content_disposition,
-                content_encoding: input.content_encoding.filter(|e| e != "aws-chunked"),
-                content_language: input.content_language,
-            },
-            content_length: len,
-            checksums: checksums_put(
-                input.content_md5,
-                input.checksum_crc32,
-                input.checksum_crc32c,
-                input.checksum_crc64nvme,
-                input.checksum_sha1,
-                input.checksum_sha256,
-            ),
-            checksum_algorithm: None,
-        };
+        let mut meta = put_meta!(input, user.clone());
+        // The framing of a streamed upload is not the object's encoding.
+        meta.headers.content_encoding =
+            meta.headers.content_encoding.filter(|e| e != "aws-chunked");
+        meta.content_length = len;
+        meta.checksums = checksums_of!(input);
         let body = incoming(input.body, len, self.max_object_bytes, trailer, &failure);
         let mut sreq = StorageRequest::for_resolved(
             tenant,
@@ -134,9 +118,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
-        let input = req.input;
-        let tenant = self.tenant(&req.extensions, &input.bucket)?;
-        check_key(&input.key)?;
+        let (input, tenant) = object_input!(self, req);
         let range = match &input.range {
             Some(r) => {
                 Some(ByteRange::parse(&r.to_header_string()).map_err(|_| s3_error!(InvalidRange))?)
@@ -218,9 +200,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
-        let input = req.input;
-        let tenant = self.tenant(&req.extensions, &input.bucket)?;
-        check_key(&input.key)?;
+        let (input, tenant) = object_input!(self, req);
         let r = self
             .run(StorageRequest::for_resolved(
                 tenant,
@@ -235,9 +215,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        let input = req.input;
-        let tenant = self.tenant(&req.extensions, &input.bucket)?;
-        check_key(&input.key)?;
+        let (input, tenant) = object_input!(self, req);
         self.run(StorageRequest::for_resolved(
             tenant,
             Operation::Delete { key: input.key },
@@ -253,8 +231,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
-        let input = req.input;
-        let tenant = self.tenant(&req.extensions, &input.bucket)?;
+        let (input, tenant) = bucket_input!(self, req);
         if input.delete.objects.len() > 1000 {
             return Err(s3_error!(
                 MalformedXML,
@@ -309,8 +286,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
-        let input = req.input;
-        let tenant = self.tenant(&req.extensions, &input.bucket)?;
+        let (input, tenant) = bucket_input!(self, req);
         check_list_param("prefix", input.prefix.as_deref())?;
         check_list_param("delimiter", input.delimiter.as_deref())?;
         check_list_param("start-after", input.start_after.as_deref())?;
@@ -376,9 +352,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
-        let input = req.input;
-        let tenant = self.tenant(&req.extensions, &input.bucket)?;
-        check_key(&input.key)?;
+        let (input, tenant) = object_input!(self, req);
         let CopySource::Bucket {
             bucket: src_bucket,
             key: src_key,
@@ -422,17 +396,7 @@ impl S3 for Gateway {
         let (meta, category) = if replace {
             let user = user_metadata(input.metadata);
             let category = category_of(&user);
-            let meta = PutMeta {
-                headers: StoredHeaders {
-                    content_type: input.content_type,
-                    user_metadata: user,
-                    cache_control: input.cache_control,
-                    content_disposition: input.content_disposition,
-                    content_encoding: input.content_encoding,
-                    content_language: input.content_language,
-                },
-                ..Default::default()
-            };
+            let meta = put_meta!(input, user);
             (Some(meta), category)
         } else {
             (None, None)
@@ -463,25 +427,13 @@ impl S3 for Gateway {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-        let input = req.input;
-        let tenant = self.tenant(&req.extensions, &input.bucket)?;
-        check_key(&input.key)?;
+        let (input, tenant) = object_input!(self, req);
         let user = user_metadata(input.metadata);
-        let meta = PutMeta {
-            headers: StoredHeaders {
-                content_type: input.content_type,
-                user_metadata: user.clone(),
-                cache_control: input.cache_control,
-                content_disposition: input.content_disposition,
-                content_encoding: input.content_encoding,
-                content_language: input.content_language,
-            },
-            checksum_algorithm: input
-                .checksum_algorithm
-                .as_ref()
-                .map(|a| a.as_str().to_string()),
-            ..Default::default()
-        };
+        let mut meta = put_meta!(input, user.clone());
+        meta.checksum_algorithm = input
+            .checksum_algorithm
+            .as_ref()
+            .map(|a| a.as_str().to_string());
         let mut sreq = StorageRequest::for_resolved(
             tenant,
             Operation::CreateMultipart {
@@ -507,9 +459,7 @@ impl S3 for Gateway {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let trailer = trailer(&req);
-        let input = req.input;
-        let tenant = self.tenant(&req.extensions, &input.bucket)?;
-        check_key(&input.key)?;
+        let (input, tenant) = object_input!(self, req);
         if !(1..=10_000).contains(&input.part_number) {
             return Err(s3_error!(
                 InvalidArgument,
@@ -520,14 +470,7 @@ impl S3 for Gateway {
         let len = input.content_length.map(|n| n as u64);
         let compute = trailer_algorithm(&trailer);
         let body = incoming(input.body, len, self.max_object_bytes, trailer, &failure);
-        let mut checksums = checksums_put(
-            input.content_md5,
-            input.checksum_crc32,
-            input.checksum_crc32c,
-            input.checksum_crc64nvme,
-            input.checksum_sha1,
-            input.checksum_sha256,
-        );
+        let mut checksums = checksums_of!(input);
         checksums.compute = compute;
         let op = Operation::UploadPart {
             key: input.key,
@@ -554,9 +497,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        let input = req.input;
-        let tenant = self.tenant(&req.extensions, &input.bucket)?;
-        check_key(&input.key)?;
+        let (input, tenant) = object_input!(self, req);
         let parts = input
             .multipart_upload
             .and_then(|m| m.parts)
@@ -606,9 +547,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-        let input = req.input;
-        let tenant = self.tenant(&req.extensions, &input.bucket)?;
-        check_key(&input.key)?;
+        let (input, tenant) = object_input!(self, req);
         let op = Operation::AbortMultipart {
             key: input.key,
             upload_id: input.upload_id,
@@ -624,9 +563,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
-        let input = req.input;
-        let tenant = self.tenant(&req.extensions, &input.bucket)?;
-        check_key(&input.key)?;
+        let (input, tenant) = object_input!(self, req);
         let op = Operation::ListParts {
             key: input.key.clone(),
             upload_id: input.upload_id.clone(),
@@ -668,8 +605,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
-        let input = req.input;
-        let tenant = self.tenant(&req.extensions, &input.bucket)?;
+        let (input, tenant) = bucket_input!(self, req);
         check_list_param("prefix", input.prefix.as_deref())?;
         check_list_param("delimiter", input.delimiter.as_deref())?;
         check_list_param("key-marker", input.key_marker.as_deref())?;

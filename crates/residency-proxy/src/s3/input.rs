@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use residency_policy::CATEGORY_HEADER;
-use residency_store::Checksums;
 use s3s::dto::Metadata;
 use s3s::{s3_error, S3Request, S3Result};
 
@@ -20,24 +19,61 @@ pub(super) fn trailer_algorithm(t: &Option<Trailer>) -> Option<String> {
         .map(str::to_string)
 }
 
-pub(super) fn checksums_put(
-    md5: Option<String>,
-    crc32: Option<String>,
-    crc32c: Option<String>,
-    crc64nvme: Option<String>,
-    sha1: Option<String>,
-    sha256: Option<String>,
-) -> Checksums {
-    Checksums {
-        content_md5: md5,
-        crc32,
-        crc32c,
-        crc64nvme,
-        sha1,
-        sha256,
-        compute: None,
-    }
+/// The checksums a PutObject or UploadPart input carries.
+macro_rules! checksums_of {
+    ($input:ident) => {
+        Checksums {
+            content_md5: $input.content_md5,
+            crc32: $input.checksum_crc32,
+            crc32c: $input.checksum_crc32c,
+            crc64nvme: $input.checksum_crc64nvme,
+            sha1: $input.checksum_sha1,
+            sha256: $input.checksum_sha256,
+            compute: None,
+        }
+    };
 }
+pub(super) use checksums_of;
+
+/// The stored headers every object-writing input carries (PutObject,
+/// CopyObject with `REPLACE`, CreateMultipartUpload).
+macro_rules! put_meta {
+    ($input:ident, $user:expr) => {
+        PutMeta {
+            headers: residency_store::StoredHeaders {
+                content_type: $input.content_type,
+                user_metadata: $user,
+                cache_control: $input.cache_control,
+                content_disposition: $input.content_disposition,
+                content_encoding: $input.content_encoding,
+                content_language: $input.content_language,
+            },
+            ..Default::default()
+        }
+    };
+}
+pub(super) use put_meta;
+
+/// A bucket operation's input and the tenant the access check resolved.
+macro_rules! bucket_input {
+    ($gateway:expr, $req:ident) => {{
+        let input = $req.input;
+        let tenant = $gateway.tenant(&$req.extensions, &input.bucket)?;
+        (input, tenant)
+    }};
+}
+pub(super) use bucket_input;
+
+/// An object operation's input and the tenant the access check resolved,
+/// its key checked before anything is routed.
+macro_rules! object_input {
+    ($gateway:expr, $req:ident) => {{
+        let (input, tenant) = bucket_input!($gateway, $req);
+        check_key(&input.key)?;
+        (input, tenant)
+    }};
+}
+pub(super) use object_input;
 
 pub(super) fn user_metadata(m: Option<Metadata>) -> BTreeMap<String, String> {
     m.map(|m| {
