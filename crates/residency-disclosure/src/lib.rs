@@ -59,6 +59,7 @@
 mod adequacy;
 mod date;
 mod disclosures;
+mod entry;
 mod error;
 mod export;
 mod ledger;
@@ -73,9 +74,10 @@ mod state;
 pub use adequacy::{Adequacy, Assessment, Covers, Decision};
 pub use date::{rfc3339, Date};
 pub use disclosures::{Consult, Disclosures};
+pub use entry::{Entry, Event, GENESIS, LEDGER_VERSION};
 pub use error::DisclosureError;
 pub use export::{ExportOptions, Limit, LimitRaise, Limits, Manifest, ManifestObject};
-pub use ledger::{Entry, Event, Ledger, VerifyReport, GENESIS, LEDGER_VERSION};
+pub use ledger::{Ledger, VerifyReport};
 pub use notify::{sign, Delivery, Webhook, REQUEST_HEADER, SIGNATURE_HEADER};
 pub use record::{Approval, Consultation, ExportSummary, Notice, RaiseVote, RequestRecord};
 pub use report::{

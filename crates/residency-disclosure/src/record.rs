@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::adequacy::Assessment;
-use crate::ledger::{Entry, Event};
+use crate::entry::{Entry, Event};
 use crate::request::{parse_request_id, DisclosureRequest};
 use crate::state::State;
 

@@ -31,7 +31,6 @@
 //! # });
 //! ```
 
-pub mod audit;
 mod dispatch;
 mod error;
 pub mod fair;
@@ -52,5 +51,7 @@ pub use dispatch::{
 pub use error::{Denied, RoutingError};
 pub use handle::{Resolved, RulesetHandle};
 pub use request::{RoutableRequest, Route, StorageRequest, Target};
+/// The audit trail (the `residency-audit` crate).
+pub use residency_audit as audit;
 pub use routing::{RoutingFuture, RoutingLayer, RoutingService};
 pub use upload_id::{UploadIdCodec, UploadToken};

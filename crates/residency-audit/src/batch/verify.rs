@@ -8,9 +8,10 @@ use residency_store::{Backend, ListRequest, StoreError};
 use serde::Serialize;
 
 use super::format::{
-    audit_prefix, parse_batch_name, sha256_hex, BatchHeader, HeadRecord, CHAIN_VERSION, HEAD_NAME,
+    audit_prefix, parse_batch_name, BatchHeader, HeadRecord, CHAIN_VERSION, HEAD_NAME,
 };
-use crate::audit::AuditEvent;
+use crate::chain::sha256_hex;
+use crate::AuditEvent;
 
 /// At most this many line-level problems are listed per batch.
 const MAX_LINE_PROBLEMS: usize = 5;

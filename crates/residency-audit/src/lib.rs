@@ -1,4 +1,11 @@
-//! The audit trail: one structured event per routing decision.
+//! Residency's audit trail: one structured event per routing decision, and
+//! its storage.
+//!
+//! The routing layer (`residency-tower`, which re-exports this crate as
+//! `residency_tower::audit`) hands each decision to an [`AuditSink`]; the
+//! storage side ([`batch`]: hash-chained batches, their format and their
+//! verification) and the hash chain itself ([`chain`], which the disclosure
+//! ledger uses too) live here.
 //!
 //! The routing layer hands each decision to an [`AuditSink`] as a
 //! [`DecisionRecord`] (ids into the ruleset snapshot, names looked up when
@@ -19,6 +26,7 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 
 pub mod batch;
+pub mod chain;
 
 /// One routing decision, as recorded in the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +146,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 ///
 /// ```
 /// use std::sync::Mutex;
-/// use residency_tower::{AuditEvent, AuditSink, DecisionRecord};
+/// use residency_audit::{AuditEvent, AuditSink, DecisionRecord};
 ///
 /// /// Keeps every decision as a JSON line, with no owned copy in between.
 /// #[derive(Default)]
@@ -186,23 +194,29 @@ enum TenantName {
     Unknown(Box<str>),
 }
 
-/// What the layer decided, for [`DecisionRecord::new`].
-pub(crate) struct Decided {
-    pub(crate) allowed: bool,
-    pub(crate) category: Option<CategoryId>,
-    pub(crate) classified_by: Option<&'static str>,
+/// What the routing layer decided, for [`DecisionRecord::new`].
+#[derive(Debug)]
+pub struct Decided {
+    /// Allowed (else denied).
+    pub allowed: bool,
+    /// The category, when classified.
+    pub category: Option<CategoryId>,
+    /// How it was classified.
+    pub classified_by: Option<&'static str>,
     /// The regions the request was sent to (empty for a denial).
-    pub(crate) regions: RegionOrder,
+    pub regions: RegionOrder,
     /// The one region an allowed write was placed in.
-    pub(crate) placed: Option<RegionId>,
-    pub(crate) reason: &'static str,
-    pub(crate) out_of_locality: bool,
+    pub placed: Option<RegionId>,
+    /// The decision's reason label.
+    pub reason: &'static str,
+    /// Written outside the tenant's selected region.
+    pub out_of_locality: bool,
 }
 
 impl DecisionRecord {
     /// Records a decision made now. `tenant` is the request's tenant as
     /// given, `known` its id when the ruleset has it.
-    pub(crate) fn new(
+    pub fn new(
         rules: &Arc<Ruleset>,
         request_id: Arc<str>,
         tenant: &str,

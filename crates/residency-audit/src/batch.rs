@@ -11,8 +11,8 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use std::sync::Arc;
 //! use residency_store::{Backend, MemoryBackend};
-//! use residency_tower::audit::{AuditEvent, AuditSink};
-//! use residency_tower::audit::batch::{
+//! use residency_audit::{AuditEvent, AuditSink};
+//! use residency_audit::batch::{
 //!     read_events, verify_chain, BatchConfig, BatchingAuditSink, WriterId,
 //! };
 //!
@@ -126,7 +126,9 @@ mod verify;
 pub use format::audit_prefix;
 pub use verify::{read_events, verify_chain, verify_chain_moved, ChainReport, WriterReport};
 
-use format::{batch_key, encode_batch, head_key, sha256_hex, HeadRecord};
+use format::{batch_key, encode_batch, head_key, HeadRecord};
+
+use crate::chain::HashChain;
 
 /// Events not stored, by reason: `overflow` (the in-memory bound was
 /// reached), `closed` (recorded after shutdown), `unknown_region` (no backend
@@ -585,7 +587,7 @@ struct Chain {
     /// The seq the next sealed batch gets.
     next_seq: u64,
     /// The SHA-256 of the last sealed batch (empty before seq 0).
-    prev_sha256: String,
+    link: HashChain,
     /// Sealed batches not stored yet, in seq order; the front is stored next.
     queue: VecDeque<Queued>,
     in_flight: bool,
@@ -815,10 +817,9 @@ impl Worker {
         let OpenGroup { events, acks, .. } = group;
         let chain = self.chains.entry(tenant.clone()).or_default();
         let seq = chain.next_seq;
-        let bytes = encode_batch(&tenant, &self.writer, seq, &chain.prev_sha256, &events);
-        let sha256 = sha256_hex(&bytes);
+        let bytes = encode_batch(&tenant, &self.writer, seq, chain.link.head(), &events);
+        let sha256 = chain.link.append(&bytes).to_owned();
         chain.next_seq += 1;
-        chain.prev_sha256.clone_from(&sha256);
         let batch = Arc::new(SealedBatch {
             key: batch_key(&tenant, &self.writer, seq),
             tenant,

@@ -3,7 +3,6 @@
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::Entry;
 
@@ -88,11 +87,6 @@ pub(super) struct HeadRecord {
     pub(super) region: String,
 }
 
-/// Lowercase hex SHA-256.
-pub(super) fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 /// A batch object's bytes: the header line, then one JSON event per line,
 /// each line ending with `\n`.
 pub(super) fn encode_batch(
@@ -150,7 +144,7 @@ mod tests {
     #[test]
     fn sha() {
         assert_eq!(
-            sha256_hex(b""),
+            crate::chain::sha256_hex(b""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
     }
