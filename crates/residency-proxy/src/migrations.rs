@@ -1,6 +1,7 @@
 //! `residency_migrations_overdue` and `residency_migrations_open`: the
 //! sidecar reads the journal of every migration its tenants file shows open
-//! (a tenant with `migrating_from`) once a minute.
+//! (a tenant with `migrating_from`) at start, after each successful reload
+//! and once a minute.
 //!
 //! Why the sidecar: it is the process every deployment already scrapes,
 //! it runs all the time (a migration's assurance window is up to 30 days;
@@ -62,13 +63,15 @@ pub(crate) async fn check(sidecar: &Sidecar) {
     metrics::gauge!(MIGRATIONS_OVERDUE).set(overdue as f64);
 }
 
-/// Runs [`check`] at start and every [`CHECK_EVERY`] until `stop` changes.
+/// Runs [`check`] at start, after each successful reload and every
+/// [`CHECK_EVERY`], until `stop` changes.
 pub(crate) fn spawn(sidecar: Arc<Sidecar>, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
         loop {
             check(&sidecar).await;
             tokio::select! {
                 () = tokio::time::sleep(CHECK_EVERY) => {}
+                () = sidecar.reloaded.notified() => {}
                 _ = stop.changed() => break,
             }
         }

@@ -107,6 +107,9 @@ pub struct Sidecar {
     s3: S3Service,
     prometheus: Option<PrometheusHandle>,
     audit: Option<Arc<BatchingAuditSink>>,
+    /// Wakes the migrations check after a successful reload (a switch or a
+    /// finish shows at once, not within a minute).
+    pub(crate) reloaded: tokio::sync::Notify,
 }
 
 /// The filter the sidecar logs with: `RESIDENCY_LOG` (an `EnvFilter`
@@ -291,6 +294,7 @@ impl Sidecar {
             s3: builder.build(),
             prometheus,
             audit,
+            reloaded: tokio::sync::Notify::new(),
         })
     }
 
@@ -328,6 +332,7 @@ impl Sidecar {
                 self.secrets.store(Arc::new(secrets));
                 metrics::counter!("residency_reload_total", "result" => "ok").increment(1);
                 tracing::info!(policy_version = %version, tenants, "configuration reloaded");
+                self.reloaded.notify_one();
                 true
             }
             Err(e) => {
