@@ -3,7 +3,8 @@
 #
 # Installs what is missing (rustfmt/clippy, Garage, a Python venv with boto3,
 # awscli, pytest: see scripts/install-tools.sh), then runs, in order:
-#   fmt      cargo fmt --all -- --check
+#   fmt      cargo fmt --all -- --check; scripts/import-circles.py (no import
+#            circle between a crate's source files)
 #   clippy   cargo clippy --all-targets -- -D warnings   (default members: the
 #            cedar bench crate is left out on purpose)
 #   test     cargo test --all-targets, then cargo test --doc
@@ -111,6 +112,7 @@ PASSED+=("install tools")
 
 # ---------------------------------------------------------------- checks
 if wanted fmt; then step "cargo fmt --check" cargo fmt --all -- --check; fi
+if wanted fmt; then step "no import circle between source files" python3 "$ROOT/scripts/import-circles.py"; fi
 if wanted clippy; then step "cargo clippy" cargo clippy --all-targets -- -D warnings; fi
 
 rust_tests() {

@@ -115,10 +115,10 @@ ensure_promtool() {
     if command -v promtool >/dev/null 2>&1; then
         PROMTOOL="$(command -v promtool)"
     elif command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]] && {
-        apt-cache policy prometheus 2>/dev/null | grep -q 'Candidate: [0-9]' || {
+        apt-cache policy prometheus 2>/dev/null | grep 'Candidate: [0-9]' >/dev/null || {
             # A fresh machine has no package lists yet.
             apt-get update -qq >"$TMP/apt-update.log" 2>&1 &&
-                apt-cache policy prometheus 2>/dev/null | grep -q 'Candidate: [0-9]'
+                apt-cache policy prometheus 2>/dev/null | grep 'Candidate: [0-9]' >/dev/null
         }
     }; then
         echo "    promtool missing: apt-get install prometheus (ships /usr/bin/promtool)"
@@ -143,7 +143,7 @@ ensure_systemd_analyze() {
     if ! command -v systemd-analyze >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 &&
         [[ "$(id -u)" == 0 ]]; then
         echo "    systemd-analyze missing: apt-get install systemd"
-        { apt-cache policy systemd 2>/dev/null | grep -q 'Candidate: [0-9]' ||
+        { apt-cache policy systemd 2>/dev/null | grep 'Candidate: [0-9]' >/dev/null ||
             apt-get update -qq >"$TMP/apt-update.log" 2>&1; } &&
             DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends systemd \
                 >"$TMP/apt-systemd.log" 2>&1 ||
@@ -201,7 +201,7 @@ def config_schema():
     enum = re.search(r"pub enum BackendConfig\s*\{(.*?)\n\}", src, re.S).group(1)
     return {
         "top": struct_fields(src, "RawConfig"),
-        "limits": struct_fields(src, "Limits"),
+        "limits": struct_fields(read("crates/residency-proxy/src/config/limits.rs"), "Limits"),
         "audit": struct_fields(src, "AuditConfig"),
         "dir": struct_fields(enum, "Dir") | {"kind"},
         "s3": struct_fields(enum, "S3") | {"kind"},

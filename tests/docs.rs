@@ -60,6 +60,18 @@ fn toml_keys(src: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Every `.rs` file below `dir`.
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
 fn missing_from(doc: &str, names: &BTreeSet<String>) -> Vec<String> {
     names
         .iter()
@@ -73,7 +85,10 @@ fn every_residency_toml_key_is_documented_in_operations_md() {
     let config_rs = read("crates/residency-proxy/src/config.rs");
     let mut keys = BTreeSet::new();
     keys.extend(fields(block(&config_rs, "struct RawConfig {")));
-    keys.extend(fields(block(&config_rs, "pub struct Limits {")));
+    keys.extend(fields(block(
+        &read("crates/residency-proxy/src/config/limits.rs"),
+        "pub struct Limits {",
+    )));
     keys.extend(fields(block(&config_rs, "pub struct AuditConfig {")));
     keys.extend(fields(block(&config_rs, "pub enum BackendConfig {")));
     keys.insert("kind".to_string()); // the enum's serde tag
@@ -100,12 +115,19 @@ fn every_residency_toml_key_is_documented_in_operations_md() {
 #[test]
 fn every_metric_the_code_records_is_documented_in_operations_md() {
     let mut names = BTreeSet::new();
-    for file in [
-        "crates/residency-tower/src/metrics.rs",
-        "crates/residency-tower/src/audit/batch.rs",
-        "crates/residency-proxy/src/server.rs",
+    // Every source file of the crates that record metrics.
+    let mut files = Vec::new();
+    for dir in [
+        "crates/residency-tower/src",
+        "crates/residency-audit/src",
+        "crates/residency-proxy/src",
+        "crates/residency-store/src",
     ] {
-        let src = read(file);
+        rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join(dir), &mut files);
+    }
+    assert!(files.len() > 20, "source scan found only {files:?}");
+    for file in files {
+        let src = std::fs::read_to_string(&file).expect("read source");
         for piece in src.split('"').skip(1).step_by(2) {
             let is_metric = piece.starts_with("residency_")
                 && piece

@@ -3,7 +3,7 @@
 use residency_store::StoreError;
 use serde::Serialize;
 
-use crate::journal::Phase;
+use crate::phase::Phase;
 
 /// A migration of the tenant that is open (started, not finished): no other
 /// may start before it is finished.

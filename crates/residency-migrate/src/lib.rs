@@ -75,6 +75,7 @@ mod error;
 mod fault;
 mod journal;
 mod migration;
+mod phase;
 mod placement;
 mod progress;
 mod records;

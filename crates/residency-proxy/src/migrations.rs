@@ -14,9 +14,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use residency_migrate::migration_status;
-use tokio::sync::watch;
+use residency_store::Backend;
+use residency_tower::RulesetHandle;
+use tokio::sync::{watch, Notify};
 
-use crate::server::Sidecar;
+/// What the check reads: the rules serving now, each region's backend, and
+/// a wake-up after each successful reload.
+pub(crate) struct Watched {
+    pub(crate) rules: RulesetHandle,
+    pub(crate) backends: Vec<(String, Arc<dyn Backend>)>,
+    pub(crate) reloaded: Arc<Notify>,
+}
 
 /// Open migrations whose assurance window has passed without `--finish`.
 pub const MIGRATIONS_OVERDUE: &str = "residency_migrations_overdue";
@@ -26,8 +34,8 @@ pub const MIGRATIONS_OPEN: &str = "residency_migrations_open";
 pub const CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// Reads the journals of the open migrations and sets the gauges.
-pub(crate) async fn check(sidecar: &Sidecar) {
-    let rules = sidecar.rules_snapshot();
+pub(crate) async fn check(w: &Watched) {
+    let rules = w.rules.load();
     let policy = rules.policy();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -39,7 +47,12 @@ pub(crate) async fn check(sidecar: &Sidecar) {
         };
         open += 1;
         let to = policy.region(to).id();
-        let Some(backend) = sidecar.backend(to) else {
+        let Some(backend) = w
+            .backends
+            .iter()
+            .find(|(r, _)| r == to)
+            .map(|(_, b)| b.clone())
+        else {
             continue;
         };
         match migration_status(&[(to.to_owned(), backend)], Some(t.id()), now).await {
@@ -65,13 +78,13 @@ pub(crate) async fn check(sidecar: &Sidecar) {
 
 /// Runs [`check`] at start, after each successful reload and every
 /// [`CHECK_EVERY`], until `stop` changes.
-pub(crate) fn spawn(sidecar: Arc<Sidecar>, mut stop: watch::Receiver<bool>) {
+pub(crate) fn spawn(w: Watched, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
         loop {
-            check(&sidecar).await;
+            check(&w).await;
             tokio::select! {
                 () = tokio::time::sleep(CHECK_EVERY) => {}
-                () = sidecar.reloaded.notified() => {}
+                () = w.reloaded.notified() => {}
                 _ = stop.changed() => break,
             }
         }

@@ -109,7 +109,7 @@ pub struct Sidecar {
     audit: Option<Arc<BatchingAuditSink>>,
     /// Wakes the migrations check after a successful reload (a switch or a
     /// finish shows at once, not within a minute).
-    pub(crate) reloaded: tokio::sync::Notify,
+    reloaded: Arc<tokio::sync::Notify>,
 }
 
 /// The filter the sidecar logs with: `RESIDENCY_LOG` (an `EnvFilter`
@@ -294,7 +294,7 @@ impl Sidecar {
             s3: builder.build(),
             prometheus,
             audit,
-            reloaded: tokio::sync::Notify::new(),
+            reloaded: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -343,19 +343,6 @@ impl Sidecar {
                 false
             }
         }
-    }
-
-    /// The rules serving now.
-    pub(crate) fn rules_snapshot(&self) -> Arc<residency_policy::Ruleset> {
-        self.rules.load()
-    }
-
-    /// The backend of region `id`.
-    pub(crate) fn backend(&self, id: &str) -> Option<Arc<dyn Backend>> {
-        self.backends
-            .iter()
-            .find(|(r, _)| r == id)
-            .map(|(_, b)| b.clone())
     }
 
     fn example(&self) -> Option<String> {
@@ -437,7 +424,14 @@ pub async fn run(
         });
     }
     // Migrations past their assurance window (a gauge).
-    crate::migrations::spawn(sidecar.clone(), stop_rx.clone());
+    crate::migrations::spawn(
+        crate::migrations::Watched {
+            rules: sidecar.rules.clone(),
+            backends: sidecar.backends.clone(),
+            reloaded: sidecar.reloaded.clone(),
+        },
+        stop_rx.clone(),
+    );
     // Reload on file change (polled: works on every filesystem).
     {
         let sidecar = sidecar.clone();

@@ -121,9 +121,7 @@ async fn an_unfinished_migration_past_its_window_is_exported_as_overdue() {
         // --finish (the tenants file gets `migrated_from`): the sidecar's
         // reload clears both.
         std::thread::sleep(Duration::from_millis(1_100)); // a later mtime
-        let report = within("finish", migrator.finish())
-            .await
-            .expect("finish");
+        let report = within("finish", migrator.finish()).await.expect("finish");
         assert!(report.ok(), "{}", report.to_text());
         wait_gauges(sidecar.admin, (0.0, 0.0)).await;
     })

@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use residency_store::{Outcome, StoreError};
 use tower::Service;
 
-use super::region::RegionRequest;
+use super::call::RegionRequest;
 use crate::fair::{OwnedShareGuard, TenantShare};
 use crate::metrics::RegionMetrics;
 
@@ -127,7 +127,7 @@ mod tests {
     use tower::{Layer, ServiceExt};
 
     use super::*;
-    use crate::dispatch::region::TenantRef;
+    use crate::dispatch::call::TenantRef;
 
     #[tokio::test]
     async fn the_request_names_the_tenant() {

@@ -27,6 +27,7 @@
 //! failure here is final and is never sent to another region.
 
 mod breaker;
+mod call;
 mod copy;
 mod limit;
 mod list_merge;
@@ -52,7 +53,8 @@ use crate::error::{Denied, RoutingError};
 use crate::fair::DEFAULT_TENANT_SHARE;
 use crate::request::{Route, StorageRequest};
 use crate::upload_id::UploadIdCodec;
-use region::{Region, RegionRequest, StackConfig, TenantRef};
+use call::{RegionRequest, TenantRef};
+use region::{Region, StackConfig};
 use router::Router;
 use watch::BodyWatch;
 

@@ -20,48 +20,18 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use residency_policy::{Ruleset, TenantId};
-use residency_store::{Backend, OpKind, Operation, Outcome, StoreError};
+use residency_store::{Backend, OpKind, Outcome, StoreError};
 // tokio's clock, as the breaker's.
 use tokio::time::Instant;
 use tower::limit::{ConcurrencyLimit, ConcurrencyLimitLayer};
 use tower::{Service, ServiceBuilder};
 
 use super::breaker::{Breaker, BreakerLayer};
+use super::call::RegionRequest;
 use super::limit::{TenantShareLayer, TenantShareLimit};
 use super::timeout::{UploadResponseTimeout, UploadResponseTimeoutLayer};
-use super::watch::BodyWatch;
 use crate::error::RoutingError;
 use crate::metrics::RegionMetrics;
-
-/// The tenant a region call is made for (its share is counted).
-#[derive(Debug, Clone)]
-pub(crate) struct TenantRef {
-    rules: Arc<Ruleset>,
-    tenant: TenantId,
-}
-
-impl TenantRef {
-    pub(crate) fn new(rules: Arc<Ruleset>, tenant: TenantId) -> Self {
-        Self { rules, tenant }
-    }
-
-    /// The tenant's id string.
-    pub(crate) fn id(&self) -> &str {
-        self.rules.tenants().tenant(self.tenant).id()
-    }
-}
-
-/// One backend call in a region: keys are the backend's (tenant-prefixed),
-/// upload ids the backend's own.
-#[derive(Debug)]
-pub(crate) struct RegionRequest {
-    pub(crate) op: Operation,
-    /// Counted in this tenant's share; `None` counts nothing.
-    pub(crate) tenant: Option<TenantRef>,
-    /// A client's body streamed by this call, watched for its end and failure.
-    pub(crate) body: Option<Arc<BodyWatch>>,
-}
 
 /// The region's backend as a service.
 #[derive(Clone)]

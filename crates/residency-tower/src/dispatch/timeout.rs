@@ -15,7 +15,7 @@ use futures::future::Either;
 use residency_store::{Outcome, StoreError};
 use tower::Service;
 
-use super::region::RegionRequest;
+use super::call::RegionRequest;
 
 /// How long a region may take to answer once an upload's body is sent.
 pub(crate) const DEFAULT_UPLOAD_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);

@@ -6,7 +6,7 @@ use tower::Layer;
 
 use crate::audit::AuditSink;
 use crate::handle::RulesetHandle;
-use crate::routing::RoutingService;
+use crate::routing::{RoutingService, Shared};
 use crate::upload_id::UploadIdCodec;
 
 /// Puts policy routing in front of a storage service.
@@ -24,12 +24,6 @@ use crate::upload_id::UploadIdCodec;
 #[derive(Clone)]
 pub struct RoutingLayer {
     pub(crate) shared: Arc<Shared>,
-}
-
-pub(crate) struct Shared {
-    pub(crate) handle: RulesetHandle,
-    pub(crate) codec: UploadIdCodec,
-    pub(crate) audit: Option<Arc<dyn AuditSink>>,
 }
 
 impl std::fmt::Debug for RoutingLayer {

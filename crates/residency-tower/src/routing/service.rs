@@ -10,8 +10,8 @@ use crate::error::RoutingError;
 use crate::metrics as m;
 use crate::request::{RoutableRequest, Target};
 use crate::routing::decide::{audit_record, route};
-use crate::routing::layer::Shared;
 use crate::routing::RoutingFuture;
+use crate::routing::Shared;
 
 /// Classifies and decides each request, attaches its [`crate::Route`], and
 /// calls the inner service; a denied request never reaches it.

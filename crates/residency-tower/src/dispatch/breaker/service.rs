@@ -12,7 +12,7 @@ use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
 use super::consecutive_failures::{Admitted, Class, ConsecutiveFailures};
-use crate::dispatch::region::RegionRequest;
+use crate::dispatch::call::RegionRequest;
 use crate::dispatch::watch::BodyWatch;
 use crate::metrics::RegionMetrics;
 
