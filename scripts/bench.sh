@@ -18,6 +18,10 @@
 #                   (`serve --worker-threads 1`): how much the work-stealing
 #                   hand-offs between threads cost on 2 cores
 #   sidecar-null    `residency serve` with the null backend: its own ceiling
+#   sidecar-base    (only with BENCH_BASELINE_BIN) the same as `sidecar`, served
+#                   by another build's `residency` binary: an A/B of two builds
+#                   in one run, e.g. BENCH_BASELINE_BIN=../old/target/release/residency
+#                   --targets "sidecar-base sidecar" --reps 4
 #
 # Options (or the environment variables in brackets):
 #   --quick                 fewer workloads, 3 s cells, no 1 MiB cells
@@ -207,7 +211,7 @@ EOF
 start_sidecar() { # name port kind [VAR=value...] -> sets SIDECAR_PID
     local cfg="$TMP/$1.toml"
     sidecar_config "$cfg" "$2" "$3"
-    (cd "$TMP" && exec env RESIDENCY_LOG=warn "${@:4}" "$BIN/residency" serve --config "$cfg") >"$TMP/$1.log" 2>&1 &
+    (cd "$TMP" && exec env RESIDENCY_LOG=warn "${@:4}" "${SIDECAR_BIN:-$BIN/residency}" serve --config "$cfg") >"$TMP/$1.log" 2>&1 &
     SIDECAR_PID=$!
     PIDS+=("$SIDECAR_PID")
     wait_http "http://127.0.0.1:$(($2 + 1))/healthz"
@@ -219,6 +223,12 @@ start_sidecar sidecar-1w 19160 s3 RESIDENCY_WORKER_THREADS=1
 SIDECAR_1W_PID=$SIDECAR_PID
 start_sidecar sidecar-null 19110 null
 SIDECAR_NULL_PID=$SIDECAR_PID
+if [[ -n "${BENCH_BASELINE_BIN:-}" ]]; then
+    [[ -x "$BENCH_BASELINE_BIN" ]] || { echo "BENCH_BASELINE_BIN=$BENCH_BASELINE_BIN is not an executable" >&2; exit 1; }
+    echo "    sidecar-base: $BENCH_BASELINE_BIN ($("$BENCH_BASELINE_BIN" --version 2>/dev/null || echo '?'))"
+    SIDECAR_BIN="$BENCH_BASELINE_BIN" start_sidecar sidecar-base 19170 s3
+    SIDECAR_BASE_PID=$SIDECAR_PID
+fi
 "$BIN/residency" explain --tenant globex --key tickets/bench/x 2>/dev/null | head -n3 | sed 's/^/    /' || true
 
 # ------------------------------------------------------------------ nginx
@@ -320,6 +330,7 @@ target_args() { # target -> args for residency-bench run
     case "$1" in
         direct) echo "--endpoint $RESIDENCY_TEST_US_ENDPOINT --bucket $RESIDENCY_TEST_US_BUCKET --prefix bench-direct/ --region $RESIDENCY_TEST_US_REGION --access-key $RESIDENCY_TEST_US_ACCESS_KEY --secret-key $RESIDENCY_TEST_US_SECRET_KEY --pid $GARAGE_US_PID" ;;
         sidecar) echo "--endpoint http://127.0.0.1:19100 --bucket globex --prefix tickets/bench/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid $SIDECAR_S3_PID" ;;
+        sidecar-base) echo "--endpoint http://127.0.0.1:19170 --bucket globex --prefix tickets/bench-base/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid ${SIDECAR_BASE_PID:?BENCH_BASELINE_BIN is not set}" ;;
         sidecar-1w) echo "--endpoint http://127.0.0.1:19160 --bucket globex --prefix tickets/bench-1w/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid $SIDECAR_1W_PID" ;;
         sidecar-null) echo "--endpoint http://127.0.0.1:19110 --bucket globex --prefix tickets/bench/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid $SIDECAR_NULL_PID" ;;
         nginx) echo "--endpoint http://127.0.0.1:19120 --bucket $RESIDENCY_TEST_US_BUCKET --prefix bench-nginx/ --region $RESIDENCY_TEST_US_REGION --access-key $RESIDENCY_TEST_US_ACCESS_KEY --secret-key $RESIDENCY_TEST_US_SECRET_KEY --pid $NGINX_PIDS" ;;

@@ -14,42 +14,14 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use support::*;
 
 const TENANT: &str = "hardco";
 
-fn residency_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("residency");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .current_dir(repo_root())
-            .args(["build", "-p", "residency", "--bin", "residency"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p residency failed");
-    }
-    bin
-}
-
-fn residency(env: &Env, args: &[&str]) -> Command {
-    let mut c = Command::new(residency_bin());
-    c.args(args)
-        .arg("--config")
-        .arg(&env.config_path)
-        .env_remove("RESIDENCY_MIGRATE_FAULT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
-
 fn migrate(env: &Env, to: &str, extra: &[&str]) -> Command {
-    let mut c = residency(env, &["migrate"]);
+    let mut c = residency_cmd(env, &["migrate"]);
     c.args([
         "--tenant",
         TENANT,
@@ -70,16 +42,6 @@ fn run(c: &mut Command) -> Output {
     let out = c.output().expect("run residency");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     out
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {:?}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,7 +78,7 @@ async fn scenario() {
     // 2. Resume: every object verified, nothing lost.
     let out = run(&mut migrate(&env, "eu", &["--json"]));
     assert!(out.status.success(), "{out:?}");
-    let r = json(&out);
+    let r = stdout_json(&out);
     assert_eq!(r["phase"], "verified", "{r}");
     let (same, missing, bad) = survey(
         &eu,
@@ -158,7 +120,7 @@ async fn scenario() {
 
     // Audit: start, switch, and a migrate_copy for every object copied.
     let out =
-        run(residency(&env, &["audit", "show", "--tenant", TENANT, "--json"]).env_remove("X"));
+        run(residency_cmd(&env, &["audit", "show", "--tenant", TENANT, "--json"]).env_remove("X"));
     assert!(out.status.success(), "{out:?}");
     let events: Vec<serde_json::Value> = out
         .stdout
@@ -186,7 +148,7 @@ async fn scenario() {
         missing_events.len(),
         &missing_events[..missing_events.len().min(5)]
     );
-    let out = run(&mut residency(
+    let out = run(&mut residency_cmd(
         &env,
         &["audit", "verify", "--tenant", TENANT],
     ));
@@ -204,7 +166,7 @@ async fn scenario() {
     assert_eq!(env.tenants_file(), before, "the tenants file is unchanged");
     let out = run(&mut migrate(&env, "us", &["--json"]));
     assert_eq!(out.status.code(), Some(3), "{out:?}");
-    let j = json(&out);
+    let j = stdout_json(&out);
     assert_eq!(j["error"], "open_migration", "{j}");
     assert_eq!(j["open_migration"]["id"], id.as_str(), "{j}");
     assert_eq!(j["open_migration"]["phase"], "verified", "{j}");
@@ -213,7 +175,7 @@ async fn scenario() {
     // 4. --finish inside the assurance window: refused, as JSON.
     let out = run(&mut migrate(&env, "eu", &["--finish", "--json"]));
     assert_eq!(out.status.code(), Some(3), "{out:?}");
-    let j = json(&out);
+    let j = stdout_json(&out);
     assert_eq!(j["error"], "not_ready", "{j}");
     assert!(
         j["message"].as_str().unwrap().contains("assurance window"),
@@ -232,7 +194,7 @@ async fn scenario() {
         &["--finish", "--assurance", "0s", "--json"],
     ));
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(json(&out)["phase"], "finished");
+    assert_eq!(stdout_json(&out)["phase"], "finished");
     let out = run(&mut migrate(&env, "us", &["--dry-run", "--json"]));
     assert!(out.status.success(), "{out:?}");
 }

@@ -8,31 +8,12 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use support::*;
 
 const TENANT: &str = "killco";
-
-fn residency_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    // target/<profile>/deps/kill-<hash> -> target/<profile>/residency
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("residency");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .current_dir(repo_root())
-            .args(["build", "-p", "residency", "--bin", "residency"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p residency failed");
-    }
-    assert!(bin.exists(), "{} is missing", bin.display());
-    bin
-}
 
 fn migrate(env: &Env, extra: &[&str]) -> Command {
     let mut c = Command::new(residency_bin());

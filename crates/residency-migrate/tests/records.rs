@@ -16,8 +16,7 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use residency_disclosure::{Disclosures, Ledger, NewRequest, RequestType, Scope};
@@ -30,32 +29,8 @@ use support::*;
 
 const TENANT: &str = "recordco";
 
-fn residency_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("residency");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .current_dir(repo_root())
-            .args(["build", "-p", "residency", "--bin", "residency"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p residency failed");
-    }
-    bin
-}
-
 fn residency(env: &Env, args: &[&str]) -> Output {
-    let out = Command::new(residency_bin())
-        .args(args)
-        .arg("--config")
-        .arg(&env.config_path)
-        .env_remove("RESIDENCY_MIGRATE_FAULT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run residency");
+    let out = residency_cmd(env, args).output().expect("run residency");
     eprintln!(
         "residency {args:?}: {:?}\n{}",
         out.status,
@@ -76,15 +51,6 @@ fn migrate(env: &Env, extra: &[&str]) -> Output {
     ];
     args.extend_from_slice(extra);
     residency(env, &args)
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {:?}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
 }
 
 fn request(n: u32) -> NewRequest {
@@ -175,7 +141,7 @@ async fn scenario() {
     // Switch, copy, verify; old copies kept for a 2 s window.
     let out = migrate(&env, &["--assurance", "2s", "--json"]);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(json(&out)["phase"], "verified");
+    assert_eq!(stdout_json(&out)["phase"], "verified");
 
     // From the switch on, the ledger is whole in the new home: a request
     // opened now continues the same chain there.
@@ -193,7 +159,7 @@ async fn scenario() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let out = residency(&env, &["migrate", "status", "--tenant", TENANT, "--json"]);
     assert_eq!(out.status.code(), Some(4), "exit 4: a migration is overdue");
-    let s = json(&out);
+    let s = stdout_json(&out);
     assert_eq!(s["overdue"], 1, "{s:#}");
     let m = &s["migrations"][0];
     assert_eq!(
@@ -216,7 +182,7 @@ async fn scenario() {
     // --finish: the records move with the data.
     let out = migrate(&env, &["--finish", "--json"]);
     assert_eq!(out.status.code(), Some(0));
-    let r = json(&out);
+    let r = stdout_json(&out);
     assert_eq!(r["phase"], "finished", "{r:#}");
     assert!(
         r["totals"]["records"]["audit_deleted"].as_u64() >= Some(3),
@@ -255,7 +221,7 @@ async fn scenario() {
 
     let out = residency(&env, &["migrate", "status", "--tenant", TENANT, "--json"]);
     assert_eq!(out.status.code(), Some(0));
-    let s = json(&out);
+    let s = stdout_json(&out);
     assert_eq!(s["overdue"], 0);
     assert_eq!(s["migrations"][0]["phase"], "finished");
 }

@@ -334,3 +334,46 @@ pub async fn survey(
     }
     (same, missing, bad)
 }
+
+/// The `residency` binary of this build (built once if a test binary runs
+/// before it).
+pub fn residency_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/residency
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("residency");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = std::process::Command::new(cargo)
+            .current_dir(repo_root())
+            .args(["build", "-p", "residency", "--bin", "residency"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p residency failed");
+    }
+    assert!(bin.exists(), "{} is missing", bin.display());
+    bin
+}
+
+/// `residency ARGS --config <env's config>`, output captured, no fault point.
+pub fn residency_cmd(env: &Env, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(residency_bin());
+    c.args(args)
+        .arg("--config")
+        .arg(&env.config_path)
+        .env_remove("RESIDENCY_MIGRATE_FAULT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    c
+}
+
+/// A command's stdout as JSON (panics with both outputs otherwise).
+pub fn stdout_json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {:?}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
