@@ -99,6 +99,11 @@ struct Incoming {
 }
 
 impl Incoming {
+    /// Remembers the S3 answer for a body that s3s's decoder failed. The
+    /// decoder's error types (`AwsChunkedStreamError`, `UploadStreamError`
+    /// in s3s 0.14) live in private modules and cannot be downcast to, so
+    /// their `Display` names the variant this matches on; an unknown one is
+    /// answered `IncompleteBody` with its message.
     fn fail(&mut self, e: &(dyn std::error::Error + 'static)) {
         self.done = true;
         self.held = None;

@@ -20,7 +20,9 @@
 //! assert!(share.try_enter("acme").is_some());
 //! ```
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
 /// The default share of a region's permits one tenant may hold.
@@ -31,7 +33,11 @@ pub const DEFAULT_TENANT_SHARE: f64 = 0.5;
 pub struct TenantShare {
     /// Calls one tenant may have at once; `None` when unbounded.
     limit: Option<usize>,
-    in_flight: Mutex<HashMap<String, usize>>,
+    /// Keyed by a 64-bit hash of the tenant id, so that counting a call
+    /// allocates nothing (two tenants whose ids collide would share one
+    /// count: stricter for both, never looser).
+    in_flight: Mutex<HashMap<u64, usize>>,
+    hasher: RandomState,
 }
 
 /// A tenant's place in its share; given back when dropped.
@@ -39,14 +45,14 @@ pub struct TenantShare {
 pub struct ShareGuard<'a> {
     share: &'a TenantShare,
     /// `None` when the share is unbounded (nothing was counted).
-    tenant: Option<String>,
+    tenant: Option<u64>,
 }
 
 /// A [`ShareGuard`] that owns its share (kept by a call's future).
 #[derive(Debug)]
 pub(crate) struct OwnedShareGuard {
     share: Arc<TenantShare>,
-    tenant: Option<String>,
+    tenant: Option<u64>,
 }
 
 impl TenantShare {
@@ -57,6 +63,7 @@ impl TenantShare {
         TenantShare {
             limit,
             in_flight: Mutex::new(HashMap::new()),
+            hasher: RandomState::new(),
         }
     }
 
@@ -86,27 +93,26 @@ impl TenantShare {
 
     /// Counts one call: `Some(Some(tenant))` counted, `Some(None)` unbounded,
     /// `None` over the share.
-    fn enter(&self, tenant: &str) -> Option<Option<String>> {
+    fn enter(&self, tenant: &str) -> Option<Option<u64>> {
         let Some(limit) = self.limit else {
             return Some(None);
         };
+        let key = self.hasher.hash_one(tenant);
         let mut m = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        match m.get_mut(tenant) {
-            Some(n) if *n >= limit => return None,
-            Some(n) => *n += 1,
-            None => {
-                m.insert(tenant.to_string(), 1);
-            }
+        let n = m.entry(key).or_insert(0);
+        if *n >= limit {
+            return None;
         }
-        Some(Some(tenant.to_string()))
+        *n += 1;
+        Some(Some(key))
     }
 
-    fn leave(&self, tenant: &str) {
+    fn leave(&self, key: u64) {
         let mut m = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(tenant) {
+        if let Some(n) = m.get_mut(&key) {
             *n -= 1;
             if *n == 0 {
-                m.remove(tenant);
+                m.remove(&key);
             }
         }
     }
@@ -114,22 +120,22 @@ impl TenantShare {
     /// Calls in flight for `tenant`.
     pub fn in_flight(&self, tenant: &str) -> usize {
         let m = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(tenant).copied().unwrap_or(0)
+        m.get(&self.hasher.hash_one(tenant)).copied().unwrap_or(0)
     }
 }
 
 impl Drop for ShareGuard<'_> {
     fn drop(&mut self) {
-        if let Some(tenant) = &self.tenant {
-            self.share.leave(tenant);
+        if let Some(key) = self.tenant {
+            self.share.leave(key);
         }
     }
 }
 
 impl Drop for OwnedShareGuard {
     fn drop(&mut self) {
-        if let Some(tenant) = &self.tenant {
-            self.share.leave(tenant);
+        if let Some(key) = self.tenant {
+            self.share.leave(key);
         }
     }
 }

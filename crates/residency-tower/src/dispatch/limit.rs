@@ -1,6 +1,6 @@
 //! A region's fair concurrency limit: each tenant's share of the region's
 //! permits ([`TenantShare`], refused at once when over it), then the permits
-//! themselves (`tower::limit::ConcurrencyLimit`, waited for). The breaker
+//! themselves (`permits.rs`, waited for). The breaker
 //! sits between the two, so that an open circuit fails fast without waiting
 //! for a permit.
 

@@ -33,6 +33,7 @@ mod limit;
 mod list_merge;
 mod older_copies;
 mod operations;
+mod permits;
 mod region;
 mod router;
 mod timeout;
@@ -265,13 +266,14 @@ impl RegionalDispatch {
         op: Operation,
         body: Option<Arc<BodyWatch>>,
     ) -> Result<Outcome, RoutingError> {
-        region
-            .call(RegionRequest {
-                op,
-                tenant: Some(TenantRef::new(route.rules.clone(), route.tenant)),
-                body,
-            })
-            .await
+        // Boxed: the region stack's future is large, and inline it would
+        // grow the dispatch future that every request moves into its box.
+        Box::pin(region.call(RegionRequest {
+            op,
+            tenant: Some(TenantRef::new(route.rules.clone(), route.tenant)),
+            body,
+        }))
+        .await
     }
 
     fn served(&self, outcome: Outcome, rb: &Region) -> StorageResponse {

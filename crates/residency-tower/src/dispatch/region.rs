@@ -3,7 +3,7 @@
 //! ```text
 //! TenantShareLimit   a tenant over its share: 503 SlowDown at once
 //!   Breaker          an open circuit: 503 at once, nothing sent
-//!     ConcurrencyLimit  waits for one of the region's permits
+//!     RegionPermits  waits for one of the region's permits
 //!       Instrument      duration and error code per call
 //!         UploadResponseTimeout  a hung region answers within the bound
 //!           BackendService       the region's `Backend`
@@ -23,12 +23,12 @@ use pin_project_lite::pin_project;
 use residency_store::{Backend, OpKind, Outcome, StoreError};
 // tokio's clock, as the breaker's.
 use tokio::time::Instant;
-use tower::limit::{ConcurrencyLimit, ConcurrencyLimitLayer};
 use tower::{Service, ServiceBuilder};
 
 use super::breaker::{Breaker, BreakerLayer};
 use super::call::RegionRequest;
 use super::limit::{TenantShareLayer, TenantShareLimit};
+use super::permits::{RegionPermits, RegionPermitsLayer};
 use super::timeout::{UploadResponseTimeout, UploadResponseTimeoutLayer};
 use crate::error::RoutingError;
 use crate::metrics::RegionMetrics;
@@ -111,7 +111,7 @@ where
 }
 
 type Stack =
-    TenantShareLimit<Breaker<ConcurrencyLimit<Instrument<UploadResponseTimeout<BackendService>>>>>;
+    TenantShareLimit<Breaker<RegionPermits<Instrument<UploadResponseTimeout<BackendService>>>>>;
 
 /// How each region's stack is configured.
 #[derive(Debug, Clone, Copy)]
@@ -145,7 +145,7 @@ impl Region {
                 config.breaker_threshold,
                 config.breaker_cooldown,
             ))
-            .layer(ConcurrencyLimitLayer::new(config.concurrency))
+            .layer(RegionPermitsLayer::new(config.concurrency))
             .layer_fn(|inner| Instrument {
                 inner,
                 metrics: metrics.clone(),
