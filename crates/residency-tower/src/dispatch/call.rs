@@ -31,7 +31,9 @@ impl TenantRef {
 /// upload ids the backend's own.
 #[derive(Debug)]
 pub(crate) struct RegionRequest {
-    pub(crate) op: Operation,
+    /// Boxed: the request is handed down through every layer of the stack
+    /// by value, and an inline `Operation` (432 bytes) is copied at each.
+    pub(crate) op: Box<Operation>,
     /// Counted in this tenant's share; `None` counts nothing.
     pub(crate) tenant: Option<TenantRef>,
     /// A client's body streamed by this call, watched for its end and failure.

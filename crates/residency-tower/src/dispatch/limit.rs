@@ -110,6 +110,7 @@ where
 {
     type Output = F::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             Proj::Refused { error } => Poll::Ready(Err(error.take().expect("polled after ready"))),
@@ -161,7 +162,7 @@ mod tests {
         });
         let svc = layer.layer(inner);
         let req = |tenant| RegionRequest {
-            op: Operation::Delete { key: "k".into() },
+            op: Box::new(Operation::Delete { key: "k".into() }),
             tenant,
             body: None,
         };

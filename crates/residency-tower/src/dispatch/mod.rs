@@ -269,7 +269,7 @@ impl RegionalDispatch {
         // Boxed: the region stack's future is large, and inline it would
         // grow the dispatch future that every request moves into its box.
         Box::pin(region.call(RegionRequest {
-            op,
+            op: Box::new(op),
             tenant: Some(TenantRef::new(route.rules.clone(), route.tenant)),
             body,
         }))

@@ -110,6 +110,7 @@ where
 {
     type Output = F::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             Proj::Running { fut, .. } => fut.poll(cx),
@@ -155,7 +156,7 @@ mod tests {
 
     fn request() -> RegionRequest {
         RegionRequest {
-            op: residency_store::Operation::Delete { key: "k".into() },
+            op: Box::new(residency_store::Operation::Delete { key: "k".into() }),
             tenant: None,
             body: None,
         }

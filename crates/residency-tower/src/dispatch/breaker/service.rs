@@ -8,8 +8,7 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 use residency_store::{Outcome, StoreError};
-use tower::util::Oneshot;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use super::consecutive_failures::{Admitted, Class, ConsecutiveFailures};
 use crate::dispatch::call::RegionRequest;
@@ -40,24 +39,24 @@ impl<S> Breaker<S> {
 
 impl<S> Service<RegionRequest> for Breaker<S>
 where
-    S: Service<RegionRequest, Response = Outcome, Error = StoreError> + Clone,
+    S: Service<RegionRequest, Response = Outcome, Error = StoreError>,
 {
     type Response = Outcome;
     type Error = StoreError;
-    type Future = ResponseFuture<S>;
+    type Future = ResponseFuture<S::Future>;
 
-    /// Always ready: the inner service's readiness (a permit) is awaited in
-    /// the future, after admission, so that an open circuit fails fast
-    /// without waiting for a permit.
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
-        Poll::Ready(Ok(()))
+    /// The inner service's readiness. In a region's stack that is always
+    /// ready (the permit is awaited inside the call's future, after
+    /// admission), so an open circuit fails fast without waiting for one.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: RegionRequest) -> Self::Future {
         match self.state.admit() {
             Ok(admitted) => ResponseFuture::Admitted {
                 client_body: req.body.clone(),
-                fut: self.inner.clone().oneshot(req),
+                fut: self.inner.call(req),
                 admitted: Some(admitted),
             },
             Err(wait) => {
@@ -83,25 +82,26 @@ where
 pin_project! {
     /// The breaker's response future.
     #[project = Proj]
-    pub(crate) enum ResponseFuture<S: Service<RegionRequest>> {
+    pub(crate) enum ResponseFuture<F> {
         /// The circuit is open: failed before anything was sent.
         Open { error: Option<StoreError> },
         /// Admitted: reports the answer's class when it comes.
         Admitted {
             #[pin]
-            fut: Oneshot<S, RegionRequest>,
+            fut: F,
             admitted: Option<Admitted>,
             client_body: Option<Arc<BodyWatch>>,
         },
     }
 }
 
-impl<S> Future for ResponseFuture<S>
+impl<F> Future for ResponseFuture<F>
 where
-    S: Service<RegionRequest, Response = Outcome, Error = StoreError>,
+    F: Future<Output = Result<Outcome, StoreError>>,
 {
     type Output = Result<Outcome, StoreError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             Proj::Open { error } => Poll::Ready(Err(error.take().expect("polled after ready"))),
