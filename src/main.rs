@@ -150,29 +150,23 @@ enum TenantsCommand {
 enum AuditCommand {
     /// Verify a tenant's audit chains: a removed, edited or truncated batch is
     /// reported. Exit 0 when intact, 1 when a problem is found.
-    Verify {
-        /// The sidecar's configuration file (its regions' backends are read).
-        #[arg(long, value_name = "FILE", default_value = "config/residency.toml")]
-        config: PathBuf,
-        /// Tenant id.
-        #[arg(long)]
-        tenant: String,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Verify(AuditArgs),
     /// Print a tenant's audit events in time order.
-    Show {
-        /// The sidecar's configuration file (its regions' backends are read).
-        #[arg(long, value_name = "FILE", default_value = "config/residency.toml")]
-        config: PathBuf,
-        /// Tenant id.
-        #[arg(long)]
-        tenant: String,
-        /// One JSON object per line.
-        #[arg(long)]
-        json: bool,
-    },
+    Show(AuditArgs),
+}
+
+/// Whose audit trail, read through which configuration.
+#[derive(Args, Debug)]
+struct AuditArgs {
+    /// The sidecar's configuration file (its regions' backends are read).
+    #[arg(long, value_name = "FILE", default_value = "config/residency.toml")]
+    config: PathBuf,
+    /// Tenant id.
+    #[arg(long)]
+    tenant: String,
+    /// JSON: the verification report (verify), one event per line (show).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -247,19 +241,11 @@ fn main() -> ExitCode {
         Command::Migrate(args) => return commands::migrate::run(args),
         Command::Disclosure(args) => return commands::disclosure::run(args),
         Command::Audit { command } => {
-            let (config, tenant, json, verify) = match command {
-                AuditCommand::Verify {
-                    config,
-                    tenant,
-                    json,
-                } => (config, tenant, json, true),
-                AuditCommand::Show {
-                    config,
-                    tenant,
-                    json,
-                } => (config, tenant, json, false),
+            let (a, verify) = match command {
+                AuditCommand::Verify(a) => (a, true),
+                AuditCommand::Show(a) => (a, false),
             };
-            return commands::audit::run(&config, &tenant, json, verify);
+            return commands::audit::run(&a.config, &a.tenant, a.json, verify);
         }
         Command::Policy {
             command: PolicyCommand::Show { policy, format },

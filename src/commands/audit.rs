@@ -36,12 +36,8 @@ pub(crate) async fn verify(
         }
     };
     if json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
+        if let Err(code) = super::print_json(&report) {
+            return code;
         }
     } else {
         print!("{}", verify_text(&report));
@@ -172,15 +168,9 @@ pub(crate) fn run(
             return ExitCode::from(super::EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(false) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("residency: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let backends = match cfg.open_backends().await {

@@ -159,44 +159,30 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub(crate) fn run(args: MigrateArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("residency: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(run_async(args))
+    match super::runtime(true) {
+        Ok(runtime) => runtime
+            .block_on(run_async(args))
+            .unwrap_or_else(|code| code),
+        Err(code) => code,
+    }
 }
 
-async fn status(config: &std::path::Path, tenant: Option<&str>, json: bool) -> ExitCode {
-    let config = match Config::load(config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(super::EXIT_CONFIG);
-        }
-    };
-    let backends = match config.open_backends().await {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(super::EXIT_CONFIG);
-        }
-    };
+async fn status(
+    config: &std::path::Path,
+    tenant: Option<&str>,
+    json: bool,
+) -> Result<ExitCode, ExitCode> {
+    let config = super::or_config_exit(Config::load(config))?;
+    let backends = super::or_config_exit(config.open_backends().await)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let list = match residency_migrate::migration_status(&backends, tenant, now).await {
-        Ok(l) => l,
-        Err(e) => {
+    let list = residency_migrate::migration_status(&backends, tenant, now)
+        .await
+        .map_err(|e| {
             eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+            ExitCode::FAILURE
+        })?;
     let overdue = list.iter().filter(|m| m.overdue).count();
     if json {
         println!(
@@ -227,14 +213,14 @@ async fn status(config: &std::path::Path, tenant: Option<&str>, json: bool) -> E
         }
         println!("{} migration(s), {overdue} overdue", list.len());
     }
-    if overdue > 0 {
+    Ok(if overdue > 0 {
         ExitCode::from(EXIT_OVERDUE)
     } else {
         ExitCode::SUCCESS
-    }
+    })
 }
 
-async fn run_async(args: MigrateArgs) -> ExitCode {
+async fn run_async(args: MigrateArgs) -> Result<ExitCode, ExitCode> {
     if let Some(MigrateCommand::Status {
         config,
         tenant,
@@ -245,39 +231,21 @@ async fn run_async(args: MigrateArgs) -> ExitCode {
     }
     let (Some(tenant), Some(to)) = (args.tenant.clone(), args.to.clone()) else {
         eprintln!("error: --tenant and --to are required");
-        return ExitCode::from(super::EXIT_CONFIG);
+        return Err(ExitCode::from(super::EXIT_CONFIG));
     };
     let fault = match std::env::var("RESIDENCY_MIGRATE_FAULT") {
         Ok(v) if !v.is_empty() => match v.parse::<FaultPoint>() {
             Ok(p) => Some(p),
             Err(e) => {
                 eprintln!("error: RESIDENCY_MIGRATE_FAULT: {e}");
-                return ExitCode::from(super::EXIT_CONFIG);
+                return Err(ExitCode::from(super::EXIT_CONFIG));
             }
         },
         _ => None,
     };
-    let config = match Config::load(&args.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(super::EXIT_CONFIG);
-        }
-    };
-    let policy: Policy = match super::load_policy(&config.policy) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(super::EXIT_CONFIG);
-        }
-    };
-    let backends = match config.open_backends().await {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(super::EXIT_CONFIG);
-        }
-    };
+    let config = super::or_config_exit(Config::load(&args.config))?;
+    let policy: Policy = super::or_config_exit(super::load_policy(&config.policy))?;
+    let backends = super::or_config_exit(config.open_backends().await)?;
     let mut opts = MigrationOptions::new(&tenant, &to);
     opts.parallel = args.parallel.max(1);
     opts.assurance = args.assurance;
@@ -319,21 +287,15 @@ async fn run_async(args: MigrateArgs) -> ExitCode {
     match result {
         Ok(report) => {
             if args.json {
-                match serde_json::to_string_pretty(&report) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
+                super::print_json(&report)?;
             } else {
                 print!("{}", report.to_text());
             }
-            if report.ok() {
+            Ok(if report.ok() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
-            }
+            })
         }
         Err(e) => {
             let (code, kind, prefix) = match &e {
@@ -366,7 +328,7 @@ async fn run_async(args: MigrateArgs) -> ExitCode {
             } else {
                 eprintln!("{prefix}: {e}");
             }
-            ExitCode::from(code)
+            Ok(ExitCode::from(code))
         }
     }
 }

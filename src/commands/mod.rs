@@ -53,3 +53,39 @@ pub(crate) fn load_ruleset(files: &crate::PolicyFiles) -> Result<Ruleset, LoadEr
         .map_err(LoadError::Invalid)?;
     Ok(Ruleset::new(policy, tenants))
 }
+
+/// A tokio runtime for a command (`multi_thread` for work that fans out),
+/// or the exit code after saying why it could not start.
+pub(crate) fn runtime(
+    multi_thread: bool,
+) -> Result<tokio::runtime::Runtime, std::process::ExitCode> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("residency: cannot start the runtime: {e}");
+        std::process::ExitCode::FAILURE
+    })
+}
+
+/// `result`'s value, or [`EXIT_CONFIG`] after printing the error.
+pub(crate) fn or_config_exit<T, E: std::fmt::Display>(
+    result: Result<T, E>,
+) -> Result<T, std::process::ExitCode> {
+    result.map_err(|e| {
+        eprintln!("error: {e}");
+        std::process::ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> Result<(), std::process::ExitCode> {
+    let s = serde_json::to_string_pretty(value).map_err(|e| {
+        eprintln!("error: {e}");
+        std::process::ExitCode::FAILURE
+    })?;
+    println!("{s}");
+    Ok(())
+}

@@ -65,17 +65,30 @@ async fn list_keys(
     region: &str,
     prefix: &str,
 ) -> Result<Vec<String>, MigrateError> {
-    let mut keys = Vec::new();
+    Ok(list_all(backend, region, prefix)
+        .await?
+        .into_iter()
+        .map(|o| o.key)
+        .collect())
+}
+
+/// Every object under `prefix`, all pages.
+async fn list_all(
+    backend: &dyn Backend,
+    region: &str,
+    prefix: &str,
+) -> Result<Vec<ObjectSummary>, MigrateError> {
+    let mut objects = Vec::new();
     let mut token = None;
     loop {
         let page = backend
             .list_objects(ListRequest::new(prefix).continuation_token(token))
             .await
             .map_err(store(region))?;
-        keys.extend(page.objects.into_iter().map(|o| o.key));
+        objects.extend(page.objects);
         token = page.next_continuation_token;
         if token.is_none() {
-            return Ok(keys);
+            return Ok(objects);
         }
     }
 }
@@ -371,22 +384,10 @@ async fn snapshot(
             }
         }
     }
-    let mut objects = Vec::new();
-    let mut token = None;
-    loop {
-        let page = backend
-            .list_objects(ListRequest::new(prefix).continuation_token(token))
-            .await
-            .map_err(store(region))?;
-        objects.extend(page.objects.into_iter().filter(|o| {
-            !hidden.contains(&o.key)
-                && (!o.key.ends_with("/HEAD.json") || heads.contains_key(&o.key))
-        }));
-        token = page.next_continuation_token;
-        if token.is_none() {
-            break;
-        }
-    }
+    let mut objects = list_all(backend.as_ref(), region, prefix).await?;
+    objects.retain(|o| {
+        !hidden.contains(&o.key) && (!o.key.ends_with("/HEAD.json") || heads.contains_key(&o.key))
+    });
     Ok(Arc::new(Snapshot {
         inner: backend.clone(),
         objects,

@@ -168,9 +168,8 @@ pub fn would_change(
     locality: &str,
     migrating_from: Option<&str>,
 ) -> Result<bool, String> {
-    let src = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(edit_source(&src, tenant, locality, migrating_from)? != src)
+    let (src, out) = planned_edit(path, tenant, locality, migrating_from)?;
+    Ok(out != src)
 }
 
 /// Edits the tenants file at `path` (see [`edit_source`]). Returns whether
@@ -184,6 +183,21 @@ pub fn edit_file(
     locality: &str,
     migrating_from: Option<&str>,
 ) -> Result<bool, String> {
+    let (src, out) = planned_edit(path, tenant, locality, migrating_from)?;
+    if out == src {
+        return Ok(false);
+    }
+    write_atomically(path, &out).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(true)
+}
+
+/// The file at `path` as it is and as [`edit_file`] would write it.
+fn planned_edit(
+    path: &Path,
+    tenant: &str,
+    locality: &str,
+    migrating_from: Option<&str>,
+) -> Result<(String, String), String> {
     let src = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if let Some(m) = migrating_from {
@@ -192,11 +206,7 @@ pub fn edit_file(
     }
     let out = edit_source(&src, tenant, locality, migrating_from)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    if out == src {
-        return Ok(false);
-    }
-    write_atomically(path, &out).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(true)
+    Ok((src, out))
 }
 
 #[cfg(test)]

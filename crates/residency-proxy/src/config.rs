@@ -493,49 +493,35 @@ impl Config {
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
                 .map_err(|e| format!("cannot read {p}: {e}")),
         };
-        for (_, t) in tenants.iter() {
-            for k in t.keys() {
-                match resolve(&k.secret) {
-                    Ok(v) if !v.is_empty() => {
-                        secrets.insert(k.access_key.clone(), v);
-                    }
-                    Ok(_) => errors.push(err(
-                        &self.tenants,
-                        "",
-                        None,
-                        format!(
-                            "tenant {}: the secret of key {} is empty",
-                            t.id(),
-                            k.access_key
-                        ),
-                    )),
-                    Err(m) => errors.push(err(
-                        &self.tenants,
-                        "",
-                        None,
-                        format!("tenant {}: key {}: {m}", t.id(), k.access_key),
-                    )),
-                }
-            }
-        }
-        for k in tenants.service_keys() {
-            match resolve(&k.secret) {
+        // Each key's secret, or an error naming whose key it is.
+        let keys = tenants
+            .iter()
+            .flat_map(|(_, t)| {
+                t.keys()
+                    .iter()
+                    .map(move |k| (format!("tenant {}: key", t.id()), &k.access_key, &k.secret))
+            })
+            .chain(
+                tenants
+                    .service_keys()
+                    .iter()
+                    .map(|k| ("service key".to_owned(), &k.access_key, &k.secret)),
+            );
+        for (whose, access_key, secret) in keys {
+            let problem = match resolve(secret) {
                 Ok(v) if !v.is_empty() => {
-                    secrets.insert(k.access_key.clone(), v);
+                    secrets.insert(access_key.clone(), v);
+                    continue;
                 }
-                Ok(_) => errors.push(err(
-                    &self.tenants,
-                    "",
-                    None,
-                    format!("service key {}: the secret is empty", k.access_key),
-                )),
-                Err(m) => errors.push(err(
-                    &self.tenants,
-                    "",
-                    None,
-                    format!("service key {}: {m}", k.access_key),
-                )),
-            }
+                Ok(_) => "the secret is empty".to_owned(),
+                Err(m) => m,
+            };
+            errors.push(err(
+                &self.tenants,
+                "",
+                None,
+                format!("{whose} {access_key}: {problem}"),
+            ));
         }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));

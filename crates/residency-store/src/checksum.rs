@@ -124,6 +124,27 @@ impl BodyHasher {
     }
 }
 
+/// Checks a body that has ended: as long as `declared` (when declared), and
+/// its digests as the client sent them ([`verify`]).
+///
+/// # Errors
+/// `IncompleteBody` for another length; `BadDigest` as [`verify`].
+pub(crate) fn verify_ended(
+    declared: Option<u64>,
+    expected: &Checksums,
+    got: &Digests,
+) -> Result<(), StoreError> {
+    if let Some(expected) = declared {
+        if expected != got.len {
+            return Err(StoreError::IncompleteBody {
+                expected,
+                actual: got.len,
+            });
+        }
+    }
+    verify(expected, got)
+}
+
 /// Checks the computed digests against what the client sent.
 ///
 /// # Errors

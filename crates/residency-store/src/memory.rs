@@ -35,6 +35,16 @@ struct Upload {
     parts: BTreeMap<u32, (PartRecord, Bytes)>,
 }
 
+impl Upload {
+    /// Each uploaded part's record, by part number.
+    fn part_records(&self) -> BTreeMap<u32, PartRecord> {
+        self.parts
+            .iter()
+            .map(|(n, (r, _))| (*n, r.clone()))
+            .collect()
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     objects: BTreeMap<String, StoredObject>,
@@ -178,15 +188,7 @@ async fn read_verified(
         buf.extend_from_slice(&chunk);
     }
     let digests = hasher.finish();
-    if let Some(expected) = declared {
-        if expected != digests.len {
-            return Err(StoreError::IncompleteBody {
-                expected,
-                actual: digests.len,
-            });
-        }
-    }
-    checksum::verify(expected, &digests)?;
+    checksum::verify_ended(declared, expected, &digests)?;
     Ok((buf.freeze(), digests))
 }
 
@@ -403,11 +405,7 @@ impl Backend for MemoryBackend {
         self.enter()?;
         let mut state = self.lock();
         let upload = Self::upload(&mut state, key, upload_id)?;
-        let records: BTreeMap<u32, PartRecord> = upload
-            .parts
-            .iter()
-            .map(|(n, (r, _))| (*n, r.clone()))
-            .collect();
+        let records = upload.part_records();
         let (chosen, etag) = multipart::select_parts(&records, &parts, self.min_part_size)?;
         let mut data = BytesMut::new();
         for p in &chosen {
@@ -453,11 +451,7 @@ impl Backend for MemoryBackend {
         self.enter()?;
         let mut state = self.lock();
         let upload = Self::upload(&mut state, key, upload_id)?;
-        let records: BTreeMap<u32, PartRecord> = upload
-            .parts
-            .iter()
-            .map(|(n, (r, _))| (*n, r.clone()))
-            .collect();
+        let records = upload.part_records();
         Ok(multipart::parts_page(
             &records,
             part_number_marker,

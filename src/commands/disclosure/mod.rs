@@ -358,15 +358,9 @@ impl From<DisclosureError> for Failure {
 }
 
 pub(crate) fn run(args: DisclosureArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(false) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("residency: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(run::dispatch(args.command)) {
         Ok(code) => code,

@@ -125,7 +125,7 @@ impl Disclosures {
             require(by, "who makes the transition (--by)")?;
         }
         require(why, "why (--why)")?;
-        let (ledger, mut loaded) = self.load_request(id).await?;
+        let (ledger, loaded) = self.load_request(id).await?;
         let from = loaded.records[id].state;
         if to == State::Fulfilled {
             return Err(DisclosureError::Refused(format!(
@@ -152,16 +152,15 @@ impl Disclosures {
                 }
             )));
         }
-        ledger
-            .append(
-                &mut loaded,
-                id,
-                by,
-                signer,
-                vec![(Event::Transition { from, to }, why.to_owned())],
-            )
-            .await?;
-        Ok(loaded.records.remove(id).expect("exists"))
+        append(
+            &ledger,
+            loaded,
+            id,
+            by,
+            signer,
+            vec![(Event::Transition { from, to }, why.to_owned())],
+        )
+        .await
     }
 
     /// Refuses while a consultation the request needs is not recorded.
@@ -203,11 +202,9 @@ impl Disclosures {
     ) -> Result<RequestRecord, DisclosureError> {
         self.member(signer, "an approval")?;
         require(why, "why (--why)")?;
-        let (ledger, mut loaded) = self.load_request(id).await?;
+        let (ledger, loaded) = self.load_request(id).await?;
         let rec = loaded.records[id].clone();
-        if rec.state.is_final() {
-            return Err(DisclosureError::Refused(format!("{id} is {}", rec.state)));
-        }
+        refuse_final(id, &rec)?;
         if rec.approvals.iter().any(|a| a.member == signer.member()) {
             return Err(DisclosureError::Refused(format!(
                 "{} already approved {id}: a second, different privacy team member must approve",
@@ -232,10 +229,7 @@ impl Disclosures {
                 format!("approved by {}", names.join(" and ")),
             ));
         }
-        ledger
-            .append(&mut loaded, id, signer.member(), Some(signer), events)
-            .await?;
-        Ok(loaded.records.remove(id).expect("exists"))
+        append(&ledger, loaded, id, signer.member(), Some(signer), events).await
     }
 
     /// A privacy team member's signed vote to raise a limit for the
@@ -255,9 +249,7 @@ impl Disclosures {
         self.member(signer, "raising a limit")?;
         let (ledger, mut loaded) = self.load_request(id).await?;
         let rec = &loaded.records[id];
-        if rec.state.is_final() {
-            return Err(DisclosureError::Refused(format!("{id} is {}", rec.state)));
-        }
+        refuse_final(id, rec)?;
         let event = self.raise_event(raise, reason)?;
         if rec
             .raise_voters(&raise.limit.to_string(), raise.to)
@@ -265,10 +257,15 @@ impl Disclosures {
         {
             return Ok(loaded.records.remove(id).expect("exists"));
         }
-        ledger
-            .append(&mut loaded, id, signer.member(), Some(signer), vec![event])
-            .await?;
-        Ok(loaded.records.remove(id).expect("exists"))
+        append(
+            &ledger,
+            loaded,
+            id,
+            signer.member(),
+            Some(signer),
+            vec![event],
+        )
+        .await
     }
 
     pub(super) fn raise_event(
@@ -316,11 +313,9 @@ impl Disclosures {
         if signer.is_none() {
             require(by, "who records it (--by)")?;
         }
-        let (ledger, mut loaded) = self.load_request(id).await?;
+        let (ledger, loaded) = self.load_request(id).await?;
         let rec = &loaded.records[id];
-        if rec.state.is_final() {
-            return Err(DisclosureError::Refused(format!("{id} is {}", rec.state)));
-        }
+        refuse_final(id, rec)?;
         let event = match consultation {
             Consult::Consulted {
                 authority,
@@ -349,10 +344,7 @@ impl Disclosures {
                 (Event::ConsultationProhibited, efforts)
             }
         };
-        ledger
-            .append(&mut loaded, id, by, signer, vec![event])
-            .await?;
-        Ok(loaded.records.remove(id).expect("exists"))
+        append(&ledger, loaded, id, by, signer, vec![event]).await
     }
 
     /// Records that the law prohibits notifying the customer, with the reason.
@@ -371,26 +363,23 @@ impl Disclosures {
                 "a notice prohibition must carry the reason (--reason)".to_owned(),
             ));
         }
-        let (ledger, mut loaded) = self.load_request(id).await?;
+        let (ledger, loaded) = self.load_request(id).await?;
         let rec = &loaded.records[id];
         if let Notice::Sent { at, .. } = &rec.notice {
             return Err(DisclosureError::Refused(format!(
                 "the customer was already notified of {id} at {at}"
             )));
         }
-        if rec.state.is_final() {
-            return Err(DisclosureError::Refused(format!("{id} is {}", rec.state)));
-        }
-        ledger
-            .append(
-                &mut loaded,
-                id,
-                by,
-                None,
-                vec![(Event::NoticeProhibited, reason.to_owned())],
-            )
-            .await?;
-        Ok(loaded.records.remove(id).expect("exists"))
+        refuse_final(id, rec)?;
+        append(
+            &ledger,
+            loaded,
+            id,
+            by,
+            None,
+            vec![(Event::NoticeProhibited, reason.to_owned())],
+        )
+        .await
     }
 
     /// Notifies the customer through `webhook`: a signed JSON description of
@@ -427,9 +416,7 @@ impl Disclosures {
             }
             Notice::Pending => {}
         }
-        if rec.state.is_final() {
-            return Err(DisclosureError::Refused(format!("{id} is {}", rec.state)));
-        }
+        refuse_final(id, rec)?;
         let payload = json!({
             "event": "disclosure_request",
             "request": rec.request,
@@ -451,16 +438,15 @@ impl Disclosures {
                     payload_sha256: hex::encode(Sha256::digest(&body)),
                     ledger_head: loaded.head.clone(),
                 };
-                ledger
-                    .append(
-                        &mut loaded,
-                        id,
-                        by,
-                        None,
-                        vec![(event, "customer notified".into())],
-                    )
-                    .await?;
-                Ok(loaded.records.remove(id).expect("exists"))
+                append(
+                    &ledger,
+                    loaded,
+                    id,
+                    by,
+                    None,
+                    vec![(event, "customer notified".into())],
+                )
+                .await
             }
             Err(DisclosureError::NotifyFailed { attempts, error }) => {
                 let event = Event::NotifyFailed {
@@ -482,4 +468,25 @@ impl Disclosures {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Appends `events` to request `id` and returns its record as it is now.
+async fn append(
+    ledger: &Ledger,
+    mut loaded: Loaded,
+    id: &str,
+    by: &str,
+    signer: Option<&Signer>,
+    events: Vec<(Event, String)>,
+) -> Result<RequestRecord, DisclosureError> {
+    ledger.append(&mut loaded, id, by, signer, events).await?;
+    Ok(loaded.records.remove(id).expect("exists"))
+}
+
+/// A final request takes no more events.
+fn refuse_final(id: &str, rec: &RequestRecord) -> Result<(), DisclosureError> {
+    if rec.state.is_final() {
+        return Err(DisclosureError::Refused(format!("{id} is {}", rec.state)));
+    }
+    Ok(())
 }

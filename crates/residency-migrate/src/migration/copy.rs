@@ -306,14 +306,12 @@ impl Migrator {
                 .await?;
         }
         if state.mismatched_keys.is_empty() {
-            ctx.audit(
+            ctx.record_step(
                 "migrate_verified",
-                "",
-                None,
                 &[&ctx.to],
                 "every object is verified in the destination",
-            );
-            ctx.flush_audit().await?;
+            )
+            .await?;
             state.phase = Phase::Verified;
             state.verified_at = Some(now_secs());
             journal.save_state(state).await?;

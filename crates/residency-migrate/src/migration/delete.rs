@@ -93,14 +93,12 @@ impl Migrator {
         run: &mut Totals,
     ) -> Result<(), MigrateError> {
         if state.phase == Phase::Verified {
-            ctx.audit(
+            ctx.record_step(
                 "migrate_delete_start",
-                "",
-                None,
                 &[&ctx.from],
                 "assurance window passed: deleting verified old copies",
-            );
-            ctx.flush_audit().await?;
+            )
+            .await?;
             state.phase = Phase::Deleting;
             journal.save_state(state).await?;
         }
@@ -251,14 +249,8 @@ impl Migrator {
         }
         // The tenant's records follow its data: copied, verified in the
         // destination, then deleted in the old regions.
-        ctx.audit(
-            "migrate_records",
-            "",
-            None,
-            &[&ctx.to],
-            "audit chains and disclosure ledger: copy, verify in the destination, delete the old copies",
-        );
-        ctx.flush_audit().await?;
+        ctx.record_step("migrate_records", &[&ctx.to], "audit chains and disclosure ledger: copy, verify in the destination, delete the old copies")
+            .await?;
         let moved =
             crate::records::move_records(&state.tenant, sources, &state.to, &ctx.dst).await?;
         let r = &mut state.totals.records;
@@ -271,14 +263,12 @@ impl Migrator {
             tenants_file::edit_file(&self.tenants_path, &state.tenant, &state.to, None)
                 .map_err(MigrateError::Config)?;
         }
-        ctx.audit(
+        ctx.record_step(
             "migrate_finish",
-            "",
-            None,
             &[&ctx.to],
             "old copies deleted; migrating_from removed from the tenants file",
-        );
-        ctx.flush_audit().await?;
+        )
+        .await?;
         state.phase = Phase::Finished;
         state.finished_at = Some(now_secs());
         journal.save_state(state).await?;

@@ -161,6 +161,18 @@ struct Prepared {
 
 impl RunCtx {
     /// Waits until every event recorded so far is stored.
+    /// Stores a migration-wide event (no key) naming `regions`, before the
+    /// caller's journal records the step it announces.
+    async fn record_step(
+        &self,
+        op: &str,
+        regions: &[&str],
+        reason: &str,
+    ) -> Result<(), MigrateError> {
+        self.audit(op, "", None, regions, reason);
+        self.flush_audit().await
+    }
+
     async fn flush_audit(&self) -> Result<(), MigrateError> {
         match &self.audit {
             Some(a) => a.flush().await.map_err(MigrateError::Audit),
@@ -444,14 +456,8 @@ impl Migrator {
         let (ctx, sources, journal) = self.ctx(p, &state.id, progress.counters.clone());
         if created {
             // The event is stored before the journal shows the migration.
-            ctx.audit(
-                "migrate_start",
-                "",
-                None,
-                &[&ctx.from, &ctx.to],
-                "migration started",
-            );
-            ctx.flush_audit().await?;
+            ctx.record_step("migrate_start", &[&ctx.from, &ctx.to], "migration started")
+                .await?;
             journal.create(&state).await?;
             tracing::info!(id = %state.id, tenant = %state.tenant, from = %state.from, to = %state.to, "migration started");
         }
@@ -486,14 +492,12 @@ impl Migrator {
             .map_err(MigrateError::Config)?;
             if change || !state.switched {
                 // The event is stored before the switch and its journal entry.
-                ctx.audit(
+                ctx.record_step(
                     "migrate_switch",
-                    "",
-                    None,
                     &[&state.to, &state.from],
                     "tenants file: locality is the destination, reads fall back to the old region",
-                );
-                ctx.flush_audit().await?;
+                )
+                .await?;
                 tenants_file::edit_file(
                     &self.tenants_path,
                     &self.opts.tenant,

@@ -81,15 +81,7 @@ impl DirBackend {
             file.write_all(&chunk).await?;
         }
         let digests = hasher.finish();
-        if let Some(expected) = declared {
-            if expected != digests.len {
-                return Err(StoreError::IncompleteBody {
-                    expected,
-                    actual: digests.len,
-                });
-            }
-        }
-        checksum::verify(expected, &digests)?;
+        checksum::verify_ended(declared, expected, &digests)?;
         file.flush().await?;
         file.sync_all().await?;
         drop(file);

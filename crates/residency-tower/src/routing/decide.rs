@@ -107,6 +107,17 @@ pub(crate) fn route<R: RoutableRequest>(
         request_id: request_id.clone(),
         revoked: None,
     };
+    // Reads, lists and deletes: the tenant's regions in `order`, no category.
+    let across = |order| {
+        route(
+            Target::Regions(order),
+            None,
+            None,
+            None,
+            "tenant_regions",
+            false,
+        )
+    };
     match op {
         OpKind::Put | OpKind::CreateMultipart | OpKind::Copy => {
             match policy.decide(t, key, req.category_hint(), req.content_type()) {
@@ -144,36 +155,15 @@ pub(crate) fn route<R: RoutableRequest>(
             for (r, _) in policy.regions() {
                 order.push(r);
             }
-            Ok(route(
-                Target::Regions(order),
-                None,
-                None,
-                None,
-                "tenant_regions",
-                false,
-            ))
+            Ok(across(order))
         }
         OpKind::Get | OpKind::Head => {
             let order = policy.read_regions(t, key);
-            Ok(route(
-                Target::Regions(order),
-                None,
-                None,
-                None,
-                "tenant_regions",
-                false,
-            ))
+            Ok(across(order))
         }
         OpKind::List | OpKind::ListMultipartUploads => {
             let order = policy.read_order(t);
-            Ok(route(
-                Target::Regions(order),
-                None,
-                None,
-                None,
-                "tenant_regions",
-                false,
-            ))
+            Ok(across(order))
         }
         OpKind::UploadPart
         | OpKind::CompleteMultipart

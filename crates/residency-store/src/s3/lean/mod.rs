@@ -476,10 +476,11 @@ impl LeanPath {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn config() -> S3BackendConfig {
+    /// A path-style configuration for a Garage on 127.0.0.1 (never reached).
+    pub(in crate::s3::lean) fn config() -> S3BackendConfig {
         S3BackendConfig::builder("residency-eu", "eu-west-1")
             .endpoint("http://127.0.0.1:3900")
             .credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")

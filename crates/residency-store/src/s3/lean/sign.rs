@@ -240,15 +240,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::s3::lean::tests::config;
     use crate::s3::path::encode_key;
-
-    fn config() -> S3BackendConfig {
-        S3BackendConfig::builder("residency-eu", "eu-west-1")
-            .endpoint("http://127.0.0.1:3900")
-            .credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
-            .build()
-            .unwrap()
-    }
 
     #[test]
     fn dates() {
