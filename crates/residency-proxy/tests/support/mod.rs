@@ -102,15 +102,27 @@ fn backend_toml(id: &str, r: &RegionInfo, o: &SidecarOptions, endpoint: &str) ->
 pub struct SidecarOptions {
     /// Reach the EU bucket through this endpoint (a fault proxy) instead.
     pub eu_endpoint: Option<String>,
+    /// The tenants file's text, written to `tenants.toml` beside the config
+    /// (a test's own copy, to rewrite); `None`: the repository's example file.
+    pub tenants: Option<String>,
     /// Each backend call's timeout.
     pub backend_timeout_secs: u64,
     /// Attempts per backend call (the SDK's retries, within the region).
     pub max_attempts: u32,
     /// Extra lines of the `[limits]` table.
     pub limits: String,
-    /// The tenants file's text, written to `tenants.toml` beside the config
-    /// (a test's own copy, to rewrite); `None`: the repository's example file.
-    pub tenants: Option<String>,
+}
+
+impl Default for SidecarOptions {
+    fn default() -> Self {
+        SidecarOptions {
+            eu_endpoint: None,
+            tenants: None,
+            backend_timeout_secs: 30,
+            max_attempts: 1,
+            limits: String::new(),
+        }
+    }
 }
 
 impl SidecarOptions {
@@ -119,18 +131,6 @@ impl SidecarOptions {
         SidecarOptions {
             limits: limits.to_string(),
             ..SidecarOptions::default()
-        }
-    }
-}
-
-impl Default for SidecarOptions {
-    fn default() -> Self {
-        SidecarOptions {
-            eu_endpoint: None,
-            backend_timeout_secs: 30,
-            max_attempts: 1,
-            limits: String::new(),
-            tenants: None,
         }
     }
 }
@@ -430,21 +430,17 @@ where
 /// Every object in a regional bucket, read directly (all pages).
 pub async fn backend_objects(r: &RegionInfo) -> Vec<Object> {
     let c = garage_client(r);
+    let mut pages = c
+        .list_objects_v2()
+        .bucket(&r.bucket)
+        .into_paginator()
+        .send();
     let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        let list = c
-            .list_objects_v2()
-            .bucket(&r.bucket)
-            .set_continuation_token(token.take())
-            .send();
-        let page = succeeds(&format!("list {}", r.name), list).await;
+    while let Some(page) = within("list backend", pages.next()).await {
+        let page = page.unwrap_or_else(|e| panic!("list {}: {e:?}", r.name));
         out.extend_from_slice(page.contents());
-        match page.next_continuation_token() {
-            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-            _ => return out,
-        }
     }
+    out
 }
 
 /// Both regional buckets as seen directly: every object (key, size, etag)
