@@ -131,7 +131,26 @@ fn unknown_locations_need_a_country_and_known_ones_cannot_be_moved() {
     assert!(err.contains("[jurisdictions.Mars]"), "{err}");
 }
 
-const THREE_REGIONS: &str = r#"
+/// Chat content in the EEA, backups following the tenant's locality, and the
+/// key rules that name them (in the three-region policy and an older one).
+const CHAT_AND_BACKUP_RULES: &str = r#"
+[categories.chat_content]
+allowed = ["eu"]
+[categories.backups_and_logs]
+follows = "locality"
+[[key_rules]]
+pattern = "chat/**"
+category = "chat_content"
+[[key_rules]]
+pattern = "backups/**"
+category = "backups_and_logs"
+"#;
+
+/// Regions `eu`, `us` and `uk` (country GB) with ticket data allowed in all
+/// three.
+fn three_regions() -> String {
+    format!(
+        r#"
 version = "t"
 default_region = "us"
 [jurisdictions.UK]
@@ -147,20 +166,12 @@ jurisdiction = "UK"
 locations = ["eu-west-2", "uksouth"]
 [categories.ticket_data]
 allowed = ["eu", "us", "uk"]
-[categories.chat_content]
-allowed = ["eu"]
-[categories.backups_and_logs]
-follows = "locality"
 [[key_rules]]
 pattern = "tickets/**"
 category = "ticket_data"
-[[key_rules]]
-pattern = "chat/**"
-category = "chat_content"
-[[key_rules]]
-pattern = "backups/**"
-category = "backups_and_logs"
-"#;
+{CHAT_AND_BACKUP_RULES}"#
+    )
+}
 
 /// With a third region (`uk`, country GB): decisions, loading and the location
 /// check work for more than two regions.
@@ -175,7 +186,8 @@ id = "brit-strict"
 locality = "uk"
 strict = true
 "#;
-    let r = Ruleset::from_toml(THREE_REGIONS, "p", tenants, "t").unwrap();
+    let three = three_regions();
+    let r = Ruleset::from_toml(&three, "p", tenants, "t").unwrap();
     let p = r.policy();
     let region = |tenant, key| match r.decide(&PlacementRequest {
         tenant,
@@ -203,7 +215,7 @@ strict = true
     let err = p.check_location(eu, "eu-west-2").unwrap_err();
     assert!(err.contains("GB, not a member of EEA"), "{err}");
     // The UK region cannot claim an EEA location either.
-    let bad = THREE_REGIONS.replace("\"eu-west-2\", \"uksouth\"", "\"eu-west-2\", \"eu-west-1\"");
+    let bad = three.replace("\"eu-west-2\", \"uksouth\"", "\"eu-west-2\", \"eu-west-1\"");
     let err = Policy::from_toml(&bad, "p").unwrap_err().to_string();
     assert!(err.contains("\"eu-west-1\" is in IE"), "{err}");
 }
@@ -213,7 +225,8 @@ strict = true
 /// still read.
 #[test]
 fn older_policy_files_still_load() {
-    let old = r#"
+    let old = format!(
+        r#"
 version = "old"
 default_region = "us"
 category_backups = "backups/"
@@ -223,18 +236,9 @@ locations = ["eu-west-1", "eu-central-1"]
 [regions.us]
 jurisdiction = "US"
 locations = ["us-east-1"]
-[categories.chat_content]
-allowed = ["eu"]
-[categories.backups_and_logs]
-follows = "locality"
-[[key_rules]]
-pattern = "chat/**"
-category = "chat_content"
-[[key_rules]]
-pattern = "backups/**"
-category = "backups_and_logs"
-"#;
-    let p = Policy::from_toml(old, "old.toml").unwrap();
+{CHAT_AND_BACKUP_RULES}"#
+    );
+    let p = Policy::from_toml(&old, "old.toml").unwrap();
     assert_eq!(p.backup_prefixes(), ["backups/"]);
     let c = p.classify_key("backups/chat/1.json").unwrap();
     assert_eq!(p.category(c.category).id(), "chat_content");

@@ -8,7 +8,6 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_sdk_s3::primitives::ByteStream;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -252,25 +251,14 @@ async fn exchange(addr: SocketAddr, bytes: &[u8], half_close: bool) -> (u16, Str
 async fn hostile_requests_get_s3_errors_and_change_nothing() {
     bounded("bad input", async {
         let _exclusive = BUCKETS.write().await;
-        let env = Env::start_with(&SidecarOptions {
-            limits: "max_object_bytes = 1048576\nmax_header_bytes = 16384".into(),
-            ..Default::default()
-        })
+        let env = Env::start_with(&SidecarOptions::with_limits(
+            "max_object_bytes = 1048576\nmax_header_bytes = 16384",
+        ))
         .await;
         let addr = env.sidecar.addr;
         // Another tenant's object, to be reached for.
         let globex = env.client(GLOBEX);
-        within(
-            "seed put",
-            globex
-                .put_object()
-                .bucket("globex")
-                .key("tickets/bad-input/secret.txt")
-                .body(ByteStream::from_static(b"globex only"))
-                .send(),
-        )
-        .await
-        .expect("seed object");
+        put(&globex, "globex", "tickets/bad-input/secret.txt", b"globex only").await;
         let before = snapshot().await;
 
         let ok_auth = {
@@ -404,11 +392,8 @@ async fn hostile_requests_get_s3_errors_and_change_nothing() {
 async fn slow_headers_are_cut_off_at_the_header_read_timeout() {
     bounded("slow headers", async {
         let _shared = BUCKETS.read().await;
-        let env = Env::start_with(&SidecarOptions {
-            limits: "header_read_timeout_secs = 1".into(),
-            ..Default::default()
-        })
-        .await;
+        let env =
+            Env::start_with(&SidecarOptions::with_limits("header_read_timeout_secs = 1")).await;
         for (what, partial) in [
             (
                 "partial head",

@@ -8,8 +8,14 @@
 
 mod support;
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::copy_object::{CopyObjectError, CopyObjectOutput};
+use aws_sdk_s3::operation::put_object::{PutObjectError, PutObjectOutput};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, ChecksumAlgorithm, CompletedMultipartUpload,
@@ -18,29 +24,89 @@ use aws_sdk_s3::types::{
 use aws_sdk_s3::Client;
 use support::*;
 
-async fn put(c: &Client, bucket: &str, key: &str, body: &[u8]) {
+/// A PutObject of a body that must not be stored: the answer, to check.
+async fn try_put(
+    c: &Client,
+    bucket: &str,
+    key: &str,
+) -> Result<PutObjectOutput, SdkError<PutObjectError, HttpResponse>> {
     within(
         "put",
         c.put_object()
             .bucket(bucket)
             .key(key)
-            .body(ByteStream::from(body.to_vec()))
+            .body(ByteStream::from_static(b"must not be stored"))
             .send(),
     )
     .await
-    .unwrap_or_else(|e| panic!("put {bucket}/{key}: {e:?}"));
 }
 
-async fn get(c: &Client, bucket: &str, key: &str) -> Vec<u8> {
-    let out = within("get", c.get_object().bucket(bucket).key(key).send())
-        .await
-        .unwrap_or_else(|e| panic!("get {bucket}/{key}: {e:?}"));
-    out.body
-        .collect()
-        .await
-        .expect("body")
-        .into_bytes()
-        .to_vec()
+/// A CopyObject of `source` (`bucket/key`) to `bucket/key`: the answer, to check.
+async fn try_copy(
+    c: &Client,
+    bucket: &str,
+    key: &str,
+    source: &str,
+) -> Result<CopyObjectOutput, SdkError<CopyObjectError, HttpResponse>> {
+    within(
+        "copy",
+        c.copy_object()
+            .bucket(bucket)
+            .key(key)
+            .copy_source(source)
+            .send(),
+    )
+    .await
+}
+
+/// Asserts the status and S3 error code of a raw answer.
+fn assert_raw_error(r: &RawResponse, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{r:?}");
+    assert!(r.body.contains(&format!("<Code>{code}</Code>")), "{r:?}");
+}
+
+/// Asserts that neither bucket changed since `before`, once a refused
+/// upload's aborted backend call has had a moment to end.
+async fn assert_unchanged_since(before: &BTreeMap<String, String>, what: &str) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(before, &snapshot().await, "{what}");
+}
+
+/// An `aws-chunked` PUT of `chunks` to `path?query` by ACME, signed now:
+/// `framing` is its `x-amz-content-sha256`, `extra` headers are signed too,
+/// and `frame` builds the body from the signer and the seed signature.
+async fn put_aws_chunked(
+    addr: SocketAddr,
+    path: &str,
+    query: &str,
+    framing: &str,
+    chunks: &[&[u8]],
+    extra: &[(&'static str, String)],
+    frame: impl Fn(&Signer, &str) -> Vec<u8>,
+) -> RawResponse {
+    let (datetime, _) = amz_date(SystemTime::now());
+    let s = Signer::new(ACME, "us-east-1", &datetime);
+    // The framed length does not depend on the signatures' values.
+    let framed_len = frame(&s, &"0".repeat(64)).len();
+    let decoded_len: usize = chunks.iter().map(|c| c.len()).sum();
+    let mut headers = vec![
+        ("host", addr.to_string()),
+        ("content-encoding", "aws-chunked".to_string()),
+        ("content-length", framed_len.to_string()),
+        ("x-amz-content-sha256", framing.to_string()),
+        ("x-amz-date", datetime.clone()),
+        ("x-amz-decoded-content-length", decoded_len.to_string()),
+    ];
+    headers.extend_from_slice(extra);
+    let (seed, auth) = s.seed("PUT", path, query, &headers, framing);
+    let body = frame(&s, &seed);
+    assert_eq!(body.len(), framed_len);
+    headers.push(("authorization", auth));
+    let target = match query {
+        "" => path.to_string(),
+        q => format!("{path}?{q}"),
+    };
+    send_raw(addr, "PUT", &target, &headers, &body).await
 }
 
 fn crc32_b64(data: &[u8]) -> String {
@@ -112,45 +178,34 @@ async fn placement_follows_the_seed_table() {
         let _shared = BUCKETS.read().await;
         let env = Env::start().await;
         let recorder = Recorder::default();
-        let acme = proxy_client(
-            &env.sidecar.endpoint,
-            ACME.0,
-            ACME.1,
-            Some(recorder.clone()),
-        );
+        let acme = env.recorded_client(ACME, &recorder);
         let globex = env.client(GLOBEX);
         let initech = env.client(INITECH);
         let eurobank = env.client(EUROBANK);
         let service = env.client(SERVICE);
-        let p = "placement";
         // (client, tenant/bucket, key, expected region) — literals from the seed table.
-        let cases: Vec<(&Client, &str, String, &str)> = vec![
-            (&acme, "acme", format!("chat/{p}/session.txt"), "eu"),
-            (&globex, "globex", format!("chat/{p}/session.txt"), "eu"),
-            (&acme, "acme", format!("talk/recordings/{p}/call.wav"), "us"),
-            (&acme, "acme", format!("tickets/{p}/1.json"), "eu"),
-            (&globex, "globex", format!("tickets/{p}/1.json"), "us"),
-            (&initech, "initech", format!("tickets/{p}/1.json"), "us"),
-            (&eurobank, "eurobank", format!("tickets/{p}/1.json"), "eu"),
-            (&acme, "acme", format!("insights/{p}/report.json"), "us"),
+        let cases: Vec<(&Client, &str, &str, &str)> = vec![
+            (&acme, "acme", "chat/placement/session.txt", "eu"),
+            (&globex, "globex", "chat/placement/session.txt", "eu"),
+            (&acme, "acme", "talk/recordings/placement/call.wav", "us"),
+            (&acme, "acme", "tickets/placement/1.json", "eu"),
+            (&globex, "globex", "tickets/placement/1.json", "us"),
+            (&initech, "initech", "tickets/placement/1.json", "us"),
+            (&eurobank, "eurobank", "tickets/placement/1.json", "eu"),
+            (&acme, "acme", "insights/placement/report.json", "us"),
             (
                 &acme,
                 "acme",
-                format!("backups/chat_content/{p}/2024-01-01.tar"),
+                "backups/chat_content/placement/2024-01-01.tar",
                 "eu",
             ),
-            (&acme, "acme", format!("backups/{p}/full.tar"), "eu"),
-            (&globex, "globex", format!("backups/{p}/full.tar"), "us"),
-            (
-                &globex,
-                "globex",
-                format!("guide/images/{p}/logo.png"),
-                "us",
-            ),
-            (&service, "acme", format!("users/{p}/svc.json"), "eu"),
-            (&service, "globex", format!("users/{p}/svc.json"), "us"),
+            (&acme, "acme", "backups/placement/full.tar", "eu"),
+            (&globex, "globex", "backups/placement/full.tar", "us"),
+            (&globex, "globex", "guide/images/placement/logo.png", "us"),
+            (&service, "acme", "users/placement/svc.json", "eu"),
+            (&service, "globex", "users/placement/svc.json", "us"),
         ];
-        for (i, (c, tenant, key, region)) in cases.iter().enumerate() {
+        for (i, &(c, tenant, key, region)) in cases.iter().enumerate() {
             let body = format!("{tenant} {key} payload ").repeat(50);
             // A file body is a streaming body: the SDK sends it aws-chunked with
             // a CRC32 trailer; over plain HTTP it signs every chunk and the
@@ -162,7 +217,7 @@ async fn placement_follows_the_seed_table() {
             let stream = ByteStream::from_path(&file).await.expect("file body");
             let sent = within(
                 "put",
-                c.put_object().bucket(*tenant).key(key).body(stream).send(),
+                c.put_object().bucket(tenant).key(key).body(stream).send(),
             )
             .await;
             sent.unwrap_or_else(|e| panic!("put {tenant}/{key}: {e:?}"));
@@ -214,24 +269,14 @@ async fn refusals_return_s3_errors_and_change_nothing() {
         let c = proxy_client(&ep, "NOSUCHKEYEXAMPLE", "whatever", None);
         expect_s3_error(
             "unknown key",
-            c.put_object()
-                .bucket("acme")
-                .key(k)
-                .body(body())
-                .send()
-                .await,
+            try_put(&c, "acme", k).await,
             403,
             "InvalidAccessKeyId",
         );
         let c = proxy_client(&ep, ACME.0, "not-the-secret", None);
         expect_s3_error(
             "wrong secret",
-            c.put_object()
-                .bucket("acme")
-                .key(k)
-                .body(body())
-                .send()
-                .await,
+            try_put(&c, "acme", k).await,
             403,
             "SignatureDoesNotMatch",
         );
@@ -244,12 +289,7 @@ async fn refusals_return_s3_errors_and_change_nothing() {
         let c = skewed_client(&ep, ACME, Duration::from_secs(20 * 60));
         expect_s3_error(
             "clock 20 minutes behind",
-            c.put_object()
-                .bucket("acme")
-                .key(k)
-                .body(body())
-                .send()
-                .await,
+            try_put(&c, "acme", k).await,
             403,
             "RequestTimeTooSkewed",
         );
@@ -266,12 +306,7 @@ async fn refusals_return_s3_errors_and_change_nothing() {
         let acme = env.client(ACME);
         let f = expect_s3_error(
             "acme key on globex bucket",
-            acme.put_object()
-                .bucket("globex")
-                .key(k)
-                .body(body())
-                .send()
-                .await,
+            try_put(&acme, "globex", k).await,
             403,
             "AccessDenied",
         );
@@ -291,24 +326,13 @@ async fn refusals_return_s3_errors_and_change_nothing() {
         let service = env.client(SERVICE);
         expect_s3_error(
             "service key for eurobank",
-            service
-                .put_object()
-                .bucket("eurobank")
-                .key(k)
-                .body(body())
-                .send()
-                .await,
+            try_put(&service, "eurobank", k).await,
             403,
             "AccessDenied",
         );
         expect_s3_error(
             "unknown bucket",
-            acme.put_object()
-                .bucket("nosuchtenant")
-                .key(k)
-                .body(body())
-                .send()
-                .await,
+            try_put(&acme, "nosuchtenant", k).await,
             404,
             "NoSuchBucket",
         );
@@ -318,13 +342,7 @@ async fn refusals_return_s3_errors_and_change_nothing() {
         let eurobank = env.client(EUROBANK);
         let f = expect_s3_error(
             "eurobank call recording",
-            eurobank
-                .put_object()
-                .bucket("eurobank")
-                .key("talk/recordings/x")
-                .body(body())
-                .send()
-                .await,
+            try_put(&eurobank, "eurobank", "talk/recordings/x").await,
             403,
             "AccessDenied",
         );
@@ -341,41 +359,28 @@ async fn refusals_return_s3_errors_and_change_nothing() {
             "AccessDenied",
         );
         assert!(f.message.contains("out_of_locality"), "{f:?}");
-        expect_s3_error(
-            "unclassified key",
-            acme.put_object()
-                .bucket("acme")
-                .key("misc/refused/blob.bin")
-                .content_type("application/octet-stream")
-                .body(body())
-                .send()
-                .await,
-            403,
-            "AccessDenied",
-        );
-        expect_s3_error(
-            "nps without the feature",
-            acme.put_object()
-                .bucket("acme")
-                .key("nps/refused/list.csv")
-                .body(body())
-                .send()
-                .await,
-            403,
-            "AccessDenied",
-        );
-        expect_s3_error(
-            "label contradicting the key rule",
-            acme.put_object()
-                .bucket("acme")
-                .key("chat/refused/moved.txt")
-                .metadata("residency-category", "call_recordings")
-                .body(body())
-                .send()
-                .await,
-            403,
-            "AccessDenied",
-        );
+        let put_to_acme = || acme.put_object().bucket("acme");
+        for (what, request) in [
+            (
+                "unclassified key",
+                put_to_acme()
+                    .key("misc/refused/blob.bin")
+                    .content_type("application/octet-stream"),
+            ),
+            (
+                "nps without the feature",
+                put_to_acme().key("nps/refused/list.csv"),
+            ),
+            (
+                "label contradicting the key rule",
+                put_to_acme()
+                    .key("chat/refused/moved.txt")
+                    .metadata("residency-category", "call_recordings"),
+            ),
+        ] {
+            let r = request.body(body()).send().await;
+            expect_s3_error(what, r, 403, "AccessDenied");
+        }
 
         // Unsupported operations.
         expect_s3_error(
@@ -435,8 +440,11 @@ async fn refusals_return_s3_errors_and_change_nothing() {
             "NoSuchUpload",
         );
 
-        let after = snapshot().await;
-        assert_eq!(before, after, "a refused request changed a regional bucket");
+        assert_eq!(
+            before,
+            snapshot().await,
+            "a refused request changed a regional bucket"
+        );
     })
     .await;
 }
@@ -557,18 +565,8 @@ async fn multipart_uploads_stay_in_their_region() {
                 "{in_region:?}"
             );
 
-            let parts = within(
-                "list parts",
-                acme.list_parts()
-                    .bucket("acme")
-                    .key(key)
-                    .upload_id(&id)
-                    .send(),
-            )
-            .await
-            .expect("list parts");
-            let sizes: Vec<_> = parts
-                .parts()
+            let sizes: Vec<_> = list_parts(&acme, "acme", key, &id)
+                .await
                 .iter()
                 .map(|p| (p.part_number(), p.size()))
                 .collect();
@@ -579,17 +577,8 @@ async fn multipart_uploads_stay_in_their_region() {
                     (Some(2), Some(part2.len() as i64))
                 ]
             );
-            let ups = within(
-                "list uploads",
-                acme.list_multipart_uploads()
-                    .bucket("acme")
-                    .prefix(key)
-                    .send(),
-            )
-            .await
-            .expect("list uploads");
-            let listed: Vec<_> = ups
-                .uploads()
+            let uploads = list_uploads(&acme, "acme", key).await;
+            let listed: Vec<_> = uploads
                 .iter()
                 .map(|u| {
                     (
@@ -668,18 +657,7 @@ async fn multipart_uploads_stay_in_their_region() {
 
         // Abort leaves nothing in either region.
         let key = "tickets/multipart/aborted.json";
-        let id = within(
-            "create",
-            acme.create_multipart_upload()
-                .bucket("acme")
-                .key(key)
-                .send(),
-        )
-        .await
-        .expect("create")
-        .upload_id()
-        .expect("id")
-        .to_string();
+        let id = create_upload(&acme, "acme", key).await;
         within(
             "part",
             acme.upload_part()
@@ -692,26 +670,9 @@ async fn multipart_uploads_stay_in_their_region() {
         )
         .await
         .expect("part");
-        within(
-            "abort",
-            acme.abort_multipart_upload()
-                .bucket("acme")
-                .key(key)
-                .upload_id(&id)
-                .send(),
-        )
-        .await
-        .expect("abort");
-        let ups = within(
-            "list uploads",
-            acme.list_multipart_uploads()
-                .bucket("acme")
-                .prefix(key)
-                .send(),
-        )
-        .await
-        .expect("list uploads");
-        assert!(ups.uploads().is_empty(), "{:?}", ups.uploads());
+        abort_upload(&acme, "acme", key, &id).await;
+        let ups = list_uploads(&acme, "acme", key).await;
+        assert!(ups.is_empty(), "{ups:?}");
         assert!(regions_holding("acme", key).await.is_empty());
         let snap = snapshot().await;
         assert!(
@@ -737,119 +698,58 @@ async fn signed_chunked_upload_verifies_every_chunk() {
         let chunks: [&[u8]; 3] = [&chunk1, &chunk2, &chunk3];
         let decoded_len: usize = chunks.iter().map(|c| c.len()).sum();
 
-        let upload = |key: &'static str, corrupt: Option<usize>| {
-            async move {
-                let (datetime, _) = amz_date(SystemTime::now());
-                let s = Signer::new(ACME, "us-east-1", &datetime);
-                let path = format!("/acme/{key}");
-                // The framed length does not depend on the signatures' values.
-                let framed_len = s.chunked_body(&"0".repeat(64), &chunks, None).len();
-                let mut headers = vec![
-                    ("host", addr.to_string()),
-                    ("content-encoding", "aws-chunked".to_string()),
-                    ("content-length", framed_len.to_string()),
-                    ("content-type", "text/plain".to_string()),
-                    (
-                        "x-amz-content-sha256",
-                        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD".to_string(),
-                    ),
-                    ("x-amz-date", datetime.clone()),
-                    ("x-amz-decoded-content-length", decoded_len.to_string()),
-                ];
-                let (seed, auth) = s.seed(
-                    "PUT",
-                    &path,
-                    "",
-                    &headers,
-                    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
-                );
-                let body = s.chunked_body(&seed, &chunks, corrupt);
-                assert_eq!(body.len(), framed_len);
-                headers.push(("authorization", auth));
-                send_raw(addr, "PUT", &path, &headers, &body).await
-            }
+        let upload = |key: &'static str, corrupt: Option<usize>| async move {
+            put_aws_chunked(
+                addr,
+                &format!("/acme/{key}"),
+                "",
+                "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+                &chunks,
+                &[("content-type", "text/plain".to_string())],
+                |s, seed| s.chunked_body(seed, &chunks, corrupt),
+            )
+            .await
         };
 
         // Corrupted second chunk: refused, nothing stored anywhere.
         let before = snapshot().await;
         let key = "chat/chunked/corrupted.txt";
         let r = upload(key, Some(1)).await;
-        assert_eq!(r.status, 403, "{r:?}");
-        assert!(
-            r.body.contains("<Code>SignatureDoesNotMatch</Code>"),
-            "{r:?}"
-        );
+        assert_raw_error(&r, 403, "SignatureDoesNotMatch");
         assert!(regions_holding("acme", key).await.is_empty());
         // The backend call is aborted with the body: give Garage a moment, then
         // check that neither bucket changed at all.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(
-            before,
-            snapshot().await,
-            "a refused upload left data behind"
-        );
+        assert_unchanged_since(&before, "a refused upload left data behind").await;
 
         // A corrupted first chunk, for good measure.
         let r = upload("chat/chunked/corrupted-first.txt", Some(0)).await;
-        assert_eq!(r.status, 403, "{r:?}");
-        assert!(
-            r.body.contains("<Code>SignatureDoesNotMatch</Code>"),
-            "{r:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(
-            before,
-            snapshot().await,
-            "a refused upload left data behind"
-        );
+        assert_raw_error(&r, 403, "SignatureDoesNotMatch");
+        assert_unchanged_since(&before, "a refused upload left data behind").await;
 
         // The SDK's shape over HTTP (signed chunks and a signed CRC32 trailer)
         // with a wrong trailer signature: refused, nothing stored.
         let key = "chat/chunked/bad-trailer-signature.txt";
-        let (datetime, _) = amz_date(SystemTime::now());
-        let s = Signer::new(ACME, "us-east-1", &datetime);
         let crc = crc32_b64(&chunks.concat());
         let trailer = ("x-amz-checksum-crc32", crc.as_str());
-        let framed_len = s
-            .chunked_body_with_trailer(&"0".repeat(64), &chunks, trailer, false)
-            .len();
-        let path = format!("/acme/{key}");
-        let mut headers = vec![
-            ("host", addr.to_string()),
-            ("content-encoding", "aws-chunked".to_string()),
-            ("content-length", framed_len.to_string()),
-            (
-                "x-amz-content-sha256",
-                "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER".to_string(),
-            ),
-            ("x-amz-date", datetime.clone()),
-            ("x-amz-decoded-content-length", decoded_len.to_string()),
-            ("x-amz-trailer", "x-amz-checksum-crc32".to_string()),
-        ];
-        let (seed, auth) = s.seed(
-            "PUT",
-            &path,
-            "",
-            &headers,
-            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
-        );
-        headers.push(("authorization", auth));
-        let body = s.chunked_body_with_trailer(&seed, &chunks, trailer, true);
-        let r = send_raw(addr, "PUT", &path, &headers, &body).await;
-        assert_eq!(r.status, 403, "{r:?}");
-        assert!(
-            r.body.contains("<Code>SignatureDoesNotMatch</Code>"),
-            "{r:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(
-            before,
-            snapshot().await,
-            "a refused upload left data behind"
-        );
-        // The same request with the right trailer signature is stored.
-        let body = s.chunked_body_with_trailer(&seed, &chunks, trailer, false);
-        let r = send_raw(addr, "PUT", &path, &headers, &body).await;
+        let upload_with_trailer = |bad_trailer_signature: bool| async move {
+            put_aws_chunked(
+                addr,
+                &format!("/acme/{key}"),
+                "",
+                "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+                &chunks,
+                &[("x-amz-trailer", "x-amz-checksum-crc32".to_string())],
+                |s, seed| {
+                    s.chunked_body_with_trailer(seed, &chunks, trailer, bad_trailer_signature)
+                },
+            )
+            .await
+        };
+        let r = upload_with_trailer(true).await;
+        assert_raw_error(&r, 403, "SignatureDoesNotMatch");
+        assert_unchanged_since(&before, "a refused upload left data behind").await;
+        // The same upload with the right trailer signature is stored.
+        let r = upload_with_trailer(false).await;
         assert_eq!(r.status, 200, "{r:?}");
         assert!(backend_bytes("eu", "acme", key).await == chunks.concat());
 
@@ -890,17 +790,7 @@ async fn list_merges_regions_in_key_order() {
             } else {
                 ("chat_content", "eu")
             };
-            within(
-                "put",
-                acme.put_object()
-                    .bucket("acme")
-                    .key(&key)
-                    .metadata("residency-category", category)
-                    .body(ByteStream::from(key.clone().into_bytes()))
-                    .send(),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+            put_labelled(&acme, &key, category, &key).await;
             assert_placed("acme", &key, region).await;
             expected.push(key);
         }
@@ -909,17 +799,7 @@ async fn list_merges_regions_in_key_order() {
             (format!("{base}sub-eu/b"), "chat_content"),
             (format!("{base}sub-us/a"), "call_recordings"),
         ] {
-            within(
-                "put",
-                acme.put_object()
-                    .bucket("acme")
-                    .key(&key)
-                    .metadata("residency-category", category)
-                    .body(ByteStream::from_static(b"x"))
-                    .send(),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+            put_labelled(&acme, &key, category, "x").await;
         }
 
         // Pages of 3 across both regions.
@@ -984,17 +864,9 @@ async fn list_merges_regions_in_key_order() {
         assert_eq!(keys.len(), 13);
         assert!(page.common_prefixes().is_empty());
         // Another tenant's listing does not see acme's objects.
-        let page = within(
-            "globex list",
-            env.client(GLOBEX)
-                .list_objects_v2()
-                .bucket("globex")
-                .prefix(base)
-                .send(),
-        )
-        .await
-        .expect("list");
-        assert!(page.contents().is_empty());
+        assert!(list_keys(&env.client(GLOBEX), "globex", base)
+            .await
+            .is_empty());
     })
     .await;
 }
@@ -1165,35 +1037,20 @@ async fn object_and_bucket_operations() {
             loc.location_constraint(),
             Some(&BucketLocationConstraint::EuWest1)
         );
-        let loc = within(
-            "location globex",
-            env.client(GLOBEX)
-                .get_bucket_location()
-                .bucket("globex")
-                .send(),
-        )
-        .await
-        .expect("location");
         // us-east-1 is answered as S3 does: no constraint.
-        assert!(
-            loc.location_constraint()
-                .is_none_or(|c| c.as_str().is_empty() || c.as_str() == "us-east-1"),
-            "{loc:?}"
-        );
-        let loc = within(
-            "location initech",
-            env.client(INITECH)
-                .get_bucket_location()
-                .bucket("initech")
-                .send(),
-        )
-        .await
-        .expect("location");
-        assert!(
-            loc.location_constraint()
-                .is_none_or(|c| c.as_str().is_empty() || c.as_str() == "us-east-1"),
-            "{loc:?}"
-        );
+        for (key, bucket) in [(GLOBEX, "globex"), (INITECH, "initech")] {
+            let loc = within(
+                "location",
+                env.client(key).get_bucket_location().bucket(bucket).send(),
+            )
+            .await
+            .expect("location");
+            assert!(
+                loc.location_constraint()
+                    .is_none_or(|c| c.as_str().is_empty() || c.as_str() == "us-east-1"),
+                "{bucket}: {loc:?}"
+            );
+        }
     })
     .await;
 }
@@ -1212,16 +1069,9 @@ async fn copy_stays_within_a_region() {
 
         // Same region (ticket data → ticket data, and → chat content: both EU for acme).
         for dst in ["tickets/copy/dst.json", "chat/copy/dst.json"] {
-            within(
-                "copy",
-                acme.copy_object()
-                    .bucket("acme")
-                    .key(dst)
-                    .copy_source(format!("acme/{src}"))
-                    .send(),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("copy to {dst}: {e:?}"));
+            try_copy(&acme, "acme", dst, &format!("acme/{src}"))
+                .await
+                .unwrap_or_else(|e| panic!("copy to {dst}: {e:?}"));
             assert_placed("acme", dst, "eu").await;
             assert_eq!(backend_bytes("eu", "acme", dst).await, b"{\"ticket\":1}");
         }
@@ -1244,12 +1094,7 @@ async fn copy_stays_within_a_region() {
         let dst = "insights/copy/dst.json";
         let f = expect_s3_error(
             "cross-region copy",
-            acme.copy_object()
-                .bucket("acme")
-                .key(dst)
-                .copy_source(format!("acme/{src}"))
-                .send()
-                .await,
+            try_copy(&acme, "acme", dst, &format!("acme/{src}")).await,
             403,
             "AccessDenied",
         );
@@ -1260,12 +1105,7 @@ async fn copy_stays_within_a_region() {
         put(&acme, "acme", rec, b"RIFF").await;
         let f = expect_s3_error(
             "cross-region copy (us → eu)",
-            acme.copy_object()
-                .bucket("acme")
-                .key("chat/copy/call.wav")
-                .copy_source(format!("acme/{rec}"))
-                .send()
-                .await,
+            try_copy(&acme, "acme", "chat/copy/call.wav", &format!("acme/{rec}")).await,
             403,
             "AccessDenied",
         );
@@ -1277,13 +1117,13 @@ async fn copy_stays_within_a_region() {
         let service = env.client(SERVICE);
         expect_s3_error(
             "copy across tenants",
-            service
-                .copy_object()
-                .bucket("globex")
-                .key("tickets/copy/stolen.json")
-                .copy_source(format!("acme/{src}"))
-                .send()
-                .await,
+            try_copy(
+                &service,
+                "globex",
+                "tickets/copy/stolen.json",
+                &format!("acme/{src}"),
+            )
+            .await,
             403,
             "AccessDenied",
         );
@@ -1293,12 +1133,13 @@ async fn copy_stays_within_a_region() {
         // A missing source is 404.
         expect_s3_error(
             "copy of a missing source",
-            acme.copy_object()
-                .bucket("acme")
-                .key("tickets/copy/none.json")
-                .copy_source("acme/tickets/copy/missing.json")
-                .send()
-                .await,
+            try_copy(
+                &acme,
+                "acme",
+                "tickets/copy/none.json",
+                "acme/tickets/copy/missing.json",
+            )
+            .await,
             404,
             "NoSuchKey",
         );
@@ -1319,115 +1160,44 @@ async fn unsigned_trailer_upload_checks_its_crc32() {
         let data: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 256) as u8).collect();
         let chunks: [&[u8]; 2] = [&data[..65_536], &data[65_536..]];
         let crc = crc32_b64(&data);
-        let total = data.len();
-        let upload = |key: &'static str, trailer: String| async move {
-            let (datetime, _) = amz_date(SystemTime::now());
-            let s = Signer::new(ACME, "us-east-1", &datetime);
-            let path = format!("/acme/{key}");
-            let body = unsigned_chunked_body(&chunks, "x-amz-checksum-crc32", &trailer);
-            let mut headers = vec![
-                ("host", addr.to_string()),
-                ("content-encoding", "aws-chunked".to_string()),
-                ("content-length", body.len().to_string()),
-                (
-                    "x-amz-content-sha256",
-                    "STREAMING-UNSIGNED-PAYLOAD-TRAILER".to_string(),
-                ),
-                ("x-amz-date", datetime.clone()),
-                ("x-amz-decoded-content-length", total.to_string()),
-                ("x-amz-trailer", "x-amz-checksum-crc32".to_string()),
-                ("x-amz-sdk-checksum-algorithm", "CRC32".to_string()),
-            ];
-            let (_, auth) = s.seed(
-                "PUT",
+        // A PUT of `chunks` to `path?query` with `trailer` as its CRC32.
+        let send = |path: String, query: String, trailer: String, sdk_algorithm: bool| async move {
+            let mut extra = vec![("x-amz-trailer", "x-amz-checksum-crc32".to_string())];
+            if sdk_algorithm {
+                extra.push(("x-amz-sdk-checksum-algorithm", "CRC32".to_string()));
+            }
+            put_aws_chunked(
+                addr,
                 &path,
-                "",
-                &headers,
+                &query,
                 "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-            );
-            headers.push(("authorization", auth));
-            send_raw(addr, "PUT", &path, &headers, &body).await
+                &chunks,
+                &extra,
+                |_, _| unsigned_chunked_body(&chunks, "x-amz-checksum-crc32", &trailer),
+            )
+            .await
         };
+        let upload =
+            |key: &str, trailer: String| send(format!("/acme/{key}"), String::new(), trailer, true);
 
         let before = snapshot().await;
         let key = "chat/trailer/wrong-crc.bin";
         let r = upload(key, "AAAAAA==".to_string()).await;
-        assert_eq!(r.status, 400, "{r:?}");
-        assert!(r.body.contains("<Code>BadDigest</Code>"), "{r:?}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_raw_error(&r, 400, "BadDigest");
+        assert_unchanged_since(&before, "a refused upload left data behind").await;
         assert!(regions_holding("acme", key).await.is_empty());
-        assert_eq!(
-            before,
-            snapshot().await,
-            "a refused upload left data behind"
-        );
 
         // The same check on UploadPart: the part is refused and not recorded.
         let acme = env.client(ACME);
         let key = "chat/trailer/part.bin";
-        let id = within(
-            "create",
-            acme.create_multipart_upload()
-                .bucket("acme")
-                .key(key)
-                .send(),
-        )
-        .await
-        .expect("create")
-        .upload_id()
-        .expect("id")
-        .to_string();
-        let (datetime, _) = amz_date(SystemTime::now());
-        let s = Signer::new(ACME, "us-east-1", &datetime);
-        let path = format!("/acme/{key}");
+        let id = create_upload(&acme, "acme", key).await;
         let query = format!("partNumber=1&uploadId={id}");
-        let body = unsigned_chunked_body(&chunks, "x-amz-checksum-crc32", "AAAAAA==");
-        let mut headers = vec![
-            ("host", addr.to_string()),
-            ("content-encoding", "aws-chunked".to_string()),
-            ("content-length", body.len().to_string()),
-            (
-                "x-amz-content-sha256",
-                "STREAMING-UNSIGNED-PAYLOAD-TRAILER".to_string(),
-            ),
-            ("x-amz-date", datetime.clone()),
-            ("x-amz-decoded-content-length", total.to_string()),
-            ("x-amz-trailer", "x-amz-checksum-crc32".to_string()),
-        ];
-        let (_, auth) = s.seed(
-            "PUT",
-            &path,
-            &query,
-            &headers,
-            "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-        );
-        headers.push(("authorization", auth));
-        let r = send_raw(addr, "PUT", &format!("{path}?{query}"), &headers, &body).await;
-        assert_eq!(r.status, 400, "{r:?}");
-        assert!(r.body.contains("<Code>BadDigest</Code>"), "{r:?}");
-        let parts = within(
-            "list parts",
-            acme.list_parts()
-                .bucket("acme")
-                .key(key)
-                .upload_id(&id)
-                .send(),
-        )
-        .await
-        .expect("list parts");
-        assert!(parts.parts().is_empty(), "{:?}", parts.parts());
-        within(
-            "abort",
-            acme.abort_multipart_upload()
-                .bucket("acme")
-                .key(key)
-                .upload_id(&id)
-                .send(),
-        )
-        .await
-        .expect("abort");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(before, snapshot().await, "a refused part left data behind");
+        let r = send(format!("/acme/{key}"), query, "AAAAAA==".to_string(), false).await;
+        assert_raw_error(&r, 400, "BadDigest");
+        let parts = list_parts(&acme, "acme", key, &id).await;
+        assert!(parts.is_empty(), "{parts:?}");
+        abort_upload(&acme, "acme", key, &id).await;
+        assert_unchanged_since(&before, "a refused part left data behind").await;
 
         let key = "chat/trailer/good.bin";
         let r = upload(key, crc.clone()).await;

@@ -210,27 +210,10 @@ async fn stored(run: &str) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     let needle = format!("/faults/{run}/");
     for r in cluster().regions() {
-        let c = garage_client(r);
-        let mut token = None;
-        loop {
-            let page = within(
-                "list backend",
-                c.list_objects_v2()
-                    .bucket(&r.bucket)
-                    .set_continuation_token(token.take())
-                    .send(),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("list {}: {e:?}", r.name));
-            for o in page.contents() {
-                let k = o.key().unwrap_or_default();
-                if k.contains(&needle) {
-                    out.insert((r.name.clone(), k.to_string()));
-                }
-            }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => break,
+        for o in backend_objects(r).await {
+            let k = o.key().unwrap_or_default();
+            if k.contains(&needle) {
+                out.insert((r.name.clone(), k.to_string()));
             }
         }
     }
@@ -380,6 +363,13 @@ async fn blocking<F: FnOnce() + Send + 'static>(f: F) {
     tokio::task::spawn_blocking(f).await.expect("blocking step");
 }
 
+/// [`scenario`] for a fault of the EU Garage process itself: `stop` for
+/// `secs` seconds, then `heal`.
+async fn process_fault(name: &str, env: &Env, secs: u64, stop: fn(), heal: fn()) -> Figures {
+    let fault_for = Duration::from_secs(secs);
+    scenario(name, env, fault_for, blocking(stop), blocking(heal)).await
+}
+
 /// The three EU faults in turn, each under load, through one sidecar whose EU
 /// backend is reached through a fault-injecting relay (passing everything
 /// during the kill and pause scenarios).
@@ -400,21 +390,15 @@ async fn eu_backend_faults_lose_nothing_and_misplace_nothing() {
             limits:
                 "circuit_failures = 3\ncircuit_cooldown_ms = 500\nupload_response_timeout_secs = 2"
                     .into(),
+            ..Default::default()
         })
         .await;
         let mut all = Vec::new();
 
         // (a) killed (SIGKILL) mid-load, then restarted on the same data.
-        all.push(
-            scenario(
-                "killed",
-                &env,
-                Duration::from_secs(4),
-                blocking(|| cluster().stop_region("eu").expect("kill eu")),
-                blocking(|| cluster().restart_region("eu").expect("restart eu")),
-            )
-            .await,
-        );
+        let kill = || cluster().stop_region("eu").expect("kill eu");
+        let restart = || cluster().restart_region("eu").expect("restart eu");
+        all.push(process_fault("killed", &env, 4, kill, restart).await);
         let opened = metric(
             env.sidecar.admin,
             "residency_circuit_transitions_total{region=\"eu\",to=\"open\"}",
@@ -422,16 +406,9 @@ async fn eu_backend_faults_lose_nothing_and_misplace_nothing() {
         .await;
 
         // (b) paused (SIGSTOP): connections accepted, never answered.
-        all.push(
-            scenario(
-                "paused",
-                &env,
-                Duration::from_secs(5),
-                blocking(|| cluster().pause_region("eu").expect("pause eu")),
-                blocking(|| cluster().resume_region("eu").expect("resume eu")),
-            )
-            .await,
-        );
+        let pause = || cluster().pause_region("eu").expect("pause eu");
+        let resume = || cluster().resume_region("eu").expect("resume eu");
+        all.push(process_fault("paused", &env, 5, pause, resume).await);
 
         // (c) errors, resets, drops and delays from the relay, in turn.
         let r = relay.clone();

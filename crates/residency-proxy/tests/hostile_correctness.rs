@@ -11,7 +11,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -21,25 +21,30 @@ use support::*;
 
 const TENANTS: &str = include_str!("../../../config/tenants.example.toml");
 
-/// A sidecar whose tenants file is this test's own copy (so it can reload it).
-async fn env_with_own_tenants() -> (Env, std::path::PathBuf) {
-    let env = Env::start().await;
-    let tenants = env.dir.path().join("tenants.toml");
-    std::fs::write(&tenants, TENANTS).expect("write tenants");
-    let cfg = std::fs::read_to_string(&env.config).expect("read config");
-    let repo_tenants = cfg
-        .lines()
-        .find(|l| l.starts_with("tenants = "))
-        .expect("tenants line")
-        .to_string();
-    let cfg = cfg.replace(
-        &repo_tenants,
-        &format!("tenants = {:?}", tenants.display().to_string()),
-    );
-    std::fs::write(&env.config, cfg).expect("write config");
-    let mut env = env;
-    env.restart().await;
-    (env, tenants)
+/// A sidecar whose tenants file is this test's own copy (so it can reload
+/// it) and an ACME client; the buckets are held shared while it lives.
+struct OwnTenants {
+    acme: Client,
+    tenants: PathBuf,
+    _env: Env,
+    _shared: tokio::sync::RwLockReadGuard<'static, ()>,
+}
+
+impl OwnTenants {
+    async fn start() -> OwnTenants {
+        let _shared = BUCKETS.read().await;
+        let env = Env::start_with(&SidecarOptions {
+            tenants: Some(TENANTS.to_string()),
+            ..Default::default()
+        })
+        .await;
+        OwnTenants {
+            acme: env.client(ACME),
+            tenants: env.dir.path().join("tenants.toml"),
+            _env: env,
+            _shared,
+        }
+    }
 }
 
 /// Rewrites the tenants file (with a later mtime: the sidecar polls every 2 s).
@@ -58,33 +63,8 @@ fn acme_strict() -> String {
     t
 }
 
-async fn put_labelled(c: &Client, key: &str, label: &str, body: &str) {
-    within(
-        "put",
-        c.put_object()
-            .bucket("acme")
-            .key(key)
-            .metadata("residency-category", label)
-            .body(ByteStream::from(body.as_bytes().to_vec()))
-            .send(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("put {key} as {label}: {e:?}"));
-}
-
 async fn get_body(c: &Client, key: &str) -> String {
-    let out = within("get", c.get_object().bucket("acme").key(key).send())
-        .await
-        .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
-    String::from_utf8(
-        out.body
-            .collect()
-            .await
-            .expect("body")
-            .into_bytes()
-            .to_vec(),
-    )
-    .expect("utf8")
+    String::from_utf8(get(c, "acme", key).await).expect("utf8")
 }
 
 async fn head_size(c: &Client, key: &str) -> i64 {
@@ -168,13 +148,12 @@ async fn an_overwrite_that_changes_region_leaves_one_copy_both_ways() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upload_created_before_a_strict_reload_is_refused_and_aborted() {
     bounded("multipart after reload", async {
-        let _shared = BUCKETS.read().await;
-        let (env, tenants) = env_with_own_tenants().await;
-        let c = env.client(ACME);
+        let t = OwnTenants::start().await;
         let key = "reports/mp-after-reload.bin";
         let up = within(
             "create",
-            c.create_multipart_upload()
+            t.acme
+                .create_multipart_upload()
                 .bucket("acme")
                 .key(key)
                 .metadata("residency-category", "insights")
@@ -185,7 +164,8 @@ async fn an_upload_created_before_a_strict_reload_is_refused_and_aborted() {
         let id = up.upload_id().expect("upload id").to_string();
         let part1 = within(
             "part 1",
-            c.upload_part()
+            t.acme
+                .upload_part()
                 .bucket("acme")
                 .key(key)
                 .upload_id(&id)
@@ -195,13 +175,14 @@ async fn an_upload_created_before_a_strict_reload_is_refused_and_aborted() {
         )
         .await
         .expect("part 1 before the reload");
-        rewrite(&tenants, &acme_strict());
-        wait_strict(&c).await;
+        rewrite(&t.tenants, &acme_strict());
+        wait_strict(&t.acme).await;
         let f = expect_s3_error(
             "part 2",
             within(
                 "part 2",
-                c.upload_part()
+                t.acme
+                    .upload_part()
                     .bucket("acme")
                     .key(key)
                     .upload_id(&id)
@@ -226,7 +207,8 @@ async fn an_upload_created_before_a_strict_reload_is_refused_and_aborted() {
             "complete",
             within(
                 "complete",
-                c.complete_multipart_upload()
+                t.acme
+                    .complete_multipart_upload()
                     .bucket("acme")
                     .key(key)
                     .upload_id(&id)
@@ -254,16 +236,14 @@ async fn an_upload_created_before_a_strict_reload_is_refused_and_aborted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_delete_removes_an_object_the_new_rules_hide() {
     bounded("delete hidden", async {
-        let _shared = BUCKETS.read().await;
-        let (env, tenants) = env_with_own_tenants().await;
-        let c = env.client(ACME);
-        put_labelled(&c, "hidden/h", "insights", "in the US").await;
+        let t = OwnTenants::start().await;
+        put_labelled(&t.acme, "hidden/h", "insights", "in the US").await;
         assert_placed("acme", "hidden/h", "us").await;
-        rewrite(&tenants, &acme_strict());
-        wait_strict(&c).await;
+        rewrite(&t.tenants, &acme_strict());
+        wait_strict(&t.acme).await;
         within(
             "delete",
-            c.delete_object().bucket("acme").key("hidden/h").send(),
+            t.acme.delete_object().bucket("acme").key("hidden/h").send(),
         )
         .await
         .expect("delete");
@@ -278,14 +258,12 @@ async fn a_delete_removes_an_object_the_new_rules_hide() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_onto_an_empty_tenants_file_is_refused() {
     bounded("empty tenants", async {
-        let _shared = BUCKETS.read().await;
-        let (env, tenants) = env_with_own_tenants().await;
-        let c = env.client(ACME);
-        rewrite(&tenants, "# emptied by mistake\n");
+        let t = OwnTenants::start().await;
+        rewrite(&t.tenants, "# emptied by mistake\n");
         // Two poll periods of the watcher.
         tokio::time::sleep(Duration::from_secs(5)).await;
-        put_labelled(&c, "still/here", "ticket_data", "served").await;
-        assert_eq!(get_body(&c, "still/here").await, "served");
+        put_labelled(&t.acme, "still/here", "ticket_data", "served").await;
+        assert_eq!(get_body(&t.acme, "still/here").await, "served");
     })
     .await;
 }
@@ -306,6 +284,7 @@ async fn with_the_eu_down_a_label_write_that_could_leave_a_copy_there_fails_clos
             backend_timeout_secs: 1,
             max_attempts: 1,
             limits: "circuit_failures = 0".into(),
+            ..Default::default()
         })
         .await;
         let c = env.client(ACME);
@@ -337,16 +316,7 @@ async fn with_the_eu_down_a_label_write_that_could_leave_a_copy_there_fails_clos
             "nothing changed"
         );
         // A key-rule write in the US does not look at the EU.
-        within(
-            "insights key rule",
-            c.put_object()
-                .bucket("acme")
-                .key("insights/eudown.json")
-                .body(ByteStream::from_static(b"{}"))
-                .send(),
-        )
-        .await
-        .expect("a key-rule US write is untouched by the EU outage");
+        put(&c, "acme", "insights/eudown.json", b"{}").await;
     })
     .await;
 }

@@ -60,13 +60,26 @@ fn status_and_code(answer: &str) -> (u16, String) {
     (status, code)
 }
 
-fn limits(extra: &str) -> SidecarOptions {
-    SidecarOptions {
-        limits: format!(
-            "client_body_idle_secs = 1\nper_region_concurrency = 8\nper_tenant_region_share = 0.5\n{extra}"
-        ),
-        ..SidecarOptions::default()
+/// 200 uploads by ACME to `acme/<prefix>/<i>` that announce 1,000 bytes and
+/// send one: their open connections.
+async fn stall_uploads(addr: SocketAddr, prefix: &str) -> Vec<TcpStream> {
+    let mut stalled = Vec::new();
+    for i in 0..200 {
+        let path = format!("/acme/{prefix}/{i}");
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(put_head(addr, ACME, &path, 1000, "").as_bytes())
+            .await
+            .expect("head");
+        s.write_all(b"x").await.expect("one byte");
+        stalled.push(s);
     }
+    stalled
+}
+
+fn limits(extra: &str) -> SidecarOptions {
+    SidecarOptions::with_limits(&format!(
+        "client_body_idle_secs = 1\nper_region_concurrency = 8\nper_tenant_region_share = 0.5\n{extra}"
+    ))
 }
 
 /// (a) One tenant stalls 200 uploads in the EU; another EU tenant's GET,
@@ -79,27 +92,8 @@ async fn stalled_uploads_do_not_take_the_region_from_other_tenants() {
         let env = Env::start_with(&limits("")).await;
         let addr = env.sidecar.addr;
         let victim = env.client(EUROBANK);
-        within(
-            "victim put",
-            victim
-                .put_object()
-                .bucket("eurobank")
-                .key("tickets/v/seed")
-                .body(ByteStream::from_static(b"seed"))
-                .send(),
-        )
-        .await
-        .expect("victim seed put");
-        let mut stalled = Vec::new();
-        for i in 0..200 {
-            let path = format!("/acme/tickets/stall/{i}");
-            let mut s = TcpStream::connect(addr).await.expect("connect");
-            s.write_all(put_head(addr, ACME, &path, 1000, "").as_bytes())
-                .await
-                .expect("head");
-            s.write_all(b"x").await.expect("one byte");
-            stalled.push(s);
-        }
+        put(&victim, "eurobank", "tickets/v/seed", b"seed").await;
+        let stalled = stall_uploads(addr, "tickets/stall").await;
         // While the stalled uploads hold what they may, the other tenant is served.
         tokio::time::sleep(Duration::from_millis(200)).await;
         for round in 0..5 {
@@ -407,16 +401,7 @@ async fn stall_benchmark() {
         .expect("seed");
     let _ = victim_gets(&victim, 20).await;
     let calm = p99(victim_gets(&victim, 300).await);
-    let mut stalled = Vec::new();
-    for i in 0..200 {
-        let path = format!("/acme/tickets/bench-stall/{i}");
-        let mut s = TcpStream::connect(addr).await.expect("connect");
-        s.write_all(put_head(addr, ACME, &path, 1000, "").as_bytes())
-            .await
-            .expect("head");
-        s.write_all(b"x").await.expect("byte");
-        stalled.push(s);
-    }
+    let stalled = stall_uploads(addr, "tickets/bench-stall").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let attacked = p99(victim_gets(&victim, 300).await);
     println!(

@@ -13,29 +13,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use support::*;
+use tempfile::TempDir;
 
-type HmacSha256 = Hmac<Sha256>;
 type HmacSha1 = Hmac<sha1::Sha1>;
-
-fn hmac256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut m = HmacSha256::new_from_slice(key).expect("hmac key");
-    m.update(data);
-    m.finalize().into_bytes().to_vec()
-}
-
-/// A SigV4 signature of `string_to_sign` for any service (the support
-/// signer signs for `s3` only).
-fn v4_signature(secret: &str, date: &str, service: &str, string_to_sign: &str) -> String {
-    let k = hmac256(format!("AWS4{secret}").as_bytes(), date.as_bytes());
-    let k = hmac256(&k, b"us-east-1");
-    let k = hmac256(&k, service.as_bytes());
-    let k = hmac256(&k, b"aws4_request");
-    hex::encode(hmac256(&k, string_to_sign.as_bytes()))
-}
 
 /// The headers of a request signed now with SigV4 for `service`, `host`
 /// and `extra` signed too; the payload is empty.
@@ -48,31 +32,20 @@ fn v4_headers(
     host: &str,
     extra: &[(&str, String)],
 ) -> Vec<(&'static str, String)> {
-    let (datetime, date) = amz_date(SystemTime::now());
+    let (datetime, _) = amz_date(SystemTime::now());
+    let signer = Signer::new(key, "us-east-1", &datetime).for_service(service);
     let mut signed: Vec<(&str, String)> = vec![
         ("host", host.to_string()),
         ("x-amz-content-sha256", EMPTY_SHA256.to_string()),
         ("x-amz-date", datetime.clone()),
     ];
     signed.extend(extra.iter().cloned());
-    let (canonical, names) = Signer::canonical_request(method, path, query, &signed, EMPTY_SHA256);
-    let scope = format!("{date}/us-east-1/{service}/aws4_request");
-    let sts = format!(
-        "AWS4-HMAC-SHA256\n{datetime}\n{scope}\n{}",
-        sha256_hex(canonical.as_bytes())
-    );
-    let sig = v4_signature(key.1, &date, service, &sts);
+    let (_, auth) = signer.seed(method, path, query, &signed, EMPTY_SHA256);
     let mut out: Vec<(&'static str, String)> = vec![
         ("host", host.to_string()),
         ("x-amz-content-sha256", EMPTY_SHA256.to_string()),
         ("x-amz-date", datetime),
-        (
-            "authorization",
-            format!(
-                "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={names}, Signature={sig}",
-                key.0
-            ),
-        ),
+        ("authorization", auth),
     ];
     for (k, v) in extra {
         out.push((leak(k), v.clone()));
@@ -88,22 +61,18 @@ fn leak(s: &str) -> &'static str {
 /// signed for `service`.
 fn presigned(key: (&str, &str), service: &str, path: &str, host: &str, expires: u64) -> String {
     let (datetime, date) = amz_date(SystemTime::now());
+    let signer = Signer::new(key, "us-east-1", &datetime).for_service(service);
     let cred = format!("{}%2F{date}%2Fus-east-1%2F{service}%2Faws4_request", key.0);
     let q = format!(
         "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={cred}&X-Amz-Date={datetime}&X-Amz-Expires={expires}&X-Amz-SignedHeaders=host"
     );
-    let (canonical, _) = Signer::canonical_request(
+    let (sig, _) = signer.seed(
         "GET",
         path,
         &q,
         &[("host", host.to_string())],
         "UNSIGNED-PAYLOAD",
     );
-    let sts = format!(
-        "AWS4-HMAC-SHA256\n{datetime}\n{date}/us-east-1/{service}/aws4_request\n{}",
-        sha256_hex(canonical.as_bytes())
-    );
-    let sig = v4_signature(key.1, &date, service, &sts);
     format!("{path}?{q}&X-Amz-Signature={sig}")
 }
 
@@ -189,17 +158,27 @@ async fn dir_sidecar(dir: &Path, top: &str, tables: &str) -> Running {
     start_sidecar(&path).await
 }
 
-async fn put(c: &aws_sdk_s3::Client, key: &str, body: &'static [u8]) {
-    within(
-        "put",
-        c.put_object()
-            .bucket("acme")
-            .key(key)
-            .body(ByteStream::from_static(body))
-            .send(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+/// A [`dir_sidecar`] in a fresh directory: (the directory, the sidecar,
+/// its `host` header, an SDK client for `acme`). A test keeps the first two
+/// (as `_dir`, `_sc` when it does not use them): dropping them removes the
+/// directory and stops the sidecar.
+async fn dir_sidecar_for_acme(top: &str, tables: &str) -> (TempDir, Running, String, Client) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sc = dir_sidecar(dir.path(), top, tables).await;
+    let host = sc.addr.to_string();
+    let acme = proxy_client(&sc.endpoint, ACME.0, ACME.1, None);
+    (dir, sc, host, acme)
+}
+
+/// A SigV2-signed form POST of `body` to `acme/<key>`.
+async fn post_v2_form(sc: &Running, host: &str, key: &str, body: &[u8]) -> RawResponse {
+    let (ct, form) = v2_form(ACME, key, body);
+    let h = vec![
+        ("host", host.to_string()),
+        ("content-type", ct),
+        ("content-length", form.len().to_string()),
+    ];
+    send_raw(sc.addr, "POST", "/acme", &h, &form).await
 }
 
 /// Every file under `dir` whose path ends with `suffix` (the hidden tree excluded).
@@ -231,11 +210,8 @@ fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigv2_is_refused_by_default() {
     bounded("sigv2 refused", async {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sc = dir_sidecar(dir.path(), "", "").await;
-        let host = sc.addr.to_string();
-        let acme = proxy_client(&sc.endpoint, ACME.0, ACME.1, None);
-        put(&acme, "tickets/v2/a.txt", b"first").await;
+        let (dir, sc, host, acme) = dir_sidecar_for_acme("", "").await;
+        put(&acme, "acme", "tickets/v2/a.txt", b"first").await;
 
         // A fresh SigV2 header, and one dated 2024 (the replay of the issue).
         for when in [
@@ -299,13 +275,7 @@ async fn sigv2_is_refused_by_default() {
             "{r:?}"
         );
         // A SigV2 form POST (its signature is in the body).
-        let (ct, form) = v2_form(ACME, "tickets/v2/form.txt", b"form v2");
-        let h = vec![
-            ("host", host.clone()),
-            ("content-type", ct),
-            ("content-length", form.len().to_string()),
-        ];
-        let r = send_raw(sc.addr, "POST", "/acme", &h, &form).await;
+        let r = post_v2_form(&sc, &host, "tickets/v2/form.txt", b"form v2").await;
         assert_eq!(
             (r.status, code_of(&r.body).as_str()),
             (403, "AccessDenied"),
@@ -319,11 +289,8 @@ async fn sigv2_is_refused_by_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigv2_when_allowed_must_be_fresh() {
     bounded("sigv2 allowed", async {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sc = dir_sidecar(dir.path(), "", "[auth]\nallow_sigv2 = true").await;
-        let host = sc.addr.to_string();
-        let acme = proxy_client(&sc.endpoint, ACME.0, ACME.1, None);
-        put(&acme, "tickets/v2/b.txt", b"first").await;
+        let (dir, sc, host, acme) = dir_sidecar_for_acme("", "[auth]\nallow_sigv2 = true").await;
+        put(&acme, "acme", "tickets/v2/b.txt", b"first").await;
 
         let path = "/acme/tickets/v2/b.txt";
         let h = v2_headers(ACME, "GET", path, &host, SystemTime::now());
@@ -357,13 +324,7 @@ async fn sigv2_when_allowed_must_be_fresh() {
         let on_disk = files_ending(dir.path(), "acme/tickets/v2/b.txt");
         assert_eq!(std::fs::read(&on_disk[0]).unwrap(), b"first");
         // A SigV2 form POST is accepted when SigV2 is.
-        let (ct, form) = v2_form(ACME, "tickets/v2/form.txt", b"form v2");
-        let h = vec![
-            ("host", host.clone()),
-            ("content-type", ct),
-            ("content-length", form.len().to_string()),
-        ];
-        let r = send_raw(sc.addr, "POST", "/acme", &h, &form).await;
+        let r = post_v2_form(&sc, &host, "tickets/v2/form.txt", b"form v2").await;
         assert!(r.status < 300, "{r:?}");
         let on_disk = files_ending(dir.path(), "acme/tickets/v2/form.txt");
         assert_eq!(std::fs::read(&on_disk[0]).unwrap(), b"form v2");
@@ -377,11 +338,8 @@ async fn sigv2_when_allowed_must_be_fresh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credential_scope_must_name_s3_and_presign_lives_a_week_at_most() {
     bounded("scope and expiry", async {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sc = dir_sidecar(dir.path(), "", "").await;
-        let host = sc.addr.to_string();
-        let acme = proxy_client(&sc.endpoint, ACME.0, ACME.1, None);
-        put(&acme, "tickets/scope/a.txt", b"scoped").await;
+        let (_dir, sc, host, acme) = dir_sidecar_for_acme("", "").await;
+        put(&acme, "acme", "tickets/scope/a.txt", b"scoped").await;
         let path = "/acme/tickets/scope/a.txt";
 
         let h = v4_headers(ACME, "s3", "GET", path, "", &host, &[]);
@@ -434,10 +392,9 @@ async fn credential_scope_must_name_s3_and_presign_lives_a_week_at_most() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virtual_host_with_a_port() {
     bounded("virtual host", async {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sc = dir_sidecar(dir.path(), "virtual_host_domains = [\"s3.localhost\"]", "").await;
-        let acme = proxy_client(&sc.endpoint, ACME.0, ACME.1, None);
-        put(&acme, "tickets/vhost/a.txt", b"virtual").await;
+        let (_dir, sc, _, acme) =
+            dir_sidecar_for_acme("virtual_host_domains = [\"s3.localhost\"]", "").await;
+        put(&acme, "acme", "tickets/vhost/a.txt", b"virtual").await;
 
         let host = format!("acme.s3.localhost:{}", sc.addr.port());
         let h = v4_headers(ACME, "s3", "GET", "/tickets/vhost/a.txt", "", &host, &[]);
@@ -477,10 +434,8 @@ async fn virtual_host_with_a_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_parameters_with_control_characters_are_refused() {
     bounded("list control characters", async {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sc = dir_sidecar(dir.path(), "", "").await;
-        let acme = proxy_client(&sc.endpoint, ACME.0, ACME.1, None);
-        put(&acme, "tickets/list/a.txt", b"a").await;
+        let (_dir, _sc, _, acme) = dir_sidecar_for_acme("", "").await;
+        put(&acme, "acme", "tickets/list/a.txt", b"a").await;
         for bad in [
             "a\u{0}b",
             "\u{1}",
@@ -489,36 +444,16 @@ async fn list_parameters_with_control_characters_are_refused() {
             "t\u{ffff}",
             "\u{fffe}",
         ] {
-            let r = within(
-                "list prefix",
-                acme.list_objects_v2().bucket("acme").prefix(bad).send(),
-            )
-            .await;
-            expect_s3_error(&format!("prefix {bad:?}"), r, 400, "InvalidArgument");
-            let r = within(
-                "list delimiter",
-                acme.list_objects_v2().bucket("acme").delimiter(bad).send(),
-            )
-            .await;
-            expect_s3_error(&format!("delimiter {bad:?}"), r, 400, "InvalidArgument");
-            let r = within(
-                "list start-after",
-                acme.list_objects_v2()
-                    .bucket("acme")
-                    .start_after(bad)
-                    .send(),
-            )
-            .await;
-            expect_s3_error(&format!("start-after {bad:?}"), r, 400, "InvalidArgument");
-            let r = within(
-                "list token",
-                acme.list_objects_v2()
-                    .bucket("acme")
-                    .continuation_token(bad)
-                    .send(),
-            )
-            .await;
-            expect_s3_error(&format!("token {bad:?}"), r, 400, "InvalidArgument");
+            let list = || acme.list_objects_v2().bucket("acme");
+            for (what, request) in [
+                ("prefix", list().prefix(bad)),
+                ("delimiter", list().delimiter(bad)),
+                ("start-after", list().start_after(bad)),
+                ("token", list().continuation_token(bad)),
+            ] {
+                let r = within("list", request.send()).await;
+                expect_s3_error(&format!("{what} {bad:?}"), r, 400, "InvalidArgument");
+            }
             let r = within(
                 "list uploads",
                 acme.list_multipart_uploads()
@@ -551,9 +486,7 @@ async fn list_parameters_with_control_characters_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_1024_byte_key_is_stored_on_a_directory_backend() {
     bounded("1024-byte key", async {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sc = dir_sidecar(dir.path(), "", "").await;
-        let acme = proxy_client(&sc.endpoint, ACME.0, ACME.1, None);
+        let (dir, _sc, _, acme) = dir_sidecar_for_acme("", "").await;
         // Segments of at most 255 bytes (a file name's limit).
         let key_of = |len: usize| {
             let mut k = String::from("tickets/");
@@ -655,7 +588,7 @@ async fn range_is_read_as_s3_reads_it() {
         let env = Env::start().await;
         let acme = env.client(ACME);
         let key = "tickets/protocol/range.txt";
-        put(&acme, key, b"0123456789").await;
+        put(&acme, "acme", key, b"0123456789").await;
         let region = regions_holding("acme", key).await;
         let garage_region = cluster().region(region[0]).expect("region");
         let garage = garage_client(garage_region);
@@ -808,7 +741,7 @@ async fn copy_onto_itself_without_change_is_refused() {
         let env = Env::start().await;
         let acme = env.client(ACME);
         let key = "tickets/protocol/self.txt";
-        put(&acme, key, b"self").await;
+        put(&acme, "acme", key, b"self").await;
         let region = regions_holding("acme", key).await;
         let garage_region = cluster().region(region[0]).expect("region");
         let garage = garage_client(garage_region);
@@ -832,24 +765,19 @@ async fn copy_onto_itself_without_change_is_refused() {
                 .map_err(|e| e.raw_response().map(|r| r.status().as_u16()))
         );
 
-        let r = within(
-            "self copy",
+        let self_copy = || {
             acme.copy_object()
                 .bucket("acme")
                 .key(key)
                 .copy_source(format!("acme/{key}"))
-                .send(),
-        )
-        .await;
+        };
+        let r = within("self copy", self_copy().send()).await;
         let f = expect_s3_error("copy onto itself", r, 400, "InvalidRequest");
         assert!(f.message.contains("copy an object to itself"), "{f:?}");
         // COPY directive named explicitly: the same.
         let r = within(
             "self copy COPY",
-            acme.copy_object()
-                .bucket("acme")
-                .key(key)
-                .copy_source(format!("acme/{key}"))
+            self_copy()
                 .metadata_directive(aws_sdk_s3::types::MetadataDirective::Copy)
                 .send(),
         )
@@ -858,10 +786,7 @@ async fn copy_onto_itself_without_change_is_refused() {
         // New metadata: a change, allowed.
         within(
             "self copy REPLACE",
-            acme.copy_object()
-                .bucket("acme")
-                .key(key)
-                .copy_source(format!("acme/{key}"))
+            self_copy()
                 .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
                 .metadata("note", "changed")
                 .send(),

@@ -15,32 +15,15 @@
 
 mod support;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use support::*;
 
 const TENANTS: &str = include_str!("../../../config/tenants.example.toml");
 const ACME_EU: &str = "id = \"acme\"\nlocality = \"eu\"\n";
-
-/// Everything the process logs, as text.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Rewrites the tenants file (with a later mtime: the sidecar polls every 2 s).
 fn rewrite(path: &Path, acme: &str) {
@@ -74,59 +57,30 @@ async fn wait_reload(admin: SocketAddr, result: &str, above: f64) {
     }
 }
 
-async fn put(c: &Client, key: &str) {
-    within(
-        "put",
-        c.put_object()
-            .bucket("acme")
-            .key(key)
-            .body(ByteStream::from_static(b"{\"comment\":1}"))
-            .send(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+async fn put_comment(c: &Client, key: &str) {
+    put(c, "acme", key, b"{\"comment\":1}").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locality_switch_without_a_migration_is_refused_on_reload() {
     bounded("locality switch", async {
-        let captured = Captured::default();
-        let sink = captured.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter(residency_proxy::server::log_filter())
-            .with_ansi(false)
-            .with_writer(move || sink.clone())
-            .init();
-
+        let captured = CapturedLog::install();
         let _shared = BUCKETS.read().await;
-        let _ = cluster();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let tenants = dir.path().join("tenants.toml");
-        std::fs::write(&tenants, TENANTS).expect("write tenants");
-        let config = write_config(dir.path());
-        let cfg = std::fs::read_to_string(&config).expect("read config");
-        let line = cfg
-            .lines()
-            .find(|l| l.starts_with("tenants = "))
-            .expect("tenants line")
-            .to_string();
-        std::fs::write(
-            &config,
-            cfg.replace(
-                &line,
-                &format!("tenants = {:?}", tenants.display().to_string()),
-            ),
-        )
-        .expect("write config");
-        let sidecar = start_sidecar(&config).await;
-        let c = proxy_client(&sidecar.endpoint, ACME.0, ACME.1, None);
+        let env = Env::start_with(&SidecarOptions {
+            tenants: Some(TENANTS.to_string()),
+            ..Default::default()
+        })
+        .await;
+        let tenants = env.dir.path().join("tenants.toml");
+        let sidecar = &env.sidecar;
+        let c = env.client(ACME);
         let run = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_nanos();
         let key = |n: &str| format!("tickets/locality-switch-{run}/{n}.json");
 
-        put(&c, &key("before")).await;
+        put_comment(&c, &key("before")).await;
         assert_placed("acme", &key("before"), "eu").await;
 
         // A hand edit: acme's locality becomes the US, nothing records a move.
@@ -134,14 +88,14 @@ async fn a_locality_switch_without_a_migration_is_refused_on_reload() {
         let oks = reloads(sidecar.admin, "ok").await;
         rewrite(&tenants, "id = \"acme\"\nlocality = \"us\"\n");
         wait_reload(sidecar.admin, "error", errors).await;
-        put(&c, &key("refused")).await;
+        put_comment(&c, &key("refused")).await;
         assert_placed("acme", &key("refused"), "eu").await;
         assert_eq!(
             reloads(sidecar.admin, "ok").await,
             oks,
             "no reload succeeded"
         );
-        let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+        let log = captured.text();
         let refusal = log
             .lines()
             .skip_while(|l| !l.contains("configuration reload failed"))
@@ -159,7 +113,7 @@ async fn a_locality_switch_without_a_migration_is_refused_on_reload() {
             "id = \"acme\"\nlocality = \"us\"\nmigrating_from = \"eu\"\n",
         );
         wait_reload(sidecar.admin, "ok", oks).await;
-        put(&c, &key("switched")).await;
+        put_comment(&c, &key("switched")).await;
         assert_placed("acme", &key("switched"), "us").await;
         // Reads fall back to the old region.
         within(
@@ -178,7 +132,7 @@ async fn a_locality_switch_without_a_migration_is_refused_on_reload() {
         );
         wait_reload(sidecar.admin, "ok", oks).await;
         assert_eq!(reloads(sidecar.admin, "error").await, errors);
-        put(&c, &key("finished")).await;
+        put_comment(&c, &key("finished")).await;
         assert_placed("acme", &key("finished"), "us").await;
     })
     .await;

@@ -68,27 +68,16 @@ async fn an_unfinished_migration_past_its_window_is_exported_as_overdue() {
         // A tenant of its own: its migration moves nothing another test uses.
         let tenant = format!("overdue{run}");
         let dir = tempfile::tempdir().expect("tempdir");
+        let config = write_config_with(
+            dir.path(),
+            &SidecarOptions {
+                tenants: Some(format!(
+                    "{TENANTS}\n[[tenants]]\nid = \"{tenant}\"\nlocality = \"us\"\n"
+                )),
+                ..Default::default()
+            },
+        );
         let tenants = dir.path().join("tenants.toml");
-        std::fs::write(
-            &tenants,
-            format!("{TENANTS}\n[[tenants]]\nid = \"{tenant}\"\nlocality = \"us\"\n"),
-        )
-        .expect("write tenants");
-        let config = write_config(dir.path());
-        let text = std::fs::read_to_string(&config).expect("read config");
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("tenants = "))
-            .expect("tenants line")
-            .to_string();
-        std::fs::write(
-            &config,
-            text.replace(
-                &line,
-                &format!("tenants = {:?}", tenants.display().to_string()),
-            ),
-        )
-        .expect("write config");
 
         let cfg = Config::load(&config).expect("valid config");
         let policy = Policy::from_toml(

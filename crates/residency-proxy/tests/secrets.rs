@@ -6,26 +6,9 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_s3::primitives::ByteStream;
 use support::*;
-
-/// Everything the process logs, as text.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn signature_of(auth: &str) -> Option<String> {
     auth.split("Signature=")
@@ -36,58 +19,20 @@ fn signature_of(auth: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_or_signature_in_logs_or_metrics() {
     bounded("secrets", async {
-        // The sidecar's own filter with RESIDENCY_LOG=debug, on a subscriber
-        // installed first (the sidecar's try_init then keeps it) that writes
-        // into memory instead of stderr.
+        // The sidecar's own filter with RESIDENCY_LOG=debug, writing into memory.
         std::env::set_var("RESIDENCY_LOG", "debug");
-        let captured = Captured::default();
-        let sink = captured.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter(residency_proxy::server::log_filter())
-            .with_ansi(false)
-            .with_writer(move || sink.clone())
-            .init();
+        let captured = CapturedLog::install();
 
         let _shared = BUCKETS.read().await;
         let env = Env::start().await;
         let recorder = Recorder::default();
-        let acme = proxy_client(
-            &env.sidecar.endpoint,
-            ACME.0,
-            ACME.1,
-            Some(recorder.clone()),
-        );
+        let acme = env.recorded_client(ACME, &recorder);
         let mut signatures = Vec::new();
 
         // Ordinary traffic: put, get, list, a miss.
-        within(
-            "put",
-            acme.put_object()
-                .bucket("acme")
-                .key("tickets/secrets/1.txt")
-                .body(ByteStream::from_static(b"hello"))
-                .send(),
-        )
-        .await
-        .expect("put");
-        within(
-            "get",
-            acme.get_object()
-                .bucket("acme")
-                .key("tickets/secrets/1.txt")
-                .send(),
-        )
-        .await
-        .expect("get");
-        within(
-            "list",
-            acme.list_objects_v2()
-                .bucket("acme")
-                .prefix("tickets/")
-                .send(),
-        )
-        .await
-        .expect("list");
+        put(&acme, "acme", "tickets/secrets/1.txt", b"hello").await;
+        get(&acme, "acme", "tickets/secrets/1.txt").await;
+        list_keys(&acme, "acme", "tickets/").await;
         let _ = within(
             "miss",
             acme.get_object()
@@ -97,12 +42,7 @@ async fn no_secret_or_signature_in_logs_or_metrics() {
         )
         .await;
         // Failing auth: a wrong secret, an unknown key, another tenant's bucket.
-        let wrong = proxy_client(
-            &env.sidecar.endpoint,
-            ACME.0,
-            "wrong-secret",
-            Some(recorder.clone()),
-        );
+        let wrong = env.recorded_client((ACME.0, "wrong-secret"), &recorder);
         let _ = within(
             "wrong secret",
             wrong.list_objects_v2().bucket("acme").send(),
@@ -174,7 +114,7 @@ async fn no_secret_or_signature_in_logs_or_metrics() {
         )
         .await;
 
-        let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+        let log = captured.text();
         assert!(
             log.len() > 1000,
             "the debug log is suspiciously short:\n{log}"

@@ -19,6 +19,8 @@ use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
 use aws_sdk_s3::error::{BoxError, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{MultipartUpload, Object, Part};
 use aws_sdk_s3::Client;
 use hmac::{Hmac, Mac};
 use residency_proxy::{ServeOptions, Sidecar};
@@ -52,6 +54,13 @@ pub async fn bounded<F: Future<Output = ()>>(name: &str, f: F) {
     if tokio::time::timeout(TEST_TIMEOUT, f).await.is_err() {
         panic!("{name}: did not finish within {TEST_TIMEOUT:?}");
     }
+}
+
+/// Awaits one call that must succeed, with a time bound.
+pub async fn succeeds<T, E: Debug>(what: &str, f: impl Future<Output = Result<T, E>>) -> T {
+    within(what, f)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e:?}"))
 }
 
 /// Awaits one call with a time bound.
@@ -93,6 +102,9 @@ fn backend_toml(id: &str, r: &RegionInfo, o: &SidecarOptions, endpoint: &str) ->
 pub struct SidecarOptions {
     /// Reach the EU bucket through this endpoint (a fault proxy) instead.
     pub eu_endpoint: Option<String>,
+    /// The tenants file's text, written to `tenants.toml` beside the config
+    /// (a test's own copy, to rewrite); `None`: the repository's example file.
+    pub tenants: Option<String>,
     /// Each backend call's timeout.
     pub backend_timeout_secs: u64,
     /// Attempts per backend call (the SDK's retries, within the region).
@@ -105,9 +117,20 @@ impl Default for SidecarOptions {
     fn default() -> Self {
         SidecarOptions {
             eu_endpoint: None,
+            tenants: None,
             backend_timeout_secs: 30,
             max_attempts: 1,
             limits: String::new(),
+        }
+    }
+}
+
+impl SidecarOptions {
+    /// The default sidecar with these extra `[limits]` lines.
+    pub fn with_limits(limits: &str) -> SidecarOptions {
+        SidecarOptions {
+            limits: limits.to_string(),
+            ..SidecarOptions::default()
         }
     }
 }
@@ -123,7 +146,14 @@ pub fn write_config_with(dir: &Path, o: &SidecarOptions) -> PathBuf {
     let c = cluster();
     let root = repo_root();
     let policy = root.join("config/hosting-policy.toml");
-    let tenants = root.join("config/tenants.example.toml");
+    let tenants = match &o.tenants {
+        Some(text) => {
+            let own = dir.join("tenants.toml");
+            std::fs::write(&own, text).expect("write tenants");
+            own
+        }
+        None => root.join("config/tenants.example.toml"),
+    };
     let mut s = format!(
         "listen = \"127.0.0.1:1\"\nadmin = \"127.0.0.1:2\"\npolicy = {:?}\ntenants = {:?}\nupload_id_secret = \"e2e-upload-id-secret\"\n\n",
         policy.display().to_string(),
@@ -219,6 +249,46 @@ impl Env {
     /// An SDK client of the sidecar signing with `key`.
     pub fn client(&self, key: (&str, &str)) -> Client {
         proxy_client(&self.sidecar.endpoint, key.0, key.1, None)
+    }
+
+    /// [`Env::client`] whose requests' headers `recorder` keeps.
+    pub fn recorded_client(&self, key: (&str, &str), recorder: &Recorder) -> Client {
+        proxy_client(&self.sidecar.endpoint, key.0, key.1, Some(recorder.clone()))
+    }
+}
+
+/// Everything the process logs, as text.
+#[derive(Clone, Default)]
+pub struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    /// Installs the sidecar's own log filter on a subscriber that writes into
+    /// memory instead of stderr (installed first, the sidecar's `try_init`
+    /// then keeps it). Once per test process.
+    pub fn install() -> CapturedLog {
+        let captured = CapturedLog::default();
+        let sink = captured.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(residency_proxy::server::log_filter())
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .init();
+        captured
+    }
+
+    /// What was logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
 
@@ -357,44 +427,40 @@ where
     f
 }
 
+/// Every object in a regional bucket, read directly (all pages).
+pub async fn backend_objects(r: &RegionInfo) -> Vec<Object> {
+    let c = garage_client(r);
+    let mut pages = c
+        .list_objects_v2()
+        .bucket(&r.bucket)
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = within("list backend", pages.next()).await {
+        let page = page.unwrap_or_else(|e| panic!("list {}: {e:?}", r.name));
+        out.extend_from_slice(page.contents());
+    }
+    out
+}
+
 /// Both regional buckets as seen directly: every object (key, size, etag)
 /// and every multipart upload in progress, by region.
 pub async fn snapshot() -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for r in cluster().regions() {
-        let c = garage_client(r);
-        let mut token = None;
-        loop {
-            let page = within(
-                "list backend",
-                c.list_objects_v2()
-                    .bucket(&r.bucket)
-                    .set_continuation_token(token.take())
-                    .send(),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("list {}: {e:?}", r.name));
-            for o in page.contents() {
-                out.insert(
-                    format!("{}:{}", r.name, o.key().unwrap_or_default()),
-                    format!(
-                        "{} {}",
-                        o.size().unwrap_or_default(),
-                        o.e_tag().unwrap_or_default()
-                    ),
-                );
-            }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => break,
-            }
+        for o in backend_objects(r).await {
+            out.insert(
+                format!("{}:{}", r.name, o.key().unwrap_or_default()),
+                format!(
+                    "{} {}",
+                    o.size().unwrap_or_default(),
+                    o.e_tag().unwrap_or_default()
+                ),
+            );
         }
-        let ups = within(
-            "list backend uploads",
-            c.list_multipart_uploads().bucket(&r.bucket).send(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("list uploads {}: {e:?}", r.name));
+        let c = garage_client(r);
+        let list = c.list_multipart_uploads().bucket(&r.bucket).send();
+        let ups = succeeds(&format!("list uploads {}", r.name), list).await;
         for u in ups.uploads() {
             out.insert(
                 format!(
@@ -433,22 +499,76 @@ pub async fn regions_holding(tenant: &str, key: &str) -> Vec<&'static str> {
 /// The bytes of `<tenant>/<key>` read directly from region `region`.
 pub async fn backend_bytes(region: &str, tenant: &str, key: &str) -> Vec<u8> {
     let r = cluster().region(region).expect("region");
-    let c = garage_client(r);
-    let out = within(
-        "get backend",
-        c.get_object()
-            .bucket(&r.bucket)
-            .key(format!("{tenant}/{key}"))
-            .send(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("get {tenant}/{key} from {region}: {e:?}"));
+    get(&garage_client(r), &r.bucket, &format!("{tenant}/{key}")).await
+}
+
+/// PutObject of `body` at `bucket/key`, which must succeed.
+pub async fn put(c: &Client, bucket: &str, key: &str, body: &[u8]) {
+    let body = ByteStream::from(body.to_vec());
+    let put = c.put_object().bucket(bucket).key(key).body(body).send();
+    succeeds(&format!("put {bucket}/{key}"), put).await;
+}
+
+/// PutObject of `body` at `acme/<key>` labelled with category `label`,
+/// which must succeed.
+pub async fn put_labelled(c: &Client, key: &str, label: &str, body: &str) {
+    let put = c
+        .put_object()
+        .bucket("acme")
+        .key(key)
+        .metadata("residency-category", label)
+        .body(ByteStream::from(body.as_bytes().to_vec()))
+        .send();
+    succeeds(&format!("put {key} as {label}"), put).await;
+}
+
+/// The bytes of `bucket/key`, which must be there.
+pub async fn get(c: &Client, bucket: &str, key: &str) -> Vec<u8> {
+    let get = c.get_object().bucket(bucket).key(key).send();
+    let out = succeeds(&format!("get {bucket}/{key}"), get).await;
     out.body
         .collect()
         .await
         .expect("body")
         .into_bytes()
         .to_vec()
+}
+
+/// The keys of the first ListObjectsV2 page under `prefix` (which must succeed).
+pub async fn list_keys(c: &Client, bucket: &str, prefix: &str) -> Vec<String> {
+    let list = c.list_objects_v2().bucket(bucket).prefix(prefix).send();
+    let page = succeeds(&format!("list {bucket}/{prefix}"), list).await;
+    page.contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect()
+}
+
+/// CreateMultipartUpload of `bucket/key`, which must succeed: the upload id.
+pub async fn create_upload(c: &Client, bucket: &str, key: &str) -> String {
+    let create = c.create_multipart_upload().bucket(bucket).key(key).send();
+    let out = succeeds(&format!("create {bucket}/{key}"), create).await;
+    out.upload_id().expect("upload id").to_string()
+}
+
+/// The parts of upload `id` (ListParts, which must succeed).
+pub async fn list_parts(c: &Client, bucket: &str, key: &str, id: &str) -> Vec<Part> {
+    let list = c.list_parts().bucket(bucket).key(key).upload_id(id).send();
+    let out = succeeds(&format!("list parts of {bucket}/{key}"), list).await;
+    out.parts().to_vec()
+}
+
+/// The uploads in progress under `prefix` (ListMultipartUploads, which must succeed).
+pub async fn list_uploads(c: &Client, bucket: &str, prefix: &str) -> Vec<MultipartUpload> {
+    let list = c.list_multipart_uploads().bucket(bucket).prefix(prefix);
+    let out = succeeds(&format!("list uploads of {bucket}/{prefix}"), list.send()).await;
+    out.uploads().to_vec()
+}
+
+/// AbortMultipartUpload of upload `id`, which must succeed.
+pub async fn abort_upload(c: &Client, bucket: &str, key: &str, id: &str) {
+    let abort = c.abort_multipart_upload().bucket(bucket).key(key);
+    succeeds(&format!("abort {bucket}/{key}"), abort.upload_id(id).send()).await;
 }
 
 /// Asserts that `<tenant>/<key>` is stored in exactly `region`.
@@ -504,11 +624,13 @@ pub fn amz_date(t: SystemTime) -> (String, String) {
     )
 }
 
-/// Signs requests for one key, time, region and the `s3` service.
+/// Signs requests for one key, time, region and service (`s3` unless
+/// [`Signer::for_service`] names another).
 pub struct Signer {
     pub access_key: String,
     secret_key: String,
     pub region: String,
+    pub service: String,
     pub datetime: String,
     pub date: String,
 }
@@ -519,13 +641,25 @@ impl Signer {
             access_key: key.0.to_string(),
             secret_key: key.1.to_string(),
             region: region.to_string(),
+            service: "s3".to_string(),
             datetime: datetime.to_string(),
             date: datetime[..8].to_string(),
         }
     }
 
+    /// The same signer for another service than `s3` (a wrong credential scope).
+    pub fn for_service(self, service: &str) -> Signer {
+        Signer {
+            service: service.to_string(),
+            ..self
+        }
+    }
+
     pub fn scope(&self) -> String {
-        format!("{}/{}/s3/aws4_request", self.date, self.region)
+        format!(
+            "{}/{}/{}/aws4_request",
+            self.date, self.region, self.service
+        )
     }
 
     fn sign(&self, string_to_sign: &str) -> String {
@@ -534,14 +668,16 @@ impl Signer {
             self.date.as_bytes(),
         );
         let k = hmac(&k, self.region.as_bytes());
-        let k = hmac(&k, b"s3");
+        let k = hmac(&k, self.service.as_bytes());
         let k = hmac(&k, b"aws4_request");
         hex::encode(hmac(&k, string_to_sign.as_bytes()))
     }
 
-    /// The canonical request of a request whose path and query need no
-    /// percent-encoding; `headers` are the signed ones (any case, any order).
-    pub fn canonical_request(
+    /// The seed signature and `Authorization` header of a request whose path
+    /// and query need no percent-encoding; `headers` are the signed ones (any
+    /// case, any order).
+    pub fn seed(
+        &self,
         method: &str,
         path: &str,
         query: &str,
@@ -556,23 +692,8 @@ impl Signer {
         let signed: Vec<&str> = hs.iter().map(|(k, _)| k.as_str()).collect();
         let signed = signed.join(";");
         let canonical_headers: String = hs.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-        (
-            format!("{method}\n{path}\n{query}\n{canonical_headers}\n{signed}\n{payload_hash}"),
-            signed,
-        )
-    }
-
-    /// The seed signature and `Authorization` header of a request.
-    pub fn seed(
-        &self,
-        method: &str,
-        path: &str,
-        query: &str,
-        headers: &[(&str, String)],
-        payload_hash: &str,
-    ) -> (String, String) {
-        let (canonical, signed) =
-            Self::canonical_request(method, path, query, headers, payload_hash);
+        let canonical =
+            format!("{method}\n{path}\n{query}\n{canonical_headers}\n{signed}\n{payload_hash}");
         let sts = format!(
             "AWS4-HMAC-SHA256\n{}\n{}\n{}",
             self.datetime,
