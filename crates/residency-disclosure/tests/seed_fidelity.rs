@@ -6,39 +6,19 @@ mod support;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use residency_disclosure::{
     Adequacy, Consult, Consultation, DisclosureError, Disclosures, Event, ExportOptions, Limit,
     LimitRaise, Limits, Period, Signer, State, UNATTRIBUTED,
 };
 use residency_policy::Ruleset;
-use residency_store::{Backend, Body, MemoryBackend, PutMeta};
-use support::{approve_both, keys, request, rules, team};
+use residency_store::{Backend, MemoryBackend};
+use support::{approve_both, desk_on, get, keys, put, request, rules, team};
 
 struct World {
     desk: Disclosures,
     eu: Arc<dyn Backend>,
     us: Arc<dyn Backend>,
     out: tempfile::TempDir,
-}
-
-async fn put(b: &Arc<dyn Backend>, key: &str, data: &[u8]) {
-    b.put_object(
-        key,
-        Body::from_bytes(Bytes::copy_from_slice(data)),
-        PutMeta::default(),
-    )
-    .await
-    .unwrap();
-}
-
-fn desk_on(rules: Ruleset, eu: &Arc<dyn Backend>, us: &Arc<dyn Backend>) -> Disclosures {
-    Disclosures::new(
-        rules,
-        [("eu".to_owned(), eu.clone()), ("us".to_owned(), us.clone())],
-    )
-    .unwrap()
-    .with_team(team().0)
 }
 
 async fn world() -> World {
@@ -285,17 +265,7 @@ async fn approvals_need_two_different_members_of_the_privacy_team() {
     let v = w.desk.verify("acme").await.unwrap();
     assert!(v.ok, "{v:?}");
     let key = format!("_disclosure/acme/ledger/{:010}.json", v.entries - 1);
-    let text = String::from_utf8(
-        w.eu.get_object(&key, None)
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = String::from_utf8(get(&w.eu, &key).await).unwrap();
     assert!(text.contains("\"by\":\"alice\""), "{text}");
     let forged = text.replace("exported 1 object(s)", "exported 0 object(s)");
     assert_ne!(forged, text);
@@ -414,17 +384,7 @@ async fn a_frozen_report_stays_and_later_changes_show_separately() {
 
     // An edited frozen report no longer verifies.
     let key = "_disclosure/_reports/2026H1.json";
-    let text = String::from_utf8(
-        w.us.get_object(key, None)
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = String::from_utf8(get(&w.us, key).await).unwrap();
     put(
         &w.us,
         key,
@@ -495,27 +455,23 @@ async fn one_authority_is_capped_per_half_year_and_raises_need_a_second_approver
         limit: Limit::AuthorityObjects,
         to: 4,
     };
-    let mut o = w.opts("b2", &alice);
-    o.raises = vec![raise];
-    o.reason = Some("a second, separate investigation".into());
-    refused(w.desk.export(&b, &o).await, "second approver");
+    let raised = |dir: &str| ExportOptions {
+        raises: vec![raise],
+        reason: Some("a second, separate investigation".into()),
+        ..w.opts(dir, &alice)
+    };
+    refused(w.desk.export(&b, &raised("b2")).await, "second approver");
     // The same member approving their own raise does not count twice.
     w.desk
         .approve_raise(&b, &raise, "again", &alice)
         .await
         .unwrap();
-    let mut o = w.opts("b3", &alice);
-    o.raises = vec![raise];
-    o.reason = Some("a second, separate investigation".into());
-    refused(w.desk.export(&b, &o).await, "second approver");
+    refused(w.desk.export(&b, &raised("b3")).await, "second approver");
     w.desk
         .approve_raise(&b, &raise, "agreed", &bob)
         .await
         .unwrap();
-    let mut o = w.opts("b4", &alice);
-    o.raises = vec![raise];
-    o.reason = Some("a second, separate investigation".into());
-    let m = w.desk.export(&b, &o).await.unwrap();
+    let m = w.desk.export(&b, &raised("b4")).await.unwrap();
     assert_eq!(m.limits.max_authority_objects, 4);
     let rec = w.desk.get(&b).await.unwrap();
     assert_eq!(rec.raised_limits.get("authority_objects"), Some(&4));
