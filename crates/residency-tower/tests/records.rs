@@ -20,7 +20,7 @@ use residency_tower::{
     AuditEvent, AuditSink, DecisionRecord, RegionalDispatch, RoutingService, StorageRequest,
     UploadIdCodec,
 };
-use support::{example_layer, MemoryRegions};
+use support::{example_layer, head, MemoryRegions};
 use tower::{Layer, ServiceExt};
 
 /// Keeps every record and passes it on to `next`, if any.
@@ -66,12 +66,7 @@ fn requests() -> Vec<StorageRequest> {
         StorageRequest::new("acme", put("insights/q1.json")),
         StorageRequest::new("globex", put("chat/7.json")),
         // A read: several regions, no category.
-        StorageRequest::new(
-            "acme",
-            Operation::Head {
-                key: "misc/1.txt".into(),
-            },
-        ),
+        StorageRequest::new("acme", head("misc/1.txt")),
         // Denied with a category (strict tenant outside its locality).
         StorageRequest::new("eurobank", put("talk/recordings/call.wav")),
         // Denied, unknown tenant: no bucket, stored in the default region.

@@ -131,6 +131,10 @@ async fn put(
         body: format!("{tenant}:{key}").into_bytes().into(),
         meta,
     };
+    send(svc, tenant, op).await
+}
+
+async fn send(svc: &Stack, tenant: &str, op: Operation) -> Result<StorageResponse, BoxError> {
     svc.clone().oneshot(StorageRequest::new(tenant, op)).await
 }
 
@@ -185,36 +189,17 @@ async fn every_object_lands_in_its_allowed_region_and_nowhere_else() {
         }
         // A multipart upload by a US tenant of EU-only data: created, uploaded
         // and completed in the EU.
-        let create = svc
-            .clone()
-            .oneshot(StorageRequest::new(
-                "globex",
-                create_multipart("chat/transcript.log"),
-            ))
-            .await
-            .unwrap();
+        let create = send(&svc, "globex", create_multipart("chat/transcript.log")).await.unwrap();
         assert_eq!(create.region.as_deref(), Some("eu"));
         let Outcome::CreateMultipart(upload_id) = create.outcome else {
             panic!("not a create")
         };
-        let part = svc
-            .clone()
-            .oneshot(StorageRequest::new(
-                "globex",
-                upload_part("chat/transcript.log", upload_id.clone(), "one part"),
-            ))
-            .await
-            .unwrap();
+        let part_op = upload_part("chat/transcript.log", upload_id.clone(), "one part");
+        let part = send(&svc, "globex", part_op).await.unwrap();
         assert_eq!(part.region.as_deref(), Some("eu"));
         let Outcome::UploadPart(part) = part.outcome else { panic!("not a part") };
-        let done = svc
-            .clone()
-            .oneshot(StorageRequest::new(
-                "globex",
-                complete_part_1("chat/transcript.log", upload_id, part.etag),
-            ))
-            .await
-            .unwrap();
+        let complete_op = complete_part_1("chat/transcript.log", upload_id, part.etag);
+        let done = send(&svc, "globex", complete_op).await.unwrap();
         assert_eq!(done.region.as_deref(), Some("eu"));
 
         // Now look at the buckets directly, around Residency.
@@ -257,30 +242,18 @@ async fn every_object_lands_in_its_allowed_region_and_nowhere_else() {
 
         // Reads through the layer find each object where it is; a listing
         // merges both regions in key order.
-        let get = svc
-            .clone()
-            .oneshot(StorageRequest::new(
-                "globex",
-                Operation::Get {
-                    key: "chat/1.json".into(),
-                    range: None,
-                },
-            ))
-            .await
-            .unwrap();
+        let get_op = Operation::Get {
+            key: "chat/1.json".into(),
+            range: None,
+        };
+        let get = send(&svc, "globex", get_op).await.unwrap();
         assert_eq!(get.region.as_deref(), Some("eu"));
         let Outcome::Get(out) = get.outcome else { panic!("not a get") };
         assert_eq!(out.body.collect().await.unwrap().as_ref(), b"globex:chat/1.json");
-        let list = svc
-            .clone()
-            .oneshot(StorageRequest::new(
-                "acme",
-                Operation::List {
-                    request: ListRequest::new(""),
-                },
-            ))
-            .await
-            .unwrap();
+        let list_op = Operation::List {
+            request: ListRequest::new(""),
+        };
+        let list = send(&svc, "acme", list_op).await.unwrap();
         let Outcome::List(page) = list.outcome else { panic!("not a list") };
         let listed: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
         assert_eq!(
@@ -381,22 +354,13 @@ async fn with_the_eu_region_down_eu_writes_fail_and_nothing_goes_to_the_us() {
             assert_eq!(e.s3_code(), "ServiceUnavailable", "{tenant}/{key}");
         }
         // A multipart upload cannot start there either.
-        let err = svc
-            .clone()
-            .oneshot(StorageRequest::new(
-                "acme",
-                create_multipart("tickets/big.bin"),
-            ))
+        let err = send(&svc, "acme", create_multipart("tickets/big.bin"))
             .await
             .unwrap_err();
         assert_eq!(routing_error(&err).http_status(), 503);
         // A read that would look in the EU first fails instead of answering a
         // false 404 (the object is nowhere, but the EU cannot say so).
-        let err = svc
-            .clone()
-            .oneshot(StorageRequest::new("acme", head("misc/unknown")))
-            .await
-            .unwrap_err();
+        let err = send(&svc, "acme", head("misc/unknown")).await.unwrap_err();
         assert_eq!(routing_error(&err).http_status(), 503);
 
         // The US region still serves what belongs there.
