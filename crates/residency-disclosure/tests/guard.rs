@@ -10,7 +10,7 @@ use residency_disclosure::{
     Scope, State, Webhook,
 };
 use residency_store::{Backend, MemoryBackend};
-use support::{approve_both, desk_on, get, keys, put, request, rules, team};
+use support::{approve_both, desk_on, get, keys, put, refused, request, rules, team};
 
 struct World {
     desk: Disclosures,
@@ -48,6 +48,12 @@ impl World {
         }
     }
 
+    /// Opens a request of acme for one key, by `by`; its id.
+    async fn open_key(&self, key: &str, by: &str) -> String {
+        let r = request("acme", keys(&[key]));
+        self.desk.open(r, by, "").await.unwrap().request.id
+    }
+
     /// Opens a request with notice prohibited (so that it may be exported
     /// without a webhook) and approves it.
     async fn approved(&self, scope: Scope) -> String {
@@ -56,13 +62,6 @@ impl World {
         let id = self.desk.open(r, "privacy", "").await.unwrap().request.id;
         approve_both(&self.desk, &id).await;
         id
-    }
-}
-
-fn refused(r: Result<impl std::fmt::Debug, DisclosureError>, needle: &str) {
-    match r {
-        Err(DisclosureError::Refused(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
-        other => panic!("expected a refusal containing {needle:?}, got {other:?}"),
     }
 }
 
@@ -203,13 +202,7 @@ async fn limits_must_be_raised_one_by_one_with_a_reason() {
 #[tokio::test]
 async fn unapproved_and_unnotified_exports_are_refused() {
     let w = world(Limits::default()).await;
-    let id = w
-        .desk
-        .open(request("acme", keys(&["tickets/1.json"])), "privacy", "")
-        .await
-        .unwrap()
-        .request
-        .id;
+    let id = w.open_key("tickets/1.json", "privacy").await;
     refused(
         w.desk.export(&id, &w.opts("x")).await,
         "only an approved request",
@@ -299,13 +292,7 @@ async fn bad_input_is_rejected_before_anything_is_recorded() {
     ));
     assert_eq!(w.desk.verify("acme").await.unwrap().entries, 0);
     // A transition needs who and why.
-    let id = w
-        .desk
-        .open(request("acme", keys(&["a"])), "p", "")
-        .await
-        .unwrap()
-        .request
-        .id;
+    let id = w.open_key("a", "p").await;
     assert!(matches!(
         w.desk.transition(&id, State::OnHold, "dpo", "").await,
         Err(DisclosureError::Invalid(_))
@@ -315,13 +302,7 @@ async fn bad_input_is_rejected_before_anything_is_recorded() {
 /// Three requests with a few events each; returns the ledger's entry keys.
 async fn busy_ledger(w: &World) -> Vec<String> {
     for i in 0..3 {
-        let id = w
-            .desk
-            .open(request("acme", keys(&["tickets/1.json"])), "p", "")
-            .await
-            .unwrap()
-            .request
-            .id;
+        let id = w.open_key("tickets/1.json", "p").await;
         w.desk
             .transition(&id, State::OnHold, "dpo", &format!("consult {i}"))
             .await

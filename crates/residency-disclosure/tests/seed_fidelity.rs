@@ -7,12 +7,12 @@ mod support;
 use std::sync::Arc;
 
 use residency_disclosure::{
-    Adequacy, Consult, Consultation, DisclosureError, Disclosures, Event, ExportOptions, Limit,
-    LimitRaise, Limits, Period, Signer, State, UNATTRIBUTED,
+    Adequacy, Consult, Consultation, Disclosures, Event, ExportOptions, Limit, LimitRaise, Limits,
+    Period, Signer, State, UNATTRIBUTED,
 };
 use residency_policy::Ruleset;
 use residency_store::{Backend, MemoryBackend};
-use support::{approve_both, desk_on, get, keys, put, request, rules, team};
+use support::{approve_both, desk_on, get, keys, put, refused, request, rules, team};
 
 struct World {
     desk: Disclosures,
@@ -46,6 +46,12 @@ impl World {
         }
     }
 
+    /// Exports `id` into `dir` as `signer`, which must be refused with a
+    /// message containing `needle`.
+    async fn export_refused(&self, id: &str, dir: &str, signer: &Signer, needle: &str) {
+        refused(self.desk.export(id, &self.opts(dir, signer)).await, needle);
+    }
+
     /// Opens a request of `acme` (EU locality) from an authority in
     /// `country`, notice legally prohibited so that no webhook is needed.
     async fn open(&self, country: &str, authority: &str, scope: &[&str]) -> String {
@@ -54,13 +60,6 @@ impl World {
         r.authority = authority.into();
         r.notice_prohibited = Some("gag order, case 4711".into());
         self.desk.open(r, "intake", "").await.unwrap().request.id
-    }
-}
-
-fn refused<T: std::fmt::Debug>(r: Result<T, DisclosureError>, needle: &str) {
-    match r {
-        Err(DisclosureError::Refused(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
-        other => panic!("expected a refusal containing {needle:?}, got {other:?}"),
     }
 }
 
@@ -120,10 +119,8 @@ async fn a_request_from_a_country_without_adequacy_is_held_until_the_dpa_is_cons
         w.desk.approve(&id, &alice, "ok").await,
         "held for consultation",
     );
-    refused(
-        w.desk.export(&id, &w.opts("early", &alice)).await,
-        "only an approved request",
-    );
+    w.export_refused(&id, "early", &alice, "only an approved request")
+        .await;
     let c = Consult::Consulted {
         authority: "Data Protection Commission (IE)".into(),
         reference: "DPC-2026-17".into(),
@@ -229,10 +226,8 @@ async fn approvals_need_two_different_members_of_the_privacy_team() {
         "already approved",
     );
     // One approval is not enough to export.
-    refused(
-        w.desk.export(&id, &w.opts("one", &alice)).await,
-        "only an approved request",
-    );
+    w.export_refused(&id, "one", &alice, "only an approved request")
+        .await;
     let rec = w.desk.approve(&id, &bob, "agreed").await.unwrap();
     assert_eq!(rec.state, State::Approved);
     let members: Vec<_> = rec.approvals.iter().map(|a| a.member.as_str()).collect();
@@ -299,10 +294,8 @@ async fn unattributed_and_churned_tenants_requests_are_counted() {
     let rec = w.desk.open(r, "intake", "").await.unwrap();
     assert_eq!(rec.request.id, "_unattributed-1");
     let (_, alice, _) = team();
-    refused(
-        w.desk.export("_unattributed-1", &w.opts("u", &alice)).await,
-        "no known customer",
-    );
+    w.export_refused("_unattributed-1", "u", &alice, "no known customer")
+        .await;
     // acme's request, then acme leaves the tenants file.
     w.open("DE", "BKA", &["tickets/1.json"]).await;
     let churned = Ruleset::from_toml(
@@ -446,10 +439,8 @@ async fn one_authority_is_capped_per_half_year_and_raises_need_a_second_approver
         )
         .await;
     approve_both(&w.desk, &b).await;
-    refused(
-        w.desk.export(&b, &w.opts("b", &alice)).await,
-        "4 authority_objects",
-    );
+    w.export_refused(&b, "b", &alice, "4 authority_objects")
+        .await;
     // The exporter alone cannot lift the cap.
     let raise = LimitRaise {
         limit: Limit::AuthorityObjects,
@@ -516,10 +507,8 @@ async fn a_version_1_ledger_still_reads() {
     // acme-2 was approved by free text (v1), from a US authority: it cannot
     // be exported until consulted and approved by two members.
     let (_, alice, _) = team();
-    refused(
-        w.desk.export("acme-2", &w.opts("legacy", &alice)).await,
-        "signed approval",
-    );
+    w.export_refused("acme-2", "legacy", &alice, "signed approval")
+        .await;
     refused(w.desk.approve("acme-2", &alice, "ok").await, "put on hold");
     // New entries are version 2 and the mixed ledger verifies.
     w.desk

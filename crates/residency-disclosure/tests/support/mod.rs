@@ -16,7 +16,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use residency_disclosure::{sign, NewRequest, RequestType, Scope, Signer, SIGNATURE_HEADER};
+use residency_disclosure::{
+    sign, DisclosureError, NewRequest, RequestType, Scope, Signer, SIGNATURE_HEADER,
+};
 use residency_policy::Ruleset;
 use residency_store::{Backend, Body, PutMeta};
 
@@ -29,6 +31,14 @@ pub fn rules() -> Ruleset {
         "tenants.example.toml",
     )
     .expect("the example config is valid")
+}
+
+/// Asserts that `r` is a refusal whose message contains `needle`.
+pub fn refused<T: std::fmt::Debug>(r: Result<T, DisclosureError>, needle: &str) {
+    match r {
+        Err(DisclosureError::Refused(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
+        other => panic!("expected a refusal containing {needle:?}, got {other:?}"),
+    }
 }
 
 /// A desk over regions `eu` and `us` under `rules`, with the privacy team
