@@ -243,17 +243,16 @@ fn explain_text_format_names_region_and_reason() {
     );
 }
 
+/// `residency explain --tenant acme --key tickets/1` with `extra` arguments.
+fn explain_acme_ticket(extra: &[&str]) -> Output {
+    let mut args = vec!["explain", "--tenant", "acme", "--key", "tickets/1"];
+    args.extend_from_slice(extra);
+    residency(&args)
+}
+
 #[test]
 fn explain_unknown_category_exits_2_naming_it() {
-    let out = residency(&[
-        "explain",
-        "--tenant",
-        "acme",
-        "--key",
-        "tickets/1",
-        "--category",
-        "nope",
-    ]);
+    let out = explain_acme_ticket(&["--category", "nope"]);
     assert_eq!(code(&out), 2);
     let err = stderr(&out);
     assert!(err.contains("\"nope\""), "{err}");
@@ -275,30 +274,14 @@ fn explain_with_an_invalid_policy_exits_2() {
     )
     .unwrap();
     let policy = policy.to_str().unwrap();
-    let out = residency(&[
-        "explain",
-        "--policy",
-        policy,
-        "--tenant",
-        "acme",
-        "--key",
-        "tickets/1",
-    ]);
+    let out = explain_acme_ticket(&["--policy", policy]);
     assert_eq!(code(&out), 2);
     let err = stderr(&out);
     assert!(err.contains(&format!("{policy}:2:")), "{err}");
     assert!(err.contains("mars"), "{err}");
     // A policy file that does not exist is an invalid input too.
     let missing = dir.join("missing.toml");
-    let out = residency(&[
-        "explain",
-        "--policy",
-        missing.to_str().unwrap(),
-        "--tenant",
-        "acme",
-        "--key",
-        "tickets/1",
-    ]);
+    let out = explain_acme_ticket(&["--policy", missing.to_str().unwrap()]);
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("missing.toml"), "{}", stderr(&out));
 }
@@ -313,15 +296,13 @@ fn check_accepts_the_shipped_files() {
     assert!(text.contains(&format!("ok: {TENANTS}")), "{text}");
     assert!(text.contains("4 tenants"), "{text}");
     // Issue 18, items 3, 4, 8: the notes are part of every check.
-    assert!(
-        text.contains("note: default region us: product assumption"),
-        "{text}"
-    );
-    assert!(text.contains("note: sub-processor Twilio"), "{text}");
-    assert!(
-        text.contains("warning: tenant acme: feature insights copies default ticket fields"),
-        "{text}"
-    );
+    for note in [
+        "note: default region us: product assumption",
+        "note: sub-processor Twilio",
+        "warning: tenant acme: feature insights copies default ticket fields",
+    ] {
+        assert!(text.contains(note), "{text}");
+    }
     assert!(!text.contains("warning: tenant globex"), "{text}");
 }
 
@@ -342,6 +323,23 @@ fn assert_every_error_has_a_line(err: &str, file: &str) {
             "error without a line number: {l:?}\n{err}"
         );
     }
+}
+
+/// Runs `check` with `args`: exit code 2, an error at each expected
+/// `(line, mentioning)` of `file`, and a line number on every error.
+fn assert_check_reports(args: &[&str], file: &str, expected: &[(usize, &str)]) {
+    let out = residency(args);
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    let err = stderr(&out);
+    for (line, what) in expected {
+        let prefix = format!("{file}:{line}:");
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(what)),
+            "no error at line {line} mentioning {what:?}:\n{err}"
+        );
+    }
+    assert_every_error_has_a_line(&err, file);
 }
 
 #[test]
@@ -375,10 +373,7 @@ category = "chat_content"
 "#;
     std::fs::write(&policy, src).unwrap();
     let path = policy.to_str().unwrap();
-    let out = residency(&["check", "--policy", path]);
-    assert_eq!(code(&out), 2, "{}", stdout(&out));
-    let err = stderr(&out);
-    for (line, what) in [
+    let expected = [
         (2, "mars"),
         (7, "moon"),
         (10, "nps"),
@@ -387,15 +382,8 @@ category = "chat_content"
         (16, "chat/[**"),
         (20, "nope"),
         (22, "audio"),
-    ] {
-        let prefix = format!("{path}:{line}:");
-        assert!(
-            err.lines()
-                .any(|l| l.starts_with(&prefix) && l.contains(what)),
-            "no error at line {line} mentioning {what:?}:\n{err}"
-        );
-    }
-    assert_every_error_has_a_line(&err, path);
+    ];
+    assert_check_reports(&["check", "--policy", path], path, &expected);
 }
 
 #[test]
@@ -415,18 +403,8 @@ locality = "eu"
 "#;
     std::fs::write(&tenants, src).unwrap();
     let path = tenants.to_str().unwrap();
-    let out = residency(&["check", "--tenants", path]);
-    assert_eq!(code(&out), 2, "{}", stdout(&out));
-    let err = stderr(&out);
-    for (line, what) in [(3, "mars"), (6, "strict"), (7, "teleport"), (9, "twice")] {
-        let prefix = format!("{path}:{line}:");
-        assert!(
-            err.lines()
-                .any(|l| l.starts_with(&prefix) && l.contains(what)),
-            "no error at line {line} mentioning {what:?}:\n{err}"
-        );
-    }
-    assert_every_error_has_a_line(&err, path);
+    let expected = [(3, "mars"), (6, "strict"), (7, "teleport"), (9, "twice")];
+    assert_check_reports(&["check", "--tenants", path], path, &expected);
 }
 
 const CATEGORIES: [&str; 18] = [

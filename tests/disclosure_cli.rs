@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
+use residency_store::{Backend, Body, DirBackend, PutMeta};
 use serde_json::Value;
 
 const SECRET: &str = "cli-test-webhook-secret";
@@ -99,39 +100,45 @@ impl Sandbox {
         self.run(&all)
     }
 
-    fn put(&self, region: &str, key: &str, data: &[u8]) {
+    /// Runs `f` on the directory backend of `region`, as the sidecar opens it.
+    fn with_region<T>(&self, region: &str, f: impl AsyncFnOnce(DirBackend) -> T) -> T {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async {
-            use residency_store::Backend;
-            let b = residency_store::DirBackend::open(self.dir.join(region))
-                .await
-                .unwrap();
-            b.put_object(
-                key,
-                residency_store::Body::from_bytes(data.to_vec().into()),
-                residency_store::PutMeta::default(),
-            )
-            .await
-            .unwrap();
+            let b = DirBackend::open(self.dir.join(region)).await.unwrap();
+            f(b).await
+        })
+    }
+
+    fn put(&self, region: &str, key: &str, data: &[u8]) {
+        let body = Body::from_bytes(data.to_vec().into());
+        self.with_region(region, async |b| {
+            b.put_object(key, body, PutMeta::default()).await.unwrap();
         });
     }
 
     fn get(&self, region: &str, key: &str) -> Vec<u8> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            use residency_store::Backend;
-            let b = residency_store::DirBackend::open(self.dir.join(region))
-                .await
-                .unwrap();
+        self.with_region(region, async |b| {
             let out = b.get_object(key, None).await.unwrap();
             out.body.collect().await.unwrap().to_vec()
         })
+    }
+
+    /// `transition --id ID --to STATE --by BY --why WHY`.
+    fn transition(&self, id: &str, to: &str, by: &str, why: &str) -> Output {
+        self.run(&[
+            "transition",
+            "--id",
+            id,
+            "--to",
+            to,
+            "--by",
+            by,
+            "--why",
+            why,
+        ])
     }
 }
 
@@ -145,6 +152,18 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// Asserts the exit code, showing the output when it is another.
+#[track_caller]
+fn assert_exit(o: &Output, expected: i32) {
+    assert_eq!(code(o), expected, "{}", text(o));
+}
+
+/// Asserts that the output mentions `needle`, showing it when it does not.
+#[track_caller]
+fn assert_says(o: &Output, needle: &str) {
+    assert!(text(o).contains(needle), "{}", text(o));
 }
 
 /// Notice bodies received, each with whether its signature verified.
@@ -226,12 +245,12 @@ fn a_request_through_the_command_line() {
     };
     // Bad input: exit 2, nothing recorded.
     let o = open(&["--key", "tickets/1.json", "--notice-prohibited"]);
-    assert_eq!(code(&o), 2, "{}", text(&o));
-    assert!(text(&o).contains("reason"), "{}", text(&o));
+    assert_exit(&o, 2);
+    assert_says(&o, "reason");
     let o = open(&[]);
-    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert_exit(&o, 2);
     let o = s.run(&["show", "--id", "acme-1"]);
-    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert_exit(&o, 2);
 
     let o = open(&[
         "--key",
@@ -240,7 +259,7 @@ fn a_request_through_the_command_line() {
         "tickets/2.json",
         "--json",
     ]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_exit(&o, 0);
     let rec: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rec["request"]["id"], "acme-1");
     assert_eq!(rec["state"], "received");
@@ -249,46 +268,22 @@ fn a_request_through_the_command_line() {
     let out_s = out.to_str().unwrap();
     // Refused: unapproved, then an invalid transition.
     let o = s.run_as("alice", &["export", "--id", "acme-1", "--out", out_s]);
-    assert_eq!(code(&o), 1, "{}", text(&o));
-    assert!(
-        text(&o).contains("only an approved request"),
-        "{}",
-        text(&o)
-    );
-    let o = s.run(&[
-        "transition",
-        "--id",
-        "acme-1",
-        "--to",
-        "fulfilled",
-        "--by",
-        "x",
-        "--why",
-        "y",
-    ]);
-    assert_eq!(code(&o), 1, "{}", text(&o));
-    let o = s.run(&[
-        "transition",
-        "--id",
-        "acme-1",
-        "--to",
-        "on-hold",
-        "--by",
-        "counsel",
-        "--why",
-        "consulting the DPA",
-    ]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_exit(&o, 1);
+    assert_says(&o, "only an approved request");
+    let o = s.transition("acme-1", "fulfilled", "x", "y");
+    assert_exit(&o, 1);
+    let o = s.transition("acme-1", "on-hold", "counsel", "consulting the DPA");
+    assert_exit(&o, 0);
     for who in ["alice", "bob"] {
         let o = s.run_as(who, &["approve", "--id", "acme-1", "--why", "compelled"]);
-        assert_eq!(code(&o), 0, "{}", text(&o));
+        assert_exit(&o, 0);
     }
     // Refused: not notified yet.
     let o = s.run_as("alice", &["export", "--id", "acme-1", "--out", out_s]);
-    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert_exit(&o, 1);
     assert!(notices.lock().unwrap().is_empty());
     let o = s.run(&["notify", "--id", "acme-1", "--by", "privacy-team"]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_exit(&o, 0);
     {
         let got = notices.lock().unwrap();
         assert_eq!(got.len(), 1);
@@ -296,7 +291,7 @@ fn a_request_through_the_command_line() {
         assert_eq!(got[0].0["request"]["id"], "acme-1");
     }
     let o = s.run_as("alice", &["export", "--id", "acme-1", "--out", out_s]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_exit(&o, 0);
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["total_objects"], 2);
@@ -318,29 +313,16 @@ fn a_request_through_the_command_line() {
         "--notice-prohibited-reason",
         "gag order 7",
     ]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_exit(&o, 0);
     for who in ["alice", "bob"] {
         let o = s.run_as(who, &["approve", "--id", "acme-2", "--why", "w"]);
-        assert_eq!(code(&o), 0, "{}", text(&o));
+        assert_exit(&o, 0);
     }
     let out2 = s.dir.join("export2");
     let out2_s = out2.to_str().unwrap();
     let o = s.run_as("alice", &["export", "--id", "acme-2", "--out", out2_s]);
-    assert_eq!(code(&o), 1, "{}", text(&o));
-    assert!(text(&o).contains("--raise-limit objects=3"), "{}", text(&o));
-    let o = s.run_as(
-        "alice",
-        &[
-            "export",
-            "--id",
-            "acme-2",
-            "--out",
-            out2_s,
-            "--raise-limit",
-            "objects=3",
-        ],
-    );
-    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert_exit(&o, 1);
+    assert_says(&o, "--raise-limit objects=3");
     let raise = [
         "export",
         "--id",
@@ -352,10 +334,13 @@ fn a_request_through_the_command_line() {
         "--reason",
         "all three named",
     ];
+    // Raising without a reason is bad input.
+    let o = s.run_as("alice", &raise[..raise.len() - 2]);
+    assert_exit(&o, 2);
     // The exporter alone cannot raise a limit: a second approver must.
     let o = s.run_as("alice", &raise);
-    assert_eq!(code(&o), 1, "{}", text(&o));
-    assert!(text(&o).contains("second approver"), "{}", text(&o));
+    assert_exit(&o, 1);
+    assert_says(&o, "second approver");
     let o = s.run_as(
         "bob",
         &[
@@ -368,14 +353,14 @@ fn a_request_through_the_command_line() {
             "agreed: all three are named",
         ],
     );
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_exit(&o, 0);
     let o = s.run_as("alice", &raise);
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_exit(&o, 0);
 
     let o = s.run(&["verify"]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_exit(&o, 0);
     let o = s.run(&["report", "--period", "2026H2", "--format", "csv"]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_exit(&o, 0);
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
         "period,country,request_type,outcome,requests\n2026H2,DE,court_order,disclosed,2\n"
@@ -386,7 +371,7 @@ fn a_request_through_the_command_line() {
     assert_eq!(r["report"]["objects_disclosed"], 5);
     assert_eq!(r["frozen"], Value::Null);
     let o = s.run(&["report", "--period", "2026-2"]);
-    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert_exit(&o, 2);
 
     // Tampering: one entry edited in the region's directory.
     let key = "_disclosure/acme/ledger/0000000002.json";
@@ -398,10 +383,10 @@ fn a_request_through_the_command_line() {
         entry.replace("consulting", "ignoring").as_bytes(),
     );
     let o = s.run(&["verify", "--tenant", "acme"]);
-    assert_eq!(code(&o), 1, "{}", text(&o));
-    assert!(text(&o).contains("DAMAGED"), "{}", text(&o));
+    assert_exit(&o, 1);
+    assert_says(&o, "DAMAGED");
     let o = s.run(&["report", "--period", "2026H2"]);
-    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert_exit(&o, 1);
 }
 
 /// Seed 4.2.1 ("put the request on hold to notify and consult with the
@@ -418,7 +403,7 @@ fn a_us_request_is_held_and_needs_two_approvers() {
     for who in ["carol", "dave"] {
         let key = s.dir.join(format!("{who}.key"));
         let o = s.run(&["keygen", "--name", who, "--out", key.to_str().unwrap()]);
-        assert_eq!(code(&o), 0, "{}", text(&o));
+        assert_exit(&o, 0);
         let out = String::from_utf8_lossy(&o.stdout).to_string();
         let entry = &out[out.find("[[privacy_team]]").expect("the entry is printed")..];
         team.push_str(entry);
@@ -459,30 +444,20 @@ fn a_us_request_is_held_and_needs_two_approvers() {
         ])
     };
     let o = open("US", "2026-03-01");
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_exit(&o, 0);
     let rec: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rec["state"], "on_hold");
     assert_eq!(rec["assessment"]["consult"], true);
 
     // Free text does not approve; approval waits for the consultation.
-    let o = s.run(&[
-        "transition",
-        "--id",
-        "acme-1",
-        "--to",
-        "approved",
-        "--by",
-        "cpo",
-        "--why",
-        "ok",
-    ]);
-    assert_eq!(code(&o), 1, "{}", text(&o));
+    let o = s.transition("acme-1", "approved", "cpo", "ok");
+    assert_exit(&o, 1);
     let o = s.run_as(
         "carol",
         &["approve", "--id", "acme-1", "--why", "compelled"],
     );
-    assert_eq!(code(&o), 1, "{}", text(&o));
-    assert!(text(&o).contains("held for consultation"), "{}", text(&o));
+    assert_exit(&o, 1);
+    assert_says(&o, "held for consultation");
     let o = s.run(&["approve", "--id", "acme-1", "--why", "compelled"]);
     assert_eq!(code(&o), 2, "no key: {}", text(&o));
     let o = s.run(&[
@@ -498,52 +473,39 @@ fn a_us_request_is_held_and_needs_two_approvers() {
         "--by",
         "dpo",
     ]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_exit(&o, 0);
     let o = s.run_as(
         "carol",
         &["approve", "--id", "acme-1", "--why", "compelled"],
     );
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_exit(&o, 0);
     let o = s.run_as("carol", &["approve", "--id", "acme-1", "--why", "again"]);
-    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert_exit(&o, 1);
     let out = s.dir.join("x");
     let out_s = out.to_str().unwrap();
     let o = s.run_as("carol", &["export", "--id", "acme-1", "--out", out_s]);
     assert_eq!(code(&o), 1, "one approval is not enough: {}", text(&o));
     let o = s.run_as("dave", &["approve", "--id", "acme-1", "--why", "agreed"]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
-    assert!(text(&o).contains("now approved"), "{}", text(&o));
+    assert_exit(&o, 0);
+    assert_says(&o, "now approved");
     let o = s.run(&["export", "--id", "acme-1", "--out", out_s, "--by", "ops"]);
     assert_eq!(code(&o), 2, "an export needs a key: {}", text(&o));
     let o = s.run_as("dave", &["export", "--id", "acme-1", "--out", out_s]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_exit(&o, 0);
     let o = s.run(&["show", "--id", "acme-1"]);
-    assert!(
-        text(&o).contains("approval by carol (signed)"),
-        "{}",
-        text(&o)
-    );
-    assert!(
-        text(&o).contains("consulted:   Data Protection Commission"),
-        "{}",
-        text(&o)
-    );
+    assert_says(&o, "approval by carol (signed)");
+    assert_says(&o, "consulted:   Data Protection Commission");
 
     // Redirected, and a request without a known customer.
     let o = open("DE", "2026-04-01");
-    assert_eq!(code(&o), 0, "{}", text(&o));
-    let o = s.run(&[
-        "transition",
-        "--id",
+    assert_exit(&o, 0);
+    let o = s.transition(
         "acme-2",
-        "--to",
         "redirected",
-        "--by",
         "privacy",
-        "--why",
         "the authority agreed to ask acme",
-    ]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    );
+    assert_exit(&o, 0);
     let o = s.run(&[
         "open",
         "--tenant",
@@ -561,8 +523,8 @@ fn a_us_request_is_held_and_needs_two_approvers() {
         "--by",
         "intake",
     ]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
-    assert!(text(&o).contains("_unattributed-1"), "{}", text(&o));
+    assert_exit(&o, 0);
+    assert_says(&o, "_unattributed-1");
 
     // Freeze the half year; a later change shows separately.
     let o = s.run(&["report", "--period", "2026H1", "--freeze"]);
@@ -573,25 +535,23 @@ fn a_us_request_is_held_and_needs_two_approvers() {
             "report", "--period", "2026H1", "--freeze", "--format", "json",
         ],
     );
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_exit(&o, 0);
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["report"]["requests"], 3);
     assert_eq!(r["report"]["by_outcome"]["redirected"], 1);
     assert_eq!(r["report"]["by_outcome"]["disclosed"], 1);
     let o = s.run_as("dave", &["report", "--period", "2026H1", "--freeze"]);
-    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert_exit(&o, 1);
     let o = open("US", "2026-06-01");
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_exit(&o, 0);
     let o = s.run(&["report", "--period", "2026H1"]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_exit(&o, 0);
     let md = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        md.contains("received from 2026-01-01 to 2026-06-30: **3**"),
-        "{md}"
-    );
-    assert!(md.contains("signature verified"), "{md}");
-    assert!(
-        md.contains("| US | court_order | (recorded later) | pending |"),
-        "{md}"
-    );
+    for needle in [
+        "received from 2026-01-01 to 2026-06-30: **3**",
+        "signature verified",
+        "| US | court_order | (recorded later) | pending |",
+    ] {
+        assert!(md.contains(needle), "{md}");
+    }
 }

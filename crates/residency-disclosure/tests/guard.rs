@@ -5,13 +5,12 @@ mod support;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use residency_disclosure::{
     DisclosureError, Disclosures, Event, ExportOptions, LimitRaise, Limits, Period, RequestType,
     Scope, State, Webhook,
 };
-use residency_store::{Backend, Body, MemoryBackend, PutMeta};
-use support::{approve_both, keys, request, rules, team};
+use residency_store::{Backend, MemoryBackend};
+use support::{approve_both, desk_on, get, keys, put, refused, request, rules, team};
 
 struct World {
     desk: Disclosures,
@@ -29,40 +28,13 @@ async fn world(limits: Limits) -> World {
     put(&eu, "acme/users/7.json", b"{\"u\":7}").await;
     put(&eu, "acme/chat/7.json", b"{\"c\":7}").await;
     put(&eu, "acme/attachments/7.png", b"PNG....").await;
-    let desk = Disclosures::new(
-        rules(),
-        [("eu".to_owned(), eu.clone()), ("us".to_owned(), us.clone())],
-    )
-    .unwrap()
-    .with_limits(limits)
-    .with_team(team().0);
+    let desk = desk_on(rules(), &eu, &us).with_limits(limits);
     World {
         desk,
         eu,
         us,
         out: tempfile::tempdir().unwrap(),
     }
-}
-
-async fn put(b: &Arc<dyn Backend>, key: &str, data: &[u8]) {
-    b.put_object(
-        key,
-        Body::from_bytes(Bytes::copy_from_slice(data)),
-        PutMeta::default(),
-    )
-    .await
-    .unwrap();
-}
-
-async fn get(b: &Arc<dyn Backend>, key: &str) -> Vec<u8> {
-    b.get_object(key, None)
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .to_vec()
 }
 
 impl World {
@@ -76,6 +48,12 @@ impl World {
         }
     }
 
+    /// Opens a request of acme for one key, by `by`; its id.
+    async fn open_key(&self, key: &str, by: &str) -> String {
+        let r = request("acme", keys(&[key]));
+        self.desk.open(r, by, "").await.unwrap().request.id
+    }
+
     /// Opens a request with notice prohibited (so that it may be exported
     /// without a webhook) and approves it.
     async fn approved(&self, scope: Scope) -> String {
@@ -84,13 +62,6 @@ impl World {
         let id = self.desk.open(r, "privacy", "").await.unwrap().request.id;
         approve_both(&self.desk, &id).await;
         id
-    }
-}
-
-fn refused(r: Result<impl std::fmt::Debug, DisclosureError>, needle: &str) {
-    match r {
-        Err(DisclosureError::Refused(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
-        other => panic!("expected a refusal containing {needle:?}, got {other:?}"),
     }
 }
 
@@ -231,13 +202,7 @@ async fn limits_must_be_raised_one_by_one_with_a_reason() {
 #[tokio::test]
 async fn unapproved_and_unnotified_exports_are_refused() {
     let w = world(Limits::default()).await;
-    let id = w
-        .desk
-        .open(request("acme", keys(&["tickets/1.json"])), "privacy", "")
-        .await
-        .unwrap()
-        .request
-        .id;
+    let id = w.open_key("tickets/1.json", "privacy").await;
     refused(
         w.desk.export(&id, &w.opts("x")).await,
         "only an approved request",
@@ -327,13 +292,7 @@ async fn bad_input_is_rejected_before_anything_is_recorded() {
     ));
     assert_eq!(w.desk.verify("acme").await.unwrap().entries, 0);
     // A transition needs who and why.
-    let id = w
-        .desk
-        .open(request("acme", keys(&["a"])), "p", "")
-        .await
-        .unwrap()
-        .request
-        .id;
+    let id = w.open_key("a", "p").await;
     assert!(matches!(
         w.desk.transition(&id, State::OnHold, "dpo", "").await,
         Err(DisclosureError::Invalid(_))
@@ -343,13 +302,7 @@ async fn bad_input_is_rejected_before_anything_is_recorded() {
 /// Three requests with a few events each; returns the ledger's entry keys.
 async fn busy_ledger(w: &World) -> Vec<String> {
     for i in 0..3 {
-        let id = w
-            .desk
-            .open(request("acme", keys(&["tickets/1.json"])), "p", "")
-            .await
-            .unwrap()
-            .request
-            .id;
+        let id = w.open_key("tickets/1.json", "p").await;
         w.desk
             .transition(&id, State::OnHold, "dpo", &format!("consult {i}"))
             .await
@@ -360,6 +313,12 @@ async fn busy_ledger(w: &World) -> Vec<String> {
     (0..n)
         .map(|i| format!("_disclosure/acme/ledger/{i:010}.json"))
         .collect()
+}
+
+/// Asserts that one of a verification's problems mentions `needle`.
+#[track_caller]
+fn assert_problem(problems: &[String], needle: &str) {
+    assert!(problems.iter().any(|p| p.contains(needle)), "{problems:?}");
 }
 
 #[tokio::test]
@@ -390,11 +349,7 @@ async fn an_edited_byte_is_detected() {
         .replace("consult 2", "consult 9");
     put(&w.eu, last, edited.as_bytes()).await;
     let r = w.desk.verify("acme").await.unwrap();
-    assert!(
-        r.problems.iter().any(|p| p.contains("head")),
-        "{:?}",
-        r.problems
-    );
+    assert_problem(&r.problems, "head");
 }
 
 #[tokio::test]
@@ -405,23 +360,13 @@ async fn a_removed_entry_is_detected() {
     w.eu.delete_object(&keys[2]).await.unwrap();
     let r = w.desk.verify("acme").await.unwrap();
     assert!(!r.ok);
-    assert!(
-        r.problems.iter().any(|p| p.contains("missing")),
-        "{:?}",
-        r.problems
-    );
+    assert_problem(&r.problems, "missing");
     put(&w.eu, &keys[2], &saved).await;
     assert!(w.desk.verify("acme").await.unwrap().ok);
     // Removing the last entry (a truncation) too.
     w.eu.delete_object(keys.last().unwrap()).await.unwrap();
     let r = w.desk.verify("acme").await.unwrap();
-    assert!(
-        r.problems
-            .iter()
-            .any(|p| p.contains("head records 6 entries, 5 found")),
-        "{:?}",
-        r.problems
-    );
+    assert_problem(&r.problems, "head records 6 entries, 5 found");
     // And the head with it.
     w.eu.delete_object("_disclosure/acme/head.json")
         .await
@@ -438,63 +383,24 @@ async fn reordered_entries_are_detected() {
     put(&w.eu, &keys[2], &a).await;
     let r = w.desk.verify("acme").await.unwrap();
     assert!(!r.ok);
-    assert!(
-        r.problems.iter().any(|p| p.contains("reordered")),
-        "{:?}",
-        r.problems
-    );
+    assert_problem(&r.problems, "reordered");
 }
 
 #[tokio::test]
 async fn the_report_counts_what_was_recorded() {
     let w = world(Limits::default()).await;
     // (tenant, country, type, received, final state)
+    #[rustfmt::skip]
     let plan: &[(&str, &str, RequestType, &str, Option<State>)] = &[
-        (
-            "acme",
-            "DE",
-            RequestType::CourtOrder,
-            "2026-07-01",
-            Some(State::Refused),
-        ),
-        (
-            "acme",
-            "DE",
-            RequestType::CourtOrder,
-            "2026-08-10",
-            Some(State::Fulfilled),
-        ),
-        (
-            "acme",
-            "US",
-            RequestType::Subpoena,
-            "2026-12-31",
-            Some(State::Challenged),
-        ),
-        ("globex", "US", RequestType::Subpoena, "2026-09-09", None),
-        (
-            "globex",
-            "FR",
-            RequestType::Emergency,
-            "2026-10-01",
-            Some(State::Fulfilled),
-        ),
-        (
-            "initech",
-            "US",
-            RequestType::NationalSecurity,
-            "2026-11-11",
-            Some(State::OnHold),
-        ),
+        ("acme",     "DE", RequestType::CourtOrder,       "2026-07-01", Some(State::Refused)),
+        ("acme",     "DE", RequestType::CourtOrder,       "2026-08-10", Some(State::Fulfilled)),
+        ("acme",     "US", RequestType::Subpoena,         "2026-12-31", Some(State::Challenged)),
+        ("globex",   "US", RequestType::Subpoena,         "2026-09-09", None),
+        ("globex",   "FR", RequestType::Emergency,        "2026-10-01", Some(State::Fulfilled)),
+        ("initech",  "US", RequestType::NationalSecurity, "2026-11-11", Some(State::OnHold)),
         // Outside 2026H2:
-        (
-            "acme",
-            "DE",
-            RequestType::Subpoena,
-            "2026-06-30",
-            Some(State::Refused),
-        ),
-        ("eurobank", "GB", RequestType::Other, "2027-01-01", None),
+        ("acme",     "DE", RequestType::Subpoena,         "2026-06-30", Some(State::Refused)),
+        ("eurobank", "GB", RequestType::Other,            "2027-01-01", None),
     ];
     put(&w.us, "globex/tickets/9.json", b"0123456789").await;
     for (i, (tenant, country, ty, received, end)) in plan.iter().enumerate() {

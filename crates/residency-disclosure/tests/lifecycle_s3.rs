@@ -11,13 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use residency_disclosure::{
-    DisclosureError, Disclosures, Event, ExportOptions, Notice, State, Webhook,
-};
+use residency_disclosure::{DisclosureError, Event, ExportOptions, Notice, State, Webhook};
 use residency_store::{Backend, Body, ListRequest, PutMeta, S3Backend, S3BackendConfig};
 use residency_testkit::{GarageCluster, RegionInfo};
 use sha2::{Digest, Sha256};
-use support::{keys, request, rules, Receiver};
+use support::{desk_on, get, keys, request, rules, Receiver};
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 const SECRET: &str = "acme-webhook-secret";
@@ -75,12 +73,7 @@ async fn life() {
     put(&us, "acme/insights/q3.json", b"{\"nps\":42}").await;
     put(&eu, "globex/tickets/1.json", b"{\"other\":\"tenant\"}").await;
 
-    let desk = Disclosures::new(
-        rules(),
-        [("eu".to_owned(), eu.clone()), ("us".to_owned(), us.clone())],
-    )
-    .unwrap()
-    .with_team(support::team().0);
+    let desk = desk_on(rules(), &eu, &us);
     let receiver = Receiver::start(SECRET, 1).await;
     let webhook = Webhook::new(&receiver.url, SECRET)
         .unwrap()
@@ -239,15 +232,8 @@ async fn life() {
 
     // Tampering in the bucket is detected: one byte of entry 2 edited.
     let key = "_disclosure/acme/ledger/0000000002.json";
-    let original = eu
-        .get_object(key, None)
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap();
-    let edited = String::from_utf8(original.to_vec())
+    let original = get(&eu, key).await;
+    let edited = String::from_utf8(original.clone())
         .unwrap()
         .replace("DPA", "DPB");
     put_owned(&eu, key, edited.into_bytes()).await;
@@ -263,7 +249,7 @@ async fn life() {
         desk.get(&id).await,
         Err(DisclosureError::Damaged { .. })
     ));
-    put_owned(&eu, key, original.to_vec()).await;
+    put_owned(&eu, key, original).await;
     assert!(desk.verify("acme").await.unwrap().ok);
     drop(cluster);
 }

@@ -6,39 +6,19 @@ mod support;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use residency_disclosure::{
-    Adequacy, Consult, Consultation, DisclosureError, Disclosures, Event, ExportOptions, Limit,
-    LimitRaise, Limits, Period, Signer, State, UNATTRIBUTED,
+    Adequacy, Consult, Consultation, Disclosures, Event, ExportOptions, Limit, LimitRaise, Limits,
+    Period, Signer, State, UNATTRIBUTED,
 };
 use residency_policy::Ruleset;
-use residency_store::{Backend, Body, MemoryBackend, PutMeta};
-use support::{approve_both, keys, request, rules, team};
+use residency_store::{Backend, MemoryBackend};
+use support::{approve_both, desk_on, get, keys, put, refused, request, rules, team};
 
 struct World {
     desk: Disclosures,
     eu: Arc<dyn Backend>,
     us: Arc<dyn Backend>,
     out: tempfile::TempDir,
-}
-
-async fn put(b: &Arc<dyn Backend>, key: &str, data: &[u8]) {
-    b.put_object(
-        key,
-        Body::from_bytes(Bytes::copy_from_slice(data)),
-        PutMeta::default(),
-    )
-    .await
-    .unwrap();
-}
-
-fn desk_on(rules: Ruleset, eu: &Arc<dyn Backend>, us: &Arc<dyn Backend>) -> Disclosures {
-    Disclosures::new(
-        rules,
-        [("eu".to_owned(), eu.clone()), ("us".to_owned(), us.clone())],
-    )
-    .unwrap()
-    .with_team(team().0)
 }
 
 async fn world() -> World {
@@ -66,6 +46,12 @@ impl World {
         }
     }
 
+    /// Exports `id` into `dir` as `signer`, which must be refused with a
+    /// message containing `needle`.
+    async fn export_refused(&self, id: &str, dir: &str, signer: &Signer, needle: &str) {
+        refused(self.desk.export(id, &self.opts(dir, signer)).await, needle);
+    }
+
     /// Opens a request of `acme` (EU locality) from an authority in
     /// `country`, notice legally prohibited so that no webhook is needed.
     async fn open(&self, country: &str, authority: &str, scope: &[&str]) -> String {
@@ -74,13 +60,6 @@ impl World {
         r.authority = authority.into();
         r.notice_prohibited = Some("gag order, case 4711".into());
         self.desk.open(r, "intake", "").await.unwrap().request.id
-    }
-}
-
-fn refused<T: std::fmt::Debug>(r: Result<T, DisclosureError>, needle: &str) {
-    match r {
-        Err(DisclosureError::Refused(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
-        other => panic!("expected a refusal containing {needle:?}, got {other:?}"),
     }
 }
 
@@ -140,10 +119,8 @@ async fn a_request_from_a_country_without_adequacy_is_held_until_the_dpa_is_cons
         w.desk.approve(&id, &alice, "ok").await,
         "held for consultation",
     );
-    refused(
-        w.desk.export(&id, &w.opts("early", &alice)).await,
-        "only an approved request",
-    );
+    w.export_refused(&id, "early", &alice, "only an approved request")
+        .await;
     let c = Consult::Consulted {
         authority: "Data Protection Commission (IE)".into(),
         reference: "DPC-2026-17".into(),
@@ -249,10 +226,8 @@ async fn approvals_need_two_different_members_of_the_privacy_team() {
         "already approved",
     );
     // One approval is not enough to export.
-    refused(
-        w.desk.export(&id, &w.opts("one", &alice)).await,
-        "only an approved request",
-    );
+    w.export_refused(&id, "one", &alice, "only an approved request")
+        .await;
     let rec = w.desk.approve(&id, &bob, "agreed").await.unwrap();
     assert_eq!(rec.state, State::Approved);
     let members: Vec<_> = rec.approvals.iter().map(|a| a.member.as_str()).collect();
@@ -285,17 +260,7 @@ async fn approvals_need_two_different_members_of_the_privacy_team() {
     let v = w.desk.verify("acme").await.unwrap();
     assert!(v.ok, "{v:?}");
     let key = format!("_disclosure/acme/ledger/{:010}.json", v.entries - 1);
-    let text = String::from_utf8(
-        w.eu.get_object(&key, None)
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = String::from_utf8(get(&w.eu, &key).await).unwrap();
     assert!(text.contains("\"by\":\"alice\""), "{text}");
     let forged = text.replace("exported 1 object(s)", "exported 0 object(s)");
     assert_ne!(forged, text);
@@ -329,10 +294,8 @@ async fn unattributed_and_churned_tenants_requests_are_counted() {
     let rec = w.desk.open(r, "intake", "").await.unwrap();
     assert_eq!(rec.request.id, "_unattributed-1");
     let (_, alice, _) = team();
-    refused(
-        w.desk.export("_unattributed-1", &w.opts("u", &alice)).await,
-        "no known customer",
-    );
+    w.export_refused("_unattributed-1", "u", &alice, "no known customer")
+        .await;
     // acme's request, then acme leaves the tenants file.
     w.open("DE", "BKA", &["tickets/1.json"]).await;
     let churned = Ruleset::from_toml(
@@ -414,17 +377,7 @@ async fn a_frozen_report_stays_and_later_changes_show_separately() {
 
     // An edited frozen report no longer verifies.
     let key = "_disclosure/_reports/2026H1.json";
-    let text = String::from_utf8(
-        w.us.get_object(key, None)
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = String::from_utf8(get(&w.us, key).await).unwrap();
     put(
         &w.us,
         key,
@@ -486,36 +439,30 @@ async fn one_authority_is_capped_per_half_year_and_raises_need_a_second_approver
         )
         .await;
     approve_both(&w.desk, &b).await;
-    refused(
-        w.desk.export(&b, &w.opts("b", &alice)).await,
-        "4 authority_objects",
-    );
+    w.export_refused(&b, "b", &alice, "4 authority_objects")
+        .await;
     // The exporter alone cannot lift the cap.
     let raise = LimitRaise {
         limit: Limit::AuthorityObjects,
         to: 4,
     };
-    let mut o = w.opts("b2", &alice);
-    o.raises = vec![raise];
-    o.reason = Some("a second, separate investigation".into());
-    refused(w.desk.export(&b, &o).await, "second approver");
+    let raised = |dir: &str| ExportOptions {
+        raises: vec![raise],
+        reason: Some("a second, separate investigation".into()),
+        ..w.opts(dir, &alice)
+    };
+    refused(w.desk.export(&b, &raised("b2")).await, "second approver");
     // The same member approving their own raise does not count twice.
     w.desk
         .approve_raise(&b, &raise, "again", &alice)
         .await
         .unwrap();
-    let mut o = w.opts("b3", &alice);
-    o.raises = vec![raise];
-    o.reason = Some("a second, separate investigation".into());
-    refused(w.desk.export(&b, &o).await, "second approver");
+    refused(w.desk.export(&b, &raised("b3")).await, "second approver");
     w.desk
         .approve_raise(&b, &raise, "agreed", &bob)
         .await
         .unwrap();
-    let mut o = w.opts("b4", &alice);
-    o.raises = vec![raise];
-    o.reason = Some("a second, separate investigation".into());
-    let m = w.desk.export(&b, &o).await.unwrap();
+    let m = w.desk.export(&b, &raised("b4")).await.unwrap();
     assert_eq!(m.limits.max_authority_objects, 4);
     let rec = w.desk.get(&b).await.unwrap();
     assert_eq!(rec.raised_limits.get("authority_objects"), Some(&4));
@@ -560,10 +507,8 @@ async fn a_version_1_ledger_still_reads() {
     // acme-2 was approved by free text (v1), from a US authority: it cannot
     // be exported until consulted and approved by two members.
     let (_, alice, _) = team();
-    refused(
-        w.desk.export("acme-2", &w.opts("legacy", &alice)).await,
-        "signed approval",
-    );
+    w.export_refused("acme-2", "legacy", &alice, "signed approval")
+        .await;
     refused(w.desk.approve("acme-2", &alice, "ok").await, "put on hold");
     // New entries are version 2 and the mixed ledger verifies.
     w.desk

@@ -11,34 +11,26 @@
 //!
 //! `cargo bench -p residency-tower --bench audit`
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_main, Criterion};
-use residency_policy::Ruleset;
-use residency_store::{Backend, Body, MemoryBackend, NullBackend, Operation, PutMeta};
+use residency_store::{Backend, Body, NullBackend, Operation, PutMeta};
 use residency_tower::audit::batch::{BatchConfig, BatchingAuditSink, WriterId};
 use residency_tower::{
-    AuditSink, RegionalDispatch, RoutingLayer, RoutingService, RulesetHandle, StorageRequest,
-    TracingAuditSink, UploadIdCodec,
+    AuditSink, RegionalDispatch, RoutingService, StorageRequest, TracingAuditSink, UploadIdCodec,
 };
+use support::{example_layer, MemoryRegions};
 use tokio::runtime::Runtime;
 use tower::{Layer, Service, ServiceExt};
 
 const TENANT: &str = "acme";
 const KEY: &str = "tickets/1/comment.json";
 const FLUSH_EVERY: u64 = 1000;
-
-fn rules() -> Ruleset {
-    Ruleset::from_toml(
-        include_str!("../../../config/hosting-policy.toml"),
-        "hosting-policy.toml",
-        include_str!("../../../config/tenants.example.toml"),
-        "tenants.example.toml",
-    )
-    .expect("the example config is valid")
-}
 
 fn put_op() -> Operation {
     Operation::Put {
@@ -56,12 +48,8 @@ type Stack = RoutingService<RegionalDispatch>;
 
 fn stack(audit: Option<Arc<dyn AuditSink>>) -> Stack {
     let codec = UploadIdCodec::new(b"bench".to_vec());
-    let dispatch = RegionalDispatch::builder()
-        .region("eu", Arc::new(MemoryBackend::new("eu")))
-        .region("us", Arc::new(MemoryBackend::new("us")))
-        .upload_ids(codec.clone())
-        .build();
-    let mut layer = RoutingLayer::new(RulesetHandle::new(rules())).upload_ids(codec);
+    let dispatch = MemoryRegions::new().dispatch(&codec).build();
+    let mut layer = example_layer(&codec);
     if let Some(sink) = audit {
         layer = layer.audit_shared(sink);
     }
@@ -81,14 +69,9 @@ fn run(
     rt.block_on(async {
         let start = Instant::now();
         for i in 0..iters {
-            let resp = svc
-                .ready()
-                .await
-                .expect("ready")
-                .call(StorageRequest::new(TENANT, make()))
-                .await
-                .expect("request");
-            black_box(resp);
+            let ready = svc.ready().await.expect("ready");
+            let resp = ready.call(StorageRequest::new(TENANT, make())).await;
+            black_box(resp.expect("request"));
             if let Some(b) = batching {
                 if i % FLUSH_EVERY == FLUSH_EVERY - 1 {
                     b.flush().await.expect("flush");

@@ -8,29 +8,20 @@
 //!
 //! `cargo bench -p residency-tower --bench audit_durable`
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_main, Criterion};
 use futures::future::join_all;
-use residency_policy::Ruleset;
-use residency_store::{Backend, Body, DirBackend, Operation, PutMeta};
+use residency_store::{Body, Operation, PutMeta};
 use residency_tower::audit::batch::{AuditMode, BatchConfig, BatchingAuditSink, WriterId};
-use residency_tower::{
-    RegionalDispatch, RoutingLayer, RoutingService, RulesetHandle, StorageRequest, UploadIdCodec,
-};
+use residency_tower::{RegionalDispatch, RoutingService, StorageRequest, UploadIdCodec};
+use support::{dir_regions, dispatch_over, example_layer};
 use tokio::runtime::Runtime;
 use tower::{Layer, ServiceExt};
-
-fn rules() -> Ruleset {
-    Ruleset::from_toml(
-        include_str!("../../../config/hosting-policy.toml"),
-        "hosting-policy.toml",
-        include_str!("../../../config/tenants.example.toml"),
-        "tenants.example.toml",
-    )
-    .expect("the example config is valid")
-}
 
 fn put(i: u64) -> StorageRequest {
     StorageRequest::new(
@@ -49,11 +40,7 @@ fn stack(
     mode: AuditMode,
 ) -> (RoutingService<RegionalDispatch>, Arc<BatchingAuditSink>) {
     rt.block_on(async {
-        let mut regions: Vec<(String, Arc<dyn Backend>)> = Vec::new();
-        for id in ["eu", "us"] {
-            let b = DirBackend::open(dir.join(id)).await.expect("open dir");
-            regions.push((id.to_owned(), Arc::new(b)));
-        }
+        let regions = dir_regions(dir).await;
         let sink = Arc::new(BatchingAuditSink::new(
             regions.clone(),
             WriterId::new(format!("bench-{}", mode.as_str())).expect("id"),
@@ -63,14 +50,9 @@ fn stack(
             },
         ));
         let codec = UploadIdCodec::new(b"bench".to_vec());
-        let mut dispatch = RegionalDispatch::builder().upload_ids(codec.clone());
-        for (id, b) in &regions {
-            dispatch = dispatch.region(id.clone(), b.clone());
-        }
-        let svc = RoutingLayer::new(RulesetHandle::new(rules()))
-            .upload_ids(codec)
+        let svc = example_layer(&codec)
             .audit_shared(sink.clone())
-            .layer(dispatch.build());
+            .layer(dispatch_over(&regions, &codec).build());
         (svc, sink)
     })
 }

@@ -10,37 +10,19 @@
 //! In-memory backends, so the figures are the layer's own work; against real
 //! regions each extra call adds its round trip (docs/performance.md).
 
-use std::sync::Arc;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use criterion::{criterion_main, Criterion};
-use residency_policy::Ruleset;
-use residency_store::{Body, BoxError, MemoryBackend, Operation, PutMeta};
-use residency_tower::{
-    RegionalDispatch, RoutingLayer, RulesetHandle, StorageRequest, StorageResponse, UploadIdCodec,
-};
+use residency_store::{Body, BoxError, Operation, PutMeta};
+use residency_tower::{StorageRequest, StorageResponse, UploadIdCodec};
 use tokio::runtime::Runtime;
 use tower::util::BoxCloneService;
-use tower::{Layer, ServiceExt};
+use tower::ServiceExt;
 
 fn stack() -> BoxCloneService<StorageRequest, StorageResponse, BoxError> {
-    let rules = Ruleset::from_toml(
-        include_str!("../../../config/hosting-policy.toml"),
-        "hosting-policy.toml",
-        include_str!("../../../config/tenants.example.toml"),
-        "tenants.example.toml",
-    )
-    .expect("valid");
     let codec = UploadIdCodec::new(b"bench".to_vec());
-    let dispatch = RegionalDispatch::builder()
-        .region("eu", Arc::new(MemoryBackend::new("eu")))
-        .region("us", Arc::new(MemoryBackend::new("us")))
-        .upload_ids(codec.clone())
-        .build();
-    BoxCloneService::new(
-        RoutingLayer::new(RulesetHandle::new(rules))
-            .upload_ids(codec)
-            .layer(dispatch),
-    )
+    BoxCloneService::new(support::memory_stack(&codec))
 }
 
 fn put(key: &str, label: Option<&str>) -> StorageRequest {

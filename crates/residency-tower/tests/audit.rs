@@ -1,7 +1,7 @@
 //! The batching audit sink against real directory backends: where batches
 //! land, when they are stored, and what `verify_chain` finds after tampering.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +37,37 @@ impl Dirs {
 
     fn backend(&self, region: &str) -> &Arc<dyn Backend> {
         &self.regions.iter().find(|(r, _)| r == region).unwrap().1
+    }
+
+    /// A batching sink of writer `w1` storing into both regions.
+    fn sink(&self, config: BatchConfig) -> BatchingAuditSink {
+        BatchingAuditSink::new(self.regions.clone(), writer("w1"), config)
+    }
+
+    /// Removes one stored `(region, key)` through its backend.
+    async fn delete(&self, (region, key): &(String, String)) {
+        self.backend(region).delete_object(key).await.unwrap();
+    }
+
+    /// Removes writer w1's HEAD record for acme from `region`.
+    async fn delete_head(&self, region: &str) {
+        self.backend(region)
+            .delete_object("_audit/acme/w1/HEAD.json")
+            .await
+            .unwrap();
+    }
+
+    /// Edits one stored `(region, key)` on disk, behind the backend's back.
+    fn edit(&self, (region, key): &(String, String), f: impl FnOnce(&mut Vec<u8>)) {
+        let path = self.path(region, key);
+        let mut bytes = std::fs::read(&path).unwrap();
+        f(&mut bytes);
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// What `verify_chain` finds in acme's chain.
+    async fn verify(&self) -> ChainReport {
+        verify_chain(&self.regions, "acme").await.unwrap()
     }
 }
 
@@ -133,7 +164,7 @@ fn assert_problem(report: &ChainReport, needle: &str) {
 #[tokio::test]
 async fn events_land_in_the_region_where_the_object_was_placed() {
     let d = Dirs::new().await;
-    let sink = BatchingAuditSink::new(d.regions.clone(), writer("w1"), manual());
+    let sink = d.sink(manual());
     for n in 0..3 {
         sink.record(event("acme", n, "allow", "eu"));
     }
@@ -188,7 +219,7 @@ async fn events_land_in_the_region_where_the_object_was_placed() {
 #[tokio::test]
 async fn a_denial_is_stored_in_the_tenants_home_region() {
     let d = Dirs::new().await;
-    let sink = BatchingAuditSink::new(d.regions.clone(), writer("w1"), manual());
+    let sink = d.sink(manual());
     // The caller sets store_region to the tenant's locality for a denial.
     sink.record(event("acme", 1, "deny", "eu"));
     sink.shutdown().await.unwrap();
@@ -205,7 +236,7 @@ async fn a_denial_is_stored_in_the_tenants_home_region() {
 #[tokio::test]
 async fn tenants_have_separate_chains_outside_their_namespaces() {
     let d = Dirs::new().await;
-    let sink = BatchingAuditSink::new(d.regions.clone(), writer("w1"), manual());
+    let sink = d.sink(manual());
     sink.record(event("acme", 1, "allow", "eu"));
     sink.record(event("globex", 2, "allow", "eu"));
     // An unknown tenant's id as a request gave it cannot escape its folder:
@@ -243,7 +274,7 @@ async fn a_full_batch_is_stored_at_once() {
         max_events: 3,
         ..manual()
     };
-    let sink = BatchingAuditSink::new(d.regions.clone(), writer("w1"), config);
+    let sink = d.sink(config);
     for n in 0..7 {
         sink.record(event("acme", n, "allow", "eu"));
     }
@@ -267,7 +298,7 @@ async fn a_batch_is_stored_when_its_oldest_event_is_max_age_old() {
         max_age: Duration::from_secs(5),
         ..BatchConfig::default()
     };
-    let sink = BatchingAuditSink::new(d.regions.clone(), writer("w1"), config);
+    let sink = d.sink(config);
     let start = tokio::time::Instant::now();
     sink.record(event("acme", 0, "allow", "eu"));
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -290,7 +321,7 @@ async fn a_batch_is_stored_when_its_oldest_event_is_max_age_old() {
 #[tokio::test]
 async fn shutdown_stores_what_is_buffered_and_then_refuses() {
     let d = Dirs::new().await;
-    let sink = BatchingAuditSink::new(d.regions.clone(), writer("w1"), manual());
+    let sink = d.sink(manual());
     sink.record(event("acme", 0, "allow", "eu"));
     sink.record(event("acme", 1, "allow", "us"));
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -309,7 +340,7 @@ async fn shutdown_stores_what_is_buffered_and_then_refuses() {
 #[tokio::test]
 async fn flush_stores_and_the_sink_keeps_chaining() {
     let d = Dirs::new().await;
-    let sink = BatchingAuditSink::new(d.regions.clone(), writer("w1"), manual());
+    let sink = d.sink(manual());
     sink.flush().await.unwrap(); // nothing to store
     sink.record(event("acme", 0, "allow", "eu"));
     sink.flush().await.unwrap();
@@ -332,7 +363,7 @@ async fn flush_stores_and_the_sink_keeps_chaining() {
 #[tokio::test]
 async fn dropping_the_sink_stores_in_the_background() {
     let d = Dirs::new().await;
-    let sink = BatchingAuditSink::new(d.regions.clone(), writer("w1"), manual());
+    let sink = d.sink(manual());
     sink.record(event("acme", 0, "allow", "eu"));
     drop(sink);
     wait_for_batches(d.backend("eu"), "_audit/acme/", 1).await;
@@ -441,7 +472,7 @@ fn writer_ids_are_safe_in_keys() {
 /// A chain of 5 batches of 2 events for `acme`, alternating eu, us, eu, us,
 /// eu; returns each batch's (region, key).
 async fn chain(d: &Dirs) -> Vec<(String, String)> {
-    let sink = BatchingAuditSink::new(d.regions.clone(), writer("w1"), manual());
+    let sink = d.sink(manual());
     let mut batches = Vec::new();
     for seq in 0..5u32 {
         let region = if seq % 2 == 0 { "eu" } else { "us" };
@@ -458,87 +489,72 @@ async fn chain(d: &Dirs) -> Vec<(String, String)> {
     batches
 }
 
-fn edit_file(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
-    let mut bytes = std::fs::read(path).unwrap();
-    f(&mut bytes);
-    std::fs::write(path, bytes).unwrap();
+/// Sets the last byte of the first `needle` in `bytes` to `to`.
+fn set_last_byte_of(bytes: &mut [u8], needle: &[u8], to: u8) {
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    bytes[at + needle.len() - 1] = to;
+}
+
+/// Fresh directories holding [`chain`]'s five batches.
+async fn chained() -> (Dirs, Vec<(String, String)>) {
+    let d = Dirs::new().await;
+    let batches = chain(&d).await;
+    (d, batches)
 }
 
 #[tokio::test]
 async fn verify_detects_a_removed_middle_batch() {
-    let d = Dirs::new().await;
-    let batches = chain(&d).await;
-    let (region, key) = &batches[2];
-    d.backend(region).delete_object(key).await.unwrap();
-    let report = verify_chain(&d.regions, "acme").await.unwrap();
-    assert_problem(&report, "batch 2 is missing");
+    let (d, batches) = chained().await;
+    d.delete(&batches[2]).await;
+    assert_problem(&d.verify().await, "batch 2 is missing");
 }
 
 #[tokio::test]
 async fn verify_detects_an_edited_batch() {
-    let d = Dirs::new().await;
-    let batches = chain(&d).await;
-    let (region, key) = &batches[1];
+    let (d, batches) = chained().await;
     // One byte, on disk, keeping the JSON valid: tickets/2 -> tickets/7.
-    edit_file(&d.path(region, key), |b| {
-        let at = b.windows(9).position(|w| w == b"tickets/2").unwrap();
-        b[at + 8] = b'7';
-    });
-    let report = verify_chain(&d.regions, "acme").await.unwrap();
+    d.edit(&batches[1], |b| set_last_byte_of(b, b"tickets/2", b'7'));
+    let report = d.verify().await;
     assert_problem(&report, "batch 2: prev_sha256 does not match batch 1");
     assert_eq!(problems(&report).len(), 1, "{report:#?}");
 }
 
 #[tokio::test]
 async fn verify_detects_an_edited_last_batch_through_head() {
-    let d = Dirs::new().await;
-    let batches = chain(&d).await;
-    let (region, key) = &batches[4];
-    edit_file(&d.path(region, key), |b| {
-        let at = b.windows(9).position(|w| w == b"tickets/8").unwrap();
-        b[at + 8] = b'0';
-    });
-    let report = verify_chain(&d.regions, "acme").await.unwrap();
-    assert_problem(&report, "names batch 4 with SHA-256");
+    let (d, batches) = chained().await;
+    d.edit(&batches[4], |b| set_last_byte_of(b, b"tickets/8", b'0'));
+    assert_problem(&d.verify().await, "names batch 4 with SHA-256");
 }
 
 #[tokio::test]
 async fn verify_detects_the_last_batch_removed() {
-    let d = Dirs::new().await;
-    let batches = chain(&d).await;
-    let (region, key) = &batches[4];
-    d.backend(region).delete_object(key).await.unwrap();
-    let report = verify_chain(&d.regions, "acme").await.unwrap();
-    assert_problem(&report, "names batch 4 but the last batch is 3");
+    let (d, batches) = chained().await;
+    d.delete(&batches[4]).await;
+    assert_problem(&d.verify().await, "names batch 4 but the last batch is 3");
 }
 
 #[tokio::test]
 async fn verify_detects_the_end_removed_with_its_head() {
-    let d = Dirs::new().await;
-    let batches = chain(&d).await;
+    let (d, batches) = chained().await;
     // Batch 4 and the HEAD of its region (eu) go; us's HEAD still names 4.
-    let (region, key) = &batches[4];
-    d.backend(region).delete_object(key).await.unwrap();
-    d.backend(region)
-        .delete_object("_audit/acme/w1/HEAD.json")
-        .await
-        .unwrap();
-    let report = verify_chain(&d.regions, "acme").await.unwrap();
-    assert_problem(&report, "HEAD in region us names batch 4");
+    d.delete(&batches[4]).await;
+    d.delete_head(&batches[4].0).await;
+    assert_problem(&d.verify().await, "HEAD in region us names batch 4");
 }
 
 #[tokio::test]
 async fn verify_detects_a_batch_truncated_by_a_line() {
-    let d = Dirs::new().await;
-    let batches = chain(&d).await;
-    let (region, key) = &batches[3];
-    edit_file(&d.path(region, key), |b| {
+    let (d, batches) = chained().await;
+    d.edit(&batches[3], |b| {
         // Drop the last line (and keep the file ending with '\n').
         b.pop();
         let cut = b.iter().rposition(|c| *c == b'\n').unwrap() + 1;
         b.truncate(cut);
     });
-    let report = verify_chain(&d.regions, "acme").await.unwrap();
+    let report = d.verify().await;
     assert_problem(
         &report,
         "batch 3: the header says 2 event(s) but 1 line(s) follow",
@@ -548,20 +564,15 @@ async fn verify_detects_a_batch_truncated_by_a_line() {
 
 #[tokio::test]
 async fn verify_detects_a_cut_in_the_middle_of_a_line() {
-    let d = Dirs::new().await;
-    let batches = chain(&d).await;
-    let (region, key) = &batches[0];
-    edit_file(&d.path(region, key), |b| b.truncate(b.len() - 10));
-    let report = verify_chain(&d.regions, "acme").await.unwrap();
-    assert_problem(&report, "batch 0: the last line is incomplete");
+    let (d, batches) = chained().await;
+    d.edit(&batches[0], |b| b.truncate(b.len() - 10));
+    assert_problem(&d.verify().await, "batch 0: the last line is incomplete");
 }
 
 #[tokio::test]
 async fn verify_detects_another_tenants_event() {
-    let d = Dirs::new().await;
-    let batches = chain(&d).await;
-    let (region, key) = &batches[0];
-    edit_file(&d.path(region, key), |b| {
+    let (d, batches) = chained().await;
+    d.edit(&batches[0], |b| {
         let text = String::from_utf8(b.clone()).unwrap();
         // Same length, so only the tenant check and the hash chain see it.
         *b = text
@@ -572,7 +583,7 @@ async fn verify_detects_another_tenants_event() {
             )
             .into_bytes();
     });
-    let report = verify_chain(&d.regions, "acme").await.unwrap();
+    let report = d.verify().await;
     assert_problem(&report, "an event of tenant \"acmf\"");
     // read_events leaves it out.
     assert_eq!(read_events(&d.regions, "acme").await.unwrap().len(), 9);
@@ -580,17 +591,12 @@ async fn verify_detects_another_tenants_event() {
 
 #[tokio::test]
 async fn verify_detects_a_removed_first_batch_and_a_removed_head() {
-    let d = Dirs::new().await;
-    let batches = chain(&d).await;
-    let (region, key) = &batches[0];
-    d.backend(region).delete_object(key).await.unwrap();
+    let (d, batches) = chained().await;
+    d.delete(&batches[0]).await;
     for r in ["eu", "us"] {
-        d.backend(r)
-            .delete_object("_audit/acme/w1/HEAD.json")
-            .await
-            .unwrap();
+        d.delete_head(r).await;
     }
-    let report = verify_chain(&d.regions, "acme").await.unwrap();
+    let report = d.verify().await;
     assert_problem(&report, "batch 0 is missing");
     assert_problem(&report, "no HEAD record");
 }

@@ -2,30 +2,21 @@
 //! once its audit record is stored, concurrent writes share one batch
 //! (group commit), and a record that cannot be stored fails its write closed.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use residency_policy::Ruleset;
-use residency_store::{Backend, DirBackend, ListRequest, MemoryBackend, Operation, PutMeta};
+use residency_store::{Backend, ListRequest, MemoryBackend, Operation, PutMeta};
 use residency_tower::audit::batch::{
     read_events, verify_chain, AuditMode, BatchConfig, BatchingAuditSink, WriterId,
 };
 use residency_tower::{
-    RegionalDispatch, RoutingError, RoutingLayer, RoutingService, RulesetHandle, StorageRequest,
-    UploadIdCodec,
+    RegionalDispatch, RoutingError, RoutingService, StorageRequest, UploadIdCodec,
 };
+use support::{dir_regions, dispatch_over, example_layer, Regions};
 use tower::{Layer, ServiceExt};
-
-fn rules() -> Ruleset {
-    Ruleset::from_toml(
-        include_str!("../../../config/hosting-policy.toml"),
-        "hosting-policy.toml",
-        include_str!("../../../config/tenants.example.toml"),
-        "tenants.example.toml",
-    )
-    .expect("the example config is valid")
-}
 
 /// Batches are never stored by age in these tests: only a durable commit
 /// (or shutdown) stores them.
@@ -39,19 +30,22 @@ fn config(mode: AuditMode) -> BatchConfig {
     }
 }
 
-fn stack(
-    regions: &[(String, Arc<dyn Backend>)],
-    sink: Arc<BatchingAuditSink>,
-) -> RoutingService<RegionalDispatch> {
+/// An audit sink in `mode` (writer `w1`) storing into `regions`, and the
+/// stack over `regions` that records into it.
+fn audited_stack(
+    regions: &Regions,
+    mode: AuditMode,
+) -> (RoutingService<RegionalDispatch>, Arc<BatchingAuditSink>) {
+    let sink = Arc::new(BatchingAuditSink::new(
+        regions.clone(),
+        WriterId::new("w1").unwrap(),
+        config(mode),
+    ));
     let codec = UploadIdCodec::new(b"durable test".to_vec());
-    let mut dispatch = RegionalDispatch::builder().upload_ids(codec.clone());
-    for (id, b) in regions {
-        dispatch = dispatch.region(id.clone(), b.clone());
-    }
-    RoutingLayer::new(RulesetHandle::new(rules()))
-        .upload_ids(codec)
-        .audit_shared(sink)
-        .layer(dispatch.build())
+    let svc = example_layer(&codec)
+        .audit_shared(sink.clone())
+        .layer(dispatch_over(regions, &codec).build());
+    (svc, sink)
 }
 
 fn put(key: &str) -> StorageRequest {
@@ -65,7 +59,7 @@ fn put(key: &str) -> StorageRequest {
     )
 }
 
-async fn batch_objects(regions: &[(String, Arc<dyn Backend>)]) -> usize {
+async fn batch_objects(regions: &Regions) -> usize {
     let mut n = 0;
     for (_, b) in regions {
         let page = b
@@ -81,25 +75,11 @@ async fn batch_objects(regions: &[(String, Arc<dyn Backend>)]) -> usize {
     n
 }
 
-async fn dir_regions(dir: &tempfile::TempDir) -> Vec<(String, Arc<dyn Backend>)> {
-    let mut regions: Vec<(String, Arc<dyn Backend>)> = Vec::new();
-    for id in ["eu", "us"] {
-        let b = DirBackend::open(dir.path().join(id)).await.unwrap();
-        regions.push((id.to_owned(), Arc::new(b)));
-    }
-    regions
-}
-
 #[tokio::test]
 async fn a_durable_write_is_answered_only_once_its_record_is_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let regions = dir_regions(&dir).await;
-    let sink = Arc::new(BatchingAuditSink::new(
-        regions.clone(),
-        WriterId::new("w1").unwrap(),
-        config(AuditMode::Durable),
-    ));
-    let svc = stack(&regions, sink.clone());
+    let regions = dir_regions(dir.path()).await;
+    let (svc, _sink) = audited_stack(&regions, AuditMode::Durable);
     for i in 0..3 {
         svc.clone()
             .oneshot(put(&format!("tickets/{i}.json")))
@@ -120,13 +100,8 @@ async fn a_durable_write_is_answered_only_once_its_record_is_stored() {
 #[tokio::test]
 async fn a_batched_write_is_answered_before_its_record_is_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let regions = dir_regions(&dir).await;
-    let sink = Arc::new(BatchingAuditSink::new(
-        regions.clone(),
-        WriterId::new("w1").unwrap(),
-        config(AuditMode::Batched),
-    ));
-    let svc = stack(&regions, sink.clone());
+    let regions = dir_regions(dir.path()).await;
+    let (svc, sink) = audited_stack(&regions, AuditMode::Batched);
     svc.clone().oneshot(put("tickets/0.json")).await.unwrap();
     // The documented risk of batched mode: nothing stored yet.
     assert!(read_events(&regions, "acme").await.unwrap().is_empty());
@@ -137,13 +112,8 @@ async fn a_batched_write_is_answered_before_its_record_is_stored() {
 #[tokio::test]
 async fn concurrent_durable_writes_share_batches() {
     let dir = tempfile::tempdir().unwrap();
-    let regions = dir_regions(&dir).await;
-    let sink = Arc::new(BatchingAuditSink::new(
-        regions.clone(),
-        WriterId::new("w1").unwrap(),
-        config(AuditMode::Durable),
-    ));
-    let svc = stack(&regions, sink.clone());
+    let regions = dir_regions(dir.path()).await;
+    let (svc, _sink) = audited_stack(&regions, AuditMode::Durable);
     const N: usize = 32;
     let results =
         join_all((0..N).map(|i| svc.clone().oneshot(put(&format!("tickets/{i}.json"))))).await;
@@ -162,14 +132,8 @@ async fn concurrent_durable_writes_share_batches() {
 async fn a_record_that_cannot_be_stored_fails_its_write_closed() {
     let eu = Arc::new(MemoryBackend::new("eu"));
     let us = Arc::new(MemoryBackend::new("us"));
-    let regions: Vec<(String, Arc<dyn Backend>)> =
-        vec![("eu".to_owned(), eu.clone()), ("us".to_owned(), us.clone())];
-    let sink = Arc::new(BatchingAuditSink::new(
-        regions.clone(),
-        WriterId::new("w1").unwrap(),
-        config(AuditMode::Durable),
-    ));
-    let svc = stack(&regions, sink.clone());
+    let regions: Regions = vec![("eu".to_owned(), eu.clone()), ("us".to_owned(), us.clone())];
+    let (svc, sink) = audited_stack(&regions, AuditMode::Durable);
     eu.set_unavailable(true);
     let err = svc
         .clone()

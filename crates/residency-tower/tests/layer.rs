@@ -12,37 +12,25 @@
 //! | `initech`  | (none)   | no     | (none)                      |
 //! | `eurobank` | eu       | yes    | nps                         |
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use residency_policy::Ruleset;
 use residency_store::{
-    Backend, BoxError, CompletedPart, ListRequest, MemoryBackend, Operation, Outcome, PutMeta,
+    Backend, BoxError, ListPage, ListRequest, MemoryBackend, Operation, Outcome, PutMeta,
     StoreError,
 };
 use residency_tower::{
-    AuditEvent, MemoryAuditSink, RegionalDispatch, RoutingError, RoutingLayer, RulesetHandle,
-    StorageRequest, StorageResponse, UploadIdCodec,
+    AuditEvent, MemoryAuditSink, RoutingError, RoutingLayer, RulesetHandle, StorageRequest,
+    StorageResponse, UploadIdCodec,
+};
+use support::{
+    complete_part_1, copy, create_multipart, head, rules, rules_from, upload_part, MemoryRegions,
+    TENANTS,
 };
 use tower::util::BoxCloneService;
 use tower::{Layer, ServiceExt};
-
-const POLICY: &str = include_str!("../../../config/hosting-policy.toml");
-const TENANTS: &str = include_str!("../../../config/tenants.example.toml");
-
-fn rules_from(tenants: &str) -> Ruleset {
-    Ruleset::from_toml(
-        POLICY,
-        "hosting-policy.toml",
-        tenants,
-        "tenants.example.toml",
-    )
-    .expect("the example config is valid")
-}
-
-fn rules() -> Ruleset {
-    rules_from(TENANTS)
-}
 
 /// The stack under test and handles on everything around it.
 struct Stack {
@@ -58,14 +46,9 @@ struct Stack {
 
 impl Stack {
     fn new() -> Self {
-        let eu = Arc::new(MemoryBackend::new("eu"));
-        let us = Arc::new(MemoryBackend::new("us"));
+        let regions = MemoryRegions::new();
         let codec = UploadIdCodec::new(b"layer test secret".to_vec());
-        let dispatch = RegionalDispatch::builder()
-            .region("eu", eu.clone())
-            .region("us", us.clone())
-            .upload_ids(codec.clone())
-            .build();
+        let dispatch = regions.dispatch(&codec).build();
         let inner_calls = Arc::new(AtomicUsize::new(0));
         let counted = {
             let n = inner_calls.clone();
@@ -80,8 +63,8 @@ impl Stack {
             .upload_ids(codec.clone())
             .audit(audit.clone());
         Self {
-            eu,
-            us,
+            eu: regions.eu,
+            us: regions.us,
             audit,
             handle,
             codec,
@@ -100,8 +83,42 @@ impl Stack {
         key: &str,
         meta: PutMeta,
     ) -> Result<StorageResponse, BoxError> {
-        self.send(StorageRequest::new(tenant, put_op(key, meta)))
+        self.send_op(tenant, put_op(key, meta)).await
+    }
+
+    async fn send_op(&self, tenant: &str, op: Operation) -> Result<StorageResponse, BoxError> {
+        self.send(StorageRequest::new(tenant, op)).await
+    }
+
+    async fn put_typed(
+        &self,
+        tenant: &str,
+        key: &str,
+        content_type: &str,
+    ) -> Result<StorageResponse, BoxError> {
+        self.put(tenant, key, PutMeta::with_content_type(content_type))
             .await
+    }
+
+    /// A put with default metadata that must fail: its error.
+    async fn put_err(&self, tenant: &str, key: &str) -> BoxError {
+        self.put(tenant, key, PutMeta::default()).await.unwrap_err()
+    }
+
+    async fn head(&self, tenant: &str, key: &str) -> Result<StorageResponse, BoxError> {
+        self.send_op(tenant, head(key)).await
+    }
+
+    /// One page of `tenant`'s listing.
+    async fn list(&self, tenant: &str, request: ListRequest) -> ListPage {
+        let resp = self
+            .send_op(tenant, Operation::List { request })
+            .await
+            .unwrap();
+        let Outcome::List(page) = resp.outcome else {
+            panic!("not a list")
+        };
+        page
     }
 
     /// Puts and returns the region it landed in.
@@ -131,6 +148,11 @@ fn put_op(key: &str, meta: PutMeta) -> Operation {
         body: format!("body of {key}").into_bytes().into(),
         meta,
     }
+}
+
+/// A put of `key` labelled with `category`.
+fn labelled_put(tenant: &str, key: &str, category: &str) -> StorageRequest {
+    StorageRequest::new(tenant, put_op(key, PutMeta::default())).with_category(category)
 }
 
 fn routing_error(e: &BoxError) -> &RoutingError {
@@ -182,10 +204,7 @@ async fn out_of_locality_for_a_non_strict_tenant_goes_to_the_allowed_region() {
 #[tokio::test]
 async fn strict_tenant_is_denied_outside_its_locality() {
     let s = Stack::new();
-    let err = s
-        .put("eurobank", "talk/recordings/call.wav", PutMeta::default())
-        .await
-        .unwrap_err();
+    let err = s.put_err("eurobank", "talk/recordings/call.wav").await;
     assert_eq!(denial(&err), "out_of_locality");
     assert_eq!(routing_error(&err).http_status(), 403);
     assert_eq!(routing_error(&err).s3_code(), "AccessDenied");
@@ -198,15 +217,9 @@ async fn strict_tenant_is_denied_outside_its_locality() {
 async fn feature_disabled_is_denied_in_every_region() {
     let s = Stack::new();
     // "NPS is optional and is disabled by default": acme has only insights.
-    let err = s
-        .put("acme", "nps/list.csv", PutMeta::default())
-        .await
-        .unwrap_err();
+    let err = s.put_err("acme", "nps/list.csv").await;
     assert_eq!(denial(&err), "feature_disabled");
-    let err = s
-        .put("initech", "spam/model.bin", PutMeta::default())
-        .await
-        .unwrap_err();
+    let err = s.put_err("initech", "spam/model.bin").await;
     assert_eq!(denial(&err), "feature_disabled");
     // globex enabled both.
     assert_eq!(s.put_ok("globex", "nps/list.csv").await, "us");
@@ -217,21 +230,10 @@ async fn feature_disabled_is_denied_in_every_region() {
 #[tokio::test]
 async fn unknown_tenant_is_denied() {
     let s = Stack::new();
-    let err = s
-        .put("nobody", "tickets/1.json", PutMeta::default())
-        .await
-        .unwrap_err();
+    let err = s.put_err("nobody", "tickets/1.json").await;
     assert_eq!(denial(&err), "unknown_tenant");
     // Reads are refused too: an unknown tenant has no region to look in.
-    let err = s
-        .send(StorageRequest::new(
-            "nobody",
-            Operation::Head {
-                key: "tickets/1.json".into(),
-            },
-        ))
-        .await
-        .unwrap_err();
+    let err = s.head("nobody", "tickets/1.json").await.unwrap_err();
     assert_eq!(denial(&err), "unknown_tenant");
     assert_eq!(s.inner_calls(), 0);
 }
@@ -240,17 +242,10 @@ async fn unknown_tenant_is_denied() {
 async fn unclassified_payload_is_denied() {
     let s = Stack::new();
     // No key rule, no content type, no explicit category, no default category.
-    let err = s
-        .put("acme", "misc/blob.bin", PutMeta::default())
-        .await
-        .unwrap_err();
+    let err = s.put_err("acme", "misc/blob.bin").await;
     assert_eq!(denial(&err), "unclassified");
     let err = s
-        .put(
-            "acme",
-            "misc/blob.bin",
-            PutMeta::with_content_type("application/octet-stream"),
-        )
+        .put_typed("acme", "misc/blob.bin", "application/octet-stream")
         .await
         .unwrap_err();
     assert_eq!(denial(&err), "unclassified");
@@ -260,8 +255,7 @@ async fn unclassified_payload_is_denied() {
 async fn explicit_category_and_conflicts() {
     let s = Stack::new();
     // An explicit category classifies a key no rule knows.
-    let req = StorageRequest::new("acme", put_op("misc/profile.json", PutMeta::default()))
-        .with_category("user_data");
+    let req = labelled_put("acme", "misc/profile.json", "user_data");
     assert_eq!(s.send(req).await.unwrap().region.as_deref(), Some("eu"));
     assert_eq!(
         last_event(&s.audit).classified_by.as_deref(),
@@ -275,12 +269,10 @@ async fn explicit_category_and_conflicts() {
     let resp = s.put("acme", "misc/call.bin", meta).await.unwrap();
     assert_eq!(resp.region.as_deref(), Some("us"));
     // A label cannot move EEA-only chat content to the US.
-    let req = StorageRequest::new("globex", put_op("chat/1.json", PutMeta::default()))
-        .with_category("ticket_data");
+    let req = labelled_put("globex", "chat/1.json", "ticket_data");
     let err = s.send(req).await.unwrap_err();
     assert_eq!(denial(&err), "category_conflict");
-    let req = StorageRequest::new("acme", put_op("misc/x", PutMeta::default()))
-        .with_category("no_such_category");
+    let req = labelled_put("acme", "misc/x", "no_such_category");
     assert_eq!(denial(&s.send(req).await.unwrap_err()), "unknown_category");
     assert_eq!(s.eu.keys(), ["acme/misc/profile.json"]);
     assert_eq!(s.us.keys(), ["acme/misc/call.bin"]);
@@ -292,22 +284,14 @@ async fn content_type_classifies_when_no_key_rule_matches() {
     // "Call Recordings: includes live call recordings and voicemails": audio
     // alone is not one (no audio/* rule), so no rule places this key.
     let err = s
-        .put(
-            "globex",
-            "misc/greeting",
-            PutMeta::with_content_type("Audio/OGG; codecs=opus"),
-        )
+        .put_typed("globex", "misc/greeting", "Audio/OGG; codecs=opus")
         .await
         .unwrap_err();
     assert_eq!(denial(&err), "unclassified");
     // text/vtt → transcriptions (matched case-insensitively, parameters
     // ignored), which follow ticket data: EU for acme.
     let resp = s
-        .put(
-            "acme",
-            "misc/captions",
-            PutMeta::with_content_type("Text/VTT; charset=utf-8"),
-        )
+        .put_typed("acme", "misc/captions", "Text/VTT; charset=utf-8")
         .await
         .unwrap();
     assert_eq!(resp.region.as_deref(), Some("eu"));
@@ -317,11 +301,7 @@ async fn content_type_classifies_when_no_key_rule_matches() {
     );
     // A key rule wins over the content type.
     let resp = s
-        .put(
-            "acme",
-            "tickets/9/voice.ogg",
-            PutMeta::with_content_type("audio/ogg"),
-        )
+        .put_typed("acme", "tickets/9/voice.ogg", "audio/ogg")
         .await
         .unwrap();
     assert_eq!(resp.region.as_deref(), Some("eu"));
@@ -377,17 +357,8 @@ async fn a_denial_never_reaches_the_inner_service() {
         let err = s.put(tenant, key, meta).await.unwrap_err();
         assert!(matches!(routing_error(&err), RoutingError::Denied(_)));
     }
-    let forged = Operation::UploadPart {
-        key: "tickets/1.bin".into(),
-        upload_id: "r1.eu.acme.Zm9v.bm90LWEtbWFj".into(),
-        part_number: 1,
-        body: "x".into(),
-        checksums: Default::default(),
-    };
-    let err = s
-        .send(StorageRequest::new("acme", forged))
-        .await
-        .unwrap_err();
+    let forged = upload_part("tickets/1.bin", "r1.eu.acme.Zm9v.bm90LWEtbWFj".into(), "x");
+    let err = s.send_op("acme", forged).await.unwrap_err();
     assert_eq!(denial(&err), "invalid_upload_id");
     assert_eq!(
         s.inner_calls(),
@@ -442,15 +413,7 @@ async fn reads_try_the_tenants_regions_in_order() {
 
     // A key rule places the read: globex's chat is only looked for in the EU.
     let us_before = s.us.calls();
-    let err = s
-        .send(StorageRequest::new(
-            "globex",
-            Operation::Head {
-                key: "chat/1.json".into(),
-            },
-        ))
-        .await
-        .unwrap_err();
+    let err = s.head("globex", "chat/1.json").await.unwrap_err();
     assert_eq!(routing_error(&err).http_status(), 404);
     assert_eq!(s.us.calls(), us_before);
 }
@@ -462,15 +425,7 @@ async fn a_region_that_is_down_fails_the_read_instead_of_a_false_not_found() {
         .await
         .unwrap();
     s.eu.set_unavailable(true);
-    let err = s
-        .send(StorageRequest::new(
-            "acme",
-            Operation::Head {
-                key: "misc/only-us.txt".into(),
-            },
-        ))
-        .await
-        .unwrap_err();
+    let err = s.head("acme", "misc/only-us.txt").await.unwrap_err();
     match routing_error(&err) {
         RoutingError::Store {
             region,
@@ -483,10 +438,7 @@ async fn a_region_that_is_down_fails_the_read_instead_of_a_false_not_found() {
     assert_eq!(routing_error(&err).http_status(), 503);
     // A write for the EU fails closed: nothing is written to the US instead.
     let us_keys = s.us.keys();
-    let err = s
-        .put("acme", "tickets/2.json", PutMeta::default())
-        .await
-        .unwrap_err();
+    let err = s.put_err("acme", "tickets/2.json").await;
     assert_eq!(routing_error(&err).http_status(), 503);
     assert_eq!(s.us.keys(), us_keys);
 }
@@ -516,16 +468,7 @@ async fn listing_merges_regions_in_key_order_across_pages() {
         let req = ListRequest::new("")
             .max_keys(2)
             .continuation_token(token.take());
-        let resp = s
-            .send(StorageRequest::new(
-                "acme",
-                Operation::List { request: req },
-            ))
-            .await
-            .unwrap();
-        let Outcome::List(page) = resp.outcome else {
-            panic!("not a list")
-        };
+        let page = s.list("acme", req).await;
         assert!(page.objects.len() <= 2);
         keys.extend(page.objects.into_iter().map(|o| o.key));
         pages += 1;
@@ -548,17 +491,7 @@ async fn listing_merges_regions_in_key_order_across_pages() {
     assert_eq!(pages, 3);
 
     // With a delimiter, common prefixes merge too.
-    let req = ListRequest::new("").delimiter("/");
-    let resp = s
-        .send(StorageRequest::new(
-            "acme",
-            Operation::List { request: req },
-        ))
-        .await
-        .unwrap();
-    let Outcome::List(page) = resp.outcome else {
-        panic!("not a list")
-    };
+    let page = s.list("acme", ListRequest::new("").delimiter("/")).await;
     assert_eq!(
         page.common_prefixes,
         ["chat/", "insights/", "talk/", "tickets/", "users/"]
@@ -568,16 +501,7 @@ async fn listing_merges_regions_in_key_order_across_pages() {
 // --- multipart, copy -----------------------------------------------------------------
 
 async fn create_upload(s: &Stack, tenant: &str, key: &str) -> (String, String) {
-    let resp = s
-        .send(StorageRequest::new(
-            tenant,
-            Operation::CreateMultipart {
-                key: key.into(),
-                meta: PutMeta::default(),
-            },
-        ))
-        .await
-        .unwrap();
+    let resp = s.send_op(tenant, create_multipart(key)).await.unwrap();
     let region = resp.region.unwrap().to_string();
     let Outcome::CreateMultipart(id) = resp.outcome else {
         panic!("not a create")
@@ -601,16 +525,10 @@ async fn multipart_stays_in_the_region_of_its_create() {
     );
 
     let resp = s
-        .send(StorageRequest::new(
+        .send_op(
             "globex",
-            Operation::UploadPart {
-                key: "chat/big.log".into(),
-                upload_id: id.clone(),
-                part_number: 1,
-                body: "part one".into(),
-                checksums: Default::default(),
-            },
-        ))
+            upload_part("chat/big.log", id.clone(), "part one"),
+        )
         .await
         .unwrap();
     assert_eq!(resp.region.as_deref(), Some("eu"));
@@ -620,18 +538,7 @@ async fn multipart_stays_in_the_region_of_its_create() {
     assert_eq!(last_event(&s.audit).reason, "upload_region");
 
     let resp = s
-        .send(StorageRequest::new(
-            "globex",
-            Operation::CompleteMultipart {
-                key: "chat/big.log".into(),
-                upload_id: id,
-                parts: vec![CompletedPart {
-                    part_number: 1,
-                    etag: part.etag,
-                    checksums: Default::default(),
-                }],
-            },
-        ))
+        .send_op("globex", complete_part_1("chat/big.log", id, part.etag))
         .await
         .unwrap();
     assert_eq!(resp.region.as_deref(), Some("eu"));
@@ -648,16 +555,7 @@ async fn forged_or_foreign_upload_ids_are_denied() {
     let s = Stack::new();
     let (id, _) = create_upload(&s, "acme", "tickets/big.bin").await;
     let part = |tenant: &str, upload_id: String| {
-        StorageRequest::new(
-            tenant,
-            Operation::UploadPart {
-                key: "tickets/big.bin".into(),
-                upload_id,
-                part_number: 1,
-                body: "x".into(),
-                checksums: Default::default(),
-            },
-        )
+        StorageRequest::new(tenant, upload_part("tickets/big.bin", upload_id, "x"))
     };
     let calls = s.inner_calls();
     // Redirected to another region: the signature no longer matches.
@@ -688,18 +586,8 @@ async fn copy_within_a_region_and_never_across() {
     let s = Stack::new();
     s.put_ok("acme", "tickets/1.json").await; // eu
     s.put_ok("acme", "insights/r.json").await; // us
-    let copy = |src: &str, dst: &str| {
-        StorageRequest::new(
-            "acme",
-            Operation::Copy {
-                src_key: src.into(),
-                dst_key: dst.into(),
-                meta: None,
-            },
-        )
-    };
     let resp = s
-        .send(copy("tickets/1.json", "tickets/2.json"))
+        .send_op("acme", copy("tickets/1.json", "tickets/2.json"))
         .await
         .unwrap();
     assert_eq!(resp.region.as_deref(), Some("eu"));
@@ -708,7 +596,7 @@ async fn copy_within_a_region_and_never_across() {
 
     // The destination is decided (tickets → eu) but the source lives in the US.
     let err = s
-        .send(copy("insights/r.json", "tickets/r.json"))
+        .send_op("acme", copy("insights/r.json", "tickets/r.json"))
         .await
         .unwrap_err();
     assert_eq!(denial(&err), "cross_region_copy");
@@ -720,14 +608,7 @@ async fn copy_within_a_region_and_never_across() {
     // into a US-only category, even from its own EU data.
     s.put_ok("eurobank", "tickets/1.json").await;
     let err = s
-        .send(StorageRequest::new(
-            "eurobank",
-            Operation::Copy {
-                src_key: "tickets/1.json".into(),
-                dst_key: "talk/recordings/1.wav".into(),
-                meta: None,
-            },
-        ))
+        .send_op("eurobank", copy("tickets/1.json", "talk/recordings/1.wav"))
         .await
         .unwrap_err();
     assert_eq!(denial(&err), "out_of_locality");
@@ -768,9 +649,7 @@ async fn audit_events_describe_each_decision() {
     assert_eq!(e.reason, "category_region");
 
     // A denial: stored in the tenant's locality, no region.
-    s.put("eurobank", "talk/recordings/1.wav", PutMeta::default())
-        .await
-        .unwrap_err();
+    s.put_err("eurobank", "talk/recordings/1.wav").await;
     let e = last_event(&s.audit);
     assert_eq!(e.decision, "deny");
     assert_eq!(e.reason, "out_of_locality");
@@ -784,9 +663,7 @@ async fn audit_events_describe_each_decision() {
     );
 
     // An unknown tenant: no bucket, stored in the default region.
-    s.put("nobody", "tickets/1.json", PutMeta::default())
-        .await
-        .unwrap_err();
+    s.put_err("nobody", "tickets/1.json").await;
     let e = last_event(&s.audit);
     assert_eq!(e.tenant, "nobody");
     assert_eq!(e.reason, "unknown_tenant");
@@ -817,10 +694,7 @@ async fn a_ruleset_swap_changes_later_decisions() {
         "strict = true",
         1,
     )));
-    let err = s
-        .put("acme", "insights/2.json", PutMeta::default())
-        .await
-        .unwrap_err();
+    let err = s.put_err("acme", "insights/2.json").await;
     assert_eq!(denial(&err), "out_of_locality");
     // And back.
     s.handle.store(rules());

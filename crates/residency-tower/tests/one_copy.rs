@@ -10,25 +10,20 @@
 //! - multipart steps re-check the placement after a reload; deletes reach
 //!   every region.
 
+mod support;
+
 use std::sync::Arc;
 
 use residency_policy::Ruleset;
 use residency_store::{
-    Backend, Body, BoxError, Checksums, ListRequest, MemoryBackend, Operation, Outcome, PutMeta,
+    Backend, Body, BoxError, ListRequest, MemoryBackend, Operation, Outcome, PutMeta,
 };
 use residency_tower::{
-    RegionalDispatch, RoutingError, RoutingLayer, RulesetHandle, StorageRequest, StorageResponse,
-    UploadIdCodec,
+    RoutingError, RoutingLayer, RulesetHandle, StorageRequest, StorageResponse, UploadIdCodec,
 };
+use support::{rules_from, upload_part, MemoryRegions, TENANTS};
 use tower::util::BoxCloneService;
 use tower::{Layer, ServiceExt};
-
-const POLICY: &str = include_str!("../../../config/hosting-policy.toml");
-const TENANTS: &str = include_str!("../../../config/tenants.example.toml");
-
-fn rules_from(tenants: &str) -> Ruleset {
-    Ruleset::from_toml(POLICY, "hosting-policy.toml", tenants, "tenants.toml").expect("valid")
-}
 
 /// The example tenants with acme made strict (a reload that narrows it to the EU).
 fn acme_strict() -> Ruleset {
@@ -50,21 +45,18 @@ struct Stack {
 
 impl Stack {
     fn new() -> Stack {
-        let eu = Arc::new(MemoryBackend::new("eu"));
-        let us = Arc::new(MemoryBackend::new("us"));
+        let regions = MemoryRegions::new();
         let codec = UploadIdCodec::new(b"one copy test".to_vec());
-        let dispatch = RegionalDispatch::builder()
-            .region("eu", eu.clone())
-            .region("us", us.clone())
-            .upload_ids(codec.clone())
+        let dispatch = regions
+            .dispatch(&codec)
             // The breaker would fail the second call fast; these tests count calls.
             .circuit_breaker(0, std::time::Duration::from_secs(1))
             .build();
         let handle = RulesetHandle::new(rules_from(TENANTS));
         let layer = RoutingLayer::new(handle.clone()).upload_ids(codec);
         Stack {
-            eu,
-            us,
+            eu: regions.eu,
+            us: regions.us,
             handle,
             svc: BoxCloneService::new(layer.layer(dispatch)),
         }
@@ -323,13 +315,7 @@ async fn an_upload_the_new_rules_no_longer_allow_is_refused_and_aborted() {
     let e = s
         .send(
             "acme",
-            Operation::UploadPart {
-                key: "reports/q.bin".into(),
-                upload_id: upload_id.clone(),
-                part_number: 1,
-                body: Body::from("part"),
-                checksums: Checksums::default(),
-            },
+            upload_part("reports/q.bin", upload_id.clone(), Body::from("part")),
         )
         .await
         .unwrap_err();

@@ -5,31 +5,23 @@
 //! that batches written from records read back like batches written from
 //! events; and cached metric handles must count under the recorder in force.
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use residency_policy::Ruleset;
 use residency_store::{Backend, MemoryBackend, Operation, PutMeta};
 use residency_tower::audit::batch::{
     read_events, verify_chain, BatchConfig, BatchingAuditSink, WriterId,
 };
 use residency_tower::{
-    AuditEvent, AuditSink, DecisionRecord, RegionalDispatch, RoutingLayer, RoutingService,
-    RulesetHandle, StorageRequest, UploadIdCodec,
+    AuditEvent, AuditSink, DecisionRecord, RegionalDispatch, RoutingService, StorageRequest,
+    UploadIdCodec,
 };
+use support::{example_layer, head, MemoryRegions};
 use tower::{Layer, ServiceExt};
-
-fn rules() -> Ruleset {
-    Ruleset::from_toml(
-        include_str!("../../../config/hosting-policy.toml"),
-        "hosting-policy.toml",
-        include_str!("../../../config/tenants.example.toml"),
-        "tenants.example.toml",
-    )
-    .expect("the example config is valid")
-}
 
 /// Keeps every record and passes it on to `next`, if any.
 #[derive(Clone, Default)]
@@ -53,15 +45,8 @@ impl AuditSink for Capture {
 
 fn stack(audit: Capture) -> RoutingService<RegionalDispatch> {
     let codec = UploadIdCodec::new(b"records test".to_vec());
-    let dispatch = RegionalDispatch::builder()
-        .region("eu", Arc::new(MemoryBackend::new("eu")))
-        .region("us", Arc::new(MemoryBackend::new("us")))
-        .upload_ids(codec.clone())
-        .build();
-    RoutingLayer::new(RulesetHandle::new(rules()))
-        .upload_ids(codec)
-        .audit(audit)
-        .layer(dispatch)
+    let dispatch = MemoryRegions::new().dispatch(&codec).build();
+    example_layer(&codec).audit(audit).layer(dispatch)
 }
 
 fn put(key: &str) -> Operation {
@@ -81,12 +66,7 @@ fn requests() -> Vec<StorageRequest> {
         StorageRequest::new("acme", put("insights/q1.json")),
         StorageRequest::new("globex", put("chat/7.json")),
         // A read: several regions, no category.
-        StorageRequest::new(
-            "acme",
-            Operation::Head {
-                key: "misc/1.txt".into(),
-            },
-        ),
+        StorageRequest::new("acme", head("misc/1.txt")),
         // Denied with a category (strict tenant outside its locality).
         StorageRequest::new("eurobank", put("talk/recordings/call.wav")),
         // Denied, unknown tenant: no bucket, stored in the default region.

@@ -2,20 +2,15 @@
 //! under that snapshot: a reload between the edge's check and the decision
 //! cannot make them differ.
 
+mod support;
+
 use std::sync::Arc;
 
-use residency_policy::{Ruleset, TenantLookup};
+use residency_policy::TenantLookup;
 use residency_store::{Body, MemoryBackend, Operation, PutMeta};
 use residency_tower::{RegionalDispatch, RoutingLayer, RulesetHandle, StorageRequest};
+use support::{rules_from, TENANTS};
 use tower::{Layer, ServiceExt};
-
-const POLICY: &str = include_str!("../../../config/hosting-policy.toml");
-const TENANTS: &str = include_str!("../../../config/tenants.example.toml");
-
-fn rules(tenants: &str) -> Ruleset {
-    Ruleset::from_toml(POLICY, "hosting-policy.toml", tenants, "tenants.toml")
-        .expect("valid config")
-}
 
 fn put(key: &str) -> Operation {
     Operation::Put {
@@ -28,9 +23,9 @@ fn put(key: &str) -> Operation {
 #[tokio::test]
 async fn a_reload_after_the_edge_resolved_does_not_change_the_decision() {
     // acme's ticket data goes to its locality: the EU now, the US after the reload.
-    let before = rules(TENANTS);
+    let before = rules_from(TENANTS);
     let moved = TENANTS.replacen("locality = \"eu\"", "locality = \"us\"", 1);
-    let after = rules(&moved);
+    let after = rules_from(&moved);
     assert_eq!(
         after.tenants().by_tenant_id("acme").unwrap().locality(),
         after.policy().region_by_id("us")

@@ -8,37 +8,28 @@
 //! else. The expected placements below are written out by hand from the seed
 //! table and the example tenants, not computed by the code under test.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::config::{Credentials, Region};
-use residency_policy::Ruleset;
 use residency_store::{
-    Backend, BoxError, CompletedPart, ListRequest, Operation, Outcome, PutMeta, S3Backend,
-    S3BackendConfig, StoreError,
+    BoxError, ListRequest, Operation, Outcome, PutMeta, S3Backend, S3BackendConfig, StoreError,
 };
 use residency_testkit::{GarageCluster, RegionInfo};
-use residency_tower::{
-    RegionalDispatch, RoutingError, RoutingLayer, RulesetHandle, StorageRequest, StorageResponse,
-    UploadIdCodec,
+use residency_tower::{RoutingError, StorageRequest, StorageResponse, UploadIdCodec};
+use support::{
+    complete_part_1, copy, create_multipart, dispatch_over, example_layer, head, upload_part,
+    Regions,
 };
 use tower::util::BoxCloneService;
 use tower::{Layer, ServiceExt};
 
 /// Bound on each whole test, so a hung server fails the test instead of CI.
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn rules() -> Ruleset {
-    Ruleset::from_toml(
-        include_str!("../../../config/hosting-policy.toml"),
-        "hosting-policy.toml",
-        include_str!("../../../config/tenants.example.toml"),
-        "tenants.example.toml",
-    )
-    .expect("the example config is valid")
-}
 
 /// A region's backend, with short timeouts and no retries: a region that is
 /// down must fail fast.
@@ -121,15 +112,12 @@ type Stack = BoxCloneService<StorageRequest, StorageResponse, BoxError>;
 
 fn stack(cluster: &GarageCluster) -> Stack {
     let codec = UploadIdCodec::new(b"s3 regions test secret".to_vec());
-    let eu: Arc<dyn Backend> = backend(cluster.eu());
-    let us: Arc<dyn Backend> = backend(cluster.us());
-    let dispatch = RegionalDispatch::builder()
-        .region("eu", eu)
-        .region("us", us)
-        .upload_ids(codec.clone())
-        .build();
-    let layer = RoutingLayer::new(RulesetHandle::new(rules())).upload_ids(codec);
-    BoxCloneService::new(layer.layer(dispatch))
+    let regions: Regions = vec![
+        ("eu".to_owned(), backend(cluster.eu())),
+        ("us".to_owned(), backend(cluster.us())),
+    ];
+    let dispatch = dispatch_over(&regions, &codec).build();
+    BoxCloneService::new(example_layer(&codec).layer(dispatch))
 }
 
 async fn put(
@@ -143,6 +131,10 @@ async fn put(
         body: format!("{tenant}:{key}").into_bytes().into(),
         meta,
     };
+    send(svc, tenant, op).await
+}
+
+async fn send(svc: &Stack, tenant: &str, op: Operation) -> Result<StorageResponse, BoxError> {
     svc.clone().oneshot(StorageRequest::new(tenant, op)).await
 }
 
@@ -197,53 +189,17 @@ async fn every_object_lands_in_its_allowed_region_and_nowhere_else() {
         }
         // A multipart upload by a US tenant of EU-only data: created, uploaded
         // and completed in the EU.
-        let create = svc
-            .clone()
-            .oneshot(StorageRequest::new(
-                "globex",
-                Operation::CreateMultipart {
-                    key: "chat/transcript.log".into(),
-                    meta: PutMeta::default(),
-                },
-            ))
-            .await
-            .unwrap();
+        let create = send(&svc, "globex", create_multipart("chat/transcript.log")).await.unwrap();
         assert_eq!(create.region.as_deref(), Some("eu"));
         let Outcome::CreateMultipart(upload_id) = create.outcome else {
             panic!("not a create")
         };
-        let part = svc
-            .clone()
-            .oneshot(StorageRequest::new(
-                "globex",
-                Operation::UploadPart {
-                    key: "chat/transcript.log".into(),
-                    upload_id: upload_id.clone(),
-                    part_number: 1,
-                    body: "one part".into(),
-                    checksums: Default::default(),
-                },
-            ))
-            .await
-            .unwrap();
+        let part_op = upload_part("chat/transcript.log", upload_id.clone(), "one part");
+        let part = send(&svc, "globex", part_op).await.unwrap();
         assert_eq!(part.region.as_deref(), Some("eu"));
         let Outcome::UploadPart(part) = part.outcome else { panic!("not a part") };
-        let done = svc
-            .clone()
-            .oneshot(StorageRequest::new(
-                "globex",
-                Operation::CompleteMultipart {
-                    key: "chat/transcript.log".into(),
-                    upload_id,
-                    parts: vec![CompletedPart {
-                        part_number: 1,
-                        etag: part.etag,
-                        checksums: Default::default(),
-                    }],
-                },
-            ))
-            .await
-            .unwrap();
+        let complete_op = complete_part_1("chat/transcript.log", upload_id, part.etag);
+        let done = send(&svc, "globex", complete_op).await.unwrap();
         assert_eq!(done.region.as_deref(), Some("eu"));
 
         // Now look at the buckets directly, around Residency.
@@ -286,30 +242,18 @@ async fn every_object_lands_in_its_allowed_region_and_nowhere_else() {
 
         // Reads through the layer find each object where it is; a listing
         // merges both regions in key order.
-        let get = svc
-            .clone()
-            .oneshot(StorageRequest::new(
-                "globex",
-                Operation::Get {
-                    key: "chat/1.json".into(),
-                    range: None,
-                },
-            ))
-            .await
-            .unwrap();
+        let get_op = Operation::Get {
+            key: "chat/1.json".into(),
+            range: None,
+        };
+        let get = send(&svc, "globex", get_op).await.unwrap();
         assert_eq!(get.region.as_deref(), Some("eu"));
         let Outcome::Get(out) = get.outcome else { panic!("not a get") };
         assert_eq!(out.body.collect().await.unwrap().as_ref(), b"globex:chat/1.json");
-        let list = svc
-            .clone()
-            .oneshot(StorageRequest::new(
-                "acme",
-                Operation::List {
-                    request: ListRequest::new(""),
-                },
-            ))
-            .await
-            .unwrap();
+        let list_op = Operation::List {
+            request: ListRequest::new(""),
+        };
+        let list = send(&svc, "acme", list_op).await.unwrap();
         let Outcome::List(page) = list.outcome else { panic!("not a list") };
         let listed: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
         assert_eq!(
@@ -357,11 +301,7 @@ async fn every_object_lands_in_its_allowed_region_and_nowhere_else() {
         // A copy that would move US data into an EU key is denied too.
         let copy = StorageRequest::new(
             "acme",
-            Operation::Copy {
-                src_key: "insights/q1.json".into(),
-                dst_key: "tickets/copied.json".into(),
-                meta: None,
-            },
+            copy("insights/q1.json", "tickets/copied.json"),
         );
         let err = svc.clone().oneshot(copy).await.unwrap_err();
         assert!(matches!(routing_error(&err), RoutingError::Denied(d) if d.reason == "cross_region_copy"));
@@ -414,30 +354,13 @@ async fn with_the_eu_region_down_eu_writes_fail_and_nothing_goes_to_the_us() {
             assert_eq!(e.s3_code(), "ServiceUnavailable", "{tenant}/{key}");
         }
         // A multipart upload cannot start there either.
-        let err = svc
-            .clone()
-            .oneshot(StorageRequest::new(
-                "acme",
-                Operation::CreateMultipart {
-                    key: "tickets/big.bin".into(),
-                    meta: PutMeta::default(),
-                },
-            ))
+        let err = send(&svc, "acme", create_multipart("tickets/big.bin"))
             .await
             .unwrap_err();
         assert_eq!(routing_error(&err).http_status(), 503);
         // A read that would look in the EU first fails instead of answering a
         // false 404 (the object is nowhere, but the EU cannot say so).
-        let err = svc
-            .clone()
-            .oneshot(StorageRequest::new(
-                "acme",
-                Operation::Head {
-                    key: "misc/unknown".into(),
-                },
-            ))
-            .await
-            .unwrap_err();
+        let err = send(&svc, "acme", head("misc/unknown")).await.unwrap_err();
         assert_eq!(routing_error(&err).http_status(), 503);
 
         // The US region still serves what belongs there.

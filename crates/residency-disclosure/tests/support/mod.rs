@@ -1,4 +1,5 @@
-//! Shared helpers: the example rules, a webhook receiver on 127.0.0.1.
+//! Shared helpers: the example rules, a desk over two regions, objects put
+//! and read back, a webhook receiver on 127.0.0.1.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -15,8 +16,11 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use residency_disclosure::{sign, NewRequest, RequestType, Scope, Signer, SIGNATURE_HEADER};
+use residency_disclosure::{
+    sign, DisclosureError, NewRequest, RequestType, Scope, Signer, SIGNATURE_HEADER,
+};
 use residency_policy::Ruleset;
+use residency_store::{Backend, Body, PutMeta};
 
 /// The example policy and tenants of `config/`.
 pub fn rules() -> Ruleset {
@@ -27,6 +31,52 @@ pub fn rules() -> Ruleset {
         "tenants.example.toml",
     )
     .expect("the example config is valid")
+}
+
+/// Asserts that `r` is a refusal whose message contains `needle`.
+pub fn refused<T: std::fmt::Debug>(r: Result<T, DisclosureError>, needle: &str) {
+    match r {
+        Err(DisclosureError::Refused(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
+        other => panic!("expected a refusal containing {needle:?}, got {other:?}"),
+    }
+}
+
+/// A desk over regions `eu` and `us` under `rules`, with the privacy team
+/// of [`team`].
+pub fn desk_on(
+    rules: Ruleset,
+    eu: &Arc<dyn Backend>,
+    us: &Arc<dyn Backend>,
+) -> residency_disclosure::Disclosures {
+    residency_disclosure::Disclosures::new(
+        rules,
+        [("eu".to_owned(), eu.clone()), ("us".to_owned(), us.clone())],
+    )
+    .unwrap()
+    .with_team(team().0)
+}
+
+/// Stores `data` at `key` (no content type).
+pub async fn put(b: &Arc<dyn Backend>, key: &str, data: &[u8]) {
+    b.put_object(
+        key,
+        Body::from_bytes(Bytes::copy_from_slice(data)),
+        PutMeta::default(),
+    )
+    .await
+    .unwrap();
+}
+
+/// The bytes stored at `key`.
+pub async fn get(b: &Arc<dyn Backend>, key: &str) -> Vec<u8> {
+    b.get_object(key, None)
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .to_vec()
 }
 
 /// One notice the receiver got.
