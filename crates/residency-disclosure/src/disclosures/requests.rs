@@ -371,15 +371,8 @@ impl Disclosures {
             )));
         }
         refuse_final(id, rec)?;
-        append(
-            &ledger,
-            loaded,
-            id,
-            by,
-            None,
-            vec![(Event::NoticeProhibited, reason.to_owned())],
-        )
-        .await
+        let events = vec![(Event::NoticeProhibited, reason.to_owned())];
+        append(&ledger, loaded, id, by, None, events).await
     }
 
     /// Notifies the customer through `webhook`: a signed JSON description of
@@ -438,15 +431,8 @@ impl Disclosures {
                     payload_sha256: hex::encode(Sha256::digest(&body)),
                     ledger_head: loaded.head.clone(),
                 };
-                append(
-                    &ledger,
-                    loaded,
-                    id,
-                    by,
-                    None,
-                    vec![(event, "customer notified".into())],
-                )
-                .await
+                let events = vec![(event, "customer notified".into())];
+                append(&ledger, loaded, id, by, None, events).await
             }
             Err(DisclosureError::NotifyFailed { attempts, error }) => {
                 let event = Event::NotifyFailed {
