@@ -23,21 +23,34 @@
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use nohash_hasher::BuildNoHashHasher;
 
 /// The default share of a region's permits one tenant may hold.
 pub const DEFAULT_TENANT_SHARE: f64 = 0.5;
+
+/// A tenant as its share counts it: a 64-bit hash of its id, the same in
+/// every region of the process, computed once per call (two tenants whose
+/// ids collide would share one count: stricter for both, never looser).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TenantKey(u64);
+
+impl TenantKey {
+    pub(crate) fn of(tenant: &str) -> TenantKey {
+        static HASHER: OnceLock<RandomState> = OnceLock::new();
+        TenantKey(HASHER.get_or_init(RandomState::new).hash_one(tenant))
+    }
+}
 
 /// Counts each tenant's calls in one region against a bound.
 #[derive(Debug)]
 pub struct TenantShare {
     /// Calls one tenant may have at once; `None` when unbounded.
     limit: Option<usize>,
-    /// Keyed by a 64-bit hash of the tenant id, so that counting a call
-    /// allocates nothing (two tenants whose ids collide would share one
-    /// count: stricter for both, never looser).
-    in_flight: Mutex<HashMap<u64, usize>>,
-    hasher: RandomState,
+    /// Keyed by [`TenantKey`] (already a hash: the map does not hash it
+    /// again), so that counting a call allocates nothing.
+    in_flight: Mutex<HashMap<u64, usize, BuildNoHashHasher<u64>>>,
 }
 
 /// A tenant's place in its share; given back when dropped.
@@ -62,8 +75,7 @@ impl TenantShare {
         let limit = (fraction < 1.0).then(|| ((permits as f64 * fraction).floor() as usize).max(1));
         TenantShare {
             limit,
-            in_flight: Mutex::new(HashMap::new()),
-            hasher: RandomState::new(),
+            in_flight: Mutex::new(HashMap::default()),
         }
     }
 
@@ -75,7 +87,7 @@ impl TenantShare {
     /// Counts one call of `tenant`, or `None` when the tenant already has its
     /// share.
     pub fn try_enter(&self, tenant: &str) -> Option<ShareGuard<'_>> {
-        let tenant = self.enter(tenant)?;
+        let tenant = self.enter(TenantKey::of(tenant))?;
         Some(ShareGuard {
             share: self,
             tenant,
@@ -83,7 +95,7 @@ impl TenantShare {
     }
 
     /// [`Self::try_enter`] for a call's future to keep.
-    pub(crate) fn try_enter_owned(self: &Arc<Self>, tenant: &str) -> Option<OwnedShareGuard> {
+    pub(crate) fn try_enter_owned(self: &Arc<Self>, tenant: TenantKey) -> Option<OwnedShareGuard> {
         let tenant = self.enter(tenant)?;
         Some(OwnedShareGuard {
             share: self.clone(),
@@ -93,11 +105,10 @@ impl TenantShare {
 
     /// Counts one call: `Some(Some(tenant))` counted, `Some(None)` unbounded,
     /// `None` over the share.
-    fn enter(&self, tenant: &str) -> Option<Option<u64>> {
+    fn enter(&self, TenantKey(key): TenantKey) -> Option<Option<u64>> {
         let Some(limit) = self.limit else {
             return Some(None);
         };
-        let key = self.hasher.hash_one(tenant);
         let mut m = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         let n = m.entry(key).or_insert(0);
         if *n >= limit {
@@ -120,7 +131,7 @@ impl TenantShare {
     /// Calls in flight for `tenant`.
     pub fn in_flight(&self, tenant: &str) -> usize {
         let m = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(&self.hasher.hash_one(tenant)).copied().unwrap_or(0)
+        m.get(&TenantKey::of(tenant).0).copied().unwrap_or(0)
     }
 }
 
@@ -182,7 +193,7 @@ mod tests {
         drop(gs);
         let s = Arc::new(s);
         assert!(s
-            .try_enter_owned("acme")
+            .try_enter_owned(TenantKey::of("acme"))
             .is_some_and(|g| g.tenant.is_none()));
     }
 }

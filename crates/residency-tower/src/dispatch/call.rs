@@ -4,28 +4,10 @@
 
 use std::sync::Arc;
 
-use residency_policy::{Ruleset, TenantId};
 use residency_store::Operation;
 
 use super::watch::BodyWatch;
-
-/// The tenant a region call is made for (its share is counted).
-#[derive(Debug, Clone)]
-pub(crate) struct TenantRef {
-    rules: Arc<Ruleset>,
-    tenant: TenantId,
-}
-
-impl TenantRef {
-    pub(crate) fn new(rules: Arc<Ruleset>, tenant: TenantId) -> Self {
-        Self { rules, tenant }
-    }
-
-    /// The tenant's id string.
-    pub(crate) fn id(&self) -> &str {
-        self.rules.tenants().tenant(self.tenant).id()
-    }
-}
+use crate::fair::TenantKey;
 
 /// One backend call in a region: keys are the backend's (tenant-prefixed),
 /// upload ids the backend's own.
@@ -35,7 +17,7 @@ pub(crate) struct RegionRequest {
     /// by value, and an inline `Operation` (432 bytes) is copied at each.
     pub(crate) op: Box<Operation>,
     /// Counted in this tenant's share; `None` counts nothing.
-    pub(crate) tenant: Option<TenantRef>,
+    pub(crate) tenant: Option<TenantKey>,
     /// A client's body streamed by this call, watched for its end and failure.
     pub(crate) body: Option<Arc<BodyWatch>>,
 }

@@ -67,7 +67,7 @@ where
     fn call(&mut self, req: RegionRequest) -> Self::Future {
         let TenantShareLayer { share, metrics } = &self.layer;
         let guard = match (&req.tenant, share.limit()) {
-            (Some(tenant), Some(limit)) => match share.try_enter_owned(tenant.id()) {
+            (Some(tenant), Some(limit)) => match share.try_enter_owned(*tenant) {
                 Some(g) => Some(g),
                 None => {
                     metrics.error("SlowDown");
@@ -128,7 +128,7 @@ mod tests {
     use tower::{Layer, ServiceExt};
 
     use super::*;
-    use crate::dispatch::call::TenantRef;
+    use crate::fair::TenantKey;
 
     #[tokio::test]
     async fn the_request_names_the_tenant() {
@@ -171,13 +171,13 @@ mod tests {
         assert_eq!(share.in_flight("acme"), 0);
         let held = tokio::spawn(
             svc.clone()
-                .oneshot(req(Some(TenantRef::new(rules.clone(), acme)))),
+                .oneshot(req(Some(TenantKey::of(rules.tenants().tenant(acme).id())))),
         );
         started.notified().await;
         assert_eq!(share.in_flight("acme"), 1);
         let err = svc
             .clone()
-            .oneshot(req(Some(TenantRef::new(rules.clone(), acme))))
+            .oneshot(req(Some(TenantKey::of(rules.tenants().tenant(acme).id()))))
             .await
             .unwrap_err();
         assert_eq!(err.s3_code(), "SlowDown");

@@ -51,10 +51,10 @@ use residency_store::{Backend, Operation, Outcome, StoreError};
 use tower::Service;
 
 use crate::error::{Denied, RoutingError};
-use crate::fair::DEFAULT_TENANT_SHARE;
+use crate::fair::{TenantKey, DEFAULT_TENANT_SHARE};
 use crate::request::{Route, StorageRequest};
 use crate::upload_id::UploadIdCodec;
-use call::{RegionRequest, TenantRef};
+use call::RegionRequest;
 use region::{Region, StackConfig};
 use router::Router;
 use watch::BodyWatch;
@@ -270,7 +270,7 @@ impl RegionalDispatch {
         // grow the dispatch future that every request moves into its box.
         Box::pin(region.call(RegionRequest {
             op: Box::new(op),
-            tenant: Some(TenantRef::new(route.rules.clone(), route.tenant)),
+            tenant: Some(TenantKey::of(route.tenant_id())),
             body,
         }))
         .await
