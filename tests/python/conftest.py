@@ -252,12 +252,17 @@ def toml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-@pytest.fixture(scope="session")
-def sidecar(garage, tmp_path_factory):
+def sidecar_binary() -> Path:
+    """The `residency` binary the tests run (`RESIDENCY_BIN`, else the debug build)."""
     binary = Path(os.environ.get("RESIDENCY_BIN") or REPO_ROOT / "target" / "debug" / "residency")
     if not binary.exists():
         pytest.fail(f"sidecar binary {binary} not found: run `cargo build -p residency`", pytrace=False)
-    work = tmp_path_factory.mktemp("sidecar")
+    return binary
+
+
+def sidecar_config_head(*extra: str) -> tuple[list[str], int, int]:
+    """The top of a sidecar config on two free ports with the example policy and
+    tenants (and `extra` lines), and the two ports."""
     listen, admin = free_port(), free_port()
     while admin == listen:
         admin = free_port()
@@ -266,10 +271,31 @@ def sidecar(garage, tmp_path_factory):
         f'admin = "127.0.0.1:{admin}"',
         f"policy = {toml_str(str(REPO_ROOT / 'config' / 'hosting-policy.toml'))}",
         f"tenants = {toml_str(str(REPO_ROOT / 'config' / 'tenants.example.toml'))}",
-        'log_format = "text"',
+        *extra,
         f'upload_id_secret = "pytest-{uuid.uuid4().hex}"',
         "",
     ]
+    return lines, listen, admin
+
+
+def spawn_sidecar(binary: Path, config: Path, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`residency serve --config CONFIG`, its output into `log`."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [str(binary), "serve", "--config", str(config)],
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+@pytest.fixture(scope="session")
+def sidecar(garage, tmp_path_factory):
+    binary = sidecar_binary()
+    work = tmp_path_factory.mktemp("sidecar")
+    lines, listen, admin = sidecar_config_head('log_format = "text"')
     for r in REGIONS:
         g = garage[r]
         lines += [
@@ -290,15 +316,7 @@ def sidecar(garage, tmp_path_factory):
     env.setdefault("RUST_LOG", "info")
     env.setdefault("RUST_BACKTRACE", "1")
     env["NO_COLOR"] = "1"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(binary), "serve", "--config", str(config)],
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    proc = spawn_sidecar(binary, config, log, env)
     try:
         deadline = time.monotonic() + SIDECAR_READY_TIMEOUT
         try:

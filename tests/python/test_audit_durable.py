@@ -9,27 +9,25 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
-from conftest import REPO_ROOT, free_port, log_tail, make_sidecar_client, toml_str, wait_http, wait_ready
+from conftest import (
+    REPO_ROOT,
+    log_tail,
+    make_sidecar_client,
+    sidecar_binary,
+    sidecar_config_head,
+    spawn_sidecar,
+    toml_str,
+    wait_http,
+    wait_ready,
+)
 from helpers import TENANT_KEYS
 
-BINARY = Path(os.environ.get("RESIDENCY_BIN") or REPO_ROOT / "target" / "debug" / "residency")
 
 
 def write_config(work: Path, mode: str) -> tuple[Path, int, int]:
-    listen, admin = free_port(), free_port()
-    while admin == listen:
-        admin = free_port()
-    lines = [
-        f'listen = "127.0.0.1:{listen}"',
-        f'admin = "127.0.0.1:{admin}"',
-        f"policy = {toml_str(str(REPO_ROOT / 'config' / 'hosting-policy.toml'))}",
-        f"tenants = {toml_str(str(REPO_ROOT / 'config' / 'tenants.example.toml'))}",
-        f'upload_id_secret = "pytest-{uuid.uuid4().hex}"',
-        "",
-    ]
+    lines, listen, admin = sidecar_config_head()
     for r in ("eu", "us"):
         lines += [f"[regions.{r}]", 'kind = "dir"', f"path = {toml_str(str(work / r))}", ""]
     # flush_secs is long: only a durable commit can store the records in time.
@@ -41,22 +39,14 @@ def write_config(work: Path, mode: str) -> tuple[Path, int, int]:
 
 def residency(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(BINARY), *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+        [str(sidecar_binary()), *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
     )
 
 
 def test_acknowledged_puts_survive_kill_9_and_a_removed_batch_is_a_gap(tmp_path):
     config, listen, admin = write_config(tmp_path, os.environ.get("AUDIT_MODE", "durable"))
     log = tmp_path / "sidecar.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(BINARY), "serve", "--config", str(config)],
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "NO_COLOR": "1"},
-        )
+    proc = spawn_sidecar(sidecar_binary(), config, log, {**os.environ, "NO_COLOR": "1"})
     try:
         deadline = time.monotonic() + 30
         wait_http(f"http://127.0.0.1:{listen}/", deadline, proc)

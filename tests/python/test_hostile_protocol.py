@@ -7,11 +7,8 @@ subdomains of localhost by itself)."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import boto3
@@ -19,30 +16,29 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import REPO_ROOT, SIDECAR_READY_TIMEOUT, free_port, log_tail, stop_process, toml_str, wait_http
+from conftest import (
+    SIDECAR_READY_TIMEOUT,
+    log_tail,
+    sidecar_binary,
+    sidecar_config_head,
+    spawn_sidecar,
+    stop_process,
+    toml_str,
+    wait_http,
+)
 from helpers import TENANT_KEYS, error_code, error_message, http_status
 
 DOMAIN = "s3.localhost"
 
 
 def start_sidecar(work: Path, extra: str = ""):
-    binary = Path(os.environ.get("RESIDENCY_BIN") or REPO_ROOT / "target" / "debug" / "residency")
-    if not binary.exists():
-        pytest.fail(f"sidecar binary {binary} not found: run `cargo build -p residency`", pytrace=False)
-    listen, admin = free_port(), free_port()
-    while admin == listen:
-        admin = free_port()
+    binary = sidecar_binary()
+    head, listen, _admin = sidecar_config_head(f'virtual_host_domains = ["{DOMAIN}"]')
     config = work / "residency.toml"
     config.write_text(
         "\n".join(
             [
-                f'listen = "127.0.0.1:{listen}"',
-                f'admin = "127.0.0.1:{admin}"',
-                f"policy = {toml_str(str(REPO_ROOT / 'config' / 'hosting-policy.toml'))}",
-                f"tenants = {toml_str(str(REPO_ROOT / 'config' / 'tenants.example.toml'))}",
-                f'virtual_host_domains = ["{DOMAIN}"]',
-                f'upload_id_secret = "pytest-{uuid.uuid4().hex}"',
-                "",
+                *head,
                 "[regions.eu]",
                 'kind = "dir"',
                 f"path = {toml_str(str(work / 'eu'))}",
@@ -59,14 +55,7 @@ def start_sidecar(work: Path, extra: str = ""):
         )
     )
     log = work / "sidecar.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(binary), "serve", "--config", str(config)],
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = spawn_sidecar(binary, config, log)
     try:
         wait_http(f"http://127.0.0.1:{listen}/", time.monotonic() + SIDECAR_READY_TIMEOUT, proc)
     except (RuntimeError, TimeoutError) as e:
