@@ -55,9 +55,7 @@ impl Disclosures {
         why: &str,
         signer: Option<&Signer>,
     ) -> Result<RequestRecord, DisclosureError> {
-        if signer.is_none() {
-            require(by, "who records the request (--by)")?;
-        }
+        require_unless_signed(by, signer, "who records the request (--by)")?;
         request.validate()?;
         let ledger = self.ledger(&request.tenant)?;
         let mut loaded = ledger.load().await?;
@@ -121,9 +119,7 @@ impl Disclosures {
         why: &str,
         signer: Option<&Signer>,
     ) -> Result<RequestRecord, DisclosureError> {
-        if signer.is_none() {
-            require(by, "who makes the transition (--by)")?;
-        }
+        require_unless_signed(by, signer, "who makes the transition (--by)")?;
         require(why, "why (--why)")?;
         let (ledger, loaded) = self.load_request(id).await?;
         let from = loaded.records[id].state;
@@ -310,9 +306,7 @@ impl Disclosures {
         by: &str,
         signer: Option<&Signer>,
     ) -> Result<RequestRecord, DisclosureError> {
-        if signer.is_none() {
-            require(by, "who records it (--by)")?;
-        }
+        require_unless_signed(by, signer, "who records it (--by)")?;
         let (ledger, loaded) = self.load_request(id).await?;
         let rec = &loaded.records[id];
         refuse_final(id, rec)?;
@@ -475,4 +469,16 @@ fn refuse_final(id: &str, rec: &RequestRecord) -> Result<(), DisclosureError> {
         return Err(DisclosureError::Refused(format!("{id} is {}", rec.state)));
     }
     Ok(())
+}
+
+/// `by` names who acts, unless a privacy team member's key signs (and names) it.
+fn require_unless_signed(
+    by: &str,
+    signer: Option<&Signer>,
+    what: &str,
+) -> Result<(), DisclosureError> {
+    match signer {
+        Some(_) => Ok(()),
+        None => require(by, what),
+    }
 }
