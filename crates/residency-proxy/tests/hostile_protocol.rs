@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use support::*;
 use tempfile::TempDir;
 

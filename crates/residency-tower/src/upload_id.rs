@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -54,7 +54,7 @@ impl UploadIdCodec {
     }
 
     fn mac(&self, body: &str) -> Vec<u8> {
-        let mut h = <HmacSha256 as Mac>::new_from_slice(&self.key).expect("any key size");
+        let mut h = <HmacSha256 as KeyInit>::new_from_slice(&self.key).expect("any key size");
         h.update(body.as_bytes());
         h.finalize().into_bytes().to_vec()
     }
@@ -74,7 +74,7 @@ impl UploadIdCodec {
     pub fn decode(&self, id: &str) -> Option<UploadToken> {
         let (body, mac) = id.rsplit_once('.')?;
         let mac = URL_SAFE_NO_PAD.decode(mac).ok()?;
-        let mut h = <HmacSha256 as Mac>::new_from_slice(&self.key).expect("any key size");
+        let mut h = <HmacSha256 as KeyInit>::new_from_slice(&self.key).expect("any key size");
         h.update(body.as_bytes());
         h.verify_slice(&mac).ok()?;
         let mut parts = body.splitn(4, '.');

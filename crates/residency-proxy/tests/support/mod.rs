@@ -22,7 +22,7 @@ use aws_sdk_s3::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{MultipartUpload, Object, Part};
 use aws_sdk_s3::Client;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use residency_proxy::{ServeOptions, Sidecar};
 use residency_testkit::{GarageCluster, RegionInfo};
 use sha2::{Digest, Sha256};
