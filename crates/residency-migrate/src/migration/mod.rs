@@ -160,7 +160,6 @@ struct Prepared {
 }
 
 impl RunCtx {
-    /// Waits until every event recorded so far is stored.
     /// Stores a migration-wide event (no key) naming `regions`, before the
     /// caller's journal records the step it announces.
     async fn record_step(
@@ -173,6 +172,7 @@ impl RunCtx {
         self.flush_audit().await
     }
 
+    /// Waits until every event recorded so far is stored.
     async fn flush_audit(&self) -> Result<(), MigrateError> {
         match &self.audit {
             Some(a) => a.flush().await.map_err(MigrateError::Audit),
