@@ -18,7 +18,8 @@
 //! [`GarageCluster::resume_region`], [`GarageCluster::restart_region`]) act on one
 //! region's process and keep its data and ports. Dropping the cluster kills every
 //! process and removes the temporary directories (set `RESIDENCY_TESTKIT_KEEP_DIRS=1`
-//! to keep them for a post-mortem). Metadata is kept in SQLite; set
+//! to keep them for a post-mortem). A cluster in a `static` is never dropped: its
+//! directory is removed by the next cluster started after its process ended. Metadata is kept in SQLite; set
 //! `RESIDENCY_TESTKIT_DB_ENGINE=lmdb` for Garage's LMDB engine instead (the load
 //! benchmark does: under long concurrent 64 MiB PUTs Garage 2.5 on SQLite was seen
 //! to stop reading request bodies for good). When `setpriv` (util-linux) is available the
@@ -71,6 +72,50 @@ const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 const PORT_CLASH: &str = "lost a port race (Address already in use)";
 /// How often a fresh set of ports is tried when the chosen ones were taken meanwhile.
 const PORT_ATTEMPTS: usize = 5;
+
+/// Prefix of a cluster's temporary directory, followed by the owning process id.
+const ROOT_PREFIX: &str = "residency-garage-";
+/// Marker file in a directory kept by `RESIDENCY_TESTKIT_KEEP_DIRS`: never swept.
+const KEPT_MARKER: &str = "KEPT";
+
+/// Removes the temporary directories of clusters whose process is gone.
+///
+/// A cluster held in a `static` (one pair shared by the tests of a binary) is
+/// never dropped, so its directory outlives the test process; without this
+/// sweep every `cargo test` run left one directory per test binary behind
+/// (over 200, some GB, on a developer machine). A directory is removed when the
+/// process id in its name no longer runs, or when it has no process id (the
+/// format before) and is older than a day; a kept one never is.
+fn sweep_orphaned_roots(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(ROOT_PREFIX)) else {
+            continue;
+        };
+        let path = entry.path();
+        if path.join(KEPT_MARKER).exists() {
+            continue;
+        }
+        let owner = rest
+            .split_once('-')
+            .and_then(|(pid, _)| pid.parse::<i32>().ok());
+        let orphaned = match owner {
+            Some(pid) => !Path::new("/proc").join(pid.to_string()).exists(),
+            None => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(24 * 3600)),
+        };
+        if orphaned {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+}
 
 /// Error of the testkit: a message, with the server's log tail when a server failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,8 +266,9 @@ impl GarageClusterBuilder {
             None => find_garage()?,
         };
         let started = Instant::now();
+        sweep_orphaned_roots(&std::env::temp_dir());
         let root = tempfile::Builder::new()
-            .prefix("residency-garage-")
+            .prefix(&format!("{ROOT_PREFIX}{}-", std::process::id()))
             .tempdir()
             .map_err(|e| Error::new(format!("cannot create a temporary directory: {e}")))?;
         let specs = [
@@ -498,6 +544,10 @@ impl Drop for GarageCluster {
         if std::env::var_os("RESIDENCY_TESTKIT_KEEP_DIRS").is_some_and(|v| !v.is_empty()) {
             if let Some(root) = self.root.take() {
                 let path = root.keep();
+                let _ = fs::write(
+                    path.join(KEPT_MARKER),
+                    "kept by RESIDENCY_TESTKIT_KEEP_DIRS\n",
+                );
                 eprintln!("residency-testkit: kept {}", path.display());
             }
         }
@@ -1125,5 +1175,27 @@ mod tests {
         let mut all = [p.s3, p.rpc, p.web, p.admin];
         all.sort_unstable();
         all.windows(2).for_each(|w| assert_ne!(w[0], w[1]));
+    }
+
+    #[test]
+    fn orphaned_roots_are_swept_and_live_or_kept_ones_stay() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Above Linux's largest pid_max (2^22): no process has it.
+        let dead = tmp.path().join(format!("{ROOT_PREFIX}4194305-abc"));
+        let live = tmp
+            .path()
+            .join(format!("{ROOT_PREFIX}{}-abc", std::process::id()));
+        let kept = tmp.path().join(format!("{ROOT_PREFIX}4194306-abc"));
+        let young_old_format = tmp.path().join(format!("{ROOT_PREFIX}Xy12ab"));
+        let unrelated = tmp.path().join("other-4194305-abc");
+        for dir in [&dead, &live, &kept, &young_old_format, &unrelated] {
+            fs::create_dir_all(dir.join("eu")).unwrap();
+        }
+        fs::write(kept.join(KEPT_MARKER), "").unwrap();
+        sweep_orphaned_roots(tmp.path());
+        assert!(!dead.exists(), "a dead process's directory is removed");
+        for dir in [&live, &kept, &young_old_format, &unrelated] {
+            assert!(dir.exists(), "{} must stay", dir.display());
+        }
     }
 }
