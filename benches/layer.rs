@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_main, Criterion};
 use residency_policy::{ClassifiedBy, Ruleset};
-use residency_store::{Body, MemoryBackend, Operation, PutMeta};
+use residency_store::{Body, MemoryBackend, Operation};
 use residency_tower::{
     RegionalDispatch, Route, RoutingLayer, RoutingService, RulesetHandle, StorageRequest, Target,
     UploadIdCodec,
@@ -99,7 +99,7 @@ fn put_op() -> Operation {
     Operation::Put {
         key: KEY.into(),
         body: Body::from_bytes(bytes_1()),
-        meta: PutMeta::default(),
+        meta: Default::default(),
     }
 }
 

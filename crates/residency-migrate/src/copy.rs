@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use md5::{Digest as _, Md5};
 use residency_store::{
-    Backend, Body, BodyStream, BoxError, Checksums, CompletedPart, ObjectInfo, PutMeta, StoreError,
+    Backend, Body, BodyStream, BoxError, CompletedPart, ObjectInfo, PartUpload, PutMeta, StoreError,
 };
 use sha2::Sha256;
 use tokio::sync::mpsc;
@@ -66,7 +66,7 @@ pub(crate) fn meta_of(info: &ObjectInfo) -> PutMeta {
     PutMeta {
         headers: info.headers.clone(),
         content_length: Some(info.size),
-        checksums: Checksums::default(),
+        checksums: Default::default(),
         checksum_algorithm: None,
     }
 }
@@ -259,20 +259,19 @@ async fn copy_parts(
     while offset < size {
         let len = part_size.min(size - offset);
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-        let up = dst.upload_part(
+        let up = dst.upload_part(PartUpload::new(
             key,
             upload_id,
             number,
             Body::from_stream(ChannelStream(rx), Some(len)),
-            Checksums::default(),
-        );
+        ));
         let (sent, up) = tokio::join!(pump.send(len, tx), up);
         let info = up.map_err(CopyError::Dest)?;
         md5s.push(sent?);
         parts.push(CompletedPart {
             part_number: number,
             etag: info.etag,
-            checksums: Checksums::default(),
+            checksums: Default::default(),
         });
         if let Some(f) = hooks.faults {
             f.hit(FaultKind::Part).map_err(CopyError::Stop)?;

@@ -33,9 +33,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use residency_disclosure::Ledger;
 use residency_store::{
-    Backend, BackendDescription, Body, ByteRange, Checksums, CompletedPart, GetOutput, ListPage,
-    ListRequest, ObjectInfo, ObjectSummary, PartInfo, PartsPage, PutMeta, PutOutput, StoreError,
-    UploadInfo,
+    Backend, BackendDescription, Body, ByteRange, CompletedPart, GetOutput, ListPage, ListRequest,
+    ObjectInfo, ObjectSummary, PartInfo, PartUpload, PartsPage, PartsQuery, PutMeta, PutOutput,
+    StoreError, UploadInfo,
 };
 use residency_tower::audit::batch::{audit_prefix, verify_chain_moved};
 use serde::{Deserialize, Serialize};
@@ -457,17 +457,8 @@ impl Backend for Snapshot {
     async fn create_multipart(&self, key: &str, meta: PutMeta) -> Result<String, StoreError> {
         self.inner.create_multipart(key, meta).await
     }
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
-        body: Body,
-        checksums: Checksums,
-    ) -> Result<PartInfo, StoreError> {
-        self.inner
-            .upload_part(key, upload_id, part_number, body, checksums)
-            .await
+    async fn upload_part(&self, part: PartUpload<'_>) -> Result<PartInfo, StoreError> {
+        self.inner.upload_part(part).await
     }
     async fn complete_multipart(
         &self,
@@ -480,16 +471,8 @@ impl Backend for Snapshot {
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
         self.inner.abort_multipart(key, upload_id).await
     }
-    async fn list_parts(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number_marker: Option<u32>,
-        max_parts: Option<u32>,
-    ) -> Result<PartsPage, StoreError> {
-        self.inner
-            .list_parts(key, upload_id, part_number_marker, max_parts)
-            .await
+    async fn list_parts(&self, query: PartsQuery<'_>) -> Result<PartsPage, StoreError> {
+        self.inner.list_parts(query).await
     }
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<UploadInfo>, StoreError> {
         self.inner.list_multipart_uploads(prefix).await

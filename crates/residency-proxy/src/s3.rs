@@ -97,7 +97,7 @@ impl S3 for Gateway {
             Operation::Put {
                 key: input.key,
                 body,
-                meta,
+                meta: Box::new(meta),
             },
         );
         sreq.category = category_of(&user);
@@ -406,7 +406,7 @@ impl S3 for Gateway {
             Operation::Copy {
                 src_key: src_key.to_string(),
                 dst_key: input.key,
-                meta,
+                meta: meta.map(Box::new),
             },
         );
         sreq.category = category;
@@ -438,7 +438,7 @@ impl S3 for Gateway {
             tenant,
             Operation::CreateMultipart {
                 key: input.key.clone(),
-                meta,
+                meta: Box::new(meta),
             },
         );
         sreq.category = category_of(&user);
@@ -477,7 +477,7 @@ impl S3 for Gateway {
             upload_id: input.upload_id,
             part_number: input.part_number as u32,
             body,
-            checksums,
+            checksums: Box::new(checksums),
         };
         let r = self
             .run_streaming(StorageRequest::for_resolved(tenant, op), &failure)

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use crate::body::Body;
 use crate::error::StoreError;
 use crate::object::{
-    BackendDescription, Checksums, CompletedPart, GetOutput, ListPage, ListRequest, ObjectInfo,
-    PartInfo, PartsPage, PutMeta, PutOutput, UploadInfo,
+    BackendDescription, CompletedPart, GetOutput, ListPage, ListRequest, ObjectInfo, PartInfo,
+    PartUpload, PartsPage, PartsQuery, PutMeta, PutOutput, UploadInfo,
 };
 use crate::range::ByteRange;
 
@@ -84,20 +84,13 @@ pub trait Backend: Send + Sync + 'static {
     /// `InvalidKey`, `Unavailable`, `Backend`, `Io`.
     async fn create_multipart(&self, key: &str, meta: PutMeta) -> Result<String, StoreError>;
 
-    /// Uploads (or replaces) one part. `checksums` are verified like for
+    /// Uploads (or replaces) one part. Its checksums are verified like for
     /// `put_object`.
     ///
     /// # Errors
     /// `NoSuchUpload`, `InvalidArgument` (part number outside 1..=10000),
     /// `BadDigest`, `InvalidDigest`, `IncompleteBody`, `Unavailable`, `Backend`, `Io`.
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
-        body: Body,
-        checksums: Checksums,
-    ) -> Result<PartInfo, StoreError>;
+    async fn upload_part(&self, part: PartUpload<'_>) -> Result<PartInfo, StoreError>;
 
     /// Assembles the named parts into the object and ends the upload.
     ///
@@ -117,18 +110,11 @@ pub trait Backend: Send + Sync + 'static {
     /// `NoSuchUpload`, `Unavailable`, `Backend`, `Io`.
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError>;
 
-    /// Lists the parts uploaded so far, after `part_number_marker`, at most
-    /// `max_parts` (default 1000).
+    /// Lists the parts uploaded so far (see [`PartsQuery`]).
     ///
     /// # Errors
     /// `NoSuchUpload`, `Unavailable`, `Backend`, `Io`.
-    async fn list_parts(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number_marker: Option<u32>,
-        max_parts: Option<u32>,
-    ) -> Result<PartsPage, StoreError>;
+    async fn list_parts(&self, query: PartsQuery<'_>) -> Result<PartsPage, StoreError>;
 
     /// Lists the uploads in progress whose key starts with `prefix`, ordered
     /// by key then initiation time.

@@ -18,7 +18,7 @@ use bytes::Bytes;
 
 use crate::{
     checksums_of, Backend, Body, BoxError, ByteRange, Checksums, CompletedPart, ListRequest,
-    PutMeta, StoreError, StoredHeaders,
+    PartUpload, PartsQuery, PutMeta, StoreError, StoredHeaders,
 };
 
 /// S3's minimum part size, used so the suite passes on real S3 services.
@@ -481,50 +481,52 @@ pub async fn multipart(backend: &dyn Backend, prefix: &str) {
     let p2 = Bytes::from_static(b"tail");
     // Part 1 uploaded twice: the second one counts.
     backend
-        .upload_part(
-            &key,
-            &id,
-            1,
-            Body::from(vec![9u8; PART]),
-            Checksums::default(),
-        )
+        .upload_part(PartUpload::new(&key, &id, 1, Body::from(vec![9u8; PART])))
         .await
         .unwrap();
     let sums = checksums_of(&p1);
     let part1 = backend
-        .upload_part(
-            &key,
-            &id,
-            1,
-            Body::from_bytes(p1.clone()),
-            Checksums {
+        .upload_part(PartUpload {
+            checksums: Checksums {
                 content_md5: sums.content_md5.clone(),
                 ..Checksums::default()
             },
-        )
+            ..PartUpload::new(&key, &id, 1, Body::from_bytes(p1.clone()))
+        })
         .await
         .expect("part 1");
     let part2 = backend
-        .upload_part(
-            &key,
-            &id,
-            2,
-            Body::from_bytes(p2.clone()),
-            Checksums::default(),
-        )
+        .upload_part(PartUpload::new(&key, &id, 2, Body::from_bytes(p2.clone())))
         .await
         .expect("part 2");
     assert_eq!(part1.part_number, 1);
 
-    let parts = backend.list_parts(&key, &id, None, None).await.unwrap();
+    let parts = backend
+        .list_parts(PartsQuery::new(&key, &id))
+        .await
+        .unwrap();
     let numbers: Vec<u32> = parts.parts.iter().map(|p| p.part_number).collect();
     assert_eq!(numbers, [1, 2]);
     assert_eq!(parts.parts[0].etag, part1.etag);
     assert_eq!(parts.parts[0].size, PART as u64);
-    let page = backend.list_parts(&key, &id, None, Some(1)).await.unwrap();
+    let page = backend
+        .list_parts(PartsQuery {
+            part_number_marker: None,
+            max_parts: Some(1),
+            ..PartsQuery::new(&key, &id)
+        })
+        .await
+        .unwrap();
     assert_eq!(page.parts.len(), 1);
     assert_eq!(page.next_part_number_marker, Some(1));
-    let page = backend.list_parts(&key, &id, Some(1), None).await.unwrap();
+    let page = backend
+        .list_parts(PartsQuery {
+            part_number_marker: Some(1),
+            max_parts: None,
+            ..PartsQuery::new(&key, &id)
+        })
+        .await
+        .unwrap();
     assert_eq!(page.parts.len(), 1);
     assert_eq!(page.parts[0].part_number, 2);
 
@@ -536,12 +538,12 @@ pub async fn multipart(backend: &dyn Backend, prefix: &str) {
                 CompletedPart {
                     part_number: 1,
                     etag: part1.etag.clone(),
-                    checksums: Checksums::default(),
+                    checksums: Default::default(),
                 },
                 CompletedPart {
                     part_number: 2,
                     etag: part2.etag.clone(),
-                    checksums: Checksums::default(),
+                    checksums: Default::default(),
                 },
             ],
         )
@@ -559,7 +561,10 @@ pub async fn multipart(backend: &dyn Backend, prefix: &str) {
     assert_eq!(tail, &b"\x01\x01tail"[..]);
     let uploads = backend.list_multipart_uploads(prefix).await.unwrap();
     assert!(!uploads.iter().any(|u| u.upload_id == id));
-    let err = backend.list_parts(&key, &id, None, None).await.unwrap_err();
+    let err = backend
+        .list_parts(PartsQuery::new(&key, &id))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::NoSuchUpload { .. }), "{err:?}");
     backend.delete_object(&key).await.unwrap();
 }
@@ -572,17 +577,17 @@ pub async fn multipart_errors(backend: &dyn Backend, prefix: &str) {
         .await
         .unwrap();
     let small = backend
-        .upload_part(&key, &id, 1, Body::from("small"), Checksums::default())
+        .upload_part(PartUpload::new(&key, &id, 1, Body::from("small")))
         .await
         .unwrap();
     let last = backend
-        .upload_part(&key, &id, 2, Body::from("last"), Checksums::default())
+        .upload_part(PartUpload::new(&key, &id, 2, Body::from("last")))
         .await
         .unwrap();
     let part = |n, etag: &str| CompletedPart {
         part_number: n,
         etag: etag.to_owned(),
-        checksums: Checksums::default(),
+        checksums: Default::default(),
     };
 
     // A wrong ETag.
@@ -597,16 +602,13 @@ pub async fn multipart_errors(backend: &dyn Backend, prefix: &str) {
     assert_eq!(err.s3_code(), "InvalidPart", "{err:?}");
     // A bad digest on a part.
     let err = backend
-        .upload_part(
-            &key,
-            &id,
-            3,
-            Body::from("abc"),
-            Checksums {
+        .upload_part(PartUpload {
+            checksums: Checksums {
                 content_md5: checksums_of(b"xyz").content_md5,
                 ..Checksums::default()
             },
-        )
+            ..PartUpload::new(&key, &id, 3, Body::from("abc"))
+        })
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::BadDigest { .. }), "{err:?}");
@@ -624,7 +626,7 @@ pub async fn multipart_errors(backend: &dyn Backend, prefix: &str) {
         Ok(_) => backend.delete_object(&key).await.unwrap(),
     }
     let err = backend
-        .upload_part(&key, &id, 1, Body::from("x"), Checksums::default())
+        .upload_part(PartUpload::new(&key, &id, 1, Body::from("x")))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NoSuchUpload { .. }), "{err:?}");
@@ -654,7 +656,7 @@ mod tests {
             let mut parts = vec![];
             for n in [1, 2] {
                 let p = b
-                    .upload_part("k", &id, n, Body::from("x"), Checksums::default())
+                    .upload_part(PartUpload::new("k", &id, n, Body::from("x")))
                     .await
                     .unwrap();
                 parts.push(CompletedPart {

@@ -59,7 +59,8 @@ pub use memory::MemoryBackend;
 pub use null::NullBackend;
 pub use object::{
     BackendDescription, Checksums, CompletedPart, GetOutput, ListPage, ListRequest, ObjectInfo,
-    ObjectSummary, PartInfo, PartsPage, PutMeta, PutOutput, StoredHeaders, UploadInfo,
+    ObjectSummary, PartInfo, PartUpload, PartsPage, PartsQuery, PutMeta, PutOutput, StoredHeaders,
+    UploadInfo,
 };
 pub use operation::{execute, OpKind, Operation, Outcome};
 pub use range::ByteRange;

@@ -17,7 +17,7 @@ use crate::listing::{Flow, Lister};
 use crate::multipart::{self, PartRecord};
 use crate::object::{
     BackendDescription, Checksums, CompletedPart, GetOutput, ListPage, ListRequest, ObjectInfo,
-    ObjectSummary, PartInfo, PartsPage, PutMeta, PutOutput, UploadInfo,
+    ObjectSummary, PartInfo, PartUpload, PartsPage, PartsQuery, PutMeta, PutOutput, UploadInfo,
 };
 use crate::range::ByteRange;
 
@@ -369,14 +369,14 @@ impl Backend for MemoryBackend {
         Ok(id)
     }
 
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
-        body: Body,
-        checksums: Checksums,
-    ) -> Result<PartInfo, StoreError> {
+    async fn upload_part(&self, part: PartUpload<'_>) -> Result<PartInfo, StoreError> {
+        let PartUpload {
+            key,
+            upload_id,
+            part_number,
+            body,
+            checksums,
+        } = part;
         self.enter()?;
         multipart::check_part_number(part_number)?;
         Self::upload(&mut self.lock(), key, upload_id)?;
@@ -428,7 +428,7 @@ impl Backend for MemoryBackend {
         );
         Ok(PutOutput {
             etag,
-            checksums: Checksums::default(),
+            checksums: Default::default(),
             version_id: None,
         })
     }
@@ -441,13 +441,13 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    async fn list_parts(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number_marker: Option<u32>,
-        max_parts: Option<u32>,
-    ) -> Result<PartsPage, StoreError> {
+    async fn list_parts(&self, query: PartsQuery<'_>) -> Result<PartsPage, StoreError> {
+        let PartsQuery {
+            key,
+            upload_id,
+            part_number_marker,
+            max_parts,
+        } = query;
         self.enter()?;
         let mut state = self.lock();
         let upload = Self::upload(&mut state, key, upload_id)?;
@@ -536,7 +536,7 @@ mod tests {
         let put = Operation::Put {
             key: "acme/a".into(),
             body: Body::from("hello"),
-            meta: PutMeta::default(),
+            meta: Default::default(),
         };
         assert_eq!(put.key(), Some("acme/a"));
         run(put).await;
@@ -556,7 +556,7 @@ mod tests {
         let copy = Operation::Copy {
             src_key: "acme/a".into(),
             dst_key: "acme/b".into(),
-            meta: Some(PutMeta::with_content_type("text/plain")),
+            meta: Some(Box::new(PutMeta::with_content_type("text/plain"))),
         };
         assert_eq!(
             (copy.key(), copy.source_key(), copy.content_type()),
@@ -577,7 +577,7 @@ mod tests {
         .await;
         let Outcome::CreateMultipart(id) = run(Operation::CreateMultipart {
             key: "acme/m".into(),
-            meta: PutMeta::default(),
+            meta: Default::default(),
         })
         .await
         else {
@@ -588,7 +588,7 @@ mod tests {
             upload_id: id.clone(),
             part_number: 1,
             body: Body::from("part"),
-            checksums: Checksums::default(),
+            checksums: Default::default(),
         })
         .await
         else {
@@ -619,7 +619,7 @@ mod tests {
             parts: vec![CompletedPart {
                 part_number: 1,
                 etag: p.etag,
-                checksums: Checksums::default(),
+                checksums: Default::default(),
             }],
         };
         assert_eq!(complete.upload_id(), Some(id.as_str()));

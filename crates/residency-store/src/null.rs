@@ -15,8 +15,8 @@ use crate::error::StoreError;
 use crate::listing::{Flow, Lister};
 use crate::multipart::{self, PartRecord};
 use crate::object::{
-    BackendDescription, Checksums, CompletedPart, GetOutput, ListPage, ListRequest, ObjectInfo,
-    ObjectSummary, PartInfo, PartsPage, PutMeta, PutOutput, StoredHeaders, UploadInfo,
+    BackendDescription, CompletedPart, GetOutput, ListPage, ListRequest, ObjectInfo, ObjectSummary,
+    PartInfo, PartUpload, PartsPage, PartsQuery, PutMeta, PutOutput, StoredHeaders, UploadInfo,
 };
 use crate::range::ByteRange;
 
@@ -127,7 +127,7 @@ impl NullBackend {
                 content_type: r.content_type.clone(),
                 ..StoredHeaders::default()
             },
-            checksums: Checksums::default(),
+            checksums: Default::default(),
             version_id: None,
         }
     }
@@ -261,7 +261,7 @@ impl Backend for NullBackend {
         self.lock().objects.insert(dst_key.to_owned(), r);
         Ok(PutOutput {
             etag,
-            checksums: Checksums::default(),
+            checksums: Default::default(),
             version_id: None,
         })
     }
@@ -280,14 +280,14 @@ impl Backend for NullBackend {
         Ok(id)
     }
 
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
-        body: Body,
-        checksums: Checksums,
-    ) -> Result<PartInfo, StoreError> {
+    async fn upload_part(&self, part: PartUpload<'_>) -> Result<PartInfo, StoreError> {
+        let PartUpload {
+            key,
+            upload_id,
+            part_number,
+            body,
+            checksums,
+        } = part;
         multipart::check_part_number(part_number)?;
         self.with_upload(key, upload_id, |_| Ok(()))?;
         let size = Self::drain(body, None).await?;
@@ -333,7 +333,7 @@ impl Backend for NullBackend {
         state.objects.insert(key.to_owned(), record);
         Ok(PutOutput {
             etag,
-            checksums: Checksums::default(),
+            checksums: Default::default(),
             version_id: None,
         })
     }
@@ -344,13 +344,13 @@ impl Backend for NullBackend {
         Ok(())
     }
 
-    async fn list_parts(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number_marker: Option<u32>,
-        max_parts: Option<u32>,
-    ) -> Result<PartsPage, StoreError> {
+    async fn list_parts(&self, query: PartsQuery<'_>) -> Result<PartsPage, StoreError> {
+        let PartsQuery {
+            key,
+            upload_id,
+            part_number_marker,
+            max_parts,
+        } = query;
         self.with_upload(key, upload_id, |u| {
             Ok(multipart::parts_page(
                 &u.parts,

@@ -359,3 +359,59 @@ impl std::fmt::Display for BackendDescription {
         write!(f, "{}:{}", self.kind, self.target)
     }
 }
+
+/// One part for [`crate::Backend::upload_part`]: the upload it belongs to,
+/// its number, its bytes and their checksums.
+#[derive(Debug)]
+pub struct PartUpload<'a> {
+    /// Object key of the upload.
+    pub key: &'a str,
+    /// Upload id.
+    pub upload_id: &'a str,
+    /// Part number, 1..=10000.
+    pub part_number: u32,
+    /// Part bytes.
+    pub body: crate::Body,
+    /// Checksums to verify, as for a put.
+    pub checksums: Checksums,
+}
+
+impl<'a> PartUpload<'a> {
+    /// Part `part_number` of upload `upload_id` of `key`, with no checksums
+    /// to verify (set [`Self::checksums`] for some).
+    pub fn new(key: &'a str, upload_id: &'a str, part_number: u32, body: crate::Body) -> Self {
+        Self {
+            key,
+            upload_id,
+            part_number,
+            body,
+            checksums: Checksums::default(),
+        }
+    }
+}
+
+/// What [`crate::Backend::list_parts`] lists: the parts of one upload after
+/// `part_number_marker`, at most `max_parts` (default 1000).
+#[derive(Debug, Clone, Copy)]
+pub struct PartsQuery<'a> {
+    /// Object key of the upload.
+    pub key: &'a str,
+    /// Upload id.
+    pub upload_id: &'a str,
+    /// List parts after this number.
+    pub part_number_marker: Option<u32>,
+    /// At most this many parts.
+    pub max_parts: Option<u32>,
+}
+
+impl<'a> PartsQuery<'a> {
+    /// The first page of the parts of upload `upload_id` of `key`.
+    pub fn new(key: &'a str, upload_id: &'a str) -> Self {
+        Self {
+            key,
+            upload_id,
+            part_number_marker: None,
+            max_parts: None,
+        }
+    }
+}

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_main, Criterion};
-use residency_store::{Backend, Body, NullBackend, Operation, PutMeta};
+use residency_store::{Backend, Body, NullBackend, Operation};
 use residency_tower::audit::batch::{BatchConfig, BatchingAuditSink, WriterId};
 use residency_tower::{
     AuditSink, RegionalDispatch, RoutingService, StorageRequest, TracingAuditSink, UploadIdCodec,
@@ -36,7 +36,7 @@ fn put_op() -> Operation {
     Operation::Put {
         key: KEY.into(),
         body: Body::from_bytes(bytes::Bytes::from_static(b"x")),
-        meta: PutMeta::default(),
+        meta: Default::default(),
     }
 }
 

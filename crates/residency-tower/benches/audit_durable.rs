@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_main, Criterion};
 use futures::future::join_all;
-use residency_store::{Body, Operation, PutMeta};
+use residency_store::{Body, Operation};
 use residency_tower::audit::batch::{AuditMode, BatchConfig, BatchingAuditSink, WriterId};
 use residency_tower::{RegionalDispatch, RoutingService, StorageRequest, UploadIdCodec};
 use support::{dir_regions, dispatch_over, example_layer};
@@ -29,7 +29,7 @@ fn put(i: u64) -> StorageRequest {
         Operation::Put {
             key: format!("tickets/{}/c.json", i % 1024),
             body: Body::from_bytes(bytes::Bytes::from_static(b"x")),
-            meta: PutMeta::default(),
+            meta: Default::default(),
         },
     )
 }

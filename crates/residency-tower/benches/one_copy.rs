@@ -14,7 +14,7 @@
 mod support;
 
 use criterion::{criterion_main, Criterion};
-use residency_store::{Body, BoxError, Operation, PutMeta};
+use residency_store::{Body, BoxError, Operation};
 use residency_tower::{StorageRequest, StorageResponse, UploadIdCodec};
 use tokio::runtime::Runtime;
 use tower::util::BoxCloneService;
@@ -31,7 +31,7 @@ fn put(key: &str, label: Option<&str>) -> StorageRequest {
         Operation::Put {
             key: key.into(),
             body: Body::from(b"0123456789abcdef".to_vec()),
-            meta: PutMeta::default(),
+            meta: Default::default(),
         },
     );
     match label {

@@ -94,7 +94,7 @@ async fn put_object(
         Operation::Put {
             key,
             body: body.into(),
-            meta,
+            meta: Box::new(meta),
         },
     );
     // The caller may name the category explicitly (a key rule still wins a conflict).

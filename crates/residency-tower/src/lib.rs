@@ -24,7 +24,7 @@
 //!     .layer(RoutingLayer::new(RulesetHandle::new(rules)).upload_ids(codec.clone()))
 //!     .service(RegionalDispatch::builder().region("eu", eu.clone()).region("us", us.clone()).upload_ids(codec).build());
 //!
-//! let put = Operation::Put { key: "chat/1.json".into(), body: Body::from("hi"), meta: PutMeta::default() };
+//! let put = Operation::Put { key: "chat/1.json".into(), body: Body::from("hi"), meta: Default::default() };
 //! let resp = svc.ready().await.unwrap().call(StorageRequest::new("globex", put)).await.unwrap();
 //! // Chat content may only be hosted in the EEA, even for a US tenant.
 //! assert_eq!(resp.region.as_deref(), Some("eu"));

@@ -54,7 +54,7 @@ fn put(key: &str) -> StorageRequest {
         Operation::Put {
             key: key.into(),
             body: b"x".to_vec().into(),
-            meta: PutMeta::default(),
+            meta: Default::default(),
         },
     )
 }

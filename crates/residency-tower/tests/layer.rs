@@ -146,7 +146,7 @@ fn put_op(key: &str, meta: PutMeta) -> Operation {
     Operation::Put {
         key: key.into(),
         body: format!("body of {key}").into_bytes().into(),
-        meta,
+        meta: Box::new(meta),
     }
 }
 

@@ -81,7 +81,7 @@ impl Stack {
             Operation::Put {
                 key: key.into(),
                 body: Body::from(body.as_bytes().to_vec()),
-                meta: PutMeta::default(),
+                meta: Default::default(),
             },
         );
         if let Some(l) = label {
@@ -301,7 +301,7 @@ async fn an_upload_the_new_rules_no_longer_allow_is_refused_and_aborted() {
             "acme",
             Operation::CreateMultipart {
                 key: "reports/q.bin".into(),
-                meta,
+                meta: Box::new(meta),
             },
         )
         .await

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use residency_store::{Backend, MemoryBackend, Operation, PutMeta};
+use residency_store::{Backend, MemoryBackend, Operation};
 use residency_tower::audit::batch::{
     read_events, verify_chain, BatchConfig, BatchingAuditSink, WriterId,
 };
@@ -53,7 +53,7 @@ fn put(key: &str) -> Operation {
     Operation::Put {
         key: key.into(),
         body: b"x".to_vec().into(),
-        meta: PutMeta::default(),
+        meta: Default::default(),
     }
 }
 

@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use residency_policy::TenantLookup;
-use residency_store::{Body, MemoryBackend, Operation, PutMeta};
+use residency_store::{Body, MemoryBackend, Operation};
 use residency_tower::{RegionalDispatch, RoutingLayer, RulesetHandle, StorageRequest};
 use support::{rules_from, TENANTS};
 use tower::{Layer, ServiceExt};
@@ -16,7 +16,7 @@ fn put(key: &str) -> Operation {
     Operation::Put {
         key: key.into(),
         body: Body::from("x"),
-        meta: PutMeta::default(),
+        meta: Default::default(),
     }
 }
 

@@ -129,7 +129,7 @@ async fn put(
     let op = Operation::Put {
         key: key.into(),
         body: format!("{tenant}:{key}").into_bytes().into(),
-        meta,
+        meta: Box::new(meta),
     };
     send(svc, tenant, op).await
 }
@@ -292,7 +292,7 @@ async fn every_object_lands_in_its_allowed_region_and_nowhere_else() {
             Operation::Put {
                 key: "chat/2.json".into(),
                 body: "moved?".into(),
-                meta: PutMeta::default(),
+                meta: Default::default(),
             },
         )
         .with_category("ticket_data");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use residency_policy::{Policy, Ruleset, Tenants};
-use residency_store::{Backend, ListRequest, ObjectInfo, ObjectSummary, StoreError};
+use residency_store::{Backend, ListRequest, ObjectInfo, ObjectSummary, PartsQuery, StoreError};
 use residency_tower::audit::AuditEvent;
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -343,7 +343,15 @@ impl Migrator {
             let mut marker = None;
             let mut open = true;
             loop {
-                match with_retry(|| ctx.dst.list_parts(&n.key, &n.upload_id, marker, None)).await {
+                match with_retry(|| {
+                    ctx.dst.list_parts(PartsQuery {
+                        part_number_marker: marker,
+                        max_parts: None,
+                        ..PartsQuery::new(&n.key, &n.upload_id)
+                    })
+                })
+                .await
+                {
                     Ok(page) => {
                         bytes += page.parts.iter().map(|p| p.size).sum::<u64>();
                         marker = page.next_part_number_marker;

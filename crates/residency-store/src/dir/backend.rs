@@ -21,7 +21,7 @@ use crate::listing::Lister;
 use crate::multipart::{self, from_millis, to_millis, PartRecord};
 use crate::object::{
     BackendDescription, Checksums, CompletedPart, GetOutput, ListPage, ListRequest, ObjectInfo,
-    PartInfo, PartsPage, PutMeta, PutOutput, UploadInfo,
+    PartInfo, PartUpload, PartsPage, PartsQuery, PutMeta, PutOutput, UploadInfo,
 };
 use crate::range::ByteRange;
 
@@ -245,14 +245,14 @@ impl Backend for DirBackend {
         Ok(id)
     }
 
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
-        body: Body,
-        checksums: Checksums,
-    ) -> Result<PartInfo, StoreError> {
+    async fn upload_part(&self, part: PartUpload<'_>) -> Result<PartInfo, StoreError> {
+        let PartUpload {
+            key,
+            upload_id,
+            part_number,
+            body,
+            checksums,
+        } = part;
         multipart::check_part_number(part_number)?;
         self.read_upload(key, upload_id).await?;
         let (mut tmp, digests) = self.receive(body, None, &checksums).await?;
@@ -328,12 +328,12 @@ impl Backend for DirBackend {
             etag,
             last_modified_ms: to_millis(SystemTime::now()),
             headers: upload.headers,
-            checksums: Checksums::default(),
+            checksums: Default::default(),
         };
         self.commit(key, tmp, &stored, Some(upload_id)).await?;
         Ok(PutOutput {
             etag: stored.etag,
-            checksums: Checksums::default(),
+            checksums: Default::default(),
             version_id: None,
         })
     }
@@ -360,13 +360,13 @@ impl Backend for DirBackend {
         .await
     }
 
-    async fn list_parts(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number_marker: Option<u32>,
-        max_parts: Option<u32>,
-    ) -> Result<PartsPage, StoreError> {
+    async fn list_parts(&self, query: PartsQuery<'_>) -> Result<PartsPage, StoreError> {
+        let PartsQuery {
+            key,
+            upload_id,
+            part_number_marker,
+            max_parts,
+        } = query;
         self.read_upload(key, upload_id).await?;
         let parts = self.read_parts(upload_id).await?;
         Ok(multipart::parts_page(&parts, part_number_marker, max_parts))

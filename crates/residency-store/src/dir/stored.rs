@@ -96,7 +96,7 @@ impl DirBackend {
                     etag: checksum::etag_of(&md5),
                     last_modified_ms: to_millis(file_meta.modified().unwrap_or(SystemTime::now())),
                     headers: StoredHeaders::default(),
-                    checksums: Checksums::default(),
+                    checksums: Default::default(),
                 };
                 Ok(m.info(key))
             }

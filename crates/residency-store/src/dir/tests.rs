@@ -28,6 +28,7 @@ use super::*;
 use crate::backend::Backend;
 use crate::body::Body;
 use crate::error::{BoxError, StoreError};
+use crate::object::PartUpload;
 use crate::object::{Checksums, CompletedPart, ListRequest, PutMeta, StoredHeaders};
 
 async fn backend() -> (tempfile::TempDir, DirBackend) {
@@ -299,7 +300,7 @@ async fn upload_ids_never_reach_paths() {
     let (_t, d) = backend().await;
     for id in ["../../etc", "", "ABC", "0123456789abcdef0123456789abcdeg"] {
         let err = d
-            .upload_part("k", id, 1, Body::from("x"), Checksums::default())
+            .upload_part(PartUpload::new("k", id, 1, Body::from("x")))
             .await
             .unwrap_err();
         assert!(
@@ -315,7 +316,7 @@ async fn upload_ids_never_reach_paths() {
     let err = d.abort_multipart("acme/other", &id).await.unwrap_err();
     assert!(matches!(err, StoreError::NoSuchUpload { .. }));
     let err = d
-        .upload_part("acme/k", &id, 0, Body::from("x"), Checksums::default())
+        .upload_part(PartUpload::new("acme/k", &id, 0, Body::from("x")))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::InvalidArgument { .. }));
@@ -336,7 +337,7 @@ async fn small_parts_with_a_lower_minimum() {
     let mut parts = vec![];
     for (n, s) in [(1, "ab"), (2, "cd"), (3, "e")] {
         let p = d
-            .upload_part("acme/m", &id, n, Body::from(s), Checksums::default())
+            .upload_part(PartUpload::new("acme/m", &id, n, Body::from(s)))
             .await
             .unwrap();
         parts.push(CompletedPart {

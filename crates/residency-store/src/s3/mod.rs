@@ -25,8 +25,8 @@ use crate::backend::Backend;
 use crate::body::Body;
 use crate::error::StoreError;
 use crate::object::{
-    BackendDescription, Checksums, CompletedPart, GetOutput, ListPage, ListRequest, ObjectInfo,
-    PartInfo, PartsPage, PutMeta, PutOutput, UploadInfo,
+    BackendDescription, CompletedPart, GetOutput, ListPage, ListRequest, ObjectInfo, PartInfo,
+    PartUpload, PartsPage, PartsQuery, PutMeta, PutOutput, UploadInfo,
 };
 use crate::range::ByteRange;
 use lean::LeanPath;
@@ -242,18 +242,9 @@ impl Backend for S3Backend {
         self.timed(self.sdk.create_multipart(key, &meta)).await
     }
 
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
-        body: Body,
-        checksums: Checksums,
-    ) -> Result<PartInfo, StoreError> {
-        crate::multipart::check_part_number(part_number)?;
-        self.sdk
-            .upload_part(key, upload_id, part_number, body, checksums)
-            .await
+    async fn upload_part(&self, part: PartUpload<'_>) -> Result<PartInfo, StoreError> {
+        crate::multipart::check_part_number(part.part_number)?;
+        self.sdk.upload_part(part).await
     }
 
     async fn complete_multipart(
@@ -269,18 +260,8 @@ impl Backend for S3Backend {
         self.timed(self.sdk.abort_multipart(key, upload_id)).await
     }
 
-    async fn list_parts(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number_marker: Option<u32>,
-        max_parts: Option<u32>,
-    ) -> Result<PartsPage, StoreError> {
-        self.timed(
-            self.sdk
-                .list_parts(key, upload_id, part_number_marker, max_parts),
-        )
-        .await
+    async fn list_parts(&self, query: PartsQuery<'_>) -> Result<PartsPage, StoreError> {
+        self.timed(self.sdk.list_parts(query)).await
     }
 
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<UploadInfo>, StoreError> {

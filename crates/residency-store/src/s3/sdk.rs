@@ -32,7 +32,7 @@ use crate::body::{Body, BodyStream};
 use crate::error::{BoxError, StoreError};
 use crate::object::{
     Checksums, CompletedPart, GetOutput, ListPage, ListRequest, ObjectInfo, ObjectSummary,
-    PartInfo, PartsPage, PutMeta, PutOutput, StoredHeaders, UploadInfo,
+    PartInfo, PartUpload, PartsPage, PartsQuery, PutMeta, PutOutput, StoredHeaders, UploadInfo,
 };
 use crate::range::{parse_content_range, ByteRange};
 
@@ -461,14 +461,14 @@ impl SdkPath {
             })
     }
 
-    pub(super) async fn upload_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
-        body: Body,
-        checksums: Checksums,
-    ) -> Result<PartInfo, StoreError> {
+    pub(super) async fn upload_part(&self, part: PartUpload<'_>) -> Result<PartInfo, StoreError> {
+        let PartUpload {
+            key,
+            upload_id,
+            part_number,
+            body,
+            checksums,
+        } = part;
         let (stream, len) = to_byte_stream(body, None);
         let req = self
             .client
@@ -551,13 +551,13 @@ impl SdkPath {
         Ok(())
     }
 
-    pub(super) async fn list_parts(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number_marker: Option<u32>,
-        max_parts: Option<u32>,
-    ) -> Result<PartsPage, StoreError> {
+    pub(super) async fn list_parts(&self, query: PartsQuery<'_>) -> Result<PartsPage, StoreError> {
+        let PartsQuery {
+            key,
+            upload_id,
+            part_number_marker,
+            max_parts,
+        } = query;
         let out = self
             .client
             .list_parts()

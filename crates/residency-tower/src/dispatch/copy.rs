@@ -18,7 +18,7 @@ impl RegionalDispatch {
         dst: RegionId,
         src: String,
         dst_key: String,
-        meta: Option<PutMeta>,
+        meta: Option<Box<PutMeta>>,
     ) -> Result<StorageResponse, RoutingError> {
         let rb = self.region(route, dst)?;
         match Self::call(route, rb, Operation::Head { key: src.clone() }).await {

@@ -162,7 +162,7 @@ mod tests {
         });
         let svc = layer.layer(inner);
         let req = |tenant| RegionRequest {
-            op: Box::new(Operation::Delete { key: "k".into() }),
+            op: Operation::Delete { key: "k".into() },
             tenant,
             body: None,
         };

@@ -269,7 +269,7 @@ impl RegionalDispatch {
         // Boxed: the region stack's future is large, and inline it would
         // grow the dispatch future that every request moves into its box.
         Box::pin(region.call(RegionRequest {
-            op: Box::new(op),
+            op,
             tenant: Some(TenantKey::of(route.tenant_id())),
             body,
         }))

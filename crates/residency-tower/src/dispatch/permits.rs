@@ -156,7 +156,7 @@ mod tests {
 
     fn request() -> RegionRequest {
         RegionRequest {
-            op: Box::new(residency_store::Operation::Delete { key: "k".into() }),
+            op: residency_store::Operation::Delete { key: "k".into() },
             tenant: None,
             body: None,
         }

@@ -48,7 +48,7 @@ impl Service<RegionRequest> for BackendService {
 
     fn call(&mut self, req: RegionRequest) -> Self::Future {
         let backend = self.0.clone();
-        Box::pin(async move { residency_store::execute(&*backend, *req.op).await })
+        Box::pin(async move { residency_store::execute(&*backend, req.op).await })
     }
 }
 

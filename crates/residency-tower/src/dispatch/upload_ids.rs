@@ -16,7 +16,7 @@ impl RegionalDispatch {
         route: &Route,
         r: RegionId,
         key: String,
-        meta: PutMeta,
+        meta: Box<PutMeta>,
     ) -> Result<StorageResponse, RoutingError> {
         let rb = self.region(route, r)?;
         match Self::call(route, rb, Operation::CreateMultipart { key, meta }).await? {

@@ -9,9 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use residency_policy::Ruleset;
-use residency_store::{
-    Backend, Body, CompletedPart, DirBackend, MemoryBackend, Operation, PutMeta,
-};
+use residency_store::{Backend, Body, CompletedPart, DirBackend, MemoryBackend, Operation};
 use residency_tower::{
     RegionalDispatch, RegionalDispatchBuilder, RoutingLayer, RoutingService, RulesetHandle,
     UploadIdCodec,
@@ -104,7 +102,7 @@ pub async fn dir_regions(dir: &Path) -> Regions {
 pub fn create_multipart(key: &str) -> Operation {
     Operation::CreateMultipart {
         key: key.into(),
-        meta: PutMeta::default(),
+        meta: Default::default(),
     }
 }
 
