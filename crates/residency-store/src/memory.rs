@@ -370,20 +370,13 @@ impl Backend for MemoryBackend {
     }
 
     async fn upload_part(&self, part: PartUpload<'_>) -> Result<PartInfo, StoreError> {
-        let PartUpload {
-            key,
-            upload_id,
-            part_number,
-            body,
-            checksums,
-        } = part;
         self.enter()?;
-        multipart::check_part_number(part_number)?;
-        Self::upload(&mut self.lock(), key, upload_id)?;
-        let (data, digests) = read_verified(body, None, &checksums).await?;
+        multipart::check_part_number(part.part_number)?;
+        Self::upload(&mut self.lock(), part.key, part.upload_id)?;
+        let (data, digests) = read_verified(part.body, None, &part.checksums).await?;
         self.check_available()?;
         let record = PartRecord {
-            part_number,
+            part_number: part.part_number,
             md5: digests.md5,
             size: digests.len,
             checksums: digests.checksums,
@@ -391,8 +384,8 @@ impl Backend for MemoryBackend {
         };
         let info = record.info();
         let mut state = self.lock();
-        let upload = Self::upload(&mut state, key, upload_id)?;
-        upload.parts.insert(part_number, (record, data));
+        let upload = Self::upload(&mut state, part.key, part.upload_id)?;
+        upload.parts.insert(part.part_number, (record, data));
         Ok(info)
     }
 
@@ -442,20 +435,14 @@ impl Backend for MemoryBackend {
     }
 
     async fn list_parts(&self, query: PartsQuery<'_>) -> Result<PartsPage, StoreError> {
-        let PartsQuery {
-            key,
-            upload_id,
-            part_number_marker,
-            max_parts,
-        } = query;
         self.enter()?;
         let mut state = self.lock();
-        let upload = Self::upload(&mut state, key, upload_id)?;
+        let upload = Self::upload(&mut state, query.key, query.upload_id)?;
         let records = upload.part_records();
         Ok(multipart::parts_page(
             &records,
-            part_number_marker,
-            max_parts,
+            query.part_number_marker,
+            query.max_parts,
         ))
     }
 

@@ -281,26 +281,19 @@ impl Backend for NullBackend {
     }
 
     async fn upload_part(&self, part: PartUpload<'_>) -> Result<PartInfo, StoreError> {
-        let PartUpload {
-            key,
-            upload_id,
-            part_number,
-            body,
-            checksums,
-        } = part;
-        multipart::check_part_number(part_number)?;
-        self.with_upload(key, upload_id, |_| Ok(()))?;
-        let size = Self::drain(body, None).await?;
+        multipart::check_part_number(part.part_number)?;
+        self.with_upload(part.key, part.upload_id, |_| Ok(()))?;
+        let size = Self::drain(part.body, None).await?;
         let record = PartRecord {
-            part_number,
-            md5: Self::fake_md5(size, u64::from(part_number)),
+            part_number: part.part_number,
+            md5: Self::fake_md5(size, u64::from(part.part_number)),
             size,
-            checksums: checksums.without_md5(),
+            checksums: part.checksums.without_md5(),
             last_modified_ms: multipart::to_millis(SystemTime::now()),
         };
         let info = record.info();
-        self.with_upload(key, upload_id, |u| {
-            u.parts.insert(part_number, record);
+        self.with_upload(part.key, part.upload_id, |u| {
+            u.parts.insert(part.part_number, record);
             Ok(())
         })?;
         Ok(info)
@@ -345,17 +338,11 @@ impl Backend for NullBackend {
     }
 
     async fn list_parts(&self, query: PartsQuery<'_>) -> Result<PartsPage, StoreError> {
-        let PartsQuery {
-            key,
-            upload_id,
-            part_number_marker,
-            max_parts,
-        } = query;
-        self.with_upload(key, upload_id, |u| {
+        self.with_upload(query.key, query.upload_id, |u| {
             Ok(multipart::parts_page(
                 &u.parts,
-                part_number_marker,
-                max_parts,
+                query.part_number_marker,
+                query.max_parts,
             ))
         })
     }

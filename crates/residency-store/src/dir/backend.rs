@@ -246,18 +246,11 @@ impl Backend for DirBackend {
     }
 
     async fn upload_part(&self, part: PartUpload<'_>) -> Result<PartInfo, StoreError> {
-        let PartUpload {
-            key,
-            upload_id,
-            part_number,
-            body,
-            checksums,
-        } = part;
-        multipart::check_part_number(part_number)?;
-        self.read_upload(key, upload_id).await?;
-        let (mut tmp, digests) = self.receive(body, None, &checksums).await?;
+        multipart::check_part_number(part.part_number)?;
+        self.read_upload(part.key, part.upload_id).await?;
+        let (mut tmp, digests) = self.receive(part.body, None, &part.checksums).await?;
         let record = PartRecord {
-            part_number,
+            part_number: part.part_number,
             md5: digests.md5,
             size: digests.len,
             checksums: digests.checksums.clone(),
@@ -268,13 +261,13 @@ impl Backend for DirBackend {
             let (p, r) = (json_tmp.path.clone(), record.clone());
             blocking(move || Ok(write_json_durable(&p, &r)?)).await?;
         }
-        let dir = self.upload_dir(upload_id)?;
-        let (data_path, json_path) = Self::part_paths(&dir, part_number);
+        let dir = self.upload_dir(part.upload_id)?;
+        let (data_path, json_path) = Self::part_paths(&dir, part.part_number);
         let _guard = self.namespace.write().await;
         let (dt, jt, id) = (
             tmp.path.clone(),
             json_tmp.path.clone(),
-            upload_id.to_owned(),
+            part.upload_id.to_owned(),
         );
         blocking(move || {
             if !dir.is_dir() {
@@ -361,15 +354,13 @@ impl Backend for DirBackend {
     }
 
     async fn list_parts(&self, query: PartsQuery<'_>) -> Result<PartsPage, StoreError> {
-        let PartsQuery {
-            key,
-            upload_id,
-            part_number_marker,
-            max_parts,
-        } = query;
-        self.read_upload(key, upload_id).await?;
-        let parts = self.read_parts(upload_id).await?;
-        Ok(multipart::parts_page(&parts, part_number_marker, max_parts))
+        self.read_upload(query.key, query.upload_id).await?;
+        let parts = self.read_parts(query.upload_id).await?;
+        Ok(multipart::parts_page(
+            &parts,
+            query.part_number_marker,
+            query.max_parts,
+        ))
     }
 
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<UploadInfo>, StoreError> {

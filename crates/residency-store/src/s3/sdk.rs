@@ -462,36 +462,29 @@ impl SdkPath {
     }
 
     pub(super) async fn upload_part(&self, part: PartUpload<'_>) -> Result<PartInfo, StoreError> {
-        let PartUpload {
-            key,
-            upload_id,
-            part_number,
-            body,
-            checksums,
-        } = part;
-        let (stream, len) = to_byte_stream(body, None);
+        let (stream, len) = to_byte_stream(part.body, None);
         let req = self
             .client
             .upload_part()
             .bucket(self.bucket())
-            .key(key)
-            .upload_id(upload_id)
-            .part_number(to_i32(part_number))
+            .key(part.key)
+            .upload_id(part.upload_id)
+            .part_number(to_i32(part.part_number))
             .body(stream)
             .set_content_length(len)
-            .set_content_md5(checksums.content_md5.clone())
-            .set_checksum_algorithm(compute_algorithm(&checksums));
-        let req = with_checksums!(req, checksums.clone());
+            .set_content_md5(part.checksums.content_md5.clone())
+            .set_checksum_algorithm(compute_algorithm(&part.checksums));
+        let req = with_checksums!(req, part.checksums.clone());
         let out = req
             .send()
             .await
-            .map_err(|e| map_err(e, key, Some(upload_id)))?;
+            .map_err(|e| map_err(e, part.key, Some(part.upload_id)))?;
         let mut reported = checksums_of_output!(out);
         if reported.is_empty() {
-            reported = checksums.without_md5();
+            reported = part.checksums.without_md5();
         }
         Ok(PartInfo {
-            part_number,
+            part_number: part.part_number,
             etag: out.e_tag().unwrap_or_default().to_owned(),
             size: len.unwrap_or(0).max(0) as u64,
             checksums: reported,
@@ -552,23 +545,17 @@ impl SdkPath {
     }
 
     pub(super) async fn list_parts(&self, query: PartsQuery<'_>) -> Result<PartsPage, StoreError> {
-        let PartsQuery {
-            key,
-            upload_id,
-            part_number_marker,
-            max_parts,
-        } = query;
         let out = self
             .client
             .list_parts()
             .bucket(self.bucket())
-            .key(key)
-            .upload_id(upload_id)
-            .set_part_number_marker(part_number_marker.map(|n| n.to_string()))
-            .set_max_parts(max_parts.map(to_i32))
+            .key(query.key)
+            .upload_id(query.upload_id)
+            .set_part_number_marker(query.part_number_marker.map(|n| n.to_string()))
+            .set_max_parts(query.max_parts.map(to_i32))
             .send()
             .await
-            .map_err(|e| map_err(e, key, Some(upload_id)))?;
+            .map_err(|e| map_err(e, query.key, Some(query.upload_id)))?;
         let parts = out
             .parts()
             .iter()
