@@ -18,7 +18,7 @@
 //! let op = Operation::Put {
 //!     key: "acme/tickets/1.json".into(),
 //!     body: Body::from("{}"),
-//!     meta: PutMeta::with_content_type("application/json"),
+//!     meta: Box::new(PutMeta::with_content_type("application/json")),
 //! };
 //! assert_eq!(op.kind(), OpKind::Put);
 //! assert!(op.kind().is_write());
