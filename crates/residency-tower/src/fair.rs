@@ -7,8 +7,9 @@
 //! for a permit; a call over the tenant's share is refused at once
 //! (`503 SlowDown`), never queued.
 //!
-//! Each region's stack enforces its share in a tower layer (the region call
-//! names its tenant), before the call waits for a permit.
+//! Each region's stack enforces its share in the layer that holds its permits
+//! (`dispatch/limit.rs`; the region call names its tenant), before the call
+//! waits for a permit.
 //!
 //! ```
 //! use residency_tower::fair::TenantShare;
@@ -23,7 +24,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use nohash_hasher::BuildNoHashHasher;
 
@@ -61,13 +62,6 @@ pub struct ShareGuard<'a> {
     tenant: Option<u64>,
 }
 
-/// A [`ShareGuard`] that owns its share (kept by a call's future).
-#[derive(Debug)]
-pub(crate) struct OwnedShareGuard {
-    share: Arc<TenantShare>,
-    tenant: Option<u64>,
-}
-
 impl TenantShare {
     /// A share of `fraction` of `permits` per tenant (at least one call); a
     /// fraction of 1 or more leaves tenants unbounded.
@@ -94,18 +88,9 @@ impl TenantShare {
         })
     }
 
-    /// [`Self::try_enter`] for a call's future to keep.
-    pub(crate) fn try_enter_owned(self: &Arc<Self>, tenant: TenantKey) -> Option<OwnedShareGuard> {
-        let tenant = self.enter(tenant)?;
-        Some(OwnedShareGuard {
-            share: self.clone(),
-            tenant,
-        })
-    }
-
     /// Counts one call: `Some(Some(tenant))` counted, `Some(None)` unbounded,
     /// `None` over the share.
-    fn enter(&self, TenantKey(key): TenantKey) -> Option<Option<u64>> {
+    pub(crate) fn enter(&self, TenantKey(key): TenantKey) -> Option<Option<u64>> {
         let Some(limit) = self.limit else {
             return Some(None);
         };
@@ -118,7 +103,8 @@ impl TenantShare {
         Some(Some(key))
     }
 
-    fn leave(&self, key: u64) {
+    /// Gives back one call counted by [`Self::enter`].
+    pub(crate) fn leave(&self, key: u64) {
         let mut m = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = m.get_mut(&key) {
             *n -= 1;
@@ -136,14 +122,6 @@ impl TenantShare {
 }
 
 impl Drop for ShareGuard<'_> {
-    fn drop(&mut self) {
-        if let Some(key) = self.tenant {
-            self.share.leave(key);
-        }
-    }
-}
-
-impl Drop for OwnedShareGuard {
     fn drop(&mut self) {
         if let Some(key) = self.tenant {
             self.share.leave(key);
@@ -191,9 +169,6 @@ mod tests {
         let gs: Vec<_> = (0..5).map(|_| s.try_enter("acme").unwrap()).collect();
         assert_eq!(s.in_flight("acme"), 0);
         drop(gs);
-        let s = Arc::new(s);
-        assert!(s
-            .try_enter_owned(TenantKey::of("acme"))
-            .is_some_and(|g| g.tenant.is_none()));
+        assert_eq!(s.enter(TenantKey::of("acme")), Some(None));
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! The dispatch is a small router: it finds each region the route names by
 //! its [`RegionId`](residency_policy::RegionId) ([`router`]) and sends the
-//! backend call through that region's tower stack ([`region`]: a tenant's
-//! fair share, a circuit breaker, the region's concurrency limit, metrics and
-//! the upload-response timeout, each a layer in its own module). What is
+//! backend call through that region's tower stack ([`region`]: a circuit
+//! breaker, the region's concurrency limit with each tenant's fair share of
+//! it, metrics and the upload-response timeout, each a layer in its own
+//! module). What is
 //! left here is what an operation means across regions: the tenant's key
 //! prefix, reads that try regions in order, deletes in every region, the
 //! merged listing ([`list_merge`]), the copy probe ([`copy`]), one copy per
@@ -33,7 +34,6 @@ mod limit;
 mod list_merge;
 mod older_copies;
 mod operations;
-mod permits;
 mod region;
 mod router;
 mod timeout;

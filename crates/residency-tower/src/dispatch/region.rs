@@ -1,12 +1,12 @@
 //! One region: its backend behind a stack of small layers.
 //!
 //! ```text
-//! TenantShareLimit   a tenant over its share: 503 SlowDown at once
-//!   Breaker          an open circuit: 503 at once, nothing sent
-//!     RegionPermits  waits for one of the region's permits
-//!       Instrument      duration and error code per call
-//!         UploadResponseTimeout  a hung region answers within the bound
-//!           BackendService       the region's `Backend`
+//! Breaker            an open circuit: 503 at once, nothing sent
+//!   FairLimit        a tenant over its share: 503 SlowDown at once;
+//!                    else waits for one of the region's permits
+//!     Instrument     duration and error code per call
+//!       UploadResponseTimeout  a hung region answers within the bound
+//!         BackendService       the region's `Backend`
 //! ```
 //!
 //! Every layer is ready at once (the permit is awaited inside the call's
@@ -27,8 +27,7 @@ use tower::{Service, ServiceBuilder};
 
 use super::breaker::{Breaker, BreakerLayer};
 use super::call::RegionRequest;
-use super::limit::{TenantShareLayer, TenantShareLimit};
-use super::permits::{RegionPermits, RegionPermitsLayer};
+use super::limit::{FairLimit, FairLimitLayer};
 use super::timeout::{UploadResponseTimeout, UploadResponseTimeoutLayer};
 use crate::error::RoutingError;
 use crate::metrics::RegionMetrics;
@@ -111,8 +110,7 @@ where
     }
 }
 
-type Stack =
-    TenantShareLimit<Breaker<RegionPermits<Instrument<UploadResponseTimeout<BackendService>>>>>;
+type Stack = Breaker<FairLimit<Instrument<UploadResponseTimeout<BackendService>>>>;
 
 /// How each region's stack is configured.
 #[derive(Debug, Clone, Copy)]
@@ -138,17 +136,16 @@ impl Region {
     pub(crate) fn new(name: Arc<str>, backend: Arc<dyn Backend>, config: StackConfig) -> Self {
         let metrics = Arc::new(RegionMetrics::new(name.clone()));
         let stack = ServiceBuilder::new()
-            .layer(TenantShareLayer::new(
-                metrics.clone(),
-                config.concurrency,
-                config.tenant_share,
-            ))
             .layer(BreakerLayer::new(
                 metrics.clone(),
                 config.breaker_threshold,
                 config.breaker_cooldown,
             ))
-            .layer(RegionPermitsLayer::new(config.concurrency))
+            .layer(FairLimitLayer::new(
+                metrics.clone(),
+                config.concurrency,
+                config.tenant_share,
+            ))
             .layer_fn(|inner| Instrument {
                 inner,
                 metrics: metrics.clone(),

@@ -12,6 +12,7 @@ use tower::Service;
 
 use super::consecutive_failures::{Admitted, Class, ConsecutiveFailures};
 use crate::dispatch::call::RegionRequest;
+use crate::dispatch::limit::is_share_refusal;
 use crate::dispatch::watch::BodyWatch;
 use crate::metrics::RegionMetrics;
 
@@ -115,6 +116,8 @@ where
                     // The client's own body failed: the backend's error is
                     // the client's doing and says nothing about the region.
                     Err(_) if client_body.as_ref().is_some_and(|w| w.failed()) => Class::Unknown,
+                    // The tenant was over its share: the region was not asked.
+                    Err(e) if is_share_refusal(e) => Class::Unknown,
                     Err(e) if e.is_unavailable() => Class::Unavailable,
                     Err(_) | Ok(_) => Class::Answered,
                 };
