@@ -3,9 +3,11 @@
 #   - rustfmt and clippy (rustup components)
 #   - Garage (S3 server used as the regional backends), into $RESIDENCY_TOOLS
 #   - a Python venv (.venv) with boto3, awscli and pytest
+#   - PostgreSQL server binaries (Debian's `postgresql` package, apt-get) for the
+#     throw-away clusters residency-testkit starts
 #
 # Run it directly to install everything, or source it (scripts/test.sh does) to get
-# the functions: ensure_rust_components, ensure_garage, ensure_venv.
+# the functions: ensure_rust_components, ensure_garage, ensure_venv, ensure_postgres.
 #
 # Environment:
 #   RESIDENCY_TOOLS   where tools are installed (default: $HOME/.cache/residency-tools);
@@ -14,6 +16,8 @@
 #   GARAGE_VERSION    version installed when none is found (default: 2.5.0)
 #   RESIDENCY_VENV    the venv directory (default: <repo>/.venv)
 #   PYTHON            the interpreter that creates the venv (default: python3)
+#   RESIDENCY_PG_BIN  a directory with initdb and postgres to use instead of looking
+#                     them up (/usr/lib/postgresql/<newest>/bin, then the PATH)
 
 RESIDENCY_TOOLS="${RESIDENCY_TOOLS:-${HOME:-/root}/.cache/residency-tools}"
 GARAGE_VERSION="${GARAGE_VERSION:-2.5.0}"
@@ -59,6 +63,49 @@ ensure_garage() {
     _tools_log "garage: $GARAGE_BIN ($("$GARAGE_BIN" --version 2>/dev/null | head -n1))"
 }
 
+# Sets and exports RESIDENCY_PG_BIN (what residency-testkit's PostgresCluster runs).
+_pg_bin() {
+    local d
+    if [[ -n "${RESIDENCY_PG_BIN:-}" ]]; then
+        [[ -x "$RESIDENCY_PG_BIN/initdb" && -x "$RESIDENCY_PG_BIN/postgres" ]] && echo "$RESIDENCY_PG_BIN"
+        return
+    fi
+    for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+        [[ -x "$d/initdb" && -x "$d/postgres" ]] && { echo "$d"; return; }
+    done
+    if command -v initdb >/dev/null 2>&1; then
+        d="$(dirname "$(readlink -f "$(command -v initdb)")")"
+        [[ -x "$d/postgres" ]] && echo "$d"
+    fi
+}
+
+ensure_postgres() {
+    local dir
+    dir="$(_pg_bin)"
+    if [[ -z "$dir" ]]; then
+        if [[ -n "${RESIDENCY_PG_BIN:-}" ]]; then
+            echo "RESIDENCY_PG_BIN=$RESIDENCY_PG_BIN holds no initdb and postgres" >&2
+            return 1
+        fi
+        command -v apt-get >/dev/null 2>&1 || {
+            echo "PostgreSQL missing and apt-get not found: install PostgreSQL's server binaries" \
+                "and set RESIDENCY_PG_BIN to their directory" >&2
+            return 1
+        }
+        _tools_log "PostgreSQL not found: apt-get install postgresql (the tests start" \
+            "their own clusters from its binaries)"
+        local sudo=""
+        [[ "$(id -u)" == 0 ]] || sudo="sudo"
+        $sudo apt-get update -qq || return 1
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null || return 1
+        dir="$(_pg_bin)"
+        [[ -n "$dir" ]] || { echo "apt-get installed no initdb/postgres" >&2; return 1; }
+    fi
+    RESIDENCY_PG_BIN="$dir"
+    export RESIDENCY_PG_BIN
+    _tools_log "postgresql: $RESIDENCY_PG_BIN ($("$RESIDENCY_PG_BIN/postgres" --version 2>/dev/null))"
+}
+
 _venv_complete() {
     [[ -x "$RESIDENCY_VENV/bin/python" && -x "$RESIDENCY_VENV/bin/aws" ]] &&
         "$RESIDENCY_VENV/bin/python" -c 'import boto3, pytest' >/dev/null 2>&1
@@ -90,5 +137,6 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     set -euo pipefail
     ensure_rust_components
     ensure_garage
+    ensure_postgres
     ensure_venv
 fi

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # THE test command of Residency (README and .ci/run call it).
 #
-# Installs what is missing (rustfmt/clippy, Garage, a Python venv with boto3,
+# Installs what is missing (rustfmt/clippy, Garage, PostgreSQL, a Python venv with boto3,
 # awscli, pytest: see scripts/install-tools.sh), then runs, in order:
 #   fmt      cargo fmt --all -- --check; scripts/import-circles.py (no import
 #            circle between a crate's source files)
 #   clippy   cargo clippy --all-targets -- -D warnings   (default members: the
 #            cedar bench crate is left out on purpose)
 #   test     cargo test --all-targets, then cargo test --doc
-#            (Rust integration tests start their own Garage servers via residency-testkit)
+#            (Rust integration tests start their own Garage servers and PostgreSQL
+#            clusters via residency-testkit)
 #   python   if tests/python exists: a Garage pair from `residency-testkit up`, its
 #            RESIDENCY_TEST_* variables sourced, then pytest -q tests/python
 #   deploy   scripts/validate-deploy.sh: Kustomize overlays render and validate
@@ -20,7 +21,7 @@
 # Every step runs even when an earlier one failed (RESIDENCY_FAIL_FAST=1 stops at
 # the first failure); the exit status is non-zero if any step failed.
 #
-# Environment: RESIDENCY_TOOLS, GARAGE_BIN, PYTHON (see install-tools.sh);
+# Environment: RESIDENCY_TOOLS, GARAGE_BIN, RESIDENCY_PG_BIN, PYTHON (see install-tools.sh);
 # RESIDENCY_STEPS=fmt,clippy,test,doc,python (default: all) selects steps;
 # RESIDENCY_PY_TESTS=DIR (default: tests/python) is the pytest directory;
 # RESIDENCY_NEXTEST=1 runs the Rust tests with cargo-nextest when it is installed;
@@ -100,6 +101,7 @@ source "$ROOT/scripts/install-tools.sh"
 install_tools() {
     ensure_rust_components || return 1
     ensure_garage || return 1
+    ensure_postgres || return 1
     if wanted python && [[ -d "$PY_TESTS" ]]; then
         ensure_venv || return 1
     else

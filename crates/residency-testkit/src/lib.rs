@@ -35,6 +35,10 @@
 //! println!("{} signs for {} into bucket {}", eu.endpoint, eu.region, eu.bucket);
 //! ```
 
+mod postgres;
+
+pub use postgres::PostgresCluster;
+
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::fs::{self, File};
@@ -86,13 +90,13 @@ const KEPT_MARKER: &str = "KEPT";
 /// (over 200, some GB, on a developer machine). A directory is removed when the
 /// process id in its name no longer runs, or when it has no process id (the
 /// format before) and is older than a day; a kept one never is.
-fn sweep_orphaned_roots(tmp: &Path) {
+fn sweep_orphaned_roots(tmp: &Path, prefix: &str) {
     let Ok(entries) = fs::read_dir(tmp) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(ROOT_PREFIX)) else {
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
             continue;
         };
         let path = entry.path();
@@ -266,7 +270,7 @@ impl GarageClusterBuilder {
             None => find_garage()?,
         };
         let started = Instant::now();
-        sweep_orphaned_roots(&std::env::temp_dir());
+        sweep_orphaned_roots(&std::env::temp_dir(), ROOT_PREFIX);
         let root = tempfile::Builder::new()
             .prefix(&format!("{ROOT_PREFIX}{}-", std::process::id()))
             .tempdir()
@@ -1192,7 +1196,7 @@ mod tests {
             fs::create_dir_all(dir.join("eu")).unwrap();
         }
         fs::write(kept.join(KEPT_MARKER), "").unwrap();
-        sweep_orphaned_roots(tmp.path());
+        sweep_orphaned_roots(tmp.path(), ROOT_PREFIX);
         assert!(!dead.exists(), "a dead process's directory is removed");
         for dir in [&live, &kept, &young_old_format, &unrelated] {
             assert!(dir.exists(), "{} must stay", dir.display());

@@ -129,3 +129,80 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use residency_store::{Operation, Outcome, StoreError};
+    use tower::{Layer, ServiceExt};
+
+    use crate::dispatch::breaker::BreakerLayer;
+    use crate::dispatch::call::RegionRequest;
+    use crate::dispatch::limit::{is_share_refusal, FairLimitLayer};
+    use crate::fair::TenantKey;
+    use crate::metrics::RegionMetrics;
+
+    fn request(tenant: Option<TenantKey>) -> RegionRequest {
+        RegionRequest {
+            op: Operation::Delete { key: "k".into() },
+            tenant,
+            body: None,
+        }
+    }
+
+    fn metrics() -> Arc<RegionMetrics> {
+        Arc::new(RegionMetrics::new("eu".into()))
+    }
+
+    #[tokio::test]
+    async fn the_breaker_counts_a_share_refusal_as_neither_success_nor_failure() {
+        let (acme, globex) = (TenantKey::of("acme"), TenantKey::of("globex"));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let started = Arc::new(tokio::sync::Notify::new());
+        // acme's calls hang until released; globex's find the region down.
+        let inner = tower::service_fn({
+            let (started, release) = (started.clone(), release.clone());
+            move |req: RegionRequest| {
+                let (started, release) = (started.clone(), release.clone());
+                async move {
+                    if req.tenant == Some(acme) {
+                        started.notify_one();
+                        release.notified().await;
+                        Ok(Outcome::Delete)
+                    } else {
+                        Err(StoreError::unavailable("connection refused"))
+                    }
+                }
+            }
+        });
+        let m = metrics();
+        let svc = BreakerLayer::new(m.clone(), 2, Duration::from_secs(60))
+            .layer(FairLimitLayer::new(m, 2, 0.5).layer(inner));
+        // acme holds its share of one.
+        let held = tokio::spawn(svc.clone().oneshot(request(Some(acme))));
+        started.notified().await;
+        let first = svc.clone().oneshot(request(Some(globex))).await;
+        assert!(first.unwrap_err().is_unavailable(), "one failure of two");
+        for _ in 0..3 {
+            let refused = svc.clone().oneshot(request(Some(acme))).await;
+            assert!(is_share_refusal(&refused.unwrap_err()));
+        }
+        // Had the refusals counted as the region answering, this second
+        // failure would be the first again and the circuit would stay closed.
+        let second = svc.clone().oneshot(request(Some(globex))).await;
+        assert!(second.unwrap_err().is_unavailable());
+        let open = svc
+            .clone()
+            .oneshot(request(Some(globex)))
+            .await
+            .unwrap_err();
+        assert!(
+            open.to_string().contains("circuit is open"),
+            "the circuit opened after two failures in a row: {open}"
+        );
+        release.notify_one();
+        held.await.unwrap().unwrap();
+    }
+}
