@@ -22,3 +22,15 @@ pub(crate) struct RegionRequest {
     /// A client's body streamed by this call, watched for its end and failure.
     pub(crate) body: Option<Arc<BodyWatch>>,
 }
+
+#[cfg(test)]
+impl RegionRequest {
+    /// A delete of `k` on behalf of `tenant`, for the layers' unit tests.
+    pub(crate) fn test_delete(tenant: Option<TenantKey>) -> Self {
+        RegionRequest {
+            op: Operation::Delete { key: "k".into() },
+            tenant,
+            body: None,
+        }
+    }
+}

@@ -216,23 +216,10 @@ mod tests {
     use std::time::Duration;
 
     use residency_policy::Ruleset;
-    use residency_store::Operation;
     use tower::{Layer, ServiceExt};
 
     use super::*;
     use crate::fair::TenantKey;
-
-    fn request(tenant: Option<TenantKey>) -> RegionRequest {
-        RegionRequest {
-            op: Operation::Delete { key: "k".into() },
-            tenant,
-            body: None,
-        }
-    }
-
-    fn metrics() -> Arc<RegionMetrics> {
-        Arc::new(RegionMetrics::new("eu".into()))
-    }
 
     #[tokio::test]
     async fn a_tenant_over_its_share_is_refused_at_once_and_its_place_given_back() {
@@ -247,7 +234,7 @@ mod tests {
         );
         let acme = rules.tenants().get("acme").unwrap();
         let acme = || Some(TenantKey::of(rules.tenants().tenant(acme).id()));
-        let layer = FairLimitLayer::new(metrics(), 2, 0.5);
+        let layer = FairLimitLayer::new(Arc::new(RegionMetrics::new("eu".into())), 2, 0.5);
         let limit = layer.limit.clone();
         // A call with a tenant holds its place until released.
         let started = Arc::new(tokio::sync::Notify::new());
@@ -267,13 +254,20 @@ mod tests {
         });
         let svc = layer.layer(inner);
         // Without a tenant: not counted in a share.
-        svc.clone().oneshot(request(None)).await.unwrap();
+        svc.clone()
+            .oneshot(RegionRequest::test_delete(None))
+            .await
+            .unwrap();
         assert_eq!(limit.share.in_flight("acme"), 0);
-        let held = tokio::spawn(svc.clone().oneshot(request(acme())));
+        let held = tokio::spawn(svc.clone().oneshot(RegionRequest::test_delete(acme())));
         started.notified().await;
         assert_eq!(limit.share.in_flight("acme"), 1);
         assert_eq!(limit.permits.available_permits(), 1);
-        let err = svc.clone().oneshot(request(acme())).await.unwrap_err();
+        let err = svc
+            .clone()
+            .oneshot(RegionRequest::test_delete(acme()))
+            .await
+            .unwrap_err();
         assert_eq!(err.s3_code(), "SlowDown");
         assert!(is_share_refusal(&err));
         assert_eq!(
@@ -322,11 +316,14 @@ mod tests {
             most: Arc::default(),
         };
         // The whole region to one tenant: only the permits bound it.
-        let layer = FairLimitLayer::new(metrics(), 3, 1.0);
+        let layer = FairLimitLayer::new(Arc::new(RegionMetrics::new("eu".into())), 3, 1.0);
         let svc = layer.layer(slow.clone());
         let calls = (0..10).map(|_| {
             let mut s = svc.clone();
-            async move { s.call(request(Some(TenantKey::of("acme")))).await }
+            async move {
+                s.call(RegionRequest::test_delete(Some(TenantKey::of("acme"))))
+                    .await
+            }
         });
         let results = futures::future::join_all(calls).await;
         assert!(results.iter().all(Result::is_ok), "every call ran");

@@ -135,7 +135,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use residency_store::{Operation, Outcome, StoreError};
+    use residency_store::{Outcome, StoreError};
     use tower::{Layer, ServiceExt};
 
     use crate::dispatch::breaker::BreakerLayer;
@@ -143,18 +143,6 @@ mod tests {
     use crate::dispatch::limit::{is_share_refusal, FairLimitLayer};
     use crate::fair::TenantKey;
     use crate::metrics::RegionMetrics;
-
-    fn request(tenant: Option<TenantKey>) -> RegionRequest {
-        RegionRequest {
-            op: Operation::Delete { key: "k".into() },
-            tenant,
-            body: None,
-        }
-    }
-
-    fn metrics() -> Arc<RegionMetrics> {
-        Arc::new(RegionMetrics::new("eu".into()))
-    }
 
     #[tokio::test]
     async fn the_breaker_counts_a_share_refusal_as_neither_success_nor_failure() {
@@ -177,25 +165,34 @@ mod tests {
                 }
             }
         });
-        let m = metrics();
+        let m = Arc::new(RegionMetrics::new("eu".into()));
         let svc = BreakerLayer::new(m.clone(), 2, Duration::from_secs(60))
             .layer(FairLimitLayer::new(m, 2, 0.5).layer(inner));
         // acme holds its share of one.
-        let held = tokio::spawn(svc.clone().oneshot(request(Some(acme))));
+        let held = tokio::spawn(svc.clone().oneshot(RegionRequest::test_delete(Some(acme))));
         started.notified().await;
-        let first = svc.clone().oneshot(request(Some(globex))).await;
+        let first = svc
+            .clone()
+            .oneshot(RegionRequest::test_delete(Some(globex)))
+            .await;
         assert!(first.unwrap_err().is_unavailable(), "one failure of two");
         for _ in 0..3 {
-            let refused = svc.clone().oneshot(request(Some(acme))).await;
+            let refused = svc
+                .clone()
+                .oneshot(RegionRequest::test_delete(Some(acme)))
+                .await;
             assert!(is_share_refusal(&refused.unwrap_err()));
         }
         // Had the refusals counted as the region answering, this second
         // failure would be the first again and the circuit would stay closed.
-        let second = svc.clone().oneshot(request(Some(globex))).await;
+        let second = svc
+            .clone()
+            .oneshot(RegionRequest::test_delete(Some(globex)))
+            .await;
         assert!(second.unwrap_err().is_unavailable());
         let open = svc
             .clone()
-            .oneshot(request(Some(globex)))
+            .oneshot(RegionRequest::test_delete(Some(globex)))
             .await
             .unwrap_err();
         assert!(
