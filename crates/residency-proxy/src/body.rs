@@ -12,6 +12,7 @@ use bytes::Bytes;
 use crc_fast::{CrcAlgorithm, Digest as Crc};
 use futures::Stream;
 use residency_store::{Body, BoxError};
+use residency_tower::BodyChecks;
 use s3s::dto::StreamingBlob;
 use s3s::{S3Error, S3ErrorCode};
 use sha1::Digest as _;
@@ -77,67 +78,19 @@ pub(crate) struct Trailer {
     pub(crate) handle: s3s::TrailingHeaders,
 }
 
-struct Incoming {
-    inner: StreamingBlob,
+/// The sidecar's checks on a client's body after s3s decoded it (chunk
+/// signatures are verified by s3s): the size bound, the trailing checksum,
+/// and the S3 error to answer when the body fails. The tower's one body
+/// wrapper runs them (`residency_tower::BodyChecks`), so the body is not
+/// wrapped again here.
+struct ProxyChecks {
     failure: BodyFailure,
     trailer: Option<(Hasher, Trailer)>,
-    done: bool,
-    /// The announced (decoded) length, if any.
-    expected: Option<u64>,
-    /// Bytes received so far.
     seen: u64,
-    /// The most bytes accepted, whatever the framing (a chunked body
-    /// declares no length up front).
     max: u64,
-    /// The chunk that completed the announced length, held back until the
-    /// client's stream has ended. A consumer that knows the length (the
-    /// backend's HTTP client) stops polling after the last byte, so without
-    /// this the end of the stream (the final chunk's signature, the trailer's
-    /// signature, the trailing checksum) would never be checked and a bad
-    /// upload would be stored.
-    held: Option<Bytes>,
 }
 
-impl Incoming {
-    /// Remembers the S3 answer for a body that s3s's decoder failed. The
-    /// decoder's error types (`AwsChunkedStreamError`, `UploadStreamError`
-    /// in s3s 0.14) live in private modules and cannot be downcast to, so
-    /// their `Display` names the variant this matches on; an unknown one is
-    /// answered `IncompleteBody` with its message.
-    fn fail(&mut self, e: &(dyn std::error::Error + 'static)) {
-        self.done = true;
-        self.held = None;
-        let msg = e.to_string();
-        let s3 = if msg.contains("SignatureMismatch") {
-            S3Error::with_message(
-                S3ErrorCode::SignatureDoesNotMatch,
-                "a chunk signature does not match",
-            )
-        } else if msg.contains("Sha256Mismatch") {
-            // What S3 answers when the payload's SHA-256 is not the signed one
-            // (e.g. a body longer or shorter than its Content-Length).
-            let mut e = S3Error::with_message(
-                S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
-                "The provided 'x-amz-content-sha256' header does not match what was computed.",
-            );
-            e.set_status_code(http::StatusCode::BAD_REQUEST);
-            e
-        } else if msg.contains("Incomplete") || msg.contains("FormatError") {
-            S3Error::with_message(
-                S3ErrorCode::IncompleteBody,
-                "the request body is incomplete or malformed",
-            )
-        } else {
-            S3Error::with_message(
-                S3ErrorCode::IncompleteBody,
-                format!("the request body failed: {msg}"),
-            )
-        };
-        self.failure.set(s3);
-    }
-
-    /// At the end of the client's stream: the trailing checksum, if one was
-    /// announced, must match the bytes received.
+impl ProxyChecks {
     fn check_trailer(&mut self) -> Result<(), BoxError> {
         let Some((h, t)) = self.trailer.take() else {
             return Ok(());
@@ -174,93 +127,81 @@ impl Incoming {
     }
 }
 
-impl Stream for Incoming {
-    type Item = Result<Bytes, BoxError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            if self.done {
-                return Poll::Ready(None);
-            }
-            match Pin::new(&mut self.inner).poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => {
-                    if let Some((h, _)) = &mut self.trailer {
-                        h.update(&chunk);
-                    }
-                    self.seen += chunk.len() as u64;
-                    if self.seen > self.max {
-                        self.done = true;
-                        self.held = None;
-                        self.failure.set(S3Error::with_message(
-                            S3ErrorCode::EntityTooLarge,
-                            "Your proposed upload exceeds the maximum allowed object size.",
-                        ));
-                        metrics::counter!("residency_rejected_total", "reason" => "entity_too_large")
-                            .increment(1);
-                        return Poll::Ready(Some(Err(
-                            "the body is larger than max_object_bytes".into()
-                        )));
-                    }
-                    let chunk = match self.held.take() {
-                        // More than announced: pass it on (the backend refuses it).
-                        Some(prev) => {
-                            let mut b = Vec::with_capacity(prev.len() + chunk.len());
-                            b.extend_from_slice(&prev);
-                            b.extend_from_slice(&chunk);
-                            Bytes::from(b)
-                        }
-                        None => chunk,
-                    };
-                    if self.expected.is_some_and(|n| self.seen >= n) {
-                        // The last byte: first see the client's stream end.
-                        self.held = Some(chunk);
-                        continue;
-                    }
-                    return Poll::Ready(Some(Ok(chunk)));
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    self.fail(&*e);
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Poll::Ready(None) => {
-                    self.done = true;
-                    if let Err(e) = self.check_trailer() {
-                        self.held = None;
-                        return Poll::Ready(Some(Err(e)));
-                    }
-                    return Poll::Ready(self.held.take().map(Ok));
-                }
-            }
+impl BodyChecks for ProxyChecks {
+    fn chunk(&mut self, chunk: &Bytes) -> Result<(), BoxError> {
+        if let Some((h, _)) = &mut self.trailer {
+            h.update(chunk);
         }
+        self.seen += chunk.len() as u64;
+        if self.seen > self.max {
+            self.failure.set(S3Error::with_message(
+                S3ErrorCode::EntityTooLarge,
+                "Your proposed upload exceeds the maximum allowed object size.",
+            ));
+            metrics::counter!("residency_rejected_total", "reason" => "entity_too_large")
+                .increment(1);
+            return Err("the body is larger than max_object_bytes".into());
+        }
+        Ok(())
+    }
+
+    fn end(&mut self) -> Result<(), BoxError> {
+        self.check_trailer()
+    }
+
+    fn failed(&mut self, e: &BoxError) {
+        let msg = e.to_string();
+        let s3 = if msg.contains("SignatureMismatch") {
+            S3Error::with_message(
+                S3ErrorCode::SignatureDoesNotMatch,
+                "a chunk signature does not match",
+            )
+        } else if msg.contains("Sha256Mismatch") {
+            // What S3 answers when the payload's SHA-256 is not the signed one
+            // (e.g. a body longer or shorter than its Content-Length).
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            );
+            e.set_status_code(http::StatusCode::BAD_REQUEST);
+            e
+        } else if msg.contains("Incomplete") || msg.contains("FormatError") {
+            S3Error::with_message(
+                S3ErrorCode::IncompleteBody,
+                "the request body is incomplete or malformed",
+            )
+        } else {
+            S3Error::with_message(
+                S3ErrorCode::IncompleteBody,
+                format!("the request body failed: {msg}"),
+            )
+        };
+        self.failure.set(s3);
     }
 }
 
-/// Wraps an s3s body as a store body.
+/// A client's streamed body as the tower takes it, with the sidecar's checks
+/// on it for the dispatch to run (`len`: the declared length, `max`:
+/// `max_object_bytes`). A failure is recorded in `failure`.
 pub(crate) fn incoming(
     blob: Option<StreamingBlob>,
     len: Option<u64>,
     max: u64,
     trailer: Option<Trailer>,
     failure: &BodyFailure,
-) -> Body {
-    let Some(blob) = blob else {
-        return Body::empty();
-    };
+) -> (Body, impl BodyChecks) {
     let trailer = trailer.and_then(|t| Hasher::for_header(&t.header).map(|h| (h, t)));
-    Body::from_stream(
-        Incoming {
-            inner: blob,
-            failure: failure.clone(),
-            trailer,
-            done: false,
-            expected: len,
-            seen: 0,
-            max,
-            held: None,
-        },
-        len,
-    )
+    let checks = ProxyChecks {
+        failure: failure.clone(),
+        trailer,
+        seen: 0,
+        max,
+    };
+    let body = match blob {
+        Some(blob) => Body::from_stream(blob, len),
+        None => Body::empty(),
+    };
+    (body, checks)
 }
 
 /// A store body on its way to the client, with its exact length when known

@@ -91,7 +91,7 @@ impl S3 for Gateway {
             meta.headers.content_encoding.filter(|e| e != "aws-chunked");
         meta.content_length = len;
         meta.checksums = checksums_of!(input);
-        let body = incoming(input.body, len, self.max_object_bytes, trailer, &failure);
+        let (body, checks) = incoming(input.body, len, self.max_object_bytes, trailer, &failure);
         let mut sreq = StorageRequest::for_resolved(
             tenant,
             Operation::Put {
@@ -99,7 +99,8 @@ impl S3 for Gateway {
                 body,
                 meta: Box::new(meta),
             },
-        );
+        )
+        .with_body_checks(checks);
         sreq.category = category_of(&user);
         let r = self.run_streaming(sreq, &failure).await?;
         let out = outcome!(&r.outcome, Put);
@@ -469,7 +470,7 @@ impl S3 for Gateway {
         let failure = BodyFailure::default();
         let len = input.content_length.map(|n| n as u64);
         let compute = trailer_algorithm(&trailer);
-        let body = incoming(input.body, len, self.max_object_bytes, trailer, &failure);
+        let (body, checks) = incoming(input.body, len, self.max_object_bytes, trailer, &failure);
         let mut checksums = checksums_of!(input);
         checksums.compute = compute;
         let op = Operation::UploadPart {
@@ -480,7 +481,10 @@ impl S3 for Gateway {
             checksums: Box::new(checksums),
         };
         let r = self
-            .run_streaming(StorageRequest::for_resolved(tenant, op), &failure)
+            .run_streaming(
+                StorageRequest::for_resolved(tenant, op).with_body_checks(checks),
+                &failure,
+            )
             .await?;
         let p = outcome!(&r.outcome, UploadPart);
         let output = with_checksums!(

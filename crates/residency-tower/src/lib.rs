@@ -50,7 +50,7 @@ pub use dispatch::{
 };
 pub use error::{Denied, RoutingError};
 pub use handle::{Resolved, RulesetHandle};
-pub use request::{RoutableRequest, Route, StorageRequest, Target};
+pub use request::{BodyChecks, RoutableRequest, Route, StorageRequest, Target};
 /// The audit trail (the `residency-audit` crate).
 pub use residency_audit as audit;
 pub use routing::{RoutingFuture, RoutingLayer, RoutingService};

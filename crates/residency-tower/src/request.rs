@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use residency_policy::{
     CategoryId, ClassifiedBy, RegionId, RegionOrder, Ruleset, TenantId, CATEGORY_HEADER,
 };
-use residency_store::{OpKind, Operation};
+use residency_store::{BoxError, OpKind, Operation};
 
 use crate::handle::Resolved;
 
@@ -111,6 +112,10 @@ pub struct StorageRequest {
     pub request_id: Option<String>,
     /// Set by the routing layer.
     pub route: Option<Route>,
+    /// Checks on the client's body of a put or part upload, run by the one
+    /// wrapper the dispatch streams that body through (the sidecar's verify
+    /// trailing checksums and bound the size); `None` checks nothing.
+    pub body_checks: Option<Box<dyn BodyChecks>>,
 }
 
 impl StorageRequest {
@@ -123,6 +128,7 @@ impl StorageRequest {
             operation,
             request_id: None,
             route: None,
+            body_checks: None,
         }
     }
 
@@ -135,6 +141,7 @@ impl StorageRequest {
             operation,
             request_id: None,
             route: None,
+            body_checks: None,
         }
     }
 
@@ -149,6 +156,13 @@ impl StorageRequest {
     #[must_use]
     pub fn with_request_id(mut self, id: impl Into<String>) -> Self {
         self.request_id = Some(id.into());
+        self
+    }
+
+    /// Checks the client's body with `checks` (see [`BodyChecks`]).
+    #[must_use]
+    pub fn with_body_checks(mut self, checks: impl BodyChecks) -> Self {
+        self.body_checks = Some(Box::new(checks));
         self
     }
 }
@@ -199,5 +213,38 @@ impl RoutableRequest for StorageRequest {
     }
     fn set_route(&mut self, route: Route) {
         self.route = Some(route);
+    }
+}
+
+/// Checks a caller hands the dispatch with a client's body (see
+/// [`StorageRequest::body_checks`]): run
+/// by the one wrapper that also counts the body and watches its end, so a
+/// body streamed through the sidecar is wrapped once, not once per layer.
+///
+/// The sidecar's checks verify a trailing checksum, bound the size and
+/// remember the S3 error of a failed body. With checks, the last chunk of a
+/// body of known length is held back until the client's stream has ended and
+/// [`BodyChecks::end`] has passed: a backend never receives all of a body
+/// that then fails its checks.
+pub trait BodyChecks: Send + Sync + 'static {
+    /// Sees each chunk before it is passed on; an error ends the body with
+    /// that error.
+    ///
+    /// # Errors
+    /// Whatever makes the body unacceptable (too large, ...).
+    fn chunk(&mut self, chunk: &Bytes) -> Result<(), BoxError>;
+    /// The client's stream ended; an error fails the body (its held last
+    /// chunk is then never passed on).
+    ///
+    /// # Errors
+    /// A trailing checksum that does not match, or one announced and not sent.
+    fn end(&mut self) -> Result<(), BoxError>;
+    /// The client's stream itself failed with `error`.
+    fn failed(&mut self, error: &BoxError);
+}
+
+impl std::fmt::Debug for dyn BodyChecks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodyChecks")
     }
 }

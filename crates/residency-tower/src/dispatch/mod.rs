@@ -209,10 +209,13 @@ impl Service<StorageRequest> for RegionalDispatch {
         // into its box, so its size is a copy on every request), and the
         // future owns its clone of the service: no wrapping async block.
         let StorageRequest {
-            operation, route, ..
+            operation,
+            route,
+            body_checks,
+            ..
         } = req;
         match route {
-            Some(route) => Box::pin(self.clone().dispatch(route, operation)),
+            Some(route) => Box::pin(self.clone().dispatch(route, operation, body_checks)),
             None => Box::pin(std::future::ready(Err(RoutingError::Denied(Denied {
                 reason: "no_route",
                 detail: "RegionalDispatch must run behind RoutingLayer".into(),

@@ -7,7 +7,7 @@ use super::watch::{counted, counted_in};
 use super::{concat, is_not_found, not_found, relative, strip_in_place, unexpected};
 use super::{RegionalDispatch, StorageResponse};
 use crate::error::{Denied, RoutingError};
-use crate::request::{Route, Target};
+use crate::request::{BodyChecks, Route, Target};
 
 impl RegionalDispatch {
     /// Puts, parts, gets, heads and deletes inline; the other operations in
@@ -18,6 +18,7 @@ impl RegionalDispatch {
         self,
         mut route: Route,
         operation: Operation,
+        checks: Option<Box<dyn BodyChecks>>,
     ) -> Result<StorageResponse, RoutingError> {
         let prefix = concat(route.tenant_id(), "/");
         let full = |k: &str| concat(&prefix, k);
@@ -29,7 +30,7 @@ impl RegionalDispatch {
             (Operation::Put { key, body, meta }, Target::Region(r)) => {
                 let rb = self.region(&route, *r)?;
                 let older = self.older_copies(&route, &key, *r, &prefix).await?;
-                let (body, watch) = counted_in(body, &rb.metrics);
+                let (body, watch) = counted_in(body, &rb.metrics, checks);
                 let key = full(&key);
                 let op = Operation::Put {
                     key: key.clone(),
@@ -51,7 +52,7 @@ impl RegionalDispatch {
                 Target::Region(r),
             ) => {
                 let rb = self.region(&route, *r)?;
-                let (body, watch) = counted_in(body, &rb.metrics);
+                let (body, watch) = counted_in(body, &rb.metrics, checks);
                 let op = Operation::UploadPart {
                     key: full(&key),
                     upload_id: upload_id.unwrap_or_default(),
