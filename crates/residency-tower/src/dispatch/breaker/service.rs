@@ -117,6 +117,8 @@ where
                     // the client's doing and says nothing about the region.
                     Err(_) if client_body.as_ref().is_some_and(|w| w.failed()) => Class::Unknown,
                     // The tenant was over its share: the region was not asked.
+                    // (A region's own `503 SlowDown`, S3 throttling, lands
+                    // here too: it proves neither health nor failure.)
                     Err(e) if is_share_refusal(e) => Class::Unknown,
                     Err(e) if e.is_unavailable() => Class::Unavailable,
                     Err(_) | Ok(_) => Class::Answered,
