@@ -22,6 +22,9 @@ use crate::region::{Region, RegionId, RegionSet};
 /// lookups used on the hot path are allocation-free.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// Unique per parse in this process: what a tenant record was validated
+    /// against (see [`Policy::generation`]).
+    generation: u64,
     version: String,
     default_region: RegionId,
     features: Vec<String>,
@@ -121,7 +124,22 @@ impl FeatureExport {
     }
 }
 
+/// The next policy generation (1, 2, ... per process).
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 impl Policy {
+    /// A number unique to this parse of a policy in this process (a clone
+    /// keeps it). A [`crate::Tenant`] validated against one policy names
+    /// regions and features by that policy's indices: a directory that
+    /// caches tenants keeps the generation they were validated under and
+    /// validates them again for another.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The policy's version label.
     pub fn version(&self) -> &str {
         &self.version

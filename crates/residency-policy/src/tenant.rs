@@ -13,6 +13,11 @@ use crate::region::RegionId;
 pub struct TenantId(pub(crate) u32);
 
 impl TenantId {
+    /// A handle (a directory's own numbering of the tenants it answers for).
+    pub fn new(n: u32) -> TenantId {
+        TenantId(n)
+    }
+
     /// Position of the tenant in its directory.
     pub fn index(self) -> usize {
         self.0 as usize

@@ -2,6 +2,7 @@
 //! validated against a policy (the embedded default tenant directory).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -19,7 +20,7 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// The tenants file, validated against a policy.
 #[derive(Debug, Clone)]
 pub struct Tenants {
-    tenants: Vec<Tenant>,
+    tenants: Vec<Arc<Tenant>>,
     service_keys: Vec<ServiceKey>,
     by_id: FastMap<String, TenantId>,
     by_bucket: FastMap<String, TenantId>,
@@ -253,7 +254,7 @@ impl Tenants {
                 }
                 r
             });
-            tenants.push(Tenant {
+            tenants.push(Arc::new(Tenant {
                 handle: tid,
                 id: id.clone(),
                 locality,
@@ -263,7 +264,7 @@ impl Tenants {
                 keys,
                 migrating_from,
                 migrated_from,
-            });
+            }));
         }
         let mut service_keys = Vec::new();
         for s in &raw.service_keys {
@@ -344,7 +345,7 @@ impl Tenants {
             }
         }
         Ok(Tenants {
-            tenants: list,
+            tenants: list.into_iter().map(Arc::new).collect(),
             service_keys: Vec::new(),
             by_id,
             by_bucket,
@@ -372,12 +373,17 @@ impl Tenants {
         &self.tenants[id.index()]
     }
 
+    /// A tenant, shared (what a directory hands out).
+    pub fn shared(&self, id: TenantId) -> &Arc<Tenant> {
+        &self.tenants[id.index()]
+    }
+
     /// Every tenant, in file order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (TenantId, &Tenant)> {
         self.tenants
             .iter()
             .enumerate()
-            .map(|(i, t)| (TenantId(i as u32), t))
+            .map(|(i, t)| (TenantId(i as u32), &**t))
     }
 
     /// Number of tenants.

@@ -684,6 +684,7 @@ impl Policy {
             return None;
         }
         Some(Policy {
+            generation: super::next_generation(),
             version: raw.version.into_inner(),
             default_region: default_region?,
             features,

@@ -1,0 +1,199 @@
+//! The tenant directory: who a tenant is, which virtual bucket it owns, and
+//! who an access key acts for.
+//!
+//! Every part of Residency that needs a tenant asks a [`Directory`]: the
+//! sidecar's access check and SigV4 (by access key and bucket), the
+//! embedded layer (by tenant id), migrate, disclosure, audit and the CLI
+//! (by id, and every tenant for reports). Two sources implement it:
+//! [`FileDirectory`], the tenants file (the embedded default), and the
+//! PostgreSQL directory (production).
+//!
+//! A lookup answers a [`Lookup`]: a future that is already complete when
+//! the source answers from memory (the file, a cached tenant: no
+//! allocation, no lock), and a boxed future when it must ask the database.
+//! Tenants are validated against the [`Policy`] the caller decides under
+//! (their regions and features are that policy's indices): a source that
+//! caches them validates again when it is asked under another policy
+//! ([`Policy::generation`]).
+//!
+//! Failures are typed, never a guess: [`DirectoryError::Unavailable`] when
+//! the source cannot answer (the edge fails the request closed with 503),
+//! [`DirectoryError::Refused`] when the tenant's record does not validate
+//! against the policy (that tenant alone is refused).
+//!
+//! ```
+//! use residency_directory::{Directory, FileDirectory};
+//! use residency_policy::{Policy, Tenants};
+//!
+//! let policy = Policy::from_toml(
+//!     "version = \"1\"\ndefault_region = \"us\"\n[regions.us]\njurisdiction = \"US\"\n\
+//!      [categories.chat_content]\nallowed = [\"us\"]\n",
+//!     "policy.toml",
+//! ).unwrap();
+//! let tenants = Tenants::from_toml(
+//!     "[[tenants]]\nid = \"acme\"\nbucket = \"acme-files\"\n\
+//!      [[tenants.keys]]\naccess_key = \"AKACME\"\nsecret_key = \"s3cr3t\"\n",
+//!     "tenants.toml",
+//!     &policy,
+//! ).unwrap();
+//! let dir = FileDirectory::new(tenants, |_| Ok("s3cr3t".to_owned())).unwrap();
+//! // The file answers from memory: the lookup is complete without an executor.
+//! let acme = dir.tenant_by_bucket(&policy, "acme-files").now().unwrap().unwrap().unwrap();
+//! assert_eq!(acme.id(), "acme");
+//! let grant = dir.access_key("AKACME").now().unwrap().unwrap().unwrap();
+//! assert!(grant.may_act_for(&acme));
+//! assert_eq!(grant.secret(), "s3cr3t");
+//! assert!(dir.tenant(&policy, "globex").now().unwrap().unwrap().is_none());
+//! ```
+
+mod file;
+mod lookup;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use residency_policy::{Policy, Tenant};
+
+pub use file::FileDirectory;
+pub use lookup::Lookup;
+
+/// Why a directory could not answer for a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DirectoryError {
+    /// The source cannot answer now (database unreachable, a cached entry
+    /// older than `max_staleness`): the request fails closed (503), it is
+    /// never decided by a guess.
+    #[error("the tenant directory is unavailable: {0}")]
+    Unavailable(String),
+    /// The tenant's record does not validate against the policy in force
+    /// (a row written past the CLI): that tenant is refused, every other
+    /// tenant keeps serving.
+    #[error("tenant {tenant:?} is refused: its directory record is invalid: {}", reasons.join("; "))]
+    Refused {
+        /// The tenant id.
+        tenant: String,
+        /// Every problem found, one sentence each.
+        reasons: Vec<String>,
+    },
+}
+
+/// What a lookup answers: the thing, `None` when the directory knows no such
+/// tenant (or key), or why it cannot say.
+pub type Answer<T> = Result<Option<T>, DirectoryError>;
+
+/// Who an access key acts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActsFor {
+    /// A tenant key: this tenant only (by id).
+    Tenant(String),
+    /// A service key of a multi-tenant application: these tenants (by id).
+    Tenants(Vec<String>),
+}
+
+/// An access key, its secret (SigV4 needs the secret itself) and whom it
+/// acts for. `Debug` never prints the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyGrant {
+    access_key: String,
+    secret: String,
+    acts_for: ActsFor,
+}
+
+impl fmt::Debug for KeyGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyGrant")
+            .field("access_key", &self.access_key)
+            .field("secret", &"<redacted>")
+            .field("acts_for", &self.acts_for)
+            .finish()
+    }
+}
+
+impl KeyGrant {
+    /// A grant of `access_key` with `secret`.
+    pub fn new(
+        access_key: impl Into<String>,
+        secret: impl Into<String>,
+        acts_for: ActsFor,
+    ) -> Self {
+        Self {
+            access_key: access_key.into(),
+            secret: secret.into(),
+            acts_for,
+        }
+    }
+
+    /// The access key id.
+    pub fn access_key(&self) -> &str {
+        &self.access_key
+    }
+
+    /// The secret access key.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// Whom the key acts for.
+    pub fn acts_for(&self) -> &ActsFor {
+        &self.acts_for
+    }
+
+    /// Whether the key may act for `tenant`.
+    pub fn may_act_for(&self, tenant: &Tenant) -> bool {
+        match &self.acts_for {
+            ActsFor::Tenant(t) => t == tenant.id(),
+            ActsFor::Tenants(ts) => ts.iter().any(|t| t == tenant.id()),
+        }
+    }
+
+    /// Who the key is, for an error message: `tenant acme` or `this service key`.
+    pub fn who(&self) -> String {
+        match &self.acts_for {
+            ActsFor::Tenant(t) => format!("tenant {t}"),
+            ActsFor::Tenants(_) => "this service key".to_owned(),
+        }
+    }
+}
+
+/// The directory's state, for `/readyz` and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryHealth {
+    /// `file` or `postgresql`.
+    pub source: &'static str,
+    /// Whether the source answers now.
+    pub available: bool,
+    /// How long since the source last confirmed what is cached (`None`: it
+    /// always answers from its own copy, as the file does).
+    pub staleness: Option<Duration>,
+    /// Why it is unavailable, when it is.
+    pub detail: Option<String>,
+}
+
+/// Where tenants are looked up. See the crate documentation.
+pub trait Directory: Send + Sync + fmt::Debug + 'static {
+    /// The tenant with this id, validated against `policy`.
+    fn tenant<'a>(&'a self, policy: &'a Policy, id: &'a str) -> Lookup<'a, Arc<Tenant>>;
+
+    /// The tenant that owns this virtual bucket, validated against `policy`.
+    fn tenant_by_bucket<'a>(
+        &'a self,
+        policy: &'a Policy,
+        bucket: &'a str,
+    ) -> Lookup<'a, Arc<Tenant>>;
+
+    /// Who an access key acts for, with its secret.
+    fn access_key<'a>(&'a self, access_key: &'a str) -> Lookup<'a, Arc<KeyGrant>>;
+
+    /// Every tenant, for reports (in a stable order: by id for the database,
+    /// file order for the file). A record that does not validate comes as
+    /// its [`DirectoryError::Refused`] and the stream goes on.
+    fn tenants<'a>(
+        &'a self,
+        policy: &'a Policy,
+    ) -> BoxStream<'a, Result<Arc<Tenant>, DirectoryError>>;
+
+    /// The directory's state now.
+    fn health(&self) -> DirectoryHealth;
+}
