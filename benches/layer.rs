@@ -66,10 +66,11 @@ fn setup() -> Setup {
     // The routes the layer decides for these requests, built by hand.
     let policy = rules.policy();
     let tenant = rules.tenants().get(TENANT).expect("tenant");
+    let tenant = rules.tenants().shared(tenant).clone();
     let eu = policy.region_by_id("eu").expect("eu");
     let put_route = Route {
         rules: rules.clone(),
-        tenant,
+        tenant: tenant.clone(),
         target: Target::Region(eu),
         category: policy.category_by_id("ticket_data"),
         classified_by: Some(ClassifiedBy::KeyRule(0)),
@@ -80,7 +81,7 @@ fn setup() -> Setup {
         revoked: None,
     };
     let head_route = Route {
-        target: Target::Regions(rules.read_regions(tenant, KEY)),
+        target: Target::Regions(policy.read_regions(&put_route.tenant, KEY)),
         category: None,
         classified_by: None,
         reason: "tenant_regions",
@@ -180,7 +181,7 @@ fn layer_overhead(c: &mut Criterion) {
     // The policy's share of the overhead: classify + decide alone, as the
     // layer calls them for the two requests above.
     let rules = s.put_route.rules.clone();
-    let tenant = s.put_route.tenant;
+    let tenant = s.put_route.tenant.handle();
     let mut g = c.benchmark_group("layer/policy_only");
     g.bench_function("put_decide", |b| {
         b.iter(|| black_box(rules.decide_for(tenant, black_box(KEY), None, None)))

@@ -21,7 +21,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use residency_policy::{CategoryId, RegionId, RegionOrder, Ruleset, TenantId};
+use residency_policy::{CategoryId, RegionId, RegionOrder, Ruleset, Tenant};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -189,7 +189,7 @@ pub struct DecisionRecord {
 
 #[derive(Debug, Clone)]
 enum TenantName {
-    Known(TenantId),
+    Known(Arc<Tenant>),
     /// As the request gave it (not in the ruleset).
     Unknown(Box<str>),
 }
@@ -215,12 +215,12 @@ pub struct Decided {
 
 impl DecisionRecord {
     /// Records a decision made now. `tenant` is the request's tenant as
-    /// given, `known` its id when the ruleset has it.
+    /// given, `known` the tenant when the directory has it.
     pub fn new(
         rules: &Arc<Ruleset>,
         request_id: Arc<str>,
         tenant: &str,
-        known: Option<TenantId>,
+        known: Option<&Arc<Tenant>>,
         op: &'static str,
         key: &str,
         d: Decided,
@@ -228,17 +228,15 @@ impl DecisionRecord {
         let policy = rules.policy();
         // "an audit event is stored where the object it describes was
         // placed", a denial's (or a read's) in the tenant's own region.
-        let store_region = d.placed.unwrap_or_else(|| {
-            known.map_or(policy.default_region(), |t| {
-                rules.tenants().tenant(t).home_region(policy)
-            })
-        });
+        let store_region = d
+            .placed
+            .unwrap_or_else(|| known.map_or(policy.default_region(), |t| t.home_region(policy)));
         Self {
             time: Timestamp::now(),
             request_id,
             rules: rules.clone(),
             tenant: match known {
-                Some(t) => TenantName::Known(t),
+                Some(t) => TenantName::Known(t.clone()),
                 None => TenantName::Unknown(tenant.into()),
             },
             op,
@@ -266,7 +264,7 @@ impl DecisionRecord {
     /// Tenant id as given by the request (may be unknown).
     pub fn tenant(&self) -> &str {
         match &self.tenant {
-            TenantName::Known(t) => self.rules.tenants().tenant(*t).id(),
+            TenantName::Known(t) => t.id(),
             TenantName::Unknown(name) => name,
         }
     }
@@ -309,8 +307,8 @@ impl DecisionRecord {
     /// The tenant's namespace in the regional bucket (`None` for an unknown
     /// tenant).
     pub fn bucket(&self) -> Option<&str> {
-        match self.tenant {
-            TenantName::Known(t) => Some(self.rules.tenants().tenant(t).bucket()),
+        match &self.tenant {
+            TenantName::Known(t) => Some(t.bucket()),
             TenantName::Unknown(_) => None,
         }
     }

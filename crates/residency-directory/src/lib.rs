@@ -36,7 +36,7 @@
 //!     "tenants.toml",
 //!     &policy,
 //! ).unwrap();
-//! let dir = FileDirectory::new(tenants, |_| Ok("s3cr3t".to_owned())).unwrap();
+//! let dir = FileDirectory::new(tenants.into(), |_| Ok("s3cr3t".to_owned())).unwrap();
 //! // The file answers from memory: the lookup is complete without an executor.
 //! let acme = dir.tenant_by_bucket(&policy, "acme-files").now().unwrap().unwrap().unwrap();
 //! assert_eq!(acme.id(), "acme");

@@ -1,6 +1,8 @@
 //! A policy snapshot and the tenants file validated against it, bundled for
 //! the embedded default and the CLI.
 
+use std::sync::Arc;
+
 use crate::classifier::Classification;
 use crate::decision::{Decision, PlacementRequest};
 use crate::error::ConfigErrors;
@@ -20,7 +22,7 @@ use crate::tenants::Tenants;
 #[derive(Debug, Clone)]
 pub struct Ruleset {
     policy: Policy,
-    tenants: Tenants,
+    tenants: Arc<Tenants>,
 }
 
 impl Ruleset {
@@ -37,12 +39,15 @@ impl Ruleset {
     ) -> Result<Ruleset, ConfigErrors> {
         let policy = Policy::from_toml(policy_source, policy_file)?;
         let tenants = Tenants::from_toml(tenants_source, tenants_file, &policy)?;
-        Ok(Ruleset { policy, tenants })
+        Ok(Ruleset::new(policy, tenants))
     }
 
     /// Pairs a policy with tenants validated against it.
     pub fn new(policy: Policy, tenants: Tenants) -> Ruleset {
-        Ruleset { policy, tenants }
+        Ruleset {
+            policy,
+            tenants: Arc::new(tenants),
+        }
     }
 
     /// The policy.
@@ -52,6 +57,11 @@ impl Ruleset {
 
     /// The tenants.
     pub fn tenants(&self) -> &Tenants {
+        &self.tenants
+    }
+
+    /// The tenants, shared (what the file directory answers from).
+    pub fn tenants_shared(&self) -> &Arc<Tenants> {
         &self.tenants
     }
 

@@ -3,8 +3,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arc_swap::ArcSwap;
-use residency_policy::{KeyOwner, TenantLookup};
 use residency_tower::RulesetHandle;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
@@ -12,19 +10,24 @@ use s3s::dto::PostObjectInput;
 use s3s::path::S3Path;
 use s3s::{s3_error, S3Request, S3Result};
 
-use crate::config::Secrets;
+use crate::error::directory_error;
 
-/// Looks up secrets by access key (swapped whole on reload).
+/// Looks up secrets by access key in the tenant directory in force.
 #[derive(Clone)]
 pub(crate) struct TenantAuth {
-    pub(crate) secrets: Arc<ArcSwap<Secrets>>,
+    pub(crate) rules: RulesetHandle,
 }
 
 #[async_trait::async_trait]
 impl S3Auth for TenantAuth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        match self.secrets.load().get(access_key) {
-            Some(s) => Ok(SecretKey::from(s)),
+        let directory = self.rules.directory();
+        match directory
+            .access_key(access_key)
+            .await
+            .map_err(directory_error)?
+        {
+            Some(grant) => Ok(SecretKey::from(grant.secret())),
             None => Err(s3_error!(
                 InvalidAccessKeyId,
                 "The AWS access key Id you provided does not exist in our records."
@@ -70,7 +73,7 @@ impl S3Access for TenantAccess {
                 }
             },
         };
-        self.grant(cx, &access_key)?;
+        self.grant(cx, &access_key).await?;
         if let Some(slot) = cx.extensions_mut().get::<Verified>() {
             let _ = slot.0.set(access_key);
         }
@@ -94,42 +97,39 @@ impl TenantAccess {
     /// Checks that `access_key` may address the request's bucket and, when
     /// it names one, resolves its tenant once: the handlers and the routing
     /// layer decide under that snapshot and look nothing up again.
-    fn grant(&self, cx: &mut S3AccessContext<'_>, access_key: &str) -> S3Result<()> {
-        let bucket = match cx.s3_path() {
-            S3Path::Root => None,
-            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket),
+    async fn grant(&self, cx: &mut S3AccessContext<'_>, access_key: &str) -> S3Result<()> {
+        let current = self.rules.current();
+        let directory = current.directory();
+        let Some(grant) = directory
+            .access_key(access_key)
+            .await
+            .map_err(directory_error)?
+        else {
+            return Err(s3_error!(InvalidAccessKeyId));
         };
-        let resolved = self.rules.resolve(|rules| {
-            let tenants = rules.tenants();
-            let Some(owner) = tenants.by_access_key(access_key) else {
-                return Err(s3_error!(InvalidAccessKeyId));
-            };
-            let Some(bucket) = bucket else {
-                return Ok(None);
-            };
-            let Some(tenant) = tenants.by_virtual_bucket(bucket) else {
-                return Err(s3_error!(
-                    NoSuchBucket,
-                    "The specified bucket does not exist"
-                ));
-            };
-            if tenants.key_may_act_for(owner, tenant) {
-                return Ok(Some(tenant.handle()));
-            }
-            let who = match owner {
-                KeyOwner::Tenant(t) => format!("tenant {}", tenants.tenant(t).id()),
-                KeyOwner::Service(_) => "this service key".to_string(),
-            };
-            Err(s3_error!(
+        let bucket = match cx.s3_path() {
+            S3Path::Root => return Ok(()),
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => bucket,
+        };
+        let Some(tenant) = directory
+            .tenant_by_bucket(current.rules().policy(), bucket)
+            .await
+            .map_err(directory_error)?
+        else {
+            return Err(s3_error!(
+                NoSuchBucket,
+                "The specified bucket does not exist"
+            ));
+        };
+        if !grant.may_act_for(&tenant) {
+            return Err(s3_error!(
                 AccessDenied,
                 "{} may not act for bucket {}",
-                who,
+                grant.who(),
                 bucket
-            ))
-        })?;
-        if let Some(resolved) = resolved {
-            cx.extensions_mut().insert(resolved);
+            ));
         }
+        cx.extensions_mut().insert(current.resolved(tenant));
         Ok(())
     }
 }

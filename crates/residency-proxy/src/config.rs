@@ -4,7 +4,6 @@
 //! Every problem is reported at once, with file and line; nothing starts (and
 //! a reload changes nothing) until the whole configuration is valid.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +12,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use residency_policy::{ConfigError, ConfigErrors, Ruleset, SecretRef, Tenants};
 use residency_store::{Backend, DirBackend, NullBackend, S3Backend, S3BackendConfig};
+use residency_tower::directory::FileDirectory;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -443,7 +443,7 @@ impl Config {
     ///
     /// # Errors
     /// Every problem found in either file, or in how they fit together.
-    pub fn load_rules(&self) -> Result<(Ruleset, Secrets), ConfigErrors> {
+    pub fn load_rules(&self) -> Result<(Ruleset, FileDirectory), ConfigErrors> {
         let read = |p: &Path| {
             std::fs::read_to_string(p).map_err(|e| {
                 ConfigErrors(vec![err(p, "", None, format!("cannot read the file: {e}"))])
@@ -483,7 +483,6 @@ impl Config {
                 ));
             }
         }
-        let mut secrets = HashMap::new();
         let resolve = |s: &SecretRef| match s {
             SecretRef::Inline(v) => Ok(v.clone()),
             SecretRef::Env(var) => {
@@ -493,40 +492,23 @@ impl Config {
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
                 .map_err(|e| format!("cannot read {p}: {e}")),
         };
+        let rules = Ruleset::new(policy, tenants);
         // Each key's secret, or an error naming whose key it is.
-        let keys = tenants
-            .iter()
-            .flat_map(|(_, t)| {
-                t.keys()
-                    .iter()
-                    .map(move |k| (format!("tenant {}: key", t.id()), &k.access_key, &k.secret))
-            })
-            .chain(
-                tenants
-                    .service_keys()
-                    .iter()
-                    .map(|k| ("service key".to_owned(), &k.access_key, &k.secret)),
-            );
-        for (whose, access_key, secret) in keys {
-            let problem = match resolve(secret) {
-                Ok(v) if !v.is_empty() => {
-                    secrets.insert(access_key.clone(), v);
-                    continue;
-                }
-                Ok(_) => "the secret is empty".to_owned(),
-                Err(m) => m,
-            };
-            errors.push(err(
-                &self.tenants,
-                "",
-                None,
-                format!("{whose} {access_key}: {problem}"),
-            ));
+        let directory = match FileDirectory::new(rules.tenants_shared().clone(), resolve) {
+            Ok(d) => Some(d),
+            Err(problems) => {
+                errors.extend(
+                    problems
+                        .into_iter()
+                        .map(|m| err(&self.tenants, "", None, m)),
+                );
+                None
+            }
+        };
+        match directory {
+            Some(directory) if errors.is_empty() => Ok((rules, directory)),
+            _ => Err(ConfigErrors(errors)),
         }
-        if !errors.is_empty() {
-            return Err(ConfigErrors(errors));
-        }
-        Ok((Ruleset::new(policy, tenants), Secrets(Arc::new(secrets))))
     }
 
     /// Opens each region's backend.
@@ -617,23 +599,6 @@ impl Config {
         } else {
             Err(ConfigErrors(errors))
         }
-    }
-}
-
-/// Resolved client secrets, by access key. Never printed.
-#[derive(Clone, Default)]
-pub struct Secrets(pub(crate) Arc<HashMap<String, String>>);
-
-impl std::fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Secrets({} keys, values redacted)", self.0.len())
-    }
-}
-
-impl Secrets {
-    /// The secret of an access key.
-    pub fn get(&self, access_key: &str) -> Option<&str> {
-        self.0.get(access_key).map(String::as_str)
     }
 }
 

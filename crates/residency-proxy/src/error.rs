@@ -47,11 +47,20 @@ pub(crate) fn to_s3(e: BoxError) -> S3Error {
         }
         RoutingError::NotFound { key } => format!("no such key: {key}"),
         RoutingError::InvalidArgument { message } => message.clone(),
+        RoutingError::Directory(e) => e.to_string(),
     };
     // A backend's code s3s does not know is answered as an internal error.
     let code =
         S3ErrorCode::from_bytes(re.s3_code().as_bytes()).unwrap_or(S3ErrorCode::InternalError);
     s3_error(code, re.http_status(), message)
+}
+
+/// The S3 answer when the tenant directory cannot answer for a request's
+/// key or bucket (the access check, SigV4): 503 while it is unavailable,
+/// 403 for a tenant whose record is invalid. Never a guess.
+pub(crate) fn directory_error(e: residency_tower::directory::DirectoryError) -> S3Error {
+    tracing::warn!(error = %e, "tenant directory could not answer: request refused");
+    to_s3(Box::new(RoutingError::Directory(e)))
 }
 
 /// The HTTP answer for an error the server gives before s3s sees the request

@@ -2,10 +2,10 @@
 //! tenant that owns the virtual bucket, and goes through the same
 //! `RoutingLayer` an embedded user would use.
 
-use residency_policy::TenantLookup;
 use residency_store::{
     ByteRange, Checksums, CompletedPart, ListRequest, Operation, Outcome, PutMeta,
 };
+use residency_tower::directory::ActsFor;
 use residency_tower::{
     RegionalDispatch, Resolved, RoutingService, RulesetHandle, StorageRequest, StorageResponse,
 };
@@ -37,21 +37,20 @@ pub struct Gateway {
 impl Gateway {
     /// The tenant that owns a virtual bucket, as the access check resolved
     /// it (resolved here only when no access check ran).
-    fn tenant(&self, extensions: &http::Extensions, bucket: &str) -> S3Result<Resolved> {
+    async fn tenant(&self, extensions: &http::Extensions, bucket: &str) -> S3Result<Resolved> {
         if let Some(r) = extensions.get::<Resolved>() {
             if r.tenant_record().bucket() == bucket {
                 return Ok(r.clone());
             }
         }
-        self.rules
-            .resolve(|rules| match rules.tenants().by_virtual_bucket(bucket) {
-                Some(t) => Ok(Some(t.handle())),
-                None => Err(s3_error!(
-                    NoSuchBucket,
-                    "The specified bucket does not exist"
-                )),
-            })?
-            .ok_or_else(|| s3_error!(NoSuchBucket))
+        let current = self.rules.current();
+        let tenant = current
+            .directory()
+            .tenant_by_bucket(current.rules().policy(), bucket)
+            .await
+            .map_err(crate::error::directory_error)?
+            .ok_or_else(|| s3_error!(NoSuchBucket, "The specified bucket does not exist"))?;
+        Ok(current.resolved(tenant))
     }
 
     async fn run(&self, req: StorageRequest) -> Result<StorageResponse, S3Error> {
@@ -650,7 +649,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
-        self.tenant(&req.extensions, &req.input.bucket)?;
+        self.tenant(&req.extensions, &req.input.bucket).await?;
         Ok(S3Response::new(HeadBucketOutput::default()))
     }
 
@@ -658,7 +657,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-        let tenant = self.tenant(&req.extensions, &req.input.bucket)?;
+        let tenant = self.tenant(&req.extensions, &req.input.bucket).await?;
         let policy = tenant.rules().policy();
         let home = policy.region(tenant.tenant_record().home_region(policy));
         // The virtual bucket answers with its tenant's home region; "us-east-1"
@@ -675,22 +674,39 @@ impl S3 for Gateway {
         &self,
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
-        let rules = self.rules.load();
-        let tenants = rules.tenants();
-        let owner = req
+        let current = self.rules.current();
+        let directory = current.directory();
+        let access_key = req
             .credentials
             .as_ref()
-            .and_then(|c| tenants.key_owner(&c.access_key))
+            .map(|c| c.access_key.as_str())
             .ok_or_else(|| s3_error!(AccessDenied))?;
-        let buckets = tenants
-            .iter()
-            .filter(|(id, _)| tenants.may_act_for(owner, *id))
-            .map(|(_, t)| Bucket {
-                name: Some(t.bucket().to_string()),
-                creation_date: Some(Timestamp::from(std::time::SystemTime::UNIX_EPOCH)),
-                bucket_region: None,
-            })
-            .collect();
+        let grant = directory
+            .access_key(access_key)
+            .await
+            .map_err(crate::error::directory_error)?
+            .ok_or_else(|| s3_error!(AccessDenied))?;
+        // The key's own tenant, or a service key's tenants, as the directory
+        // answers for each now; sorted by name, as S3 lists buckets.
+        let ids = match grant.acts_for() {
+            ActsFor::Tenant(t) => std::slice::from_ref(t),
+            ActsFor::Tenants(ts) => ts.as_slice(),
+        };
+        let mut buckets = Vec::with_capacity(ids.len());
+        for id in ids {
+            let tenant = directory
+                .tenant(current.rules().policy(), id)
+                .await
+                .map_err(crate::error::directory_error)?;
+            if let Some(t) = tenant {
+                buckets.push(Bucket {
+                    name: Some(t.bucket().to_string()),
+                    creation_date: Some(Timestamp::from(std::time::SystemTime::UNIX_EPOCH)),
+                    bucket_region: None,
+                });
+            }
+        }
+        buckets.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
             ..Default::default()

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
@@ -27,7 +26,7 @@ use tower::Layer;
 use crate::accept::{first_bytes, Acceptor};
 use crate::auth::{TenantAccess, TenantAuth};
 use crate::client_body::{BodyLimits, ClientBody, ClientTimeout};
-use crate::config::{BackendConfig, Config, LogFormat, Secrets};
+use crate::config::{BackendConfig, Config, LogFormat};
 use crate::error;
 use crate::gate::RequestGate;
 use crate::range::{self, RangeFix};
@@ -102,7 +101,6 @@ impl S3Host for Hosts {
 pub struct Sidecar {
     config: Config,
     rules: RulesetHandle,
-    secrets: Arc<ArcSwap<Secrets>>,
     backends: Vec<(String, Arc<dyn Backend>)>,
     s3: S3Service,
     prometheus: Option<PrometheusHandle>,
@@ -210,7 +208,7 @@ impl Sidecar {
     pub async fn build(config_path: &Path, opts: &ServeOptions) -> Result<Sidecar, ServeError> {
         let config = Config::load(config_path)?;
         init_logging(config.log_format);
-        let (rules, secrets) = config.load_rules()?;
+        let (rules, directory) = config.load_rules()?;
         let backends = config.open_backends().await?;
         check_locations(&config, &rules, &backends, opts.allow_location_mismatch).await?;
         let codec = match &config.upload_id_secret {
@@ -251,7 +249,7 @@ impl Sidecar {
             tracing::info!(region = %id, backend = %b.describe(), "region backend");
             dispatch = dispatch.region(id.clone(), b.clone());
         }
-        let handle = RulesetHandle::new(rules);
+        let handle = RulesetHandle::with_directory(rules, Arc::new(directory));
         let audit: Option<Arc<BatchingAuditSink>> = if config.audit.enabled {
             Some(crate::audit_sink(&config, &backends))
         } else {
@@ -263,7 +261,6 @@ impl Sidecar {
             layer = layer.audit_shared(shared);
         }
         let stack = layer.layer(dispatch.build());
-        let secrets = Arc::new(ArcSwap::from_pointee(secrets));
         let mut builder = S3ServiceBuilder::new(gateway(
             handle.clone(),
             stack,
@@ -279,7 +276,7 @@ impl Sidecar {
             s3s_config,
         ))));
         builder.set_auth(TenantAuth {
-            secrets: secrets.clone(),
+            rules: handle.clone(),
         });
         builder.set_access(TenantAccess {
             rules: handle.clone(),
@@ -289,7 +286,6 @@ impl Sidecar {
         Ok(Sidecar {
             config,
             rules: handle,
-            secrets,
             backends,
             s3: builder.build(),
             prometheus,
@@ -325,11 +321,10 @@ impl Sidecar {
                 Ok(loaded)
             });
         match loaded {
-            Ok((rules, secrets)) => {
+            Ok((rules, directory)) => {
                 let version = rules.policy().version().to_string();
                 let tenants = rules.tenants().len();
-                self.rules.store(rules);
-                self.secrets.store(Arc::new(secrets));
+                self.rules.store_with(rules, Arc::new(directory));
                 metrics::counter!("residency_reload_total", "result" => "ok").increment(1);
                 tracing::info!(policy_version = %version, tenants, "configuration reloaded");
                 self.reloaded.notify_one();

@@ -67,6 +67,11 @@ pub enum RoutingError {
     /// the write was not sent to the backend (fail closed).
     #[error("audit trail unavailable: {0}")]
     Audit(#[from] crate::audit::AuditError),
+    /// The tenant directory could not answer for the request's tenant
+    /// (unavailable, or the tenant's record is invalid): nothing was sent
+    /// to any region (fail closed).
+    #[error(transparent)]
+    Directory(#[from] residency_directory::DirectoryError),
 }
 
 impl RoutingError {
@@ -79,6 +84,7 @@ impl RoutingError {
             RoutingError::NotFound { .. } => "NoSuchKey",
             RoutingError::InvalidArgument { .. } => "InvalidArgument",
             RoutingError::Audit(_) => "ServiceUnavailable",
+            RoutingError::Directory(e) => directory_answer(e).0,
         }
     }
 
@@ -91,6 +97,17 @@ impl RoutingError {
             RoutingError::NotFound { .. } => 404,
             RoutingError::InvalidArgument { .. } => 400,
             RoutingError::Audit(_) => 503,
+            RoutingError::Directory(e) => directory_answer(e).1,
         }
+    }
+}
+
+/// The S3 answer to a directory that could not answer for a tenant: 503
+/// while it is unavailable (the client may retry), 403 for a tenant whose
+/// record is invalid (refused until an operator fixes it).
+pub(crate) fn directory_answer(e: &residency_directory::DirectoryError) -> (&'static str, u16) {
+    match e {
+        residency_directory::DirectoryError::Unavailable(_) => ("ServiceUnavailable", 503),
+        residency_directory::DirectoryError::Refused { .. } => ("AccessDenied", 403),
     }
 }

@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
-use residency_policy::{Ruleset, Tenant, TenantId};
+use residency_directory::{Directory, FileDirectory};
+use residency_policy::{Ruleset, Tenant};
 
 use crate::metrics::RuleMetrics;
 
-/// A shared handle on the ruleset in force.
+/// A shared handle on the ruleset in force and the tenant directory it
+/// looks tenants up in.
 ///
 /// Readers take a snapshot with one atomic load (no lock); a reload validates
 /// the new files first and then swaps the whole ruleset in at once, so a
@@ -20,6 +22,11 @@ pub struct RulesetHandle {
 /// A ruleset and what the routing layer derives from it once per load.
 pub(crate) struct Snapshot {
     pub(crate) rules: Arc<Ruleset>,
+    /// Where tenants are looked up under these rules.
+    pub(crate) directory: Arc<dyn Directory>,
+    /// The directory was made from `rules`' tenants file (a reload makes it
+    /// again from the new file); else it is a source of its own, kept.
+    directory_from_file: bool,
     /// Metric handles labelled with this ruleset's names.
     pub(crate) metrics: RuleMetrics,
 }
@@ -31,19 +38,33 @@ impl std::fmt::Debug for Snapshot {
 }
 
 impl Snapshot {
-    fn new(rules: Ruleset) -> Self {
+    fn new(rules: Ruleset, directory: Option<Arc<dyn Directory>>) -> Self {
+        let directory_from_file = directory.is_none();
+        let directory = directory.unwrap_or_else(|| {
+            Arc::new(FileDirectory::without_keys(rules.tenants_shared().clone()))
+        });
         Self {
             metrics: RuleMetrics::new(rules.policy()),
             rules: Arc::new(rules),
+            directory,
+            directory_from_file,
         }
     }
 }
 
 impl RulesetHandle {
-    /// A handle serving `rules`.
+    /// A handle serving `rules`, its tenants looked up in its tenants file.
     pub fn new(rules: Ruleset) -> Self {
         Self {
-            inner: Arc::new(ArcSwap::from_pointee(Snapshot::new(rules))),
+            inner: Arc::new(ArcSwap::from_pointee(Snapshot::new(rules, None))),
+        }
+    }
+
+    /// A handle serving `rules` (their policy; their tenants file is not
+    /// used), its tenants looked up in `directory`.
+    pub fn with_directory(rules: Ruleset, directory: Arc<dyn Directory>) -> Self {
+        Self {
+            inner: Arc::new(ArcSwap::from_pointee(Snapshot::new(rules, Some(directory)))),
         }
     }
 
@@ -52,35 +73,71 @@ impl RulesetHandle {
         self.inner.load().rules.clone()
     }
 
+    /// The tenant directory in force now.
+    pub fn directory(&self) -> Arc<dyn Directory> {
+        self.inner.load().directory.clone()
+    }
+
     /// The snapshot in force now, without touching its reference count.
     pub(crate) fn snapshot(&self) -> Guard<Arc<Snapshot>> {
         self.inner.load()
     }
 
-    /// Resolves a request's tenant once, under the ruleset in force now.
-    ///
-    /// `find` looks the tenant up in that ruleset (`Ok(None)`: the request
-    /// names no tenant, e.g. a listing of buckets). The [`Resolved`] pins the
-    /// snapshot: the routing layer decides under it, so a reload between the
-    /// edge's check and the decision cannot make them differ.
-    ///
-    /// # Errors
-    /// Whatever `find` returns.
-    pub fn resolve<E>(
-        &self,
-        find: impl FnOnce(&Ruleset) -> Result<Option<TenantId>, E>,
-    ) -> Result<Option<Resolved>, E> {
-        let snapshot = self.inner.load_full();
-        Ok(find(&snapshot.rules)?.map(|tenant| Resolved { snapshot, tenant }))
+    /// The ruleset and directory in force now, pinned: look the request's
+    /// tenant up in [`Current::directory`] under [`Current::rules`]' policy,
+    /// then hand it down with [`Current::resolved`], so that the routing
+    /// layer decides under the same snapshot (a reload between the edge's
+    /// check and the decision cannot make them differ).
+    pub fn current(&self) -> Current {
+        Current {
+            snapshot: self.inner.load_full(),
+        }
     }
 
     /// Replaces the ruleset; requests already decided keep their snapshot.
+    /// A handle made with [`RulesetHandle::new`] looks tenants up in the new
+    /// tenants file; one made with a directory keeps its directory.
     pub fn store(&self, rules: Ruleset) {
-        self.inner.store(Arc::new(Snapshot::new(rules)));
+        let now = self.inner.load();
+        let directory = (!now.directory_from_file).then(|| now.directory.clone());
+        self.inner.store(Arc::new(Snapshot::new(rules, directory)));
+    }
+
+    /// Replaces the ruleset and the directory at once.
+    pub fn store_with(&self, rules: Ruleset, directory: Arc<dyn Directory>) {
+        self.inner
+            .store(Arc::new(Snapshot::new(rules, Some(directory))));
     }
 }
 
-/// A ruleset snapshot and the tenant resolved in it, once per request, by
+/// The ruleset and directory in force when a request arrived; see
+/// [`RulesetHandle::current`].
+#[derive(Clone, Debug)]
+pub struct Current {
+    snapshot: Arc<Snapshot>,
+}
+
+impl Current {
+    /// The ruleset.
+    pub fn rules(&self) -> &Arc<Ruleset> {
+        &self.snapshot.rules
+    }
+
+    /// The directory to look tenants up in (under `rules().policy()`).
+    pub fn directory(&self) -> &Arc<dyn Directory> {
+        &self.snapshot.directory
+    }
+
+    /// The tenant the edge looked up, pinned to this snapshot.
+    pub fn resolved(&self, tenant: Arc<Tenant>) -> Resolved {
+        Resolved {
+            snapshot: self.snapshot.clone(),
+            tenant,
+        }
+    }
+}
+
+/// A ruleset snapshot and the tenant resolved under it, once per request, by
 /// the edge (the sidecar's access check, or an application calling the
 /// layer); handed down in the request (an `http` extension, or
 /// [`crate::StorageRequest::resolved`]) so that nothing below looks the
@@ -88,13 +145,13 @@ impl RulesetHandle {
 #[derive(Clone)]
 pub struct Resolved {
     pub(crate) snapshot: Arc<Snapshot>,
-    pub(crate) tenant: TenantId,
+    pub(crate) tenant: Arc<Tenant>,
 }
 
 impl std::fmt::Debug for Resolved {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Resolved")
-            .field("tenant", &self.tenant_record().id())
+            .field("tenant", &self.tenant.id())
             .finish_non_exhaustive()
     }
 }
@@ -105,13 +162,13 @@ impl Resolved {
         &self.snapshot.rules
     }
 
-    /// The tenant's handle in that ruleset.
-    pub fn tenant(&self) -> TenantId {
-        self.tenant
+    /// The tenant.
+    pub fn tenant(&self) -> &Arc<Tenant> {
+        &self.tenant
     }
 
-    /// The tenant.
+    /// The tenant (as a plain reference).
     pub fn tenant_record(&self) -> &Tenant {
-        self.snapshot.rules.tenants().tenant(self.tenant)
+        &self.tenant
     }
 }

@@ -49,9 +49,10 @@ pub use dispatch::{
     RegionalDispatch, RegionalDispatchBuilder, StorageResponse, DEFAULT_REGION_CONCURRENCY,
 };
 pub use error::{Denied, RoutingError};
-pub use handle::{Resolved, RulesetHandle};
+pub use handle::{Current, Resolved, RulesetHandle};
 pub use request::{BodyChecks, RoutableRequest, Route, StorageRequest, Target};
 /// The audit trail (the `residency-audit` crate).
 pub use residency_audit as audit;
+pub use residency_directory as directory;
 pub use routing::{RoutingFuture, RoutingLayer, RoutingService};
 pub use upload_id::{UploadIdCodec, UploadToken};

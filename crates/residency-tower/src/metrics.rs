@@ -213,6 +213,15 @@ pub(crate) fn denied(reason: &'static str) {
     metrics::counter!(DENIED_TOTAL, "reason" => reason).increment(1);
 }
 
+/// A request refused because the tenant directory could not answer, counted
+/// with the denials (`directory_unavailable`, `directory_record_invalid`).
+pub(crate) fn directory_failed(e: &residency_directory::DirectoryError) {
+    denied(match e {
+        residency_directory::DirectoryError::Unavailable(_) => "directory_unavailable",
+        residency_directory::DirectoryError::Refused { .. } => "directory_record_invalid",
+    });
+}
+
 /// S3 error codes whose `residency_backend_errors_total` handles are cached
 /// (the codes of the store's own errors); any other code is registered on
 /// each use.

@@ -11,33 +11,31 @@
 //!
 //! When two copies do exist (a crash between the write and the removal, or a
 //! removal that failed and was answered with an error), every read picks the
-//! same one: the copy in the first region of [`Ruleset::read_regions`] for
+//! same one: the copy in the first region of [`Policy::read_regions`] for
 //! that key, which is the order GET and HEAD try. A listing that finds a key
 //! in two regions keeps that copy too ([`preferred`]), so its size matches GET.
 //! See docs/policy-authoring.md ("One object per key").
 
 use residency_policy::{
-    Classification, ClassifiedBy, Decision, OnConflict, RegionId, RegionOrder, RegionSet, Ruleset,
-    TenantId,
+    Classification, ClassifiedBy, Decision, OnConflict, Policy, RegionId, RegionOrder, RegionSet,
+    Tenant,
 };
 
 /// Whether a key rule fixes `key`'s placement: every write of it lands in the
 /// region of that rule's category (an explicit label either names the same
 /// category or is denied or overruled), so no write can move it. Not so under
 /// `on_conflict = "explicit"`, where a label overrides the key rule.
-pub(crate) fn key_rule_fixes(rules: &Ruleset, key: &str) -> bool {
-    rules.policy().on_conflict() != OnConflict::Explicit
-        && rules.policy().classify_key(key).is_some()
+pub(crate) fn key_rule_fixes(policy: &Policy, key: &str) -> bool {
+    policy.on_conflict() != OnConflict::Explicit && policy.classify_key(key).is_some()
 }
 
 /// Every region where the current rules could place `key` for `tenant`, by
 /// any label, content type or default: the regions a copy of it could have
 /// been written to under these rules.
-pub(crate) fn placeable_regions(rules: &Ruleset, tenant: TenantId, key: &str) -> RegionSet {
-    let policy = rules.policy();
+pub(crate) fn placeable_regions(policy: &Policy, tenant: &Tenant, key: &str) -> RegionSet {
     if policy.on_conflict() != OnConflict::Explicit {
         if let Some(class) = policy.classify_key(key) {
-            return match rules.place(tenant, class) {
+            return match policy.place(tenant, class) {
                 Decision::Allow(p) => RegionSet::EMPTY.with(p.region),
                 Decision::Deny(_) => RegionSet::EMPTY,
             };
@@ -49,7 +47,7 @@ pub(crate) fn placeable_regions(rules: &Ruleset, tenant: TenantId, key: &str) ->
             category,
             by: ClassifiedBy::Explicit,
         };
-        if let Decision::Allow(p) = rules.place(tenant, class) {
+        if let Decision::Allow(p) = policy.place(tenant, class) {
             set = set.with(p.region);
         }
     }
@@ -62,8 +60,8 @@ pub(crate) fn placeable_regions(rules: &Ruleset, tenant: TenantId, key: &str) ->
 /// could have placed this key. A region the tenant's policy could never place
 /// the key in is not looked at, so its outage does not fail the write.
 pub(crate) fn older_copy_regions(
-    rules: &Ruleset,
-    tenant: TenantId,
+    policy: &Policy,
+    tenant: &Tenant,
     key: &str,
     target: RegionId,
     classified_by: Option<ClassifiedBy>,
@@ -73,12 +71,12 @@ pub(crate) fn older_copy_regions(
         classified_by,
         Some(ClassifiedBy::KeyRule(_) | ClassifiedBy::CategoryBackup)
     );
-    let explicit_wins = rules.policy().on_conflict() == OnConflict::Explicit;
-    if (by_key_rule && !explicit_wins) || key_rule_fixes(rules, key) {
+    let explicit_wins = policy.on_conflict() == OnConflict::Explicit;
+    if (by_key_rule && !explicit_wins) || key_rule_fixes(policy, key) {
         return out;
     }
-    let placeable = placeable_regions(rules, tenant, key);
-    for r in rules.tenants().read_order(rules.policy(), tenant).iter() {
+    let placeable = placeable_regions(policy, tenant, key);
+    for r in policy.read_order(tenant).iter() {
         if r != target && placeable.contains(r) {
             out.push(r);
         }
@@ -89,13 +87,13 @@ pub(crate) fn older_copy_regions(
 /// Of two copies of `key` found in regions `a` and `b`, the one reads see:
 /// the first in the key's read order (GET and HEAD stop there).
 pub(crate) fn preferred(
-    rules: &Ruleset,
-    tenant: TenantId,
+    policy: &Policy,
+    tenant: &Tenant,
     key: &str,
     a: RegionId,
     b: RegionId,
 ) -> RegionId {
-    for r in rules.read_regions(tenant, key).iter() {
+    for r in policy.read_regions(tenant, key).iter() {
         if r == a || r == b {
             return r;
         }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use residency_policy::{
-    CategoryId, ClassifiedBy, RegionId, RegionOrder, Ruleset, TenantId, CATEGORY_HEADER,
+    CategoryId, ClassifiedBy, RegionId, RegionOrder, Ruleset, Tenant, CATEGORY_HEADER,
 };
 use residency_store::{BoxError, OpKind, Operation};
 
@@ -26,8 +26,8 @@ pub enum Target {
 pub struct Route {
     /// The ruleset the decision was made under.
     pub rules: Arc<Ruleset>,
-    /// The tenant.
-    pub tenant: TenantId,
+    /// The tenant, as the directory answered.
+    pub tenant: Arc<Tenant>,
     /// Where to go.
     pub target: Target,
     /// The category, when the operation was classified.
@@ -52,7 +52,7 @@ pub struct Route {
 impl Route {
     /// The tenant's id string (the prefix of its objects in every bucket).
     pub fn tenant_id(&self) -> &str {
-        self.rules.tenants().tenant(self.tenant).id()
+        self.tenant.id()
     }
 
     /// A region's id string.

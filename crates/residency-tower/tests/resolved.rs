@@ -41,10 +41,14 @@ async fn a_reload_after_the_edge_resolved_does_not_change_the_decision() {
     let svc = RoutingLayer::new(handle.clone()).layer(dispatch);
 
     // The edge resolves the tenant (by its virtual bucket) under the rules in force...
-    let resolved = handle
-        .resolve(|r| Ok::<_, ()>(r.tenants().by_virtual_bucket("acme").map(|t| t.handle())))
+    let current = handle.current();
+    let acme = current
+        .directory()
+        .tenant_by_bucket(current.rules().policy(), "acme")
+        .await
         .unwrap()
         .expect("acme's bucket");
+    let resolved = current.resolved(acme);
     assert_eq!(resolved.tenant_record().id(), "acme");
     // ...then a reload swaps the rules before the layer decides.
     handle.store(after);

@@ -58,7 +58,7 @@ pub(super) use put_meta;
 macro_rules! bucket_input {
     ($gateway:expr, $req:ident) => {{
         let input = $req.input;
-        let tenant = $gateway.tenant(&$req.extensions, &input.bucket)?;
+        let tenant = $gateway.tenant(&$req.extensions, &input.bucket).await?;
         (input, tenant)
     }};
 }

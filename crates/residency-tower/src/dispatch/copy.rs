@@ -32,10 +32,7 @@ impl RegionalDispatch {
                 Ok(self.served(out, rb))
             }
             Err(e) if is_not_found(&e) => {
-                let order = route
-                    .rules
-                    .tenants()
-                    .read_order(route.rules.policy(), route.tenant);
+                let order = route.rules.policy().read_order(&route.tenant);
                 for r in order.iter().filter(|r| *r != dst) {
                     let other = self.region(route, r)?;
                     match Self::call(route, other, Operation::Head { key: src.clone() }).await {

@@ -62,7 +62,8 @@ impl RegionalDispatch {
                     Entry::Occupied(mut e) => {
                         let kept = e.get().as_ref().map(|(region, _)| *region);
                         let keep_new = kept.is_some_and(|k| {
-                            one_copy::preferred(&route.rules, route.tenant, e.key(), k, r) == r
+                            one_copy::preferred(route.rules.policy(), &route.tenant, e.key(), k, r)
+                                == r
                         });
                         if keep_new {
                             e.insert(Some((r, o)));

@@ -36,8 +36,8 @@ impl RegionalDispatch {
         prefix: &str,
     ) -> StepFuture<'a, RegionOrder> {
         let look_in = one_copy::older_copy_regions(
-            &route.rules,
-            route.tenant,
+            route.rules.policy(),
+            &route.tenant,
             key,
             target,
             route.classified_by,

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use residency_policy::{CategoryId, Decision, DenyReason, RegionOrder, Ruleset, TenantId};
+use residency_policy::{CategoryId, Decision, DenyReason, RegionOrder, Ruleset, Tenant};
 use residency_store::OpKind;
 
 use crate::audit::{Decided, DecisionRecord};
@@ -46,7 +46,7 @@ fn next_request_id() -> Arc<str> {
 pub(crate) struct Refusal {
     pub(crate) denied: Denied,
     pub(crate) category: Option<CategoryId>,
-    pub(crate) tenant: Option<TenantId>,
+    pub(crate) tenant: Option<Arc<Tenant>>,
     pub(crate) request_id: Arc<str>,
 }
 
@@ -54,7 +54,7 @@ fn refuse(
     reason: &'static str,
     detail: impl Into<String>,
     category: Option<CategoryId>,
-    tenant: Option<TenantId>,
+    tenant: Option<&Arc<Tenant>>,
     request_id: &Arc<str>,
 ) -> Refusal {
     Refusal {
@@ -63,16 +63,17 @@ fn refuse(
             detail: detail.into(),
         },
         category,
-        tenant,
+        tenant: tenant.cloned(),
         request_id: request_id.clone(),
     }
 }
 
 /// Decides one request (of kind `op`, as `req.op()` says) under `rules`, for
-/// the tenant the edge `resolved` (else the one `req` names).
+/// its tenant as the directory answered (`None`: the directory knows no
+/// tenant of the name `req` gives).
 pub(crate) fn route<R: RoutableRequest>(
     rules: &Arc<Ruleset>,
-    resolved: Option<TenantId>,
+    tenant: Option<&Arc<Tenant>>,
     req: &R,
     op: OpKind,
     codec: &UploadIdCodec,
@@ -82,8 +83,8 @@ pub(crate) fn route<R: RoutableRequest>(
         .map(Arc::from)
         .unwrap_or_else(next_request_id);
     let policy = rules.policy();
-    let tenant_name = req.tenant().unwrap_or("");
-    let Some(tenant) = resolved.or_else(|| rules.tenants().get(tenant_name)) else {
+    let Some(tenant) = tenant else {
+        let tenant_name = req.tenant().unwrap_or("");
         return Err(refuse(
             "unknown_tenant",
             format!("unknown tenant {tenant_name:?}"),
@@ -93,11 +94,11 @@ pub(crate) fn route<R: RoutableRequest>(
         ));
     };
     // The decision is a pure function of (policy, tenant, request).
-    let t = rules.tenants().tenant(tenant);
+    let t: &Tenant = tenant;
     let key = req.key().unwrap_or("");
     let route = |target, category, classified_by, upload, reason, out_of_locality| Route {
         rules: rules.clone(),
-        tenant,
+        tenant: tenant.clone(),
         target,
         category,
         classified_by,
@@ -184,7 +185,7 @@ pub(crate) fn route<R: RoutableRequest>(
                         // Data is written (a part) or made visible (complete)
                         // only where the current rules could still place it.
                         let writes = matches!(op, OpKind::UploadPart | OpKind::CompleteMultipart);
-                        if writes && !placeable_regions(rules, tenant, key).contains(region) {
+                        if writes && !placeable_regions(policy, t, key).contains(region) {
                             r.reason = "placement_changed";
                             r.revoked = Some(Denied {
                                 reason: "placement_changed",
@@ -238,7 +239,7 @@ pub(crate) fn audit_record<R: RoutableRequest>(
                 reason: r.reason,
                 out_of_locality: r.out_of_locality,
             };
-            (&r.request_id, Some(r.tenant), decided)
+            (&r.request_id, Some(&r.tenant), decided)
         }
         Err(f) => {
             let decided = Decided {
@@ -250,7 +251,7 @@ pub(crate) fn audit_record<R: RoutableRequest>(
                 reason: f.denied.reason,
                 out_of_locality: false,
             };
-            (&f.request_id, f.tenant, decided)
+            (&f.request_id, f.tenant.as_ref(), decided)
         }
     };
     DecisionRecord::new(

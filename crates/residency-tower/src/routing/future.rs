@@ -19,6 +19,11 @@ pin_project! {
         Denied {
             denied: Option<Denied>,
         },
+        /// Failed before a decision (the tenant directory could not
+        /// answer); the inner service was not called.
+        Failed {
+            error: Option<BoxError>,
+        },
         /// Allowed; the inner service is running.
         Inner {
             #[pin]
@@ -54,6 +59,9 @@ where
                     .expect("RoutingFuture polled after completion");
                 Poll::Ready(Err(Box::new(RoutingError::Denied(d))))
             }
+            RoutingFutureProj::Failed { error } => Poll::Ready(Err(error
+                .take()
+                .expect("RoutingFuture polled after completion"))),
             RoutingFutureProj::Inner { fut } => fut.poll(cx).map_err(Into::into),
             RoutingFutureProj::Auditing { .. } => unreachable!("replaced above"),
         }

@@ -7,11 +7,14 @@ use residency_store::{BoxError, OpKind};
 use tower::Service;
 
 use crate::error::RoutingError;
+use crate::handle::Snapshot;
 use crate::metrics as m;
 use crate::request::{RoutableRequest, Target};
 use crate::routing::decide::{audit_record, route};
 use crate::routing::RoutingFuture;
 use crate::routing::Shared;
+use residency_directory::Answer;
+use residency_policy::Tenant;
 
 /// Classifies and decides each request, attaches its [`crate::Route`], and
 /// calls the inner service; a denied request never reaches it.
@@ -74,23 +77,85 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut req: R) -> Self::Future {
-        // The snapshot the edge resolved the tenant under, else the one in
-        // force now (a guard, not a clone: the route takes the only reference
-        // it needs).
-        let resolved = req.resolved().map(|r| (r.snapshot.clone(), r.tenant));
-        let guard;
-        let (snapshot, tenant) = match &resolved {
-            Some((snapshot, tenant)) => (&**snapshot, Some(*tenant)),
-            None => {
-                guard = self.shared.handle.snapshot();
-                (&**guard, None)
+    fn call(&mut self, req: R) -> Self::Future {
+        // The tenant the edge resolved, under its snapshot.
+        if let Some(r) = req.resolved() {
+            let (snapshot, tenant) = (r.snapshot.clone(), r.tenant.clone());
+            return self.decide(&snapshot, Ok(Some(tenant)), req);
+        }
+        // Else the request's tenant, looked up now under the snapshot in
+        // force (a guard, not a clone, when the directory answers from
+        // memory: the file, a cached tenant).
+        let guard = self.shared.handle.snapshot();
+        let lookup = guard
+            .directory
+            .tenant(guard.rules.policy(), req.tenant().unwrap_or(""));
+        if let Some(answer) = lookup.now() {
+            return self.decide(&guard, answer, req);
+        }
+        // A directory that must ask its source: the inner service is cloned
+        // into the future (the ready one taken, as for a durable audit).
+        let snapshot = arc_swap::Guard::into_inner(guard);
+        let clone = self.inner.clone();
+        let mut this = RoutingService {
+            inner: std::mem::replace(&mut self.inner, clone),
+            shared: self.shared.clone(),
+        };
+        RoutingFuture::Auditing {
+            start: Box::pin(async move {
+                let answer = {
+                    let name = req.tenant().unwrap_or("");
+                    snapshot
+                        .directory
+                        .tenant(snapshot.rules.policy(), name)
+                        .await
+                };
+                match this.decide(&snapshot, answer, req) {
+                    RoutingFuture::Inner { fut } => Ok(fut),
+                    RoutingFuture::Auditing { start } => start.await,
+                    RoutingFuture::Denied { denied } => {
+                        Err(Box::new(RoutingError::Denied(denied.expect("a denial"))) as BoxError)
+                    }
+                    RoutingFuture::Failed { error } => Err(error.expect("an error")),
+                }
+            }),
+        }
+    }
+}
+
+impl<S> RoutingService<S> {
+    /// Decides `req` under `snapshot` for the tenant the directory answered,
+    /// and calls the inner service if it is allowed.
+    fn decide<R>(
+        &mut self,
+        snapshot: &Snapshot,
+        answer: Answer<Arc<Tenant>>,
+        mut req: R,
+    ) -> RoutingFuture<S::Future>
+    where
+        R: RoutableRequest + Send + 'static,
+        S: Service<R> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Error: Into<BoxError>,
+    {
+        let tenant = match answer {
+            Ok(t) => t,
+            Err(e) => {
+                // Fail closed: no decision without the directory's answer.
+                m::directory_failed(&e);
+                tracing::warn!(
+                    tenant = req.tenant().unwrap_or(""),
+                    error = %e,
+                    "tenant directory could not answer: request refused, nothing sent to any region"
+                );
+                return RoutingFuture::Failed {
+                    error: Some(Box::new(RoutingError::Directory(e))),
+                };
             }
         };
-        let rules = &snapshot.rules;
-        // Once: for an http request it is parsed from the method and query.
         let op = req.op();
-        let result = route(rules, tenant, &req, op, &self.shared.codec);
+        let rules = &snapshot.rules;
+        let result = route(rules, tenant.as_ref(), &req, op, &self.shared.codec);
         // An allowed write waits for its record to be stored (durable mode)
         // before anything is sent to the backend: a record may then describe
         // a write that failed, never a write without a record.
