@@ -8,7 +8,10 @@
 //! subsets of the category's gating features` (of either policy), with no
 //! migration: every row of the report stands for all the tenants with that
 //! locality and strictness and exactly those of the category's gating
-//! features ([`PolicyDiff::affected`] matches them so).
+//! features ([`PolicyDiff::affected`] matches them so). A kind the old
+//! policy refuses (its locality is a region only the new one declares) has
+//! no tenants yet and is left out; one the new policy refuses (its locality
+//! was removed) is reported as `invalid tenant`.
 //!
 //! ```
 //! use residency_policy::{diff, Policy};
@@ -321,7 +324,9 @@ pub fn diff(old: &Policy, new: &Policy) -> PolicyDiff {
                         migrating_from: None,
                     };
                     let (o, n) = (outcome(old, &kind, oc), outcome(new, &kind, nc));
-                    if !o.same_placement(&n) {
+                    // No tenant of a kind the old policy refuses (a locality
+                    // in an added region) exists yet: nothing of it moves.
+                    if !o.same_placement(&n) && !matches!(o, Outcome::Invalid { .. }) {
                         changes.push(PlacementChange {
                             category: cat.id().to_owned(),
                             kind,
