@@ -71,7 +71,7 @@ impl TenantKind {
     /// others; should those still be more than [`MAX_ENUMERATED_FEATURES`],
     /// the subsets of each category's own gates (placement of a category
     /// depends on its gates only, so the proof stays exact). The space is
-    /// (1 + 2·R)·R·F kinds for R regions and F feature sets.
+    /// ((1 + R) + 2·R²)·F kinds for R regions and F feature sets.
     pub fn space(policy: &Policy) -> Vec<TenantKind> {
         let regions: Vec<&str> = policy.regions().map(|(_, r)| r.id()).collect();
         let feature_sets = feature_sets(policy);
@@ -475,17 +475,21 @@ fn check_reads(
             let (category, what) = match key {
                 Some((c, k)) => (
                     policy.category(c).id().to_owned(),
-                    format!("a read of {k:?}"),
+                    format!("a read of {k:?} looks"),
                 ),
-                None => (String::new(), "its reads".to_owned()),
+                None => (String::new(), "its reads look".to_owned()),
             };
             out.push(Violation {
                 kind: kind.clone(),
                 category: category.clone(),
                 region: Some(policy.region(r).id().to_owned()),
                 message: format!(
-                    "tenant kind `{kind}`{}: {what} look in {}, outside the strict tenant's locality",
-                    if category.is_empty() { String::new() } else { format!(" × category {category}") },
+                    "tenant kind `{kind}`{}: {what} in {}, outside the strict tenant's locality",
+                    if category.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" × category {category}")
+                    },
                     policy.region(r).id()
                 ),
             });
@@ -735,6 +739,44 @@ mod tests {
             .iter()
             .filter(|v| v.category == "chat_content")
             .all(|v| v.kind.locality.as_deref() != Some("eu")));
+    }
+
+    /// What the data alone could break, the parser refuses: the proof is
+    /// about the code.
+    #[test]
+    fn the_parser_refuses_a_set_outside_the_regions() {
+        for allowed in ["[]", "[\"mars\"]"] {
+            let broken = POLICY.replace(
+                "[categories.chat_content]\n        allowed = [\"eu\"]",
+                &format!("[categories.chat_content]\n        allowed = {allowed}"),
+            );
+            assert_ne!(broken, POLICY);
+            assert!(Policy::from_toml(&broken, "p.toml").is_err(), "{allowed}");
+        }
+    }
+
+    #[test]
+    fn a_strict_read_outside_the_locality_is_found() {
+        let p = Policy::from_toml(POLICY, "p.toml").unwrap();
+        let kind = TenantKind {
+            locality: Some("eu".into()),
+            strict: true,
+            features: vec![],
+            migrating_from: None,
+        };
+        let t = kind.tenant(&p).unwrap();
+        let chat = p.category_by_id("chat_content").unwrap();
+        let mut reads = RegionOrder::one(p.region_by_id("eu").unwrap());
+        let mut out = Vec::new();
+        check_reads(&p, &kind, &t, Some((chat, "chat/x")), &reads, &mut out);
+        assert!(out.is_empty());
+        reads.push(p.region_by_id("us").unwrap());
+        check_reads(&p, &kind, &t, Some((chat, "chat/x")), &reads, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].message,
+            "tenant kind `locality=eu strict` × category chat_content: a read of \"chat/x\" looks in us, outside the strict tenant's locality"
+        );
     }
 
     #[test]
