@@ -41,11 +41,13 @@
 mod category;
 mod classifier;
 mod decision;
+mod diff;
 mod error;
 mod geo;
 mod lookup;
 mod notes;
 mod policy;
+mod prove;
 mod reason;
 mod record;
 mod region;
@@ -59,11 +61,13 @@ pub use classifier::{
     Classification, ClassifiedBy, ContentTypeRule, KeyRule, OnConflict, CATEGORY_HEADER,
 };
 pub use decision::{Decision, Explanation, Placement, PlacementRequest};
+pub use diff::{diff, CategoryChanges, Outcome, PlacementChange, PolicyDiff};
 pub use error::{ConfigError, ConfigErrors};
 pub use geo::{builtin_jurisdiction, provider_location, PROVIDER_LOCATIONS};
 pub use lookup::TenantLookup;
 pub use notes::{Note, DEFAULT_REGION_ASSUMPTION};
 pub use policy::{FeatureExport, Policy, SubProcessor};
+pub use prove::{prove, Proof, TenantKind, Violation, MAX_ENUMERATED_FEATURES};
 pub use reason::{AllowReason, DenyReason};
 pub use record::TenantRecord;
 pub use region::{Region, RegionId, RegionOrder, RegionSet, MAX_REGIONS};

@@ -231,6 +231,13 @@ impl Policy {
         self.resolved[c.index()]
     }
 
+    /// A category's resolved placement, to corrupt by hand in tests (the
+    /// parser builds no policy that breaks the invariants).
+    #[cfg(test)]
+    pub(crate) fn resolved_mut(&mut self, c: CategoryId) -> &mut Resolved {
+        &mut self.resolved[c.index()]
+    }
+
     /// The default category for unclassifiable payloads, if any.
     pub fn default_category(&self) -> Option<CategoryId> {
         self.default_category
