@@ -184,6 +184,30 @@ enum PolicyCommand {
         #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
         format: ShowFormat,
     },
+    /// Compare two hosting policies before shipping the new one: every
+    /// (tenant kind × category) whose placement changes, the tenants of the
+    /// tenants file each change hits (they would need a migration of that
+    /// category's data), and the invariant proof of both versions (no write
+    /// outside a category's allowed regions, no strict tenant outside its
+    /// locality). Exit 0 when no placement changes, 1 when some do, 2 when a
+    /// file is invalid or a proof fails.
+    Diff {
+        /// The policy in force now.
+        old: PathBuf,
+        /// The policy to ship.
+        new: PathBuf,
+        /// Tenants file whose tenants are matched against the changes
+        /// (validated against the old policy).
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "config/tenants.example.toml"
+        )]
+        tenants: PathBuf,
+        /// One JSON object: the diff, the affected tenants, both proofs.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How `explain` prints.
@@ -250,6 +274,15 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Show { policy, format },
         } => commands::policy_show::run(&policy, format),
+        Command::Policy {
+            command:
+                PolicyCommand::Diff {
+                    old,
+                    new,
+                    tenants,
+                    json,
+                },
+        } => commands::policy_diff::run(&old, &new, &tenants, json),
         Command::Tenants {
             command:
                 TenantsCommand::Set {

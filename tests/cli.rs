@@ -749,3 +749,97 @@ fn check_previous_refuses_a_locality_switch_without_a_migration() {
         );
     }
 }
+
+/// The shipped policy with chat content moved from the EEA to the US only.
+fn chat_moved_to_us(test: &str) -> PathBuf {
+    let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(POLICY))
+        .expect("shipped policy");
+    let start = src
+        .find("[categories.chat_content]")
+        .expect("chat category");
+    let allowed = start
+        + src[start..]
+            .find("allowed = [\"eu\"]")
+            .expect("chat's EEA rule");
+    let moved = format!(
+        "{}allowed = [\"us\"]{}",
+        &src[..allowed],
+        &src[allowed + "allowed = [\"eu\"]".len()..]
+    );
+    let path = temp_dir(test).join("chat-us.toml");
+    std::fs::write(&path, moved).expect("write the moved policy");
+    path
+}
+
+#[test]
+fn policy_diff_reports_exactly_the_chat_move_and_the_tenants_it_hits() {
+    let moved = chat_moved_to_us("policy_diff_chat");
+    let out = residency(&["policy", "diff", POLICY, moved.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(
+        code(&out),
+        1,
+        "placements change: exit 1\n{text}{}",
+        stderr(&out)
+    );
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("chat_content")
+                || l.contains(" → ")
+                    && !l.starts_with("policy ")
+                    && !l.starts_with("category ")
+                    && !l.starts_with("  ")
+        })
+        .collect();
+    assert_eq!(rows.len(), 5, "one row per tenant kind of chat:\n{text}");
+    assert!(rows.iter().all(|r| r.starts_with("chat_content")), "{text}");
+    // The example tenants: every one has chat data whose placement moves
+    // (acme and eurobank are in the EEA, globex was out of its US locality,
+    // initech's default region was overruled by the EEA-only rule).
+    for line in [
+        "  acme: chat_content eu → us (out of locality)",
+        "  globex: chat_content eu (out of locality) → us",
+        "  initech: chat_content eu → us",
+        "  eurobank: chat_content eu → denied (out_of_locality)",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?}:\n{text}");
+    }
+    assert_eq!(text.matches("proved clean").count(), 2, "{text}");
+
+    let json = residency(&["policy", "diff", POLICY, moved.to_str().unwrap(), "--json"]);
+    let v: Value = serde_json::from_slice(&json.stdout).expect("json");
+    let categories: Vec<&str> = v["diff"]["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["category"].as_str().unwrap())
+        .collect();
+    assert_eq!(categories, ["chat_content"]);
+    assert_eq!(v["affected"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn policy_diff_of_a_policy_with_itself_changes_nothing() {
+    let out = residency(&["policy", "diff", POLICY, POLICY]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("none affected"), "{}", stdout(&out));
+}
+
+#[test]
+fn check_proves_the_policy_invariants() {
+    let out = residency(&["check"]);
+    let text = stdout(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("proved clean"))
+        .expect("the proof's line");
+    let cases: usize = line
+        .split('(')
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a case count");
+    assert!(cases > 1000, "{line}");
+}

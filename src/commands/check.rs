@@ -24,6 +24,13 @@ pub(crate) fn run(
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
+    // The invariants, over every tenant kind × category: no write outside a
+    // category's allowed regions, no strict tenant outside its locality.
+    let proof = residency::policy::prove(&policy);
+    if !proof.is_clean() {
+        eprintln!("{}: {proof}", files.policy.display());
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
     let src = read(&files.tenants)?;
     match Tenants::from_toml(&src, &files.tenants.display().to_string(), &policy) {
         Ok(t) => {
@@ -36,6 +43,7 @@ pub(crate) fn run(
                 policy.key_rules().len(),
                 policy.content_type_rules().len()
             );
+            println!("ok: {}: {proof}", files.policy.display());
             println!(
                 "ok: {} ({} tenants, {} service keys)",
                 files.tenants.display(),

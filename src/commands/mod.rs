@@ -9,6 +9,7 @@ pub(crate) mod check;
 pub(crate) mod disclosure;
 pub(crate) mod explain;
 pub(crate) mod migrate;
+pub(crate) mod policy_diff;
 pub(crate) mod policy_show;
 pub(crate) mod serve;
 pub(crate) mod tenants;
