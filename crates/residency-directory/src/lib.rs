@@ -48,6 +48,8 @@
 
 mod file;
 mod lookup;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use std::fmt;
 use std::sync::Arc;
@@ -58,6 +60,8 @@ use residency_policy::{Policy, Tenant};
 
 pub use file::FileDirectory;
 pub use lookup::Lookup;
+#[cfg(feature = "postgres")]
+pub use postgres::{DirectoryKey, PgDirectory, PgError, PgOptions};
 
 /// Why a directory could not answer for a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
