@@ -39,6 +39,9 @@ pub enum KeyError {
         /// The configured key ids, comma-separated.
         configured: String,
     },
+    /// No key is configured.
+    #[error("the PostgreSQL directory needs a key-encryption key: set RESIDENCY_DIRECTORY_KEY (64 hex digits) or `directory_key_file`")]
+    Missing,
     /// The sealed secret does not open under the key its row names.
     #[error("the secret of access key {access_key:?} does not decrypt under key-encryption key {kek_id}: the key or the row is wrong")]
     Decrypt {
@@ -113,6 +116,19 @@ impl DirectoryKey {
             Err(std::env::VarError::NotUnicode(_)) => {
                 Err(KeyError::BadKey(DIRECTORY_KEY_ENV.to_owned()))
             }
+        }
+    }
+
+    /// The key from `RESIDENCY_DIRECTORY_KEY`, else from `file`
+    /// (`directory_key_file`).
+    ///
+    /// # Errors
+    /// Neither is given, or the one given does not hold a key.
+    pub fn load(file: Option<&Path>) -> Result<DirectoryKey, KeyError> {
+        match (DirectoryKey::from_env()?, file) {
+            (Some(k), _) => Ok(k),
+            (None, Some(path)) => DirectoryKey::from_file(path),
+            (None, None) => Err(KeyError::Missing),
         }
     }
 
@@ -233,6 +249,10 @@ mod tests {
         let from_file = std::env::temp_dir().join(format!("residency-key-{}", std::process::id()));
         std::fs::write(&from_file, format!("{}\n", key.to_hex())).unwrap();
         assert_eq!(DirectoryKey::from_file(&from_file).unwrap(), key);
+        if std::env::var_os(DIRECTORY_KEY_ENV).is_none() {
+            assert_eq!(DirectoryKey::load(Some(&from_file)).unwrap(), key);
+            assert_eq!(DirectoryKey::load(None).unwrap_err(), KeyError::Missing);
+        }
         let _ = std::fs::remove_file(from_file);
     }
 }

@@ -116,9 +116,13 @@ pub struct PgOptions {
 impl fmt::Debug for PgOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URL may hold a password: print its host part only.
-        let host = self.url.rsplit('@').next().unwrap_or("");
+        let url = match self.url.rsplit_once('@') {
+            Some((_, host)) => format!("postgresql://…@{host}"),
+            None if self.url.contains("password") => "<redacted>".to_owned(),
+            None => self.url.clone(),
+        };
         f.debug_struct("PgOptions")
-            .field("url", &format_args!("postgresql://…@{host}"))
+            .field("url", &url)
             .field("keys", &self.keys)
             .field("max_staleness", &self.max_staleness)
             .field("cache_capacity", &self.cache_capacity)
@@ -418,9 +422,7 @@ impl PgDirectory {
     /// `connect_timeout`, no key is given, or the migration fails.
     pub async fn connect(options: PgOptions) -> Result<Arc<PgDirectory>, PgError> {
         if options.keys.is_empty() {
-            return Err(PgError::Invalid(vec![
-                "the PostgreSQL directory needs a key-encryption key (RESIDENCY_DIRECTORY_KEY or directory_key_file)".to_owned(),
-            ]));
+            return Err(KeyError::Missing.into());
         }
         let timeout = options.connect_timeout;
         let mut config: tokio_postgres::Config = options
