@@ -18,7 +18,8 @@ CREATE TABLE tenants (
     locality text,
     strict boolean NOT NULL DEFAULT false,
     features text[] NOT NULL DEFAULT '{}',
-    bucket text NOT NULL UNIQUE,
+    -- Deferrable, so that one import can swap two tenants' buckets.
+    bucket text NOT NULL CONSTRAINT tenants_bucket_key UNIQUE DEFERRABLE INITIALLY IMMEDIATE,
     migrating_from text,
     migrated_from text,
     updated_at timestamptz NOT NULL DEFAULT now(),

@@ -180,6 +180,30 @@ async fn import_answers_as_the_file_does_and_exports_back() {
         .await
         .unwrap();
     assert_eq!((r.changed, r.unchanged, r.keys_changed), (1, 3, 0), "{r:?}");
+
+    // Two tenants swap buckets in one import.
+    let swapped = TENANTS
+        .replacen("bucket = \"acme\"", "bucket = \"globex\"", 1)
+        .replacen("id = \"globex\"", "id = \"globex\"\nbucket = \"acme\"", 1)
+        .replacen(
+            "locality = \"eu\"\nstrict = false",
+            "locality = \"us\"\nmigrating_from = \"eu\"",
+            1,
+        );
+    let swapped = Tenants::from_toml(&swapped, "t.toml", &policy).unwrap();
+    let r = import(&mut c, &swapped, &policy, resolve, &key)
+        .await
+        .unwrap();
+    assert_eq!((r.changed, r.unchanged), (2, 2), "{r:?}");
+    eventually("the swapped bucket", 5, || async {
+        let t = dir
+            .tenant_by_bucket(&policy, "acme")
+            .await
+            .unwrap()
+            .unwrap();
+        (t.id() == "globex").then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -225,6 +249,29 @@ async fn secrets_are_sealed_and_rotate_to_a_new_key() {
         "{msg}"
     );
 
+    // A damaged row: a clear error naming the key, not the secret.
+    c.execute(
+        "UPDATE keys SET secret_sealed = overlay(secret_sealed placing '\\xff'::bytea from 1) \
+         WHERE access_key = 'INITECHEXAMPLEKEY'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let right = PgDirectory::connect(options(&url, &old)).await.unwrap();
+    let err = within("key", 5, right.access_key("INITECHEXAMPLEKEY"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not decrypt"), "{err}");
+    assert!(!err.to_string().contains("initech-example"), "{err}");
+    let policy = policy();
+    let fixed = import(&mut c, &tenants(&policy), &policy, resolve, &old)
+        .await
+        .unwrap();
+    assert_eq!(
+        fixed.keys_changed, 1,
+        "a re-import re-seals the damaged secret"
+    );
+
     // Rotation: both keys accepted while it runs, then only the new one.
     let new = DirectoryKey::generate();
     let both = PgDirectory::connect(residency_directory::PgOptions {
@@ -255,7 +302,6 @@ async fn secrets_are_sealed_and_rotate_to_a_new_key() {
         Err(DirectoryError::Unavailable(_))
     ));
     // A re-import under the new key changes nothing.
-    let policy = policy();
     let r = import(&mut c, &tenants(&policy), &policy, resolve, &new)
         .await
         .unwrap();
@@ -276,8 +322,10 @@ async fn a_change_by_another_connection_reaches_the_cache() {
     let key = DirectoryKey::generate();
     let policy = policy();
     let (dir, _) = imported(&url, &key).await;
+    let replica = PgDirectory::connect(options(&url, &key)).await.unwrap();
     assert_eq!(features(&dir, &policy, "acme").await, ["insights"]);
     cache_tenant(&dir, &policy, "acme").await;
+    cache_tenant(&replica, &policy, "acme").await;
     let mut c = client(&url).await;
     let (before, after) = set_features(
         &mut c,
@@ -289,8 +337,10 @@ async fn a_change_by_another_connection_reaches_the_cache() {
     .unwrap();
     assert_eq!(before, ["insights"]);
     assert_eq!(after.len(), 2);
-    eventually("the added feature", 5, || async {
-        (features(&dir, &policy, "acme").await.len() == 2).then_some(())
+    eventually("the added feature, in both replicas", 5, || async {
+        (features(&dir, &policy, "acme").await.len() == 2
+            && features(&replica, &policy, "acme").await.len() == 2)
+            .then_some(())
     })
     .await;
     set_features(
