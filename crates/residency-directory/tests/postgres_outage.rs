@@ -31,6 +31,19 @@ async fn an_outage_fails_closed_and_a_restart_recovers() {
         .is_some());
 
     cache_tenant(&dir, &policy, "acme").await;
+    // Heartbeats confirm what is cached: past max_staleness (2 s) since the
+    // fetch, with no change, the tenant is still answered from the cache.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        dir.tenant(&policy, "acme").is_ready(),
+        "confirmed by heartbeats"
+    );
+    let health = dir.health();
+    assert!(health.available, "{health:?}");
+    assert!(
+        health.staleness.unwrap() < Duration::from_secs(2),
+        "{health:?}"
+    );
     pg.stop();
     let stopped = Instant::now();
     // Within the bound, the cached tenant still answers (at once).

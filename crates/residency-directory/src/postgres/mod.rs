@@ -10,7 +10,9 @@
 //! its cache at once. A dedicated connection listens (it must reach PostgreSQL
 //! directly or through a session-pooling proxy: `LISTEN` does not work through a
 //! transaction-pooling proxy such as pgbouncer in `pool_mode = transaction`) and
-//! heartbeats every `min(max_staleness / 4, 5 s)`. A cached entry counts as
+//! heartbeats every `min(max_staleness / 4, 5 s)` with a `NOTIFY` to itself
+//! (notifications arrive in commit order: when it comes back, every change
+//! committed before it was sent has been dropped from the cache). A cached entry counts as
 //! confirmed at the later of its fetch and the last heartbeat, if the listening
 //! connection has been up since the entry was fetched; an entry not confirmed
 //! for `max_staleness` is fetched again, and when that fails the answer is
@@ -793,6 +795,12 @@ impl Directory for PgDirectory {
 
 /// The listening connection: `LISTEN`, heartbeats, reconnects with backoff
 /// forever (until the directory is dropped).
+///
+/// A heartbeat is a `NOTIFY` on a channel of this connection's own: the
+/// notification queue is in commit order, so when the ping comes back every
+/// change committed before it was sent has been received and dropped from
+/// the cache (the driver handles notifications in order); the cache is then
+/// confirmed as of the ping's sending.
 async fn listen(
     shared: Arc<Shared>,
     config: tokio_postgres::Config,
@@ -802,17 +810,26 @@ async fn listen(
     const MIN_BACKOFF: Duration = Duration::from_millis(50);
     const MAX_BACKOFF: Duration = Duration::from_secs(5);
     let mut backoff = MIN_BACKOFF;
+    let mut ping = 0u64;
     loop {
         let why = match tokio::time::timeout(timeout, config.connect(NoTls)).await {
             Err(_) => format!("PostgreSQL did not answer within {timeout:?}"),
             Ok(Err(e)) => format!("cannot connect to PostgreSQL: {e}"),
             Ok(Ok((client, mut conn))) => {
                 let s2 = shared.clone();
+                let (pong_tx, mut pong_rx) = tokio::sync::watch::channel(ping);
                 let mut driver = tokio::spawn(async move {
                     let mut messages = stream::poll_fn(move |cx| conn.poll_message(cx));
                     while let Some(m) = messages.next().await {
                         match m {
-                            Ok(AsyncMessage::Notification(n)) => s2.on_notification(n.payload()),
+                            Ok(AsyncMessage::Notification(n)) if n.channel() == CHANNEL => {
+                                s2.on_notification(n.payload());
+                            }
+                            Ok(AsyncMessage::Notification(n)) => {
+                                if let Ok(pong) = n.payload().parse::<u64>() {
+                                    pong_tx.send_replace(pong);
+                                }
+                            }
                             Ok(_) => {}
                             Err(e) => return format!("the notification connection failed: {e}"),
                         }
@@ -821,16 +838,22 @@ async fn listen(
                 });
                 let why = async {
                     let sent = Instant::now();
-                    match tokio::time::timeout(
-                        timeout,
-                        client.batch_execute(&format!("LISTEN {CHANNEL}")),
-                    )
-                    .await
-                    {
-                        Ok(Ok(())) => {}
+                    let setup = async {
+                        let pid: i32 = client
+                            .query_one("SELECT pg_backend_pid()", &[])
+                            .await?
+                            .get(0);
+                        let ping_channel = format!("{CHANNEL}_ping_{pid}");
+                        client
+                            .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {ping_channel}"))
+                            .await?;
+                        Ok::<_, tokio_postgres::Error>(ping_channel)
+                    };
+                    let ping_channel = match tokio::time::timeout(timeout, setup).await {
+                        Ok(Ok(c)) => c,
                         Ok(Err(e)) => return format!("LISTEN failed: {e}"),
                         Err(_) => return "LISTEN timed out".to_owned(),
-                    }
+                    };
                     shared.reconnected(sent);
                     tracing::info!("tenant directory: listening for changes");
                     backoff = MIN_BACKOFF;
@@ -839,10 +862,22 @@ async fn listen(
                             r = &mut driver => return r.unwrap_or_else(|e| e.to_string()),
                             () = tokio::time::sleep(interval) => {}
                         }
+                        ping += 1;
                         let sent = Instant::now();
-                        match tokio::time::timeout(timeout, client.simple_query("SELECT 1")).await {
-                            Ok(Ok(_)) => shared.set_heartbeat(sent),
-                            Ok(Err(e)) => return format!("heartbeat failed: {e}"),
+                        let heartbeat = async {
+                            client
+                                .batch_execute(&format!("NOTIFY {ping_channel}, '{ping}'"))
+                                .await
+                                .map_err(|e| format!("heartbeat failed: {e}"))?;
+                            pong_rx
+                                .wait_for(|&pong| pong >= ping)
+                                .await
+                                .map(|_| ())
+                                .map_err(|_| "the notification connection closed".to_owned())
+                        };
+                        match tokio::time::timeout(timeout, heartbeat).await {
+                            Ok(Ok(())) => shared.set_heartbeat(sent),
+                            Ok(Err(e)) => return e,
                             Err(_) => return format!("heartbeat: no answer within {timeout:?}"),
                         }
                     }
