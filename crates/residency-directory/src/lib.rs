@@ -6,7 +6,8 @@
 //! embedded layer (by tenant id), migrate, disclosure, audit and the CLI
 //! (by id, and every tenant for reports). Two sources implement it:
 //! [`FileDirectory`], the tenants file (the embedded default), and the
-//! PostgreSQL directory (production).
+//! PostgreSQL directory (production: `PgDirectory` in the module `postgres`,
+//! behind the cargo feature `postgres`).
 //!
 //! A lookup answers a [`Lookup`]: a future that is already complete when
 //! the source answers from memory (the file, a cached tenant: no

@@ -524,7 +524,7 @@ pub async fn set_features(
         .filter(|f| set.contains(*f))
         .cloned()
         .collect();
-    if sorted(&before) != sorted(&after) || before != after {
+    if before != after {
         tx.execute(
             "UPDATE tenants SET features = $2 WHERE id = $1",
             &[&id, &after],
