@@ -6,7 +6,8 @@
 //! embedded layer (by tenant id), migrate, disclosure, audit and the CLI
 //! (by id, and every tenant for reports). Two sources implement it:
 //! [`FileDirectory`], the tenants file (the embedded default), and the
-//! PostgreSQL directory (production).
+//! PostgreSQL directory (production: `PgDirectory` in the module `postgres`,
+//! behind the cargo feature `postgres`).
 //!
 //! A lookup answers a [`Lookup`]: a future that is already complete when
 //! the source answers from memory (the file, a cached tenant: no
@@ -48,6 +49,8 @@
 
 mod file;
 mod lookup;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use std::fmt;
 use std::sync::Arc;
@@ -58,6 +61,8 @@ use residency_policy::{Policy, Tenant};
 
 pub use file::FileDirectory;
 pub use lookup::Lookup;
+#[cfg(feature = "postgres")]
+pub use postgres::{DirectoryKey, PgDirectory, PgError, PgOptions};
 
 /// Why a directory could not answer for a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
