@@ -44,7 +44,7 @@ async fn import_answers_as_the_file_does_and_exports_back() {
     );
     assert_eq!((report.keys_added, report.keys_changed), (5, 0));
 
-    let file = FileDirectory::new(tenants(&policy), resolve).unwrap();
+    let file = FileDirectory::new(tenants(&policy).into(), resolve).unwrap();
     // The same tenant: record and handle (a directory's tenant carries no
     // keys: access keys are looked up on their own).
     let same = |t: Option<Arc<Tenant>>| t.map(|t| (t.handle(), TenantRecord::of(&t, &policy)));
@@ -143,7 +143,7 @@ async fn import_answers_as_the_file_does_and_exports_back() {
     assert_eq!(records(&back), records(file.file()));
     let with_secrets = export(&c, Some(std::slice::from_ref(&key))).await.unwrap();
     let back = Tenants::from_toml(&with_secrets, "exported.toml", &policy).unwrap();
-    let back = FileDirectory::new(back, resolve).unwrap();
+    let back = FileDirectory::new(back.into(), resolve).unwrap();
     for ak in [
         "ACMEEXAMPLEKEY",
         "APPSERVEREXAMPLEKEY",

@@ -43,6 +43,22 @@ pub(super) async fn admin_response(
                     }
                 }
             }
+            // The tenant directory: without it no request can be decided.
+            let d = sidecar.rules.directory().health();
+            let staleness = d
+                .staleness
+                .map(|s| format!(", confirmed {:.1} s ago", s.as_secs_f64()))
+                .unwrap_or_default();
+            if d.available {
+                lines.push(format!("directory ({}): ok{staleness}", d.source));
+            } else {
+                ok = false;
+                lines.push(format!(
+                    "directory ({}): unavailable{staleness}: {}",
+                    d.source,
+                    d.detail.as_deref().unwrap_or("no detail")
+                ));
+            }
             text(
                 if ok { 200 } else { 503 },
                 "text/plain",
