@@ -1,6 +1,6 @@
 //! The `residency` command line: run the sidecar, explain and check policies.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -17,6 +17,9 @@ struct Cli {
 }
 
 /// The policy and tenants files a command reads.
+/// The shipped hosting policy (what `--directory URL` checks rows against).
+const DEFAULT_POLICY: &str = "config/hosting-policy.toml";
+
 #[derive(Args, Debug, Clone)]
 pub(crate) struct PolicyFiles {
     /// Hosting policy file (regions, categories, rules).
@@ -143,7 +146,80 @@ enum TenantsCommand {
         /// Disable one feature.
         #[arg(long = "remove-feature", value_name = "FEATURE")]
         remove_feature: Vec<String>,
+        #[command(flatten)]
+        directory: DirectoryArgs,
     },
+    /// Import a tenants file into the PostgreSQL directory: tenants, keys
+    /// (secrets sealed under the key-encryption key) and service keys.
+    /// Idempotent: says what it added and changed; a change of locality
+    /// without a migration is refused and nothing is written.
+    Import {
+        /// The tenants file.
+        file: PathBuf,
+        /// Hosting policy the file is validated against (with --directory;
+        /// --config names its own).
+        #[arg(long, value_name = "FILE", default_value = DEFAULT_POLICY)]
+        policy: PathBuf,
+        #[command(flatten)]
+        directory: DirectoryArgs,
+    },
+    /// Print the PostgreSQL directory as a tenants file (secrets as
+    /// `secret_env` placeholders unless --with-secrets).
+    Export {
+        /// Write the secrets in plain text (opened with the key-encryption key).
+        #[arg(long)]
+        with_secrets: bool,
+        #[command(flatten)]
+        directory: DirectoryArgs,
+    },
+    /// Show a tenant's record in the PostgreSQL directory (never a secret).
+    Show {
+        /// Tenant id.
+        tenant: String,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        directory: DirectoryArgs,
+    },
+    /// Re-seal every secret of the PostgreSQL directory under a new
+    /// key-encryption key (resumable; the old key comes from
+    /// RESIDENCY_DIRECTORY_KEY or the config's directory_key_file).
+    RotateKey {
+        /// File holding the new key (64 hex characters).
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
+        #[command(flatten)]
+        directory: DirectoryArgs,
+    },
+}
+
+/// Which PostgreSQL directory a `tenants` command works on.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct DirectoryArgs {
+    /// The directory's URL (`postgresql://...`); the key-encryption key
+    /// comes from RESIDENCY_DIRECTORY_KEY.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RESIDENCY_DIRECTORY_URL",
+        hide_env_values = true
+    )]
+    directory: Option<String>,
+    /// A sidecar configuration whose `tenants` names the directory (its
+    /// policy, directory_key_file and URL are used).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl DirectoryArgs {
+    fn target(self, policy: &std::path::Path) -> Result<commands::tenants_db::Target, String> {
+        commands::tenants_db::Target::new(self.directory, self.config.as_deref(), policy)
+    }
+
+    fn given(&self) -> bool {
+        self.directory.is_some() || self.config.is_some()
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -291,8 +367,74 @@ fn main() -> ExitCode {
                     features,
                     add_feature,
                     remove_feature,
+                    directory,
+                },
+        } if directory.given() => {
+            return commands::tenants_db::set(
+                directory.target(&files.policy),
+                &tenant,
+                features,
+                &add_feature,
+                &remove_feature,
+            )
+        }
+        Command::Tenants {
+            command:
+                TenantsCommand::Set {
+                    files,
+                    tenant,
+                    features,
+                    add_feature,
+                    remove_feature,
+                    ..
                 },
         } => commands::tenants::set(&files, &tenant, features, &add_feature, &remove_feature),
+        Command::Tenants {
+            command:
+                TenantsCommand::Import {
+                    file,
+                    policy,
+                    directory,
+                },
+        } => return commands::tenants_db::import(directory.target(&policy), &file),
+        Command::Tenants {
+            command:
+                TenantsCommand::Export {
+                    with_secrets,
+                    directory,
+                },
+        } => {
+            return commands::tenants_db::export(
+                directory.target(Path::new(DEFAULT_POLICY)),
+                with_secrets,
+            )
+        }
+        Command::Tenants {
+            command:
+                TenantsCommand::Show {
+                    tenant,
+                    json,
+                    directory,
+                },
+        } => {
+            return commands::tenants_db::show(
+                directory.target(Path::new(DEFAULT_POLICY)),
+                &tenant,
+                json,
+            )
+        }
+        Command::Tenants {
+            command:
+                TenantsCommand::RotateKey {
+                    new_key_file,
+                    directory,
+                },
+        } => {
+            return commands::tenants_db::rotate_key(
+                directory.target(Path::new(DEFAULT_POLICY)),
+                &new_key_file,
+            )
+        }
     };
     match result {
         Ok(code) => code,

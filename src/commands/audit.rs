@@ -161,7 +161,10 @@ pub(crate) fn run(
     json: bool,
     verify_chain: bool,
 ) -> ExitCode {
-    let cfg = match residency_proxy::Config::load(config) {
+    let cfg = match residency_proxy::Config::load(config)
+        .map_err(|e| e.to_string())
+        .and_then(|c| super::needs_tenants_file(&c, "residency audit").map(|()| c))
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("residency: {e}");

@@ -244,6 +244,7 @@ async fn run_async(args: MigrateArgs) -> Result<ExitCode, ExitCode> {
         _ => None,
     };
     let config = super::or_config_exit(Config::load(&args.config))?;
+    super::or_config_exit(super::needs_tenants_file(&config, "residency migrate"))?;
     let policy: Policy = super::or_config_exit(super::load_policy(&config.policy))?;
     let backends = super::or_config_exit(config.open_backends().await)?;
     let mut opts = MigrationOptions::new(&tenant, &to);

@@ -13,6 +13,7 @@ pub(crate) mod policy_diff;
 pub(crate) mod policy_show;
 pub(crate) mod serve;
 pub(crate) mod tenants;
+pub(crate) mod tenants_db;
 
 /// Exit code for invalid input files or arguments.
 pub(crate) const EXIT_CONFIG: u8 = 2;
@@ -69,6 +70,23 @@ pub(crate) fn runtime(
         eprintln!("residency: cannot start the runtime: {e}");
         std::process::ExitCode::FAILURE
     })
+}
+
+/// Refuses a command that reads the tenants file when the configuration
+/// names a PostgreSQL directory (the command does not read the directory
+/// yet): it must not act on the example tenants file instead.
+pub(crate) fn needs_tenants_file(
+    config: &residency_proxy::Config,
+    command: &str,
+) -> Result<(), String> {
+    match &config.directory {
+        None => Ok(()),
+        Some(d) => Err(format!(
+            "{command} reads the tenants file, and {} names the PostgreSQL directory {}: this command does not read the directory yet; run it with a configuration whose `tenants` is the file (`residency tenants export --directory URL` writes one)",
+            config.file.display(),
+            d.redacted_url()
+        )),
+    }
 }
 
 /// `result`'s value, or [`EXIT_CONFIG`] after printing the error.

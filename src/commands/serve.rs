@@ -29,7 +29,9 @@ pub(crate) fn run(
     };
     match runtime.block_on(serve(config, opts)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ (ServeError::Config(_) | ServeError::Location(_))) => {
+        Err(
+            e @ (ServeError::Config(_) | ServeError::Location(_) | ServeError::Directory { .. }),
+        ) => {
             eprintln!("residency: cannot start:\n{e}");
             ExitCode::from(EXIT_CONFIG)
         }

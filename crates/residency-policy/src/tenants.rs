@@ -18,7 +18,7 @@ use crate::tenant::{KeyOwner, SecretRef, ServiceKey, Tenant, TenantId, TenantKey
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The tenants file, validated against a policy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Tenants {
     tenants: Vec<Arc<Tenant>>,
     service_keys: Vec<ServiceKey>,

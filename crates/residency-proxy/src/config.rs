@@ -85,7 +85,11 @@ struct RawConfig {
     listen: Option<Spanned<String>>,
     admin: Option<Spanned<String>>,
     policy: Option<PathBuf>,
-    tenants: Option<PathBuf>,
+    tenants: Option<Spanned<String>>,
+    tenants_env: Option<Spanned<String>>,
+    directory_key_file: Option<PathBuf>,
+    #[serde(default)]
+    directory: RawDirectory,
     #[serde(default)]
     virtual_host_domains: Vec<String>,
     upload_id_secret: Option<String>,
@@ -99,6 +103,115 @@ struct RawConfig {
     audit: AuditConfig,
     #[serde(default)]
     auth: AuthConfig,
+}
+
+/// `[directory]`: how the PostgreSQL tenant directory caches.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirectory {
+    #[serde(default = "default_max_staleness")]
+    max_staleness_secs: u64,
+    #[serde(default = "default_cache_capacity")]
+    cache_capacity: u64,
+    #[serde(default = "default_cache_ttl")]
+    cache_ttl_secs: u64,
+    #[serde(default = "default_pool_size")]
+    pool_size: usize,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout_ms: u64,
+}
+
+fn default_max_staleness() -> u64 {
+    60
+}
+fn default_cache_capacity() -> u64 {
+    100_000
+}
+fn default_cache_ttl() -> u64 {
+    600
+}
+fn default_pool_size() -> usize {
+    8
+}
+fn default_connect_timeout() -> u64 {
+    5_000
+}
+
+impl Default for RawDirectory {
+    fn default() -> Self {
+        Self {
+            max_staleness_secs: default_max_staleness(),
+            cache_capacity: default_cache_capacity(),
+            cache_ttl_secs: default_cache_ttl(),
+            pool_size: default_pool_size(),
+            connect_timeout_ms: default_connect_timeout(),
+        }
+    }
+}
+
+/// Whether a `tenants` value names a PostgreSQL directory (else a file).
+pub fn is_directory_url(v: &str) -> bool {
+    v.starts_with("postgresql://") || v.starts_with("postgres://")
+}
+
+/// The PostgreSQL tenant directory (`tenants = "postgresql://..."`, or
+/// `tenants_env` naming a variable that holds the URL). `Debug` never
+/// prints the URL's password.
+#[derive(Clone)]
+pub struct DirectoryConfig {
+    /// The connection URL.
+    pub url: String,
+    /// `directory_key_file`: the key-encryption key (else
+    /// `RESIDENCY_DIRECTORY_KEY`).
+    pub key_file: Option<PathBuf>,
+    /// `[directory] max_staleness_secs`: no cached tenant is served longer
+    /// than this after PostgreSQL last confirmed it (default 60).
+    pub max_staleness: Duration,
+    /// `[directory] cache_capacity`: entries per cache (default 100,000).
+    pub cache_capacity: u64,
+    /// `[directory] cache_ttl_secs` (default 600).
+    pub cache_ttl: Duration,
+    /// `[directory] pool_size` (default 8).
+    pub pool_size: usize,
+    /// `[directory] connect_timeout_ms` (default 5,000).
+    pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for DirectoryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectoryConfig")
+            .field("url", &self.redacted_url())
+            .field("key_file", &self.key_file)
+            .field("max_staleness", &self.max_staleness)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DirectoryConfig {
+    /// The URL without its user and password (for logs).
+    pub fn redacted_url(&self) -> String {
+        match self.url.rsplit_once('@') {
+            Some((_, host)) => format!("postgresql://…@{host}"),
+            None => self.url.clone(),
+        }
+    }
+
+    /// The options to open the directory with: the key read now from
+    /// `directory_key_file` or `RESIDENCY_DIRECTORY_KEY`.
+    ///
+    /// # Errors
+    /// No key, or a key that is not 64 hex characters.
+    pub fn options(&self) -> Result<residency_directory::postgres::PgOptions, String> {
+        let key = residency_directory::postgres::DirectoryKey::load(self.key_file.as_deref())
+            .map_err(|e| e.to_string())?;
+        let mut o = residency_directory::postgres::PgOptions::new(self.url.clone(), key);
+        o.max_staleness = self.max_staleness;
+        o.cache_capacity = self.cache_capacity;
+        o.ttl = self.cache_ttl;
+        o.pool_size = self.pool_size;
+        o.connect_timeout = self.connect_timeout;
+        Ok(o)
+    }
 }
 
 /// The share of tenants (in percent) a reload may remove by default.
@@ -212,8 +325,11 @@ pub struct Config {
     pub admin: SocketAddr,
     /// Hosting policy file.
     pub policy: PathBuf,
-    /// Tenants file.
+    /// Tenants file (when `directory` is `None`).
     pub tenants: PathBuf,
+    /// The PostgreSQL tenant directory, when `tenants` (or `tenants_env`)
+    /// names one; the tenants file is then not read.
+    pub directory: Option<DirectoryConfig>,
     /// Domains under which `<bucket>.<domain>` is virtual-hosted-style.
     pub virtual_host_domains: Vec<String>,
     /// Key that signs multipart upload ids (stable across restarts if set).
@@ -414,19 +530,72 @@ impl Config {
                 "audit.commit_window_ms must be below audit.commit_timeout_ms",
             ));
         }
+        let mut tenants_path = PathBuf::from("config/tenants.example.toml");
+        let mut directory = None;
+        let tenants_value = match (&raw.tenants, &raw.tenants_env) {
+            (Some(t), None) => Some(t.get_ref().clone()),
+            (None, Some(var)) => match std::env::var(var.get_ref()) {
+                Ok(v) if !v.trim().is_empty() => Some(v.trim().to_owned()),
+                _ => {
+                    errors.push(err(
+                        path,
+                        source,
+                        Some(var.span()),
+                        format!(
+                            "tenants_env names {:?}, which is not set: set it to the directory's postgresql:// URL (or a tenants file)",
+                            var.get_ref()
+                        ),
+                    ));
+                    None
+                }
+            },
+            (Some(t), Some(_)) => {
+                errors.push(err(
+                    path,
+                    source,
+                    Some(t.span()),
+                    "give either tenants or tenants_env, not both",
+                ));
+                None
+            }
+            (None, None) => None,
+        };
+        match tenants_value {
+            Some(v) if is_directory_url(&v) => {
+                let d = &raw.directory;
+                if d.max_staleness_secs == 0 {
+                    errors.push(err(
+                        path,
+                        source,
+                        None,
+                        "directory.max_staleness_secs must be at least 1",
+                    ));
+                }
+                directory = Some(DirectoryConfig {
+                    url: v,
+                    key_file: raw.directory_key_file.clone(),
+                    max_staleness: Duration::from_secs(d.max_staleness_secs.max(1)),
+                    cache_capacity: d.cache_capacity.max(1),
+                    cache_ttl: Duration::from_secs(d.cache_ttl_secs.max(1)),
+                    pool_size: d.pool_size.max(1),
+                    connect_timeout: Duration::from_millis(d.connect_timeout_ms.max(1)),
+                });
+            }
+            Some(v) => tenants_path = PathBuf::from(v),
+            None => {}
+        }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
         Ok(Config {
             file: path.to_path_buf(),
+            directory,
             listen,
             admin,
             policy: raw
                 .policy
                 .unwrap_or_else(|| "config/hosting-policy.toml".into()),
-            tenants: raw
-                .tenants
-                .unwrap_or_else(|| "config/tenants.example.toml".into()),
+            tenants: tenants_path,
             virtual_host_domains: raw.virtual_host_domains,
             upload_id_secret,
             log_format,
@@ -443,18 +612,24 @@ impl Config {
     ///
     /// # Errors
     /// Every problem found in either file, or in how they fit together.
-    pub fn load_rules(&self) -> Result<(Ruleset, FileDirectory), ConfigErrors> {
+    /// With a PostgreSQL directory only the policy is read: the ruleset has
+    /// no tenants and no [`FileDirectory`] is returned (the sidecar opens
+    /// the directory once, [`Config::directory`]).
+    pub fn load_rules(&self) -> Result<(Ruleset, Option<FileDirectory>), ConfigErrors> {
         let read = |p: &Path| {
             std::fs::read_to_string(p).map_err(|e| {
                 ConfigErrors(vec![err(p, "", None, format!("cannot read the file: {e}"))])
             })
         };
         let policy_src = read(&self.policy)?;
-        let tenants_src = read(&self.tenants)?;
         let policy =
             residency_policy::Policy::from_toml(&policy_src, &self.policy.display().to_string())?;
-        let tenants =
-            Tenants::from_toml(&tenants_src, &self.tenants.display().to_string(), &policy)?;
+        let tenants = if self.directory.is_some() {
+            Tenants::default()
+        } else {
+            let tenants_src = read(&self.tenants)?;
+            Tenants::from_toml(&tenants_src, &self.tenants.display().to_string(), &policy)?
+        };
         let mut errors = Vec::new();
         for (_, r) in policy.regions() {
             if !self.regions.iter().any(|(id, _)| id == r.id()) {
@@ -493,6 +668,12 @@ impl Config {
                 .map_err(|e| format!("cannot read {p}: {e}")),
         };
         let rules = Ruleset::new(policy, tenants);
+        if self.directory.is_some() {
+            return match errors.is_empty() {
+                true => Ok((rules, None)),
+                false => Err(ConfigErrors(errors)),
+            };
+        }
         // Each key's secret, or an error naming whose key it is.
         let directory = match FileDirectory::new(rules.tenants_shared().clone(), resolve) {
             Ok(d) => Some(d),
@@ -506,7 +687,7 @@ impl Config {
             }
         };
         match directory {
-            Some(directory) if errors.is_empty() => Ok((rules, directory)),
+            Some(directory) if errors.is_empty() => Ok((rules, Some(directory))),
             _ => Err(ConfigErrors(errors)),
         }
     }

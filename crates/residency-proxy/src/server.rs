@@ -31,6 +31,8 @@ use crate::error;
 use crate::gate::RequestGate;
 use crate::range::{self, RangeFix};
 use crate::s3::gateway;
+use residency_directory::postgres::PgDirectory;
+use residency_directory::Directory;
 
 mod admin;
 mod refusals;
@@ -50,6 +52,15 @@ pub enum ServeError {
     /// Could not listen or serve.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The tenant directory could not be opened (no key, database
+    /// unreachable at start): exit code 2, nothing served.
+    #[error("tenant directory {url}: {message}")]
+    Directory {
+        /// The directory's URL, without its password.
+        url: String,
+        /// Why.
+        message: String,
+    },
 }
 
 /// Options from the command line.
@@ -249,7 +260,23 @@ impl Sidecar {
             tracing::info!(region = %id, backend = %b.describe(), "region backend");
             dispatch = dispatch.region(id.clone(), b.clone());
         }
-        let handle = RulesetHandle::with_directory(rules, Arc::new(directory));
+        let directory: Arc<dyn Directory> = match (directory, &config.directory) {
+            (Some(file), _) => Arc::new(file),
+            (None, Some(d)) => {
+                let failed = |message: String| ServeError::Directory {
+                    url: d.redacted_url(),
+                    message,
+                };
+                let options = d.options().map_err(failed)?;
+                let pg = PgDirectory::connect(options)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
+                tracing::info!(directory = %d.redacted_url(), max_staleness_secs = d.max_staleness.as_secs(), "tenant directory: PostgreSQL");
+                pg
+            }
+            (None, None) => unreachable!("load_rules gives a file directory without [directory]"),
+        };
+        let handle = RulesetHandle::with_directory(rules, directory);
         let audit: Option<Arc<BatchingAuditSink>> = if config.audit.enabled {
             Some(crate::audit_sink(&config, &backends))
         } else {
@@ -305,6 +332,11 @@ impl Sidecar {
             .load_rules()
             .map_err(|e| e.to_string())
             .and_then(|loaded| {
+                // The PostgreSQL directory guards its own rows (constraints,
+                // `residency tenants`); only a tenants file is compared.
+                if loaded.1.is_none() {
+                    return Ok(loaded);
+                }
                 let now = self.rules.load();
                 crate::config::check_tenant_drop(
                     now.tenants(),
@@ -324,7 +356,12 @@ impl Sidecar {
             Ok((rules, directory)) => {
                 let version = rules.policy().version().to_string();
                 let tenants = rules.tenants().len();
-                self.rules.store_with(rules, Arc::new(directory));
+                match directory {
+                    Some(file) => self.rules.store_with(rules, Arc::new(file)),
+                    // The PostgreSQL directory stays; its tenants are
+                    // validated again under the new policy as they are used.
+                    None => self.rules.store(rules),
+                }
                 metrics::counter!("residency_reload_total", "result" => "ok").increment(1);
                 tracing::info!(policy_version = %version, tenants, "configuration reloaded");
                 self.reloaded.notify_one();
@@ -476,7 +513,11 @@ pub async fn run(
         });
     }
 
-    tracing::info!(s3 = %s3_addr, admin = %admin_addr, policy = %sidecar.config.policy.display(), tenants = %sidecar.config.tenants.display(), "residency sidecar ready");
+    let tenants = match &sidecar.config.directory {
+        Some(d) => d.redacted_url(),
+        None => sidecar.config.tenants.display().to_string(),
+    };
+    tracing::info!(s3 = %s3_addr, admin = %admin_addr, policy = %sidecar.config.policy.display(), tenants = %tenants, "residency sidecar ready");
     println!("residency: serving S3 on http://{s3_addr} (admin: http://{admin_addr}/metrics /healthz /readyz)");
     if let Some(ex) = sidecar.example() {
         println!("try:\n  {ex}");

@@ -17,6 +17,7 @@ pub(super) async fn setup(
 ) -> Result<(Disclosures, Settings, Option<Signer>), Failure> {
     let bad = |m: String| Failure(crate::commands::EXIT_CONFIG, m);
     let cfg = residency_proxy::Config::load(&files.config).map_err(|e| bad(e.to_string()))?;
+    super::super::needs_tenants_file(&cfg, "residency disclosure").map_err(bad)?;
     let (rules, _) = cfg.load_rules().map_err(|e| bad(e.to_string()))?;
     let settings = load_settings(files.settings.as_deref())?;
     let signer = load_signer(files, &settings)?;

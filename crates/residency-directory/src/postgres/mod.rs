@@ -48,6 +48,8 @@ pub use admin::{
     show, FeatureChange, ImportReport, MigrationStart, TenantDetails,
 };
 pub use key::{open_with, DirectoryKey, KeyError, DIRECTORY_KEY_ENV, NONCE_LEN};
+/// The PostgreSQL client the admin functions take.
+pub use tokio_postgres::Client;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
