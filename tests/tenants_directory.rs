@@ -1,0 +1,169 @@
+//! `residency tenants import | show | set | export | rotate-key` against a
+//! real PostgreSQL on 127.0.0.1, as an operator runs them.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use residency_testkit::PostgresCluster;
+
+const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+fn residency<S: AsRef<std::ffi::OsStr>>(args: &[S], key: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_residency"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RESIDENCY_DIRECTORY_KEY", key)
+        .env_remove("RESIDENCY_DIRECTORY_URL")
+        .args(args)
+        .output()
+        .expect("run the residency binary")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn an_operator_imports_shows_changes_exports_and_rotates_the_directory() {
+    let pg = PostgresCluster::start().expect("PostgreSQL");
+    pg.create_database("cli").unwrap();
+    let url = pg.url("cli");
+    let with = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .map(|a| a.to_string())
+            .chain(["--directory".to_string(), url.clone()])
+            .collect()
+    };
+
+    // Import: everything added; again: nothing changed.
+    let out = residency(
+        &with(&["tenants", "import", "config/tenants.example.toml"]),
+        KEY,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("4 added, 0 changed, 0 unchanged"),
+        "{}",
+        text(&out)
+    );
+    let again = residency(
+        &with(&["tenants", "import", "config/tenants.example.toml"]),
+        KEY,
+    );
+    assert!(
+        text(&again).contains("0 added, 0 changed, 4 unchanged"),
+        "{}",
+        text(&again)
+    );
+
+    // Show: the record, never a secret.
+    let out = residency(&with(&["tenants", "show", "globex", "--json"]), KEY);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["locality"], "us");
+    assert_eq!(
+        v["features"],
+        serde_json::json!(["insights", "nps", "spam_filter"])
+    );
+    assert!(
+        !text(&out).contains("globex-example-secret"),
+        "{}",
+        text(&out)
+    );
+
+    // Set: one feature off; an undeclared feature is refused, nothing written.
+    let out = residency(
+        &with(&["tenants", "set", "globex", "--remove-feature", "nps"]),
+        KEY,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = residency(
+        &with(&["tenants", "set", "globex", "--add-feature", "teleport"]),
+        KEY,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("teleport"), "{}", text(&out));
+    let out = residency(&with(&["tenants", "show", "globex", "--json"]), KEY);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["features"],
+        serde_json::json!(["insights", "spam_filter"])
+    );
+    let out = residency(&with(&["tenants", "show", "nobody"]), KEY);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // Export: a tenants file `check` accepts, secrets as placeholders.
+    let out = residency(&with(&["tenants", "export"]), KEY);
+    assert!(out.status.success(), "{}", text(&out));
+    let exported = String::from_utf8(out.stdout).unwrap();
+    assert!(!exported.contains("example-secret"), "{exported}");
+    let tmp = tempfile_path("exported.toml");
+    std::fs::write(&tmp, &exported).unwrap();
+    let mut check = Command::new(env!("CARGO_BIN_EXE_residency"));
+    check.current_dir(env!("CARGO_MANIFEST_DIR"));
+    check.args(["check", "--tenants", tmp.to_str().unwrap()]);
+    let out = check.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Rotate: secrets re-sealed under the new key; the old key no longer opens them.
+    let new_key = tempfile_path("new.key");
+    let new_hex = KEY.chars().rev().collect::<String>();
+    std::fs::write(&new_key, &new_hex).unwrap();
+    let out = residency(
+        &with(&[
+            "tenants",
+            "rotate-key",
+            "--new-key-file",
+            new_key.to_str().unwrap(),
+        ]),
+        KEY,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("6 secret(s) re-sealed") || text(&out).contains("secret(s) re-sealed"),
+        "{}",
+        text(&out)
+    );
+    let out = residency(&with(&["tenants", "export", "--with-secrets"]), &new_hex);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("acme-example-secret-key-change-me"));
+    let out = residency(&with(&["tenants", "export", "--with-secrets"]), KEY);
+    assert!(
+        !out.status.success(),
+        "the old key opens nothing: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn tenants_commands_need_a_directory_and_a_key() {
+    let out = residency(&["tenants", "show", "acme"], KEY);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("--directory"), "{}", text(&out));
+    let out = residency(
+        &[
+            "tenants",
+            "import",
+            "config/tenants.example.toml",
+            "--directory",
+            "postgresql://nobody@127.0.0.1:1/x",
+        ],
+        "not-hex",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("RESIDENCY_DIRECTORY_KEY"),
+        "{}",
+        text(&out)
+    );
+}
+
+fn tempfile_path(name: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("tenants-directory-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
