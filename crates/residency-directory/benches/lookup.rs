@@ -1,0 +1,148 @@
+//! The directory on the hot path (issue "Tenant directory at scale"):
+//! a cached tenant looked up, then the write classified and decided, from
+//! the tenants file and from the PostgreSQL directory (a throw-away server
+//! on 127.0.0.1, like the tests'), and the round trip of a cache miss.
+//!
+//! `cargo bench -p residency-directory --features postgres --bench lookup`
+//! (needs PostgreSQL's binaries: `scripts/install-tools.sh` finds them).
+//! Figures go in docs/performance.md as ratios against the file, measured
+//! in the same run.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use residency_directory::postgres::{connect_client, import, PgOptions};
+use residency_directory::{Directory, DirectoryKey, FileDirectory, PgDirectory};
+use residency_policy::{Policy, SecretRef, Tenants};
+use residency_testkit::PostgresCluster;
+
+const KEY: &str = "tickets/42/comment.json";
+
+fn policy() -> Policy {
+    Policy::from_toml(
+        include_str!("../../../config/hosting-policy.toml"),
+        "hosting-policy.toml",
+    )
+    .unwrap()
+}
+
+/// The example tenants and `extra` generated ones (`t000000`, ...).
+fn tenants_text(extra: usize) -> String {
+    let mut s = include_str!("../../../config/tenants.example.toml").to_owned();
+    for i in 0..extra {
+        s.push_str(&format!(
+            "\n[[tenants]]\nid = \"t{i:06}\"\nlocality = \"{}\"\n",
+            if i % 2 == 0 { "eu" } else { "us" }
+        ));
+    }
+    s
+}
+
+fn resolve(s: &SecretRef) -> Result<String, String> {
+    match s {
+        SecretRef::Inline(v) => Ok(v.clone()),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let policy = policy();
+    const EXTRA: usize = 5_000;
+    let tenants = Tenants::from_toml(&tenants_text(EXTRA), "tenants.toml", &policy).unwrap();
+    let file = FileDirectory::new(Arc::new(tenants.clone()), resolve).unwrap();
+
+    let pg = PostgresCluster::start().expect("PostgreSQL");
+    pg.create_database("bench").unwrap();
+    let url = pg.url("bench");
+    let key = DirectoryKey::generate();
+    let dir: Arc<PgDirectory> = rt.block_on(async {
+        let mut client = connect_client(&url, Duration::from_secs(5)).await.unwrap();
+        residency_directory::postgres::migrate(&mut client)
+            .await
+            .unwrap();
+        import(&mut client, &tenants, &policy, resolve, &key)
+            .await
+            .unwrap();
+        PgDirectory::connect(PgOptions::new(url.clone(), key.clone()))
+            .await
+            .unwrap()
+    });
+    // Warm the cache (the import's notifications may still drop entries).
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let _ = dir.tenant(&policy, "acme").await;
+            if dir.tenant(&policy, "acme").is_ready() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "acme never cached");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+
+    let mut g = c.benchmark_group("directory/lookup_classify_decide");
+    g.bench_function("file", |b| {
+        b.iter(|| {
+            let t = file
+                .tenant(&policy, black_box("acme"))
+                .now()
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            black_box(policy.decide(&t, black_box(KEY), None, None))
+        })
+    });
+    g.bench_function("postgresql_cached", |b| {
+        b.iter(|| {
+            let t = dir
+                .tenant(&policy, black_box("acme"))
+                .now()
+                .expect("cached")
+                .unwrap()
+                .unwrap();
+            black_box(policy.decide(&t, black_box(KEY), None, None))
+        })
+    });
+    g.finish();
+
+    // A miss: one round trip to the local PostgreSQL, each tenant once.
+    let mut times: Vec<Duration> = rt.block_on(async {
+        let mut out = Vec::with_capacity(2_000);
+        for i in 0..2_000 {
+            let id = format!("t{i:06}");
+            let lookup = dir.tenant(&policy, &id);
+            assert!(!lookup.is_ready(), "{id} was cached");
+            let start = Instant::now();
+            let t = lookup.await.unwrap().expect("imported");
+            out.push(start.elapsed());
+            black_box(t);
+        }
+        out
+    });
+    times.sort();
+    let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+    println!(
+        "directory/miss (PostgreSQL round trip, {} lookups): p50 {:?}, p99 {:?}, max {:?}",
+        times.len(),
+        pct(0.50),
+        pct(0.99),
+        times[times.len() - 1]
+    );
+    drop(dir);
+    drop(pg);
+}
+
+#[allow(missing_docs)]
+mod group {
+    use super::*;
+    criterion_group!(benches, bench);
+}
+use group::benches;
+criterion_main!(benches);
