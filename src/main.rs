@@ -102,6 +102,16 @@ enum Command {
         /// The sidecar's `limits.reload_max_tenant_drop_percent`.
         #[arg(long, value_name = "PERCENT", default_value_t = 50)]
         max_tenant_drop_percent: u32,
+        /// Check the tenants of this PostgreSQL directory (every row against
+        /// the policy) instead of the tenants file; the key-encryption key is
+        /// not needed.
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "RESIDENCY_DIRECTORY_URL",
+            hide_env_values = true
+        )]
+        directory: Option<String>,
     },
     /// Check or print a tenant's audit trail (hash-chained batches under
     /// `_audit/<tenant>/` in the regional backends of the sidecar's config).
@@ -335,8 +345,14 @@ fn main() -> ExitCode {
         ),
         Command::Check {
             files,
+            directory: Some(url),
+            ..
+        } => return commands::tenants_db::check(&files.policy, &url),
+        Command::Check {
+            files,
             previous,
             max_tenant_drop_percent,
+            directory: None,
         } => commands::check::run(&files, previous.as_deref(), max_tenant_drop_percent),
         Command::Migrate(args) => return commands::migrate::run(args),
         Command::Disclosure(args) => return commands::disclosure::run(args),

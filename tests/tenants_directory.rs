@@ -59,6 +59,38 @@ fn an_operator_imports_shows_changes_exports_and_rotates_the_directory() {
         text(&again)
     );
 
+    // check --directory: every row valid against the policy; then a row
+    // written past the CLI names a region the policy does not declare.
+    let out = residency(&["check", "--directory", url.as_str()], KEY);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("ok: directory (4 tenants valid"),
+        "{}",
+        text(&out)
+    );
+    pg.psql(
+        "cli",
+        "UPDATE tenants SET locality = 'mars' WHERE id = 'initech'",
+    )
+    .unwrap();
+    let out = residency(&["check", "--directory", url.as_str()], KEY);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("tenant initech: tenant \"initech\" has locality \"mars\""),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("1 tenant(s) refused by the policy, 3 valid"),
+        "{}",
+        text(&out)
+    );
+    pg.psql(
+        "cli",
+        "UPDATE tenants SET locality = NULL WHERE id = 'initech'",
+    )
+    .unwrap();
+
     // Show: the record, never a secret.
     let out = residency(&with(&["tenants", "show", "globex", "--json"]), KEY);
     assert!(out.status.success(), "{}", text(&out));

@@ -249,3 +249,46 @@ pub(crate) fn rotate_key(target: Result<Target, String>, new_key_file: &Path) ->
         Ok(ExitCode::SUCCESS)
     })
 }
+
+/// `check --directory URL`: the policy, and every row of the directory
+/// validated against it (a row the policy refuses is reported, not fatal to
+/// the others); exit 2 when anything is refused.
+pub(crate) fn check(policy_path: &Path, url: &str) -> ExitCode {
+    use futures::StreamExt;
+    use residency_directory::{Directory, DirectoryError};
+    let url = url.to_owned();
+    run(async move {
+        let policy = load_policy(policy_path).map_err(|e| e.to_string())?;
+        let proof = residency::policy::prove(&policy);
+        if !proof.is_clean() {
+            return Err(format!("{}: {proof}", policy_path.display()));
+        }
+        println!("ok: {}: {proof}", policy_path.display());
+        // Only reads rows: any key opens the directory, none is used.
+        let mut options = pg::PgOptions::new(url.clone(), DirectoryKey::generate());
+        options.connect_timeout = CONNECT_TIMEOUT;
+        let dir = residency_directory::PgDirectory::connect(options)
+            .await
+            .map_err(|e| format!("tenant directory: {e}"))?;
+        let (mut ok, mut refused) = (0usize, 0usize);
+        let mut rows = dir.tenants(&policy);
+        while let Some(r) = rows.next().await {
+            match r {
+                Ok(_) => ok += 1,
+                Err(DirectoryError::Refused { tenant, reasons }) => {
+                    refused += 1;
+                    for why in reasons {
+                        eprintln!("tenant {tenant}: {why}");
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        if refused > 0 {
+            eprintln!("directory: {refused} tenant(s) refused by the policy, {ok} valid");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        println!("ok: directory ({ok} tenants valid against the policy)");
+        Ok(ExitCode::SUCCESS)
+    })
+}

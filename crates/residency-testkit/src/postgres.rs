@@ -145,6 +145,35 @@ impl PostgresCluster {
         Ok(())
     }
 
+    /// Runs `sql` in `database` with `psql` (stopping at the first error):
+    /// for tests that write what the CLI would refuse.
+    pub fn psql(&self, database: &str, sql: &str) -> Result<String> {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-p",
+            ])
+            .arg(self.port.to_string())
+            .args(["-d", database, "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::new(format!("cannot run psql: {e}")))?;
+        if !out.status.success() {
+            return Err(Error::new(format!(
+                "psql failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Stops the server (immediate shutdown), keeping its data and port, as
     /// a database outage would.
     pub fn stop(&self) {
