@@ -46,6 +46,77 @@
 //! assert_eq!(grant.secret(), "s3cr3t");
 //! assert!(dir.tenant(&policy, "globex").now().unwrap().unwrap().is_none());
 //! ```
+//!
+//! # An application's own tenants table
+//!
+//! An application that already keeps its tenants implements [`Directory`]
+//! over them and hands it to the layer with
+//! `residency_tower::RulesetHandle::with_directory`. Each tenant becomes a
+//! [`Tenant`] through [`residency_policy::TenantRecord::validate`] against
+//! the policy the caller decides under; a lookup that must wait for a
+//! database returns [`Lookup::pending`], one answered from memory
+//! [`Lookup::ready`].
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::sync::Arc;
+//!
+//! use futures::stream::{self, BoxStream, StreamExt};
+//! use residency_directory::{Directory, DirectoryError, DirectoryHealth, KeyGrant, Lookup};
+//! use residency_policy::{Policy, Tenant, TenantId, TenantRecord};
+//!
+//! /// The application's own table: tenant id -> (region, plan features).
+//! #[derive(Debug)]
+//! struct AppTenants(HashMap<String, (Option<String>, Vec<String>)>);
+//!
+//! impl AppTenants {
+//!     fn build(&self, policy: &Policy, id: &str) -> Result<Option<Arc<Tenant>>, DirectoryError> {
+//!         let Some((region, features)) = self.0.get(id) else { return Ok(None) };
+//!         let mut record = TenantRecord::new(id);
+//!         record.locality = region.clone();
+//!         record.features = features.clone();
+//!         record
+//!             .validate(policy, TenantId::new(0))
+//!             .map(|t| Some(Arc::new(t)))
+//!             .map_err(|reasons| DirectoryError::Refused { tenant: id.to_owned(), reasons })
+//!     }
+//! }
+//!
+//! impl Directory for AppTenants {
+//!     fn tenant<'a>(&'a self, policy: &'a Policy, id: &'a str) -> Lookup<'a, Arc<Tenant>> {
+//!         Lookup::ready(self.build(policy, id))
+//!     }
+//!     fn tenant_by_bucket<'a>(&'a self, policy: &'a Policy, bucket: &'a str) -> Lookup<'a, Arc<Tenant>> {
+//!         Lookup::ready(self.build(policy, bucket)) // the bucket is the tenant id here
+//!     }
+//!     fn access_key<'a>(&'a self, _: &'a str) -> Lookup<'a, Arc<KeyGrant>> {
+//!         Lookup::ready(Ok(None)) // embedded: the application checks its own clients
+//!     }
+//!     fn tenants<'a>(&'a self, policy: &'a Policy) -> BoxStream<'a, Result<Arc<Tenant>, DirectoryError>> {
+//!         stream::iter(self.0.keys())
+//!             .filter_map(move |id| async move { self.build(policy, id).transpose() })
+//!             .boxed()
+//!     }
+//!     fn health(&self) -> DirectoryHealth {
+//!         DirectoryHealth { source: "app", available: true, staleness: None, detail: None }
+//!     }
+//! }
+//!
+//! let policy = Policy::from_toml(
+//!     "version = \"1\"\ndefault_region = \"us\"\n[regions.us]\njurisdiction = \"US\"\n\
+//!      [regions.eu]\njurisdiction = \"EU\"\n[categories.chat_content]\nallowed = [\"eu\", \"us\"]\n",
+//!     "policy.toml",
+//! ).unwrap();
+//! let app = AppTenants(HashMap::from([
+//!     ("acme".to_owned(), (Some("eu".to_owned()), vec![])),
+//!     ("bad".to_owned(), (Some("mars".to_owned()), vec![])),
+//! ]));
+//! let acme = app.tenant(&policy, "acme").now().unwrap().unwrap().unwrap();
+//! assert_eq!(policy.region(acme.locality().unwrap()).id(), "eu");
+//! // A record the policy refuses refuses that tenant, with the reason.
+//! let bad = app.tenant(&policy, "bad").now().unwrap().unwrap_err();
+//! assert!(bad.to_string().contains("mars"));
+//! ```
 
 mod file;
 mod lookup;

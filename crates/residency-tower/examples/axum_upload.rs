@@ -15,7 +15,14 @@
 //! real service takes it from the caller's authentication.
 //!
 //! Options: `--listen ADDR` (default `127.0.0.1:3000`), `--data DIR` (default
-//! `./data/example`), `--once`.
+//! `./data/example`), `--directory postgresql://...` (look tenants up in the
+//! PostgreSQL tenant directory instead of the example tenants file; the key
+//! from `RESIDENCY_DIRECTORY_KEY`, tenants imported with `residency tenants
+//! import`), `--once`.
+//!
+//! An application with its own tenants table implements
+//! `residency_directory::Directory` over it (see that crate's documentation)
+//! and passes it the same way, to `RulesetHandle::with_directory`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +34,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
 use axum::Router;
+use residency_directory::{DirectoryKey, PgDirectory, PgOptions};
 use residency_policy::{Ruleset, CATEGORY_HEADER};
 use residency_store::{BoxError, DirBackend, Operation, Outcome, PutMeta};
 use residency_tower::{
@@ -44,8 +52,9 @@ const REGION_HEADER: &str = "x-residency-region";
 type Storage = RoutingService<RegionalDispatch>;
 
 /// Builds the stack over `<data>/eu` and `<data>/us` under the repository's
-/// default hosting policy and example tenants.
-async fn storage(data: &Path) -> Result<Storage, BoxError> {
+/// default hosting policy, its tenants looked up in the example tenants file
+/// or in the PostgreSQL directory at `directory`.
+async fn storage(data: &Path, directory: Option<&str>) -> Result<Storage, BoxError> {
     let rules = Ruleset::from_toml(
         include_str!("../../../config/hosting-policy.toml"),
         "config/hosting-policy.toml",
@@ -62,7 +71,15 @@ async fn storage(data: &Path) -> Result<Storage, BoxError> {
         .region("us", Arc::new(us))
         .upload_ids(codec.clone())
         .build();
-    Ok(RoutingLayer::new(RulesetHandle::new(rules))
+    let handle = match directory {
+        None => RulesetHandle::new(rules),
+        Some(url) => {
+            let key = DirectoryKey::load(None)?;
+            let dir = PgDirectory::connect(PgOptions::new(url, key)).await?;
+            RulesetHandle::with_directory(rules, dir)
+        }
+    };
+    Ok(RoutingLayer::new(handle)
         .upload_ids(codec)
         .audit(TracingAuditSink)
         .layer(dispatch))
@@ -196,10 +213,10 @@ async fn http(
 
 /// Starts the service on 127.0.0.1:0 over `data`, PUTs and GETs through it,
 /// and checks where the objects landed.
-async fn self_check(data: &Path) -> Result<(), BoxError> {
+async fn self_check(data: &Path, directory: Option<&str>) -> Result<(), BoxError> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let server = tokio::spawn(serve(listener, storage(data).await?));
+    let server = tokio::spawn(serve(listener, storage(data, directory).await?));
     let check = async {
         // globex is a US tenant, but "Chat Content: Available to be Hosted in the EEA only".
         let cases = [
@@ -244,6 +261,7 @@ async fn self_check(data: &Path) -> Result<(), BoxError> {
 struct Args {
     listen: SocketAddr,
     data: PathBuf,
+    directory: Option<String>,
     once: bool,
 }
 
@@ -251,6 +269,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
         data: PathBuf::from("data/example"),
+        directory: None,
         once: false,
     };
     let mut it = std::env::args().skip(1);
@@ -262,8 +281,14 @@ fn parse_args() -> Result<Args, String> {
                 args.listen = v.parse().map_err(|e| format!("--listen {v}: {e}"))?;
             }
             "--data" => args.data = it.next().ok_or("--data needs a directory")?.into(),
+            "--directory" => {
+                args.directory = Some(it.next().ok_or("--directory needs a postgresql:// URL")?)
+            }
             "-h" | "--help" => {
-                return Err("usage: axum_upload [--listen ADDR] [--data DIR] [--once]".into())
+                return Err(
+                    "usage: axum_upload [--listen ADDR] [--data DIR] [--directory URL] [--once]"
+                        .into(),
+                )
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -281,14 +306,14 @@ async fn main() {
         }
     };
     if args.once {
-        if let Err(e) = self_check(&args.data).await {
+        if let Err(e) = self_check(&args.data, args.directory.as_deref()).await {
             eprintln!("self-check failed: {e}");
             std::process::exit(1);
         }
         println!("self-check passed");
         return;
     }
-    let storage = match storage(&args.data).await {
+    let storage = match storage(&args.data, args.directory.as_deref()).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("cannot open {}: {e}", args.data.display());
@@ -332,8 +357,49 @@ mod tests {
                 .unwrap_or_default()
                 .as_nanos()
         ));
-        let result = super::self_check(&dir).await;
+        let result = super::self_check(&dir, None).await;
         let _ = std::fs::remove_dir_all(&dir);
         result.expect("self-check");
+    }
+
+    /// The same self-check with the tenants in a real PostgreSQL directory.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn put_and_get_through_the_example_on_the_postgresql_directory() {
+        use residency_directory::postgres::{connect_client, import, migrate};
+        use residency_policy::{Policy, SecretRef, Tenants};
+
+        let pg = residency_testkit::PostgresCluster::start().expect("PostgreSQL");
+        pg.create_database("example").unwrap();
+        let url = pg.url("example");
+        let key = residency_directory::DirectoryKey::generate();
+        let policy = Policy::from_toml(
+            include_str!("../../../config/hosting-policy.toml"),
+            "hosting-policy.toml",
+        )
+        .unwrap();
+        let tenants = Tenants::from_toml(
+            include_str!("../../../config/tenants.example.toml"),
+            "tenants.example.toml",
+            &policy,
+        )
+        .unwrap();
+        let mut c = connect_client(&url, std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        migrate(&mut c).await.unwrap();
+        let resolve = |s: &SecretRef| match s {
+            SecretRef::Inline(v) => Ok(v.clone()),
+            other => Err(format!("{other:?}")),
+        };
+        import(&mut c, &tenants, &policy, resolve, &key)
+            .await
+            .unwrap();
+        // The example reads its key as a deployment would.
+        std::env::set_var("RESIDENCY_DIRECTORY_KEY", key.to_hex());
+        let dir =
+            std::env::temp_dir().join(format!("residency-axum-upload-pg-{}", std::process::id()));
+        let result = super::self_check(&dir, Some(&url)).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        result.expect("self-check on the PostgreSQL directory");
     }
 }
