@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use futures::StreamExt;
 use residency_directory::postgres::{connect_client, import, PgOptions};
 use residency_directory::{Directory, DirectoryKey, FileDirectory, PgDirectory};
 use residency_policy::{Policy, SecretRef, Tenants};
@@ -141,12 +142,161 @@ fn bench(c: &mut Criterion) {
     // A miss's percentiles are printed only when benchmarking for real.
     if std::env::args().any(|a| a == "--bench") && !std::env::args().any(|a| a == "--list") {
         misses(setup());
+        propagation(setup());
+        many_tenants(setup());
     }
+}
+
+/// Propagation: a change committed through one connection, enforced by two
+/// replicas (two `PgDirectory`s that cached the tenant): the time from the
+/// commit until both answer the new features, 100 times.
+fn propagation(s: &Setup) {
+    use residency_directory::postgres::{set_features, FeatureChange};
+    let url = s._pg.url("bench");
+    let times = s.rt.block_on(async {
+        let key = DirectoryKey::generate();
+        let replicas = [
+            PgDirectory::connect(PgOptions::new(url.clone(), key.clone()))
+                .await
+                .unwrap(),
+            PgDirectory::connect(PgOptions::new(url.clone(), key.clone()))
+                .await
+                .unwrap(),
+        ];
+        let mut admin = connect_client(&url, Duration::from_secs(5)).await.unwrap();
+        let mut out = Vec::with_capacity(100);
+        for i in 0..100 {
+            let on = i % 2 == 0;
+            // Both replicas hold the tenant in their cache first.
+            for r in &replicas {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while !r.tenant(&s.policy, "globex").is_ready() {
+                    let _ = r.tenant(&s.policy, "globex").await;
+                    assert!(Instant::now() < deadline, "globex never cached");
+                }
+            }
+            let change = if on {
+                FeatureChange::Remove(vec!["nps".into()])
+            } else {
+                FeatureChange::Add(vec!["nps".into()])
+            };
+            let committed = Instant::now();
+            set_features(&mut admin, "globex", change, &s.policy)
+                .await
+                .unwrap();
+            let nps = s.policy.feature_by_id("nps").unwrap();
+            for r in &replicas {
+                loop {
+                    let t = r.tenant(&s.policy, "globex").await.unwrap().unwrap();
+                    if t.features().contains(nps) != on {
+                        break;
+                    }
+                    assert!(
+                        committed.elapsed() < Duration::from_secs(10),
+                        "not enforced"
+                    );
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+            }
+            out.push(committed.elapsed());
+        }
+        out
+    });
+    report(
+        "directory/propagation (commit → enforced by both replicas)",
+        times,
+    );
+}
+
+/// Memory: 1,000,000 tenants in PostgreSQL (`RESIDENCY_BENCH_TENANTS`
+/// overrides), each looked up once through a replica whose cache holds
+/// `cache_capacity` entries (`RESIDENCY_BENCH_CACHE` overrides): the
+/// process's resident memory before and after.
+fn many_tenants(s: &Setup) {
+    let n: usize = std::env::var("RESIDENCY_BENCH_TENANTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let capacity: u64 = std::env::var("RESIDENCY_BENCH_CACHE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(PgOptions::new("", DirectoryKey::generate()).cache_capacity);
+    s._pg.create_database("many").unwrap();
+    let url = s._pg.url("many");
+    let rss_before = rss_kib();
+    let (rss_after, elapsed) = s.rt.block_on(async {
+        let mut client = connect_client(&url, Duration::from_secs(5)).await.unwrap();
+        residency_directory::postgres::migrate(&mut client)
+            .await
+            .unwrap();
+        client
+            .batch_execute(&format!(
+                "INSERT INTO tenants (id, locality, bucket) \
+                 SELECT 'm' || lpad(i::text, 7, '0'), CASE WHEN i % 2 = 0 THEN 'eu' ELSE 'us' END, \
+                        'm' || lpad(i::text, 7, '0') \
+                 FROM generate_series(0, {}) AS i",
+                n - 1
+            ))
+            .await
+            .unwrap();
+        let mut options = PgOptions::new(url.clone(), DirectoryKey::generate());
+        options.cache_capacity = capacity;
+        let dir = PgDirectory::connect(options).await.unwrap();
+        let start = Instant::now();
+        // Eight lookups in flight, as concurrent requests would be.
+        futures::stream::iter(0..n)
+            .map(|i| {
+                let dir = dir.clone();
+                let policy = &s.policy;
+                async move {
+                    let id = format!("m{i:07}");
+                    let t = dir.tenant(policy, &id).await.unwrap().expect("inserted");
+                    black_box(t);
+                }
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<()>>()
+            .await;
+        (rss_kib(), start.elapsed())
+    });
+    println!(
+        "directory/many_tenants: {n} tenants looked up once each in {:.1} s ({:.0}/s); bench process RSS {} MiB before, {} MiB after (cache capacity {capacity})",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
+        rss_before / 1024,
+        rss_after / 1024
+    );
+}
+
+/// This process's resident set size, in KiB (Linux).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Prints p50/p99/max of `times`.
+fn report(what: &str, mut times: Vec<Duration>) {
+    times.sort();
+    let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+    println!(
+        "{what}, {} runs: p50 {:?}, p99 {:?}, max {:?}",
+        times.len(),
+        pct(0.50),
+        pct(0.99),
+        times[times.len() - 1]
+    );
 }
 
 /// A miss: one round trip to the local PostgreSQL, each tenant once.
 fn misses(s: &Setup) {
-    let mut times: Vec<Duration> = s.rt.block_on(async {
+    let times: Vec<Duration> = s.rt.block_on(async {
         let mut out = Vec::with_capacity(2_000);
         for i in 0..2_000 {
             let id = format!("t{i:06}");
@@ -159,15 +309,7 @@ fn misses(s: &Setup) {
         }
         out
     });
-    times.sort();
-    let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
-    println!(
-        "directory/miss (PostgreSQL round trip, {} lookups): p50 {:?}, p99 {:?}, max {:?}",
-        times.len(),
-        pct(0.50),
-        pct(0.99),
-        times[times.len() - 1]
-    );
+    report("directory/miss (PostgreSQL round trip)", times);
 }
 
 #[allow(missing_docs)]
