@@ -1,5 +1,5 @@
 //! `residency_migrations_overdue` and `residency_migrations_open`: the
-//! sidecar reads the journal of every migration its tenants file shows open
+//! sidecar reads the journal of every migration its tenant directory shows open
 //! (a tenant with `migrating_from`) at start, after each successful reload
 //! and once a minute.
 //!
@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
 use residency_migrate::migration_status;
 use residency_store::Backend;
 use residency_tower::RulesetHandle;
@@ -35,13 +36,23 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// Reads the journals of the open migrations and sets the gauges.
 pub(crate) async fn check(w: &Watched) {
-    let rules = w.rules.load();
-    let policy = rules.policy();
+    let current = w.rules.current();
+    let policy = current.rules().policy();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let (mut open, mut overdue) = (0u64, 0u64);
-    for (_, t) in rules.tenants().iter() {
+    // The tenants file's, or one query to the PostgreSQL directory.
+    let mut migrating = current.directory().migrating(policy);
+    while let Some(t) = migrating.next().await {
+        let t = match t {
+            Ok(t) => t,
+            Err(e) => {
+                // Keep the gauges as they were: an unknown count is not zero.
+                tracing::warn!(error = %e, "cannot list the open migrations: migration gauges not updated");
+                return;
+            }
+        };
         let (Some(_), Some(to)) = (t.migrating_from(), t.locality()) else {
             continue;
         };

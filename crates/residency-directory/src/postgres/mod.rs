@@ -722,6 +722,29 @@ impl Directory for PgDirectory {
         &'a self,
         policy: &'a Policy,
     ) -> BoxStream<'a, Result<Arc<Tenant>, DirectoryError>> {
+        self.rows(policy, "")
+    }
+
+    fn migrating<'a>(
+        &'a self,
+        policy: &'a Policy,
+    ) -> BoxStream<'a, Result<Arc<Tenant>, DirectoryError>> {
+        self.rows(policy, "WHERE migrating_from IS NOT NULL")
+    }
+
+    fn health(&self) -> DirectoryHealth {
+        self.health_now()
+    }
+}
+
+impl PgDirectory {
+    /// Every tenant row matching `filter` (an SQL `WHERE` clause or empty),
+    /// by id, validated against `policy`.
+    fn rows<'a>(
+        &'a self,
+        policy: &'a Policy,
+        filter: &'static str,
+    ) -> BoxStream<'a, Result<Arc<Tenant>, DirectoryError>> {
         let rows = async move {
             let ask = async {
                 let client = self
@@ -731,7 +754,7 @@ impl Directory for PgDirectory {
                     .map_err(|e| format!("cannot reach PostgreSQL: {e}"))?;
                 client
                     .query_raw(
-                        &format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY id"),
+                        &format!("SELECT {TENANT_COLUMNS} FROM tenants {filter} ORDER BY id"),
                         std::iter::empty::<String>(),
                     )
                     .await
@@ -770,7 +793,8 @@ impl Directory for PgDirectory {
             .boxed()
     }
 
-    fn health(&self) -> DirectoryHealth {
+    /// The directory's state now (see [`Directory::health`]).
+    fn health_now(&self) -> DirectoryHealth {
         let s = &self.shared;
         let up = s.up.load(Ordering::Acquire);
         let never = s.heartbeat.load(Ordering::Acquire) == 0;
