@@ -79,14 +79,16 @@ mod phase;
 mod placement;
 mod progress;
 mod records;
+mod source;
 mod status;
 pub mod tenants_file;
 
 pub use audit::MigrationAudit;
-pub use error::{MigrateError, OpenMigration};
+pub use error::{LeaseHeld, MigrateError, OpenMigration};
 pub use fault::{FaultAction, FaultPoint};
 pub use journal::{DeleteAction, DeleteRecord, Outcome, Phase, Record, SourceState, State, Totals};
 pub use migration::{MigrationOptions, Migrator, Report, DEFAULT_ASSURANCE, DEFAULT_PART_SIZE};
 pub use progress::ProgressMode;
 pub use records::RecordsMoved;
+pub use source::{DirectorySource, TenantSource, DEFAULT_LEASE_TTL};
 pub use status::{migration_status, record_moves, MigrationStatus};
