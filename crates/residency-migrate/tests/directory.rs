@@ -291,3 +291,57 @@ async fn a_dead_holders_lease_is_taken_over_and_a_live_one_refuses_the_cli() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_loses_its_lease_stops() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        const T: &str = "dirlost";
+        let env = Env::new("[[tenants]]\nid = \"unrelated\"\n").await;
+        let (url, c) = directory("lost_lease", T).await;
+        seed(&env.backend("us"), T, &moving_corpus(10)).await;
+
+        // A long max_staleness keeps the run waiting after its switch.
+        let mut s = source(&url, "slow:1:aaaa");
+        s.max_staleness = Duration::from_secs(20);
+        let m = Migrator::with_source(
+            env.policy.clone(),
+            TenantSource::Directory(s),
+            env.backends.clone(),
+            opts(T, None),
+        );
+        let run = tokio::spawn(async move { m.run().await });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while leases(&c, T).await != ["slow:1:aaaa"] {
+            assert!(Instant::now() < deadline, "the lease was never taken");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Another migrator took it over (as after an expiry).
+        c.execute(
+            "UPDATE migration_leases SET holder = 'thief:2:bbbb' WHERE tenant_id = $1",
+            &[&T],
+        )
+        .await
+        .expect("take over");
+        let r = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the run stops within a few renewals")
+            .expect("join");
+        match r {
+            Err(MigrateError::Conflict(m)) => assert!(m.contains("taken over"), "{m}"),
+            other => panic!("stopped for its lost lease, not {other:?}"),
+        }
+        assert!(
+            list_keys(&env.backend("eu"), &format!("{T}/"))
+                .await
+                .is_empty(),
+            "nothing copied"
+        );
+        assert_eq!(
+            leases(&c, T).await,
+            ["thief:2:bbbb"],
+            "the other holder's lease is left alone"
+        );
+    })
+    .await
+    .expect("test timed out");
+}
