@@ -27,6 +27,16 @@
 //!    late to the old region are copied first; then `migrating_from` is
 //!    removed from the tenants file.
 //!
+//! The tenant's locality lives in a [`TenantSource`]: the tenants file, or
+//! the PostgreSQL tenant directory ([`DirectorySource`]). With the
+//! directory, the switch is one transaction (`locality`, `migrating_from`),
+//! the migrator waits the sidecars' `max_staleness` after it before copying
+//! (a replica that missed the notification serves its cached record at most
+//! that long), the finish sets `migrated_from`, a tenant with no data
+//! migrates at once, and each run holds a lease on the tenant in the
+//! directory (`migration_leases`): a second migrator is refused
+//! ([`MigrateError::Leased`]), a dead holder's lease expires.
+//!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use std::sync::Arc;

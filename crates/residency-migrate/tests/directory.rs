@@ -345,3 +345,21 @@ async fn a_run_that_loses_its_lease_stops() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_tenant_with_no_data_migrates_at_once() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        const T: &str = "dirempty";
+        let env = Env::new("[[tenants]]\nid = \"unrelated\"\n").await;
+        let (url, c) = directory("no_data", T).await;
+        let report = migrator(&env, &url, "empty:1:a", opts(T, None))
+            .run()
+            .await
+            .expect("run");
+        assert_eq!(report.phase, Some(Phase::Finished), "{report:?}");
+        assert_eq!(row(&c, T).await, (some("eu"), None, some("us")));
+        assert!(leases(&c, T).await.is_empty());
+    })
+    .await
+    .expect("test timed out");
+}

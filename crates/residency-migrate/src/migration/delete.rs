@@ -271,7 +271,7 @@ impl Migrator {
         ctx.record_step(
             "migrate_finish",
             &[&ctx.to],
-            "old copies deleted; migrating_from removed from the tenants file",
+            "old copies deleted; migrating_from removed from the tenant's record",
         )
         .await?;
         state.phase = Phase::Finished;

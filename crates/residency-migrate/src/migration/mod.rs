@@ -622,6 +622,22 @@ impl Migrator {
             r.next_step = "some copies did not verify: investigate, then run the same command again (it retries them)".to_owned();
             return Ok(r);
         }
+        // With the directory, a tenant with no data migrates at once: no old
+        // copy is kept, so there is nothing to keep through a window (unless
+        // the operator asked for one with --assurance).
+        if matches!(self.source, TenantSource::Directory(_))
+            && self.opts.assurance.is_none()
+            && state.phase == Phase::Verified
+            && state.totals.listed == 0
+            && state.assurance_secs != 0
+        {
+            tracing::info!(
+                tenant = %state.tenant,
+                "the tenant has no objects in the other regions: the migration finishes at once (no assurance window)"
+            );
+            state.assurance_secs = 0;
+            journal.save_state(&state).await?;
+        }
         let verified_at = state.verified_at.unwrap_or(state.started_at);
         let until = verified_at + state.assurance_secs;
         if now_secs() < until {
