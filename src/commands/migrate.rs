@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use residency::policy::Policy;
 use residency_migrate::{
-    FaultAction, FaultPoint, MigrateError, MigrationOptions, Migrator, ProgressMode,
+    DirectorySource, FaultAction, FaultPoint, MigrateError, MigrationOptions, Migrator,
+    ProgressMode, TenantSource,
 };
 use residency_proxy::Config;
 use residency_tower::audit::batch::{BatchConfig, BatchingAuditSink, WriterId};
@@ -49,10 +50,22 @@ finished), a migration to another region is refused (exit 3) with the
 command that finishes the open one. There is no cancel: to go back,
 finish it, then migrate to the old region.
 
+With the PostgreSQL tenant directory (`tenants = \"postgresql://...\"`),
+the switch sets locality and migrating_from in one transaction (every
+sidecar replica is notified), then the migration waits the directory's
+max_staleness before copying: a replica that missed the notification
+serves its cached record at most that long. --finish sets migrated_from
+and clears migrating_from. Each run holds a lease on the tenant in the
+directory (table migration_leases, renewed every 10 s, expires after
+30 s): a second `residency migrate` for the tenant, on any machine, is
+refused (exit 3) with the holder and when its lease expires; the lease
+of a process that died expires and the next run takes it over.
+
 Exit codes: 0 done (or waiting for the assurance window after step 2),
 1 a copy did not verify or a backend failed, 2 bad arguments or files,
 3 refused: --finish before the copy is verified or the window has
-passed, or another migration of the tenant is open. With --json every
+passed, another migration of the tenant is open, or another migrator
+holds the tenant's lease. With --json every
 outcome, refusals and errors included, is one JSON object on stdout
 (an \"error\" field when it failed).";
 
@@ -141,6 +154,25 @@ pub(crate) enum MigrateCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `RESIDENCY_MIGRATE_LEASE_TTL` (a duration like `2s`): the migration
+/// lease's time to live with the tenant directory (tests shorten it).
+fn lease_ttl_from_env() -> Result<Option<Duration>, ExitCode> {
+    match std::env::var("RESIDENCY_MIGRATE_LEASE_TTL") {
+        Ok(v) if !v.is_empty() => match parse_duration(&v) {
+            Ok(d) if !d.is_zero() => Ok(Some(d)),
+            Ok(_) => {
+                eprintln!("error: RESIDENCY_MIGRATE_LEASE_TTL must be more than 0s");
+                Err(ExitCode::from(super::EXIT_CONFIG))
+            }
+            Err(e) => {
+                eprintln!("error: RESIDENCY_MIGRATE_LEASE_TTL: {e}");
+                Err(ExitCode::from(super::EXIT_CONFIG))
+            }
+        },
+        _ => Ok(None),
+    }
 }
 
 /// `30d`, `12h`, `15m`, `10s`, `0` (seconds when no unit).
@@ -244,7 +276,6 @@ async fn run_async(args: MigrateArgs) -> Result<ExitCode, ExitCode> {
         _ => None,
     };
     let config = super::or_config_exit(Config::load(&args.config))?;
-    super::or_config_exit(super::needs_tenants_file(&config, "residency migrate"))?;
     let policy: Policy = super::or_config_exit(super::load_policy(&config.policy))?;
     let backends = super::or_config_exit(config.open_backends().await)?;
     let mut opts = MigrationOptions::new(&tenant, &to);
@@ -260,7 +291,18 @@ async fn run_async(args: MigrateArgs) -> Result<ExitCode, ExitCode> {
         ProgressArg::Log => ProgressMode::Log,
         ProgressArg::Quiet => ProgressMode::Quiet,
     };
-    let mut migrator = Migrator::new(policy, &config.tenants, backends.clone(), opts);
+    let source = match &config.directory {
+        None => TenantSource::File(config.tenants.clone()),
+        Some(d) => {
+            let mut s = DirectorySource::new(d.url.clone(), d.max_staleness);
+            s.connect_timeout = d.connect_timeout;
+            if let Some(ttl) = lease_ttl_from_env()? {
+                s.lease_ttl = ttl;
+            }
+            TenantSource::Directory(s)
+        }
+    };
+    let mut migrator = Migrator::with_source(policy, source, backends.clone(), opts);
     let audit = (config.audit.enabled && !args.dry_run).then(|| {
         let writer = WriterId::new(format!("migrate-{}", WriterId::for_this_process().as_str()))
             .unwrap_or_else(|_| WriterId::for_this_process());
@@ -303,6 +345,7 @@ async fn run_async(args: MigrateArgs) -> Result<ExitCode, ExitCode> {
                 MigrateError::Config(_) => (super::EXIT_CONFIG, "config", "error"),
                 MigrateError::NotReady(_) => (EXIT_REFUSED, "not_ready", "not yet"),
                 MigrateError::Open(_) => (EXIT_REFUSED, "open_migration", "refused"),
+                MigrateError::Leased(_) => (EXIT_REFUSED, "lease_held", "refused"),
                 MigrateError::Records(_) => (1, "records", "error"),
                 _ => (1, "failed", "error"),
             };
@@ -319,6 +362,9 @@ async fn run_async(args: MigrateArgs) -> Result<ExitCode, ExitCode> {
                 });
                 if let MigrateError::Open(open) = &e {
                     v["open_migration"] = serde_json::json!(open);
+                }
+                if let MigrateError::Leased(lease) = &e {
+                    v["lease"] = serde_json::json!(lease);
                 }
                 println!("{v:#}");
             }

@@ -24,6 +24,20 @@ pub struct OpenMigration {
     pub finish_command: String,
 }
 
+/// Another `residency migrate` (on this machine or another) holds the
+/// tenant's migration lease in the tenant directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaseHeld {
+    /// The tenant.
+    pub tenant: String,
+    /// Who holds the lease (host, process id, random suffix).
+    pub holder: String,
+    /// When it expires unless its holder renews it (UTC).
+    pub expires_at: String,
+    /// Seconds from now until it expires (by the database's clock).
+    pub expires_in_secs: u64,
+}
+
 /// Why a migration command failed. Every failure leaves the journal
 /// consistent: running the same command again resumes.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +66,13 @@ pub enum MigrateError {
     /// refused (nothing was changed).
     #[error("{}", open_message(.0))]
     Open(Box<OpenMigration>),
+    /// Another migrator holds the tenant's migration lease: this one is
+    /// refused (nothing was changed).
+    #[error("{}", lease_message(.0))]
+    Leased(Box<LeaseHeld>),
+    /// The tenant directory (PostgreSQL) could not be read or written.
+    #[error("tenant directory: {0}")]
+    Directory(String),
     /// An audit event could not be stored: the step it describes is not
     /// journaled (run the same command again).
     #[error("audit: {0}")]
@@ -97,5 +118,13 @@ There is no cancel: to go back to {}, finish it, then run `residency migrate --t
         m.from,
         m.tenant,
         m.from
+    )
+}
+
+fn lease_message(l: &LeaseHeld) -> String {
+    format!(
+        "tenant {} is being migrated by another `residency migrate`: its migration lease is held by {} until {} ({} s from now, renewed while it runs). Nothing was changed. \
+Wait for that migration to end; if its process died, the lease expires at that time and running this command again then takes it over.",
+        l.tenant, l.holder, l.expires_at, l.expires_in_secs
     )
 }

@@ -27,6 +27,16 @@
 //!    late to the old region are copied first; then `migrating_from` is
 //!    removed from the tenants file.
 //!
+//! The tenant's locality lives in a [`TenantSource`]: the tenants file, or
+//! the PostgreSQL tenant directory ([`DirectorySource`]). With the
+//! directory, the switch is one transaction (`locality`, `migrating_from`),
+//! the migrator waits the sidecars' `max_staleness` after it before copying
+//! (a replica that missed the notification serves its cached record at most
+//! that long), the finish sets `migrated_from`, a tenant with no data
+//! migrates at once, and each run holds a lease on the tenant in the
+//! directory (`migration_leases`): a second migrator is refused
+//! ([`MigrateError::Leased`]), a dead holder's lease expires.
+//!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use std::sync::Arc;
@@ -79,14 +89,16 @@ mod phase;
 mod placement;
 mod progress;
 mod records;
+mod source;
 mod status;
 pub mod tenants_file;
 
 pub use audit::MigrationAudit;
-pub use error::{MigrateError, OpenMigration};
+pub use error::{LeaseHeld, MigrateError, OpenMigration};
 pub use fault::{FaultAction, FaultPoint};
 pub use journal::{DeleteAction, DeleteRecord, Outcome, Phase, Record, SourceState, State, Totals};
 pub use migration::{MigrationOptions, Migrator, Report, DEFAULT_ASSURANCE, DEFAULT_PART_SIZE};
 pub use progress::ProgressMode;
 pub use records::RecordsMoved;
+pub use source::{DirectorySource, TenantSource, DEFAULT_LEASE_TTL};
 pub use status::{migration_status, record_moves, MigrationStatus};

@@ -28,6 +28,7 @@
 
 mod admin;
 mod key;
+mod lease;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,6 +49,7 @@ pub use admin::{
     show, FeatureChange, ImportReport, MigrationStart, TenantDetails,
 };
 pub use key::{open_with, DirectoryKey, KeyError, DIRECTORY_KEY_ENV, NONCE_LEN};
+pub use lease::{release_lease, renew_lease, take_lease, LeaseHolder};
 /// The PostgreSQL client the admin functions take.
 pub use tokio_postgres::Client;
 

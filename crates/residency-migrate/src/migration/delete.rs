@@ -260,13 +260,18 @@ impl Migrator {
         r.ledger_deleted += moved.ledger_deleted;
         run.records = moved;
         if self.opts.switch {
-            tenants_file::edit_file(&self.tenants_path, &state.tenant, &state.to, None)
-                .map_err(MigrateError::Config)?;
+            match &self.source {
+                TenantSource::File(path) => {
+                    tenants_file::edit_file(path, &state.tenant, &state.to, None)
+                        .map_err(MigrateError::Config)?;
+                }
+                TenantSource::Directory(d) => d.finish(&state.tenant, &state.to).await?,
+            }
         }
         ctx.record_step(
             "migrate_finish",
             &[&ctx.to],
-            "old copies deleted; migrating_from removed from the tenants file",
+            "old copies deleted; migrating_from removed from the tenant's record",
         )
         .await?;
         state.phase = Phase::Finished;

@@ -24,6 +24,7 @@ use crate::journal::{
 };
 use crate::placement::{Placer, Verdict, META_CATEGORY};
 use crate::progress::{Counters, Progress, ProgressMode};
+use crate::source::{Lease, TenantSource};
 use crate::tenants_file;
 
 /// Default assurance window: 30 days.
@@ -98,7 +99,7 @@ pub use report::Report;
 /// after a crash: the journal in the destination region says where to resume.
 pub struct Migrator {
     policy: Policy,
-    tenants_path: PathBuf,
+    source: TenantSource,
     backends: Vec<(String, Arc<dyn Backend>)>,
     audit: Option<Arc<dyn MigrationAudit>>,
     opts: MigrationOptions,
@@ -107,7 +108,7 @@ pub struct Migrator {
 impl std::fmt::Debug for Migrator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Migrator")
-            .field("tenants_path", &self.tenants_path)
+            .field("source", &self.source)
             .field(
                 "regions",
                 &self.backends.iter().map(|(r, _)| r).collect::<Vec<_>>(),
@@ -220,9 +221,27 @@ impl Migrator {
         backends: Vec<(String, Arc<dyn Backend>)>,
         opts: MigrationOptions,
     ) -> Self {
+        Migrator::with_source(
+            policy,
+            TenantSource::File(tenants_path.into()),
+            backends,
+            opts,
+        )
+    }
+
+    /// A migrator for `opts.tenant` whose locality lives in `source`: the
+    /// tenants file, or the PostgreSQL tenant directory (the switch and the
+    /// finish are one transaction each there, and a lease per tenant
+    /// migration keeps a second migrator out).
+    pub fn with_source(
+        policy: Policy,
+        source: TenantSource,
+        backends: Vec<(String, Arc<dyn Backend>)>,
+        opts: MigrationOptions,
+    ) -> Self {
         Migrator {
             policy,
-            tenants_path: tenants_path.into(),
+            source,
             backends,
             audit: None,
             opts,
@@ -271,7 +290,7 @@ impl Migrator {
     /// Bad arguments, another migration in progress, a backend that stays
     /// unavailable, a fault point. The journal stays consistent: run again.
     pub async fn run(&self) -> Result<Report, MigrateError> {
-        self.execute(false).await
+        self.leased(false).await
     }
 
     /// `--finish`: once every object is verified and the assurance window
@@ -283,7 +302,27 @@ impl Migrator {
     /// As [`Migrator::run`]; [`MigrateError::NotReady`] before the copy is
     /// complete or before the window has passed (nothing is deleted).
     pub async fn finish(&self) -> Result<Report, MigrateError> {
-        self.execute(true).await
+        self.leased(true).await
+    }
+
+    /// Runs [`Migrator::execute`] under the tenant's migration lease when
+    /// the locality lives in the directory: refused
+    /// ([`MigrateError::Leased`]) while another migrator holds it, renewed
+    /// while this one runs, released at the end. A lost lease stops the run
+    /// (as a kill would: the journal is consistent).
+    async fn leased(&self, finish: bool) -> Result<Report, MigrateError> {
+        let TenantSource::Directory(d) = &self.source else {
+            return self.execute(finish).await;
+        };
+        let mut lease = Lease::take(d, &self.opts.tenant).await?;
+        let result = tokio::select! {
+            r = self.execute(finish) => r,
+            why = lease.lost() => Err(MigrateError::Conflict(format!(
+                "{why}: this run stopped (the journal is consistent; run the same command again once the other migrator is done)"
+            ))),
+        };
+        lease.release().await;
+        result
     }
 
     /// A migration of the tenant to another region that is still open: in
@@ -322,6 +361,17 @@ impl Migrator {
             phase: None,
             finish_command: finish(to),
         }))
+    }
+
+    /// With the directory: waits until `max_staleness` has passed since the
+    /// tenant's row last changed (the switch), so that a sidecar replica that
+    /// missed the notification no longer writes to the old region when the
+    /// copy (or the deletion, which copies late objects first) lists it.
+    async fn wait_for_replicas(&self) -> Result<(), MigrateError> {
+        match &self.source {
+            TenantSource::Directory(d) => d.wait_for_replicas(&self.opts.tenant).await,
+            TenantSource::File(_) => Ok(()),
+        }
     }
 
     /// Aborts the multipart uploads that killed runs left open (noted in
@@ -386,7 +436,7 @@ impl Migrator {
 
     async fn execute(&self, finish: bool) -> Result<Report, MigrateError> {
         let started = Instant::now();
-        let p = self.prepare()?;
+        let p = self.prepare().await?;
         let settled = p.settled;
         let journal = p.journal.clone();
         // One migration at a time per tenant, whatever its direction: a
@@ -491,35 +541,57 @@ impl Migrator {
 
         // Switch: new writes go to the destination, reads try it first.
         if self.opts.switch && state.phase != Phase::Finished {
-            let change = tenants_file::would_change(
-                &self.tenants_path,
-                &self.opts.tenant,
-                &state.to,
-                Some(&state.from),
-            )
-            .map_err(MigrateError::Config)?;
-            if change || !state.switched {
-                // The event is stored before the switch and its journal entry.
-                ctx.record_step(
-                    "migrate_switch",
-                    &[&state.to, &state.from],
-                    "tenants file: locality is the destination, reads fall back to the old region",
-                )
-                .await?;
-                tenants_file::edit_file(
-                    &self.tenants_path,
+            let change = match &self.source {
+                TenantSource::File(path) => tenants_file::would_change(
+                    path,
                     &self.opts.tenant,
                     &state.to,
                     Some(&state.from),
                 )
-                .map_err(MigrateError::Config)?;
+                .map_err(MigrateError::Config)?,
+                TenantSource::Directory(d) => {
+                    let r = d.record(&self.opts.tenant).await?;
+                    r.locality.as_deref() != Some(state.to.as_str())
+                        || r.migrating_from.as_deref() != Some(state.from.as_str())
+                }
+            };
+            if change || !state.switched {
+                // The event is stored before the switch and its journal entry.
+                let reason = match &self.source {
+                    TenantSource::File(_) => "tenants file: locality is the destination, reads fall back to the old region",
+                    TenantSource::Directory(_) => "tenant directory: locality is the destination, reads fall back to the old region",
+                };
+                ctx.record_step("migrate_switch", &[&state.to, &state.from], reason)
+                    .await?;
+                match &self.source {
+                    TenantSource::File(path) => {
+                        tenants_file::edit_file(
+                            path,
+                            &self.opts.tenant,
+                            &state.to,
+                            Some(&state.from),
+                        )
+                        .map_err(MigrateError::Config)?;
+                    }
+                    TenantSource::Directory(d) => {
+                        d.switch(&self.opts.tenant, &self.policy, &state.from, &state.to)
+                            .await?;
+                    }
+                }
                 state.switched = true;
                 journal.save_state(&state).await?;
-                tracing::info!(
-                    file = %self.tenants_path.display(),
-                    "tenants file switched: locality = {:?}, migrating_from = {:?} (the sidecar reloads it within seconds, or on SIGHUP)",
-                    state.to, state.from
-                );
+                match &self.source {
+                    TenantSource::File(path) => tracing::info!(
+                        file = %path.display(),
+                        "tenants file switched: locality = {:?}, migrating_from = {:?} (the sidecar reloads it within seconds, or on SIGHUP)",
+                        state.to, state.from
+                    ),
+                    TenantSource::Directory(d) => tracing::info!(
+                        directory = %d.redacted_url(),
+                        "tenant directory switched in one transaction: locality = {:?}, migrating_from = {:?} (every sidecar replica is notified at once)",
+                        state.to, state.from
+                    ),
+                }
                 ctx.faults.switched()?;
             }
         }
@@ -535,6 +607,7 @@ impl Migrator {
         }
 
         if state.phase == Phase::Copying {
+            self.wait_for_replicas().await?;
             if finish {
                 // --finish also completes an interrupted copy: it must not
                 // delete anything before every object is verified anyway.
@@ -548,6 +621,22 @@ impl Migrator {
             let mut r = self.report(&state, run, started, "run");
             r.next_step = "some copies did not verify: investigate, then run the same command again (it retries them)".to_owned();
             return Ok(r);
+        }
+        // With the directory, a tenant with no data migrates at once: no old
+        // copy is kept, so there is nothing to keep through a window (unless
+        // the operator asked for one with --assurance).
+        if matches!(self.source, TenantSource::Directory(_))
+            && self.opts.assurance.is_none()
+            && state.phase == Phase::Verified
+            && state.totals.listed == 0
+            && state.assurance_secs != 0
+        {
+            tracing::info!(
+                tenant = %state.tenant,
+                "the tenant has no objects in the other regions: the migration finishes at once (no assurance window)"
+            );
+            state.assurance_secs = 0;
+            journal.save_state(&state).await?;
         }
         let verified_at = state.verified_at.unwrap_or(state.started_at);
         let until = verified_at + state.assurance_secs;
@@ -566,6 +655,9 @@ impl Migrator {
                 state.to, until, state.tenant, state.to
             );
             return Ok(r);
+        }
+        if state.phase != Phase::Finished {
+            self.wait_for_replicas().await?;
         }
         self.delete_phase(&ctx, &sources, &journal, &mut state, &mut run)
             .await?;

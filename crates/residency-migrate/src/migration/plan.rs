@@ -1,19 +1,12 @@
 //! Plan: the checks before anything moves ([`Migrator::prepare`]) and
 //! `--dry-run` ([`Migrator::plan`]).
 
+use residency_policy::{Tenant, TenantRecord};
+
 use super::*;
 
 impl Migrator {
-    pub(super) fn prepare(&self) -> Result<Prepared, MigrateError> {
-        let path = &self.tenants_path;
-        let file = path.display().to_string();
-        let src = std::fs::read_to_string(path)
-            .map_err(|e| MigrateError::Config(format!("cannot read {file}: {e}")))?;
-        let tenants = Tenants::from_toml(&src, &file, &self.policy)
-            .map_err(|e| MigrateError::Config(e.to_string()))?;
-        let tid = tenants.get(&self.opts.tenant).ok_or_else(|| {
-            MigrateError::Config(format!("unknown tenant {:?}", self.opts.tenant))
-        })?;
+    pub(super) async fn prepare(&self) -> Result<Prepared, MigrateError> {
         let to_id = self.policy.region_by_id(&self.opts.to).ok_or_else(|| {
             MigrateError::Config(format!(
                 "unknown region {:?} (the policy declares {})",
@@ -25,7 +18,24 @@ impl Migrator {
                     .join(", ")
             ))
         })?;
-        let t = tenants.tenant(tid);
+        // The tenant as its source has it now.
+        let (t, file_src): (Tenant, Option<(String, String)>) = match &self.source {
+            TenantSource::File(path) => {
+                let file = path.display().to_string();
+                let src = std::fs::read_to_string(path)
+                    .map_err(|e| MigrateError::Config(format!("cannot read {file}: {e}")))?;
+                let tenants = Tenants::from_toml(&src, &file, &self.policy)
+                    .map_err(|e| MigrateError::Config(e.to_string()))?;
+                let tid = tenants.get(&self.opts.tenant).ok_or_else(|| {
+                    MigrateError::Config(format!("unknown tenant {:?}", self.opts.tenant))
+                })?;
+                (tenants.tenant(tid).clone(), Some((file, src)))
+            }
+            TenantSource::Directory(d) => {
+                let record = d.record(&self.opts.tenant).await?;
+                (crate::source::from_record(&record, &self.policy)?, None)
+            }
+        };
         let from_id = match (t.locality(), t.migrating_from()) {
             (Some(l), Some(m)) if l == to_id => m,
             _ => t.home_region(&self.policy),
@@ -40,10 +50,27 @@ impl Migrator {
         };
         let from = self.policy.region(from_id).id().to_owned();
         let to = self.opts.to.clone();
-        let after = tenants_file::edit_source(&src, &self.opts.tenant, &to, Some(&from))
-            .map_err(MigrateError::Config)?;
-        let after = Tenants::from_toml(&after, &file, &self.policy).map_err(|e| {
-            MigrateError::Config(format!("the switched tenants file would be invalid: {e}"))
+        // The tenants as they are after the switch.
+        let after = match file_src {
+            Some((file, src)) => {
+                let after = tenants_file::edit_source(&src, &self.opts.tenant, &to, Some(&from))
+                    .map_err(MigrateError::Config)?;
+                Tenants::from_toml(&after, &file, &self.policy).map_err(|e| {
+                    MigrateError::Config(format!("the switched tenants file would be invalid: {e}"))
+                })?
+            }
+            None => {
+                let mut record = TenantRecord::of(&t, &self.policy);
+                record.locality = Some(to.clone());
+                record.migrating_from = Some(from.clone());
+                let switched = crate::source::from_record(&record, &self.policy).map_err(|e| {
+                    MigrateError::Config(format!("the switched tenant would be invalid: {e}"))
+                })?;
+                crate::source::single(switched)?
+            }
+        };
+        let tid = after.get(&self.opts.tenant).ok_or_else(|| {
+            MigrateError::Config(format!("unknown tenant {:?}", self.opts.tenant))
         })?;
         let placer = Placer::new(Ruleset::new(self.policy.clone(), after), tid, to_id);
         let backend = |r: &str| {
@@ -80,7 +107,7 @@ impl Migrator {
     /// Bad arguments, unreachable backends.
     pub async fn plan(&self) -> Result<Report, MigrateError> {
         let started = Instant::now();
-        let p = self.prepare()?;
+        let p = self.prepare().await?;
         let from = p.from.clone();
         let progress = Progress::start(self.opts.progress, "plan");
         let (ctx, sources, _) = self.ctx(p, "plan", progress.counters.clone());
@@ -155,8 +182,10 @@ impl Migrator {
             elapsed_secs: started.elapsed().as_secs_f64(),
             copy_bytes_per_sec: 0.0,
             next_step: format!(
-                "residency migrate --tenant {} --to {} (switches the tenants file, copies, verifies)",
-                self.opts.tenant, self.opts.to
+                "residency migrate --tenant {} --to {} (switches the tenant in the {}, copies, verifies)",
+                self.opts.tenant,
+                self.opts.to,
+                self.source.describe()
             ),
         })
     }
