@@ -299,3 +299,62 @@ async fn reqwest_status(url: &str) -> u16 {
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status line: {answer:?}"))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_locality_change_through_residency_migrate_is_enforced_by_both_replicas() {
+    use residency_migrate::{
+        DirectorySource, MigrationOptions, Migrator, ProgressMode, TenantSource,
+    };
+    let _ = cluster();
+    let key = DirectoryKey::generate();
+    let url = directory_with_example_tenants(postgres(), "migrate_replicas", &key).await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let configs = [
+        directory_config(dirs[0].path(), &url, &key, 1),
+        directory_config(dirs[1].path(), &url, &key, 1),
+    ];
+    let a = start_sidecar(&configs[0]).await;
+    let b = start_sidecar(&configs[1]).await;
+    let (ia, ib) = (client(&a, INITECH), client(&b, INITECH));
+    // initech has no locality: its tickets go to the default region, us.
+    let before = unique("tickets/before") + ".json";
+    assert_eq!(put_status(&ia, "initech", &before).await, 200);
+    assert_eq!(
+        put_status(&ib, "initech", &(before.clone() + "b")).await,
+        200
+    );
+    assert_eq!(regions_holding("initech", &before).await, ["us"]);
+
+    // `residency migrate --tenant initech --to eu`, through the directory.
+    let config = residency_proxy::Config::load(&configs[0]).unwrap();
+    let backends = config.open_backends().await.unwrap();
+    let mut o = MigrationOptions::new("initech", "eu");
+    o.progress = ProgressMode::Quiet;
+    let migrator = Migrator::with_source(
+        policy(),
+        TenantSource::Directory(DirectorySource::new(&url, Duration::from_secs(1))),
+        backends,
+        o,
+    );
+    support::within("migrate", migrator.run())
+        .await
+        .expect("migration");
+
+    // Both replicas now place initech's tickets in the EU, and read the
+    // migrated one there.
+    for (name, c) in [("a", &ia), ("b", &ib)] {
+        let k = unique(&format!("tickets/after-{name}")) + ".json";
+        assert_eq!(put_status(c, "initech", &k).await, 200);
+        assert_eq!(
+            regions_holding("initech", &k).await,
+            ["eu"],
+            "replica {name}"
+        );
+        let got = c.get_object().bucket("initech").key(&before).send().await;
+        assert!(
+            got.is_ok(),
+            "replica {name} reads the migrated object: {got:?}"
+        );
+    }
+    assert!(regions_holding("initech", &before).await.contains(&"eu"));
+}
