@@ -68,12 +68,25 @@ fn refuse(
     }
 }
 
+/// A route's fields that depend on the operation (the rest are the same
+/// for every route of a request).
+struct Parts {
+    target: Target,
+    category: Option<CategoryId>,
+    classified_by: Option<residency_policy::ClassifiedBy>,
+    backend_upload_id: Option<String>,
+    reason: &'static str,
+    out_of_locality: bool,
+    revoked: Option<Denied>,
+}
+
 /// Decides one request (of kind `op`, as `req.op()` says) under `rules`, for
 /// its tenant as the directory answered (`None`: the directory knows no
-/// tenant of the name `req` gives).
+/// tenant of the name `req` gives). The tenant and the request id move into
+/// the route (no reference count touched on the way).
 pub(crate) fn route<R: RoutableRequest>(
     rules: &Arc<Ruleset>,
-    tenant: Option<&Arc<Tenant>>,
+    tenant: Option<Arc<Tenant>>,
     req: &R,
     op: OpKind,
     codec: &UploadIdCodec,
@@ -93,19 +106,40 @@ pub(crate) fn route<R: RoutableRequest>(
             &request_id,
         ));
     };
+    let parts = decide_parts(policy, &tenant, req, op, codec, &request_id)?;
+    Ok(Route {
+        rules: rules.clone(),
+        tenant,
+        target: parts.target,
+        category: parts.category,
+        classified_by: parts.classified_by,
+        backend_upload_id: parts.backend_upload_id,
+        reason: parts.reason,
+        out_of_locality: parts.out_of_locality,
+        request_id,
+        revoked: parts.revoked,
+    })
+}
+
+/// The operation-dependent part of [`route`].
+fn decide_parts<R: RoutableRequest>(
+    policy: &residency_policy::Policy,
+    tenant: &Arc<Tenant>,
+    req: &R,
+    op: OpKind,
+    codec: &UploadIdCodec,
+    request_id: &Arc<str>,
+) -> Result<Parts, Refusal> {
     // The decision is a pure function of (policy, tenant, request).
     let t: &Tenant = tenant;
     let key = req.key().unwrap_or("");
-    let route = |target, category, classified_by, upload, reason, out_of_locality| Route {
-        rules: rules.clone(),
-        tenant: tenant.clone(),
+    let route = |target, category, classified_by, upload, reason, out_of_locality| Parts {
         target,
         category,
         classified_by,
         backend_upload_id: upload,
         reason,
         out_of_locality,
-        request_id: request_id.clone(),
         revoked: None,
     };
     // Reads, lists and deletes: the tenant's regions in `order`, no category.
@@ -143,7 +177,7 @@ pub(crate) fn route<R: RoutableRequest>(
                         detail,
                         category,
                         Some(tenant),
-                        &request_id,
+                        request_id,
                     ))
                 }
             }
@@ -202,7 +236,7 @@ pub(crate) fn route<R: RoutableRequest>(
                         format!("the upload's region {:?} is no longer declared", tok.region),
                         None,
                         Some(tenant),
-                        &request_id,
+                        request_id,
                     )),
                 },
                 _ => Err(refuse(
@@ -210,7 +244,7 @@ pub(crate) fn route<R: RoutableRequest>(
                     "the upload id is unknown, forged, or belongs to another tenant",
                     None,
                     Some(tenant),
-                    &request_id,
+                    request_id,
                 )),
             }
         }

@@ -155,7 +155,7 @@ impl<S> RoutingService<S> {
         };
         let op = req.op();
         let rules = &snapshot.rules;
-        let result = route(rules, tenant.as_ref(), &req, op, &self.shared.codec);
+        let result = route(rules, tenant, &req, op, &self.shared.codec);
         // An allowed write waits for its record to be stored (durable mode)
         // before anything is sent to the backend: a record may then describe
         // a write that failed, never a write without a record.
