@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use residency::policy::{Policy, SecretRef, Tenants};
+use residency::policy::{Policy, Tenants};
 use residency_directory::postgres::{self as pg, DirectoryKey, FeatureChange};
 
 use super::{load_policy, read, EXIT_CONFIG};
@@ -91,19 +91,6 @@ fn policy_of(t: &Target) -> Result<Policy, String> {
     load_policy(&t.policy).map_err(|e| e.to_string())
 }
 
-/// Reads a secret named by the tenants file.
-fn resolve(s: &SecretRef) -> Result<String, String> {
-    match s {
-        SecretRef::Inline(v) => Ok(v.clone()),
-        SecretRef::Env(var) => {
-            std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
-        }
-        SecretRef::File(p) => std::fs::read_to_string(p)
-            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-            .map_err(|e| format!("cannot read {p}: {e}")),
-    }
-}
-
 /// `tenants import FILE`: the file's tenants and keys into the directory.
 pub(crate) fn import(target: Result<Target, String>, file: &Path) -> ExitCode {
     run(async move {
@@ -114,9 +101,15 @@ pub(crate) fn import(target: Result<Target, String>, file: &Path) -> ExitCode {
             .map_err(|e| e.to_string())?;
         let key = target.key()?;
         let mut client = target.client().await?;
-        let report = pg::import(&mut client, &tenants, &policy, resolve, &key)
-            .await
-            .map_err(|e| format!("{}: not imported: {e}", file.display()))?;
+        let report = pg::import(
+            &mut client,
+            &tenants,
+            &policy,
+            residency_proxy::config::resolve_secret,
+            &key,
+        )
+        .await
+        .map_err(|e| format!("{}: not imported: {e}", file.display()))?;
         println!(
             "ok: {} → directory: {} added, {} changed, {} unchanged; keys: {} added, {} changed",
             file.display(),

@@ -149,6 +149,23 @@ impl Default for RawDirectory {
     }
 }
 
+/// Reads a secret the tenants file names: inline, from an environment
+/// variable, or from a file (trailing newline trimmed).
+///
+/// # Errors
+/// The variable is unset or the file unreadable (the message names which).
+pub fn resolve_secret(s: &SecretRef) -> Result<String, String> {
+    match s {
+        SecretRef::Inline(v) => Ok(v.clone()),
+        SecretRef::Env(var) => {
+            std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
+        }
+        SecretRef::File(p) => std::fs::read_to_string(p)
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|e| format!("cannot read {p}: {e}")),
+    }
+}
+
 /// Whether a `tenants` value names a PostgreSQL directory (else a file).
 pub fn is_directory_url(v: &str) -> bool {
     v.starts_with("postgresql://") || v.starts_with("postgres://")
@@ -658,15 +675,6 @@ impl Config {
                 ));
             }
         }
-        let resolve = |s: &SecretRef| match s {
-            SecretRef::Inline(v) => Ok(v.clone()),
-            SecretRef::Env(var) => {
-                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
-            }
-            SecretRef::File(p) => std::fs::read_to_string(p)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| format!("cannot read {p}: {e}")),
-        };
         let rules = Ruleset::new(policy, tenants);
         if self.directory.is_some() {
             return match errors.is_empty() {
@@ -675,7 +683,7 @@ impl Config {
             };
         }
         // Each key's secret, or an error naming whose key it is.
-        let directory = match FileDirectory::new(rules.tenants_shared().clone(), resolve) {
+        let directory = match FileDirectory::new(rules.tenants_shared().clone(), resolve_secret) {
             Ok(d) => Some(d),
             Err(problems) => {
                 errors.extend(

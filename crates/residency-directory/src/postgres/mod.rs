@@ -506,17 +506,21 @@ impl PgDirectory {
         DirectoryError::Unavailable(msg)
     }
 
+    /// A connection from the pool, or why there is none.
+    async fn pooled(&self) -> Result<deadpool_postgres::Object, String> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| format!("cannot reach PostgreSQL: {e}"))
+    }
+
     async fn query_opt(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, DirectoryError> {
         let ask = async {
-            let client = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| format!("cannot reach PostgreSQL: {e}"))?;
+            let client = self.pooled().await?;
             let statement = client
                 .prepare_cached(sql)
                 .await
@@ -749,11 +753,7 @@ impl PgDirectory {
     ) -> BoxStream<'a, Result<Arc<Tenant>, DirectoryError>> {
         let rows = async move {
             let ask = async {
-                let client = self
-                    .pool
-                    .get()
-                    .await
-                    .map_err(|e| format!("cannot reach PostgreSQL: {e}"))?;
+                let client = self.pooled().await?;
                 client
                     .query_raw(
                         &format!("SELECT {TENANT_COLUMNS} FROM tenants {filter} ORDER BY id"),
