@@ -199,3 +199,145 @@ fn tempfile_path(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
+
+/// `residency disclosure` and `residency audit` on a sidecar configuration
+/// whose tenants live in PostgreSQL: the ledger goes to the home region the
+/// directory gives (for a tenant the example file does not know), an unknown
+/// tenant is bad input, and the directory unreachable fails the command
+/// without writing anything.
+#[test]
+fn disclosure_and_audit_read_the_directory() {
+    let pg = PostgresCluster::start().expect("PostgreSQL");
+    pg.create_database("disclose").unwrap();
+    let url = pg.url("disclose");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile_path("disclose");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let tenants = dir.join("tenants.toml");
+    std::fs::write(
+        &tenants,
+        "[[tenants]]\nid = \"dironly\"\nlocality = \"eu\"\n\
+         [[tenants]]\nid = \"usonly\"\nlocality = \"us\"\n",
+    )
+    .unwrap();
+    let out = residency(
+        &[
+            "tenants",
+            "import",
+            tenants.to_str().unwrap(),
+            "--directory",
+            url.as_str(),
+        ],
+        KEY,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let config = |db: &str| {
+        let path = dir.join(format!("residency-{}.toml", db.len()));
+        std::fs::write(
+            &path,
+            format!(
+                "policy = {:?}\ntenants = {db:?}\n[directory]\nconnect_timeout_ms = 1000\n\
+                 [regions.eu]\nkind = \"dir\"\npath = {:?}\n[regions.us]\nkind = \"dir\"\npath = {:?}\n",
+                root.join("config/hosting-policy.toml"),
+                dir.join("eu"),
+                dir.join("us"),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let good = config(&url);
+    let open = |cfg: &Path, tenant: &str| {
+        // Disclosure reads tenants only: no key-encryption key is needed.
+        residency(
+            &[
+                "disclosure",
+                "open",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--tenant",
+                tenant,
+                "--authority",
+                "Bundeskriminalamt",
+                "--country",
+                "DE",
+                "--legal-basis",
+                "StPO 95",
+                "--received",
+                "2026-07-15",
+                "--type",
+                "court-order",
+                "--by",
+                "privacy-team",
+                "--key",
+                "tickets/1.json",
+            ],
+            "",
+        )
+    };
+    let ledger_in = |region: &str, tenant: &str| {
+        dir.join(region)
+            .join("_disclosure")
+            .join(tenant)
+            .join("head.json")
+            .exists()
+    };
+
+    let out = open(&good, "dironly");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("in region eu"), "{}", text(&out));
+    assert!(ledger_in("eu", "dironly") && !ledger_in("us", "dironly"));
+    let out = open(&good, "usonly");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(ledger_in("us", "usonly") && !ledger_in("eu", "usonly"));
+
+    // A tenant of the example file, unknown to this directory: bad input.
+    let out = open(&good, "acme");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("unknown tenant"), "{}", text(&out));
+    assert!(!ledger_in("eu", "acme") && !ledger_in("us", "acme"));
+
+    // Every ledger verifies, the directory's tenants included.
+    let out = residency(
+        &["disclosure", "verify", "--config", good.to_str().unwrap()],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("dironly") && text(&out).contains("usonly"),
+        "{}",
+        text(&out)
+    );
+
+    // The directory unreachable: the command fails, nothing is written.
+    let head =
+        |t: &str| std::fs::read(dir.join("eu/_disclosure").join(t).join("head.json")).unwrap();
+    let before = head("dironly");
+    let down = config("postgresql://nobody@127.0.0.1:1/none");
+    let out = open(&down, "dironly");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("tenant directory"), "{}", text(&out));
+    assert_eq!(head("dironly"), before, "nothing appended to the ledger");
+
+    // The audit trail is read from the regions: a directory configuration
+    // is accepted (this tenant has written nothing yet).
+    let out = residency(
+        &[
+            "audit",
+            "verify",
+            "--config",
+            good.to_str().unwrap(),
+            "--tenant",
+            "dironly",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("no audit batches found"),
+        "{}",
+        text(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -161,10 +161,9 @@ pub(crate) fn run(
     json: bool,
     verify_chain: bool,
 ) -> ExitCode {
-    let cfg = match residency_proxy::Config::load(config)
-        .map_err(|e| e.to_string())
-        .and_then(|c| super::needs_tenants_file(&c, "residency audit").map(|()| c))
-    {
+    // The audit trail is read from the regions alone: the tenants (file or
+    // directory) are not needed.
+    let cfg = match residency_proxy::Config::load(config).map_err(|e| e.to_string()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("residency: {e}");

@@ -72,23 +72,6 @@ pub(crate) fn runtime(
     })
 }
 
-/// Refuses a command that reads the tenants file when the configuration
-/// names a PostgreSQL directory (the command does not read the directory
-/// yet): it must not act on the example tenants file instead.
-pub(crate) fn needs_tenants_file(
-    config: &residency_proxy::Config,
-    command: &str,
-) -> Result<(), String> {
-    match &config.directory {
-        None => Ok(()),
-        Some(d) => Err(format!(
-            "{command} reads the tenants file, and {} names the PostgreSQL directory {}: this command does not read the directory yet; run it with a configuration whose `tenants` is the file (`residency tenants export --directory URL` writes one)",
-            config.file.display(),
-            d.redacted_url()
-        )),
-    }
-}
-
 /// `result`'s value, or [`EXIT_CONFIG`] after printing the error.
 pub(crate) fn or_config_exit<T, E: std::fmt::Display>(
     result: Result<T, E>,

@@ -43,6 +43,10 @@ pub enum DisclosureError {
     /// Another writer appended to the same ledger at the same time.
     #[error("ledger conflict: {0}")]
     Conflict(String),
+    /// The tenant directory could not answer (unreachable, or the tenant's
+    /// record is invalid): nothing was decided by a guess.
+    #[error("{0}")]
+    Directory(#[from] residency_directory::DirectoryError),
     /// A region's backend failed.
     #[error("storage: {0}")]
     Store(#[from] StoreError),

@@ -229,6 +229,37 @@ impl DirectoryConfig {
         o.connect_timeout = self.connect_timeout;
         Ok(o)
     }
+
+    /// Connects to the directory. `secrets`: whether access keys will be
+    /// looked up (the sidecar), which needs the key-encryption key; a
+    /// command that only reads tenants (disclosure) opens it without.
+    ///
+    /// # Errors
+    /// No key (when `secrets`), or the database cannot be reached or
+    /// migrated, as a sentence (without the URL: see [`Self::redacted_url`]).
+    pub async fn open(
+        &self,
+        secrets: bool,
+    ) -> Result<Arc<residency_directory::PgDirectory>, String> {
+        let mut options = match self.options() {
+            Ok(o) => o,
+            Err(_) if !secrets => {
+                let mut o = residency_directory::postgres::PgOptions::new(
+                    self.url.clone(),
+                    residency_directory::postgres::DirectoryKey::generate(),
+                );
+                o.connect_timeout = self.connect_timeout;
+                o
+            }
+            Err(e) => return Err(e),
+        };
+        if !secrets {
+            options.pool_size = options.pool_size.min(2);
+        }
+        residency_directory::PgDirectory::connect(options)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The share of tenants (in percent) a reload may remove by default.

@@ -31,7 +31,6 @@ use crate::error;
 use crate::gate::RequestGate;
 use crate::range::{self, RangeFix};
 use crate::s3::gateway;
-use residency_directory::postgres::PgDirectory;
 use residency_directory::Directory;
 
 mod admin;
@@ -267,10 +266,7 @@ impl Sidecar {
                     url: d.redacted_url(),
                     message,
                 };
-                let options = d.options().map_err(failed)?;
-                let pg = PgDirectory::connect(options)
-                    .await
-                    .map_err(|e| failed(e.to_string()))?;
+                let pg = d.open(true).await.map_err(failed)?;
                 tracing::info!(directory = %d.redacted_url(), max_staleness_secs = d.max_staleness.as_secs(), "tenant directory: PostgreSQL");
                 pg
             }

@@ -17,15 +17,24 @@ pub(super) async fn setup(
 ) -> Result<(Disclosures, Settings, Option<Signer>), Failure> {
     let bad = |m: String| Failure(crate::commands::EXIT_CONFIG, m);
     let cfg = residency_proxy::Config::load(&files.config).map_err(|e| bad(e.to_string()))?;
-    super::super::needs_tenants_file(&cfg, "residency disclosure").map_err(bad)?;
     let (rules, _) = cfg.load_rules().map_err(|e| bad(e.to_string()))?;
     let settings = load_settings(files.settings.as_deref())?;
     let signer = load_signer(files, &settings)?;
     let backends = cfg.open_backends().await.map_err(|e| bad(e.to_string()))?;
-    let desk = Disclosures::new(rules, backends)?
-        .with_limits(settings.limits)
-        .with_team(settings.privacy_team.clone())
-        .with_bands(settings.report.bands.clone());
+    let desk = match &cfg.directory {
+        None => Disclosures::new(rules, backends)?,
+        // Tenants are read from the PostgreSQL directory; no secret is.
+        Some(d) => {
+            let directory = d
+                .open(false)
+                .await
+                .map_err(|e| Failure(1, format!("tenant directory {}: {e}", d.redacted_url())))?;
+            Disclosures::with_directory(rules.policy().clone(), directory, backends)?
+        }
+    }
+    .with_limits(settings.limits)
+    .with_team(settings.privacy_team.clone())
+    .with_bands(settings.report.bands.clone());
     Ok((desk, settings, signer))
 }
 
@@ -116,7 +125,7 @@ pub(super) async fn dispatch(command: DisclosureCommand) -> Result<ExitCode, Fai
             if a.json {
                 print_json(&rec);
             } else {
-                let ledger = desk.ledger(&rec.request.request.tenant)?;
+                let ledger = desk.ledger(&rec.request.request.tenant).await?;
                 print!("{}", record_text(&rec));
                 println!(
                     "ledger: _disclosure/{}/ in region {}",

@@ -110,7 +110,7 @@ impl Disclosures {
                 .refuse_export(&ledger, &mut loaded, id, by, sig, reason)
                 .await);
         }
-        if let Err(reason) = self.consultation_gate(&rec, "anything is exported") {
+        if let Err(reason) = self.consultation_gate(&rec, "anything is exported").await? {
             return Err(self
                 .refuse_export(&ledger, &mut loaded, id, by, sig, reason)
                 .await);
@@ -311,13 +311,11 @@ impl Disclosures {
     }
 
     /// The regions where `tenant` may have objects, with their backends.
-    pub(super) fn regions_of(&self, tenant: &str) -> Result<RegionBackends, DisclosureError> {
-        let tid = self.tenant_id(tenant)?;
-        let policy = self.rules.policy();
-        Ok(self
-            .rules
-            .tenants()
-            .read_order(policy, tid)
+    pub(super) async fn regions_of(&self, tenant: &str) -> Result<RegionBackends, DisclosureError> {
+        let t = self.tenant(tenant).await?;
+        let policy = &self.policy;
+        Ok(policy
+            .read_order(&t)
             .iter()
             .map(|r| {
                 let id = policy.region(r).id().to_owned();
@@ -328,7 +326,7 @@ impl Disclosures {
     }
 
     pub(super) fn category_of(&self, key: &str) -> String {
-        let policy = self.rules.policy();
+        let policy = &self.policy;
         policy
             .classify_key(key)
             .map(|c| c.category)
@@ -346,7 +344,7 @@ impl Disclosures {
         tenant: &str,
         scope: &crate::request::Scope,
     ) -> Result<(Vec<Selected>, Vec<String>), DisclosureError> {
-        let regions = self.regions_of(tenant)?;
+        let regions = self.regions_of(tenant).await?;
         let mut found: BTreeMap<String, Selected> = BTreeMap::new();
         let mut missing = Vec::new();
         let ns = format!("{tenant}/");

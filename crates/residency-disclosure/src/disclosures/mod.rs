@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use residency_policy::{Ruleset, TenantId};
+use residency_directory::{Directory, FileDirectory};
+use residency_policy::{Policy, Ruleset, Tenant};
 use residency_store::{Backend, ListRequest};
 
 use crate::adequacy::Adequacy;
@@ -26,7 +27,8 @@ use crate::signing::{Member, Signer};
 /// policy's default region); exports read the tenant's objects at
 /// `<tenant>/<key>` in every region it may have data in.
 pub struct Disclosures {
-    rules: Ruleset,
+    policy: Policy,
+    directory: Arc<dyn Directory>,
     backends: BTreeMap<String, Arc<dyn Backend>>,
     limits: Limits,
     adequacy: Adequacy,
@@ -80,7 +82,8 @@ struct Selected {
 }
 
 impl Disclosures {
-    /// A register over `backends` (region id → backend), with the default limits.
+    /// A register over `backends` (region id → backend) for the tenants of
+    /// `rules` (the tenants file), with the default limits.
     ///
     /// # Errors
     /// `Invalid` when a region of the policy has no backend.
@@ -88,8 +91,23 @@ impl Disclosures {
         rules: Ruleset,
         backends: impl IntoIterator<Item = (String, Arc<dyn Backend>)>,
     ) -> Result<Disclosures, DisclosureError> {
+        let directory = Arc::new(FileDirectory::without_keys(rules.tenants_shared().clone()));
+        Disclosures::with_directory(rules.policy().clone(), directory, backends)
+    }
+
+    /// A register over `backends` whose tenants are looked up in
+    /// `directory` (the tenants file or the PostgreSQL tenant directory),
+    /// validated against `policy`.
+    ///
+    /// # Errors
+    /// `Invalid` when a region of the policy has no backend.
+    pub fn with_directory(
+        policy: Policy,
+        directory: Arc<dyn Directory>,
+        backends: impl IntoIterator<Item = (String, Arc<dyn Backend>)>,
+    ) -> Result<Disclosures, DisclosureError> {
         let backends: BTreeMap<_, _> = backends.into_iter().collect();
-        for (_, r) in rules.policy().regions() {
+        for (_, r) in policy.regions() {
             if !backends.contains_key(r.id()) {
                 return Err(DisclosureError::Invalid(format!(
                     "policy region {:?} has no backend",
@@ -98,7 +116,8 @@ impl Disclosures {
             }
         }
         Ok(Disclosures {
-            rules,
+            policy,
+            directory,
             backends,
             limits: Limits::default(),
             adequacy: Adequacy::builtin(),
@@ -149,10 +168,12 @@ impl Disclosures {
         }
     }
 
-    fn tenant_id(&self, tenant: &str) -> Result<TenantId, DisclosureError> {
-        self.rules
-            .tenants()
-            .get(tenant)
+    /// The tenant, from the directory: `UnknownTenant` when it knows none,
+    /// `Directory` when it cannot answer (never a guess).
+    async fn tenant(&self, tenant: &str) -> Result<Arc<Tenant>, DisclosureError> {
+        self.directory
+            .tenant(&self.policy, tenant)
+            .await?
             .ok_or_else(|| DisclosureError::UnknownTenant(tenant.to_owned()))
     }
 
@@ -172,19 +193,20 @@ impl Disclosures {
     /// policy's default region).
     ///
     /// # Errors
-    /// `UnknownTenant`.
-    pub fn ledger(&self, tenant: &str) -> Result<Ledger, DisclosureError> {
+    /// `UnknownTenant`; `Directory` when the tenant directory cannot answer.
+    pub async fn ledger(&self, tenant: &str) -> Result<Ledger, DisclosureError> {
         if tenant == UNATTRIBUTED {
-            let policy = self.rules.policy();
-            let region = policy.region(policy.default_region()).id();
+            let region = self.policy.region(self.policy.default_region()).id();
             return Ok(Ledger::new(tenant, region, self.backends[region].clone()));
         }
-        let id = self.tenant_id(tenant)?;
-        let policy = self.rules.policy();
-        let home = policy
-            .region(self.rules.tenants().tenant(id).home_region(policy))
-            .id();
-        Ok(Ledger::new(tenant, home, self.backends[home].clone()))
+        let t = self.tenant(tenant).await?;
+        Ok(self.ledger_of(&t))
+    }
+
+    /// The ledger of a tenant the directory answered for.
+    fn ledger_of(&self, tenant: &Tenant) -> Ledger {
+        let home = self.policy.region(tenant.home_region(&self.policy)).id();
+        Ledger::new(tenant.id(), home, self.backends[home].clone())
     }
 
     /// The ledger of `tenant`, also when it is no longer in the tenants
@@ -193,7 +215,7 @@ impl Disclosures {
     /// # Errors
     /// `UnknownTenant` when no region holds a ledger for it.
     pub async fn find_ledger(&self, tenant: &str) -> Result<Ledger, DisclosureError> {
-        match self.ledger(tenant) {
+        match self.ledger(tenant).await {
             Err(DisclosureError::UnknownTenant(_)) => {}
             other => return other,
         }
@@ -256,21 +278,22 @@ impl Disclosures {
 
     /// Whether the tenant's data is hosted in the EEA: its home region's
     /// jurisdiction (unknown for [`UNATTRIBUTED`] and churned tenants:
-    /// assumed so).
-    fn eea_hosted(&self, tenant: &str) -> bool {
+    /// assumed so, the stricter answer).
+    ///
+    /// # Errors
+    /// `Directory` when the tenant directory cannot answer.
+    async fn eea_hosted(&self, tenant: &str) -> Result<bool, DisclosureError> {
         if tenant == UNATTRIBUTED {
-            return true;
+            return Ok(true);
         }
-        match self.tenant_id(tenant) {
-            Ok(id) => {
-                let policy = self.rules.policy();
-                let home = self.rules.tenants().tenant(id).home_region(policy);
-                policy
-                    .region(home)
-                    .jurisdiction()
-                    .eq_ignore_ascii_case("EEA")
-            }
-            Err(_) => true,
+        match self.tenant(tenant).await {
+            Ok(t) => Ok(self
+                .policy
+                .region(t.home_region(&self.policy))
+                .jurisdiction()
+                .eq_ignore_ascii_case("EEA")),
+            Err(DisclosureError::UnknownTenant(_)) => Ok(true),
+            Err(e) => Err(e),
         }
     }
 
@@ -288,7 +311,7 @@ impl Disclosures {
     /// # Errors
     /// `UnknownTenant`, `Damaged`, storage failures.
     pub async fn list(&self, tenant: &str) -> Result<Vec<RequestRecord>, DisclosureError> {
-        let loaded = self.ledger(tenant)?.load().await?;
+        let loaded = self.ledger(tenant).await?.load().await?;
         let mut v: Vec<_> = loaded.records.into_values().collect();
         v.sort_by_key(|r| parse_request_id(&r.request.id).map_or(0, |(_, n)| n));
         Ok(v)

@@ -35,8 +35,16 @@ impl Disclosures {
     pub async fn verify_all(&self) -> Result<Vec<VerifyReport>, DisclosureError> {
         let mut out = Vec::new();
         let mut seen = BTreeSet::new();
-        for (_, t) in self.rules.tenants().iter() {
-            let l = self.ledger(t.id())?;
+        use futures::StreamExt as _;
+        let mut tenants = self.directory.tenants(&self.policy);
+        while let Some(t) = tenants.next().await {
+            let t = match t {
+                Ok(t) => t,
+                // Its ledger, if any, is still found in its region below.
+                Err(residency_directory::DirectoryError::Refused { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let l = self.ledger_of(&t);
             seen.insert((l.tenant().to_owned(), l.region().to_owned()));
             out.push(l.verify().await?);
         }
@@ -108,8 +116,7 @@ impl Disclosures {
     }
 
     pub(super) fn reports_backend(&self) -> (&str, &Arc<dyn Backend>) {
-        let policy = self.rules.policy();
-        let region = policy.region(policy.default_region()).id();
+        let region = self.policy.region(self.policy.default_region()).id();
         (region, &self.backends[region])
     }
 

@@ -36,8 +36,13 @@ impl Disclosures {
 
     /// Whether a request from an authority in `country` for `tenant`'s data
     /// is held for consultation (seed 4.2.1), and why.
-    pub fn assess(&self, tenant: &str, country: &str) -> Assessment {
-        self.adequacy.assess(country, self.eea_hosted(tenant))
+    ///
+    /// # Errors
+    /// `Directory` when the tenant directory cannot answer.
+    pub async fn assess(&self, tenant: &str, country: &str) -> Result<Assessment, DisclosureError> {
+        Ok(self
+            .adequacy
+            .assess(country, self.eea_hosted(tenant).await?))
     }
 
     /// [`Disclosures::open`], signed by `signer` when given.
@@ -57,7 +62,7 @@ impl Disclosures {
     ) -> Result<RequestRecord, DisclosureError> {
         require_unless_signed(by, signer, "who records the request (--by)")?;
         request.validate()?;
-        let ledger = self.ledger(&request.tenant)?;
+        let ledger = self.ledger(&request.tenant).await?;
         let mut loaded = ledger.load().await?;
         let id = format!("{}-{}", request.tenant, loaded.records.len() + 1);
         let why = if why.trim().is_empty() {
@@ -65,7 +70,7 @@ impl Disclosures {
         } else {
             why
         };
-        let assessment = self.assess(&request.tenant, &request.country);
+        let assessment = self.assess(&request.tenant, &request.country).await?;
         let hold = assessment.consult.then(|| {
             (
                 Event::Transition {
@@ -159,16 +164,26 @@ impl Disclosures {
         .await
     }
 
-    /// Refuses while a consultation the request needs is not recorded.
-    pub(super) fn consultation_gate(&self, rec: &RequestRecord, doing: &str) -> Result<(), String> {
+    /// Refuses (the inner error, why) while a consultation the request
+    /// needs is not recorded; the outer error when the tenant directory
+    /// cannot say where the tenant is hosted.
+    pub(super) async fn consultation_gate(
+        &self,
+        rec: &RequestRecord,
+        doing: &str,
+    ) -> Result<Result<(), String>, DisclosureError> {
         let id = &rec.request.id;
-        let assessment = rec.assessment.clone().unwrap_or_else(|| {
-            self.assess(&rec.request.request.tenant, &rec.request.request.country)
-        });
+        let assessment = match rec.assessment.clone() {
+            Some(a) => a,
+            None => {
+                self.assess(&rec.request.request.tenant, &rec.request.request.country)
+                    .await?
+            }
+        };
         if !assessment.consult || rec.consultation.recorded() {
-            return Ok(());
+            return Ok(Ok(()));
         }
-        Err(if rec.held || rec.state == State::OnHold {
+        Ok(Err(if rec.held || rec.state == State::OnHold {
             format!(
                 "{id} is held for consultation ({}): {doing} only after the consultation of the \
                  competent data protection authority is recorded (`residency disclosure consult`)",
@@ -181,7 +196,7 @@ impl Disclosures {
                  (`residency disclosure consult`)",
                 assessment.reason
             )
-        })
+        }))
     }
 
     /// A privacy team member's signed approval. The second approval by a
@@ -208,6 +223,7 @@ impl Disclosures {
             )));
         }
         self.consultation_gate(&rec, "it is approved")
+            .await?
             .map_err(DisclosureError::Refused)?;
         let mut events = vec![(Event::Approval, why.to_owned())];
         if rec.approvals.len() + 1 >= 2 && rec.state.may_become(State::Approved) {
