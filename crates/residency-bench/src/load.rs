@@ -32,6 +32,9 @@ pub(crate) struct Target {
     pub(crate) access_key: String,
     pub(crate) secret_key: String,
     pub(crate) region: String,
+    /// Many tenants: each request goes to a tenant drawn from this spread
+    /// (its bucket, its key) instead of `bucket` and the key above.
+    pub(crate) spread: Option<crate::tenants::Spread>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -183,10 +186,10 @@ impl Worker {
         Ok(())
     }
 
-    fn path(&self, object: usize) -> String {
+    fn path(&self, bucket: &str, object: usize) -> String {
         uri_encode_path(&format!(
-            "/{}/{}w{}-o{object}",
-            self.target.bucket, self.target.prefix, self.id
+            "/{bucket}/{}w{}-o{object}",
+            self.target.prefix, self.id
         ))
     }
 
@@ -210,12 +213,30 @@ impl Worker {
         if self.conn.as_ref().is_none_or(|c| c.is_closed()) {
             self.connect().await?;
         }
-        let path = self.path(object);
         let method = match op {
             Op::Put => "PUT",
             Op::Get => "GET",
         };
-        let signed = self.signer.sign(method, &self.target.authority, &path);
+        let (path, signed) = match &self.target.spread {
+            None => {
+                let path = self.path(&self.target.bucket, object);
+                let signed = self.signer.sign(method, &self.target.authority, &path);
+                (path, signed)
+            }
+            Some(spread) => {
+                // A tenant's own bucket and key: the signing key is derived
+                // per request, as a fleet of tenants' clients would.
+                let n = spread.pick(&mut rand::rng());
+                let path = self.path(&crate::tenants::tenant_id(n), object);
+                let mut signer = Signer::new(
+                    &crate::tenants::access_key(n),
+                    &crate::tenants::secret_key(n),
+                    &self.target.region,
+                );
+                let signed = signer.sign(method, &self.target.authority, &path);
+                (path, signed)
+            }
+        };
         let mut b = http::Request::builder()
             .method(method)
             .uri(path)

@@ -13,6 +13,7 @@ mod load;
 mod procstat;
 mod report;
 mod sign;
+mod tenants;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -40,6 +41,20 @@ enum Cmd {
     Run(Box<RunArgs>),
     /// Compares cells: table, ratios, JSON and SVG chart.
     Report(ReportArgs),
+    /// Fills a PostgreSQL tenant directory with N generated tenants and
+    /// their keys (bench data, named as `run --tenants` expects), sealed
+    /// under RESIDENCY_DIRECTORY_KEY.
+    SeedDirectory(SeedArgs),
+}
+
+#[derive(clap::Args)]
+struct SeedArgs {
+    /// The directory's URL, `postgresql://...`.
+    #[arg(long)]
+    url: String,
+    /// How many tenants (`z0000000` ...).
+    #[arg(long)]
+    tenants: u64,
 }
 
 #[derive(clap::Args)]
@@ -53,10 +68,25 @@ struct RunArgs {
     /// Key prefix; keys are `<prefix>w<worker>-o<object>`.
     #[arg(long, default_value = "bench/")]
     prefix: String,
-    #[arg(long, env = "BENCH_ACCESS_KEY")]
+    /// Access key (not with --tenants: each tenant signs with its own).
+    #[arg(long, env = "BENCH_ACCESS_KEY", default_value = "")]
     access_key: String,
-    #[arg(long, env = "BENCH_SECRET_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "BENCH_SECRET_KEY",
+        hide_env_values = true,
+        default_value = ""
+    )]
     secret_key: String,
+    /// Spread PUTs over this many generated tenants (`seed-directory`
+    /// names): each request goes to tenant rank r drawn from Zipf(N, --zipf),
+    /// in that tenant's bucket, signed with its key. `--tenants 1` is the
+    /// one-tenant baseline on the same path. `--bucket` is then ignored.
+    #[arg(long)]
+    tenants: Option<u64>,
+    /// The Zipf exponent s for --tenants.
+    #[arg(long, default_value_t = 1.1)]
+    zipf: f64,
     /// Region to sign for.
     #[arg(long, default_value = "us-east-1")]
     region: String,
@@ -144,6 +174,14 @@ async fn run(a: RunArgs) -> Result<()> {
         .context("--endpoint must start with http://")?
         .trim_end_matches('/')
         .to_string();
+    let spread = match a.tenants {
+        Some(_) if op == Op::Get => bail!("--tenants spreads PUTs only"),
+        Some(n) => Some(tenants::Spread::new(n, a.zipf)?),
+        None if a.access_key.is_empty() || a.secret_key.is_empty() => {
+            bail!("--access-key and --secret-key are required (or --tenants)")
+        }
+        None => None,
+    };
     let target = Arc::new(Target {
         authority,
         bucket: a.bucket,
@@ -151,6 +189,7 @@ async fn run(a: RunArgs) -> Result<()> {
         access_key: a.access_key,
         secret_key: a.secret_key,
         region: a.region,
+        spread,
     });
     let plan = Plan {
         op,
@@ -245,5 +284,13 @@ fn main() -> Result<()> {
             rt.block_on(run(*a))
         }
         Cmd::Report(a) => report(a),
+        Cmd::SeedDirectory(a) => {
+            let key = residency_directory::postgres::DirectoryKey::load(None)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(tenants::seed(&a.url, a.tenants, &key))
+        }
     }
 }

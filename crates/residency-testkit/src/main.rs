@@ -12,18 +12,22 @@ use nix::sys::signal::{SigSet, Signal};
 use residency_testkit::GarageCluster;
 
 const USAGE: &str =
-    "usage: residency-testkit up --env-file PATH [--extra-bucket NAME]... [--exit-on-stdin-eof]
+    "usage: residency-testkit up --env-file PATH [--extra-bucket NAME]... [--postgres] [--exit-on-stdin-eof]
 
 Starts two Garage S3 servers on 127.0.0.1 (eu: eu-west-1/residency-eu,
 us: us-east-1/residency-us), writes RESIDENCY_TEST_{EU,US}_{ENDPOINT,REGION,BUCKET,
 ACCESS_KEY,SECRET_KEY} as `export` lines to PATH, prints `ready` and runs until
 SIGTERM/SIGINT/SIGHUP (or stdin EOF with --exit-on-stdin-eof; not the default,
 since a backgrounded job in a script reads /dev/null). The env file is removed on exit.
+With --postgres it also starts a throw-away PostgreSQL cluster on 127.0.0.1 and
+writes RESIDENCY_TEST_PG_URL (database `residency`; binaries from RESIDENCY_PG_BIN
+or PATH).
 The garage binary comes from GARAGE_BIN, PATH or $RESIDENCY_TOOLS/bin.";
 
 struct Args {
     env_file: PathBuf,
     extra_buckets: Vec<String>,
+    postgres: bool,
     exit_on_stdin_eof: bool,
 }
 
@@ -38,6 +42,7 @@ fn parse_args() -> Result<Args, String> {
     let mut env_file = None;
     let mut extra_buckets = Vec::new();
     let mut exit_on_stdin_eof = false;
+    let mut postgres = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--env-file" => env_file = Some(args.next().ok_or("--env-file needs a value")?),
@@ -45,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
                 extra_buckets.push(args.next().ok_or("--extra-bucket needs a value")?)
             }
             "--exit-on-stdin-eof" => exit_on_stdin_eof = true,
+            "--postgres" => postgres = true,
             "-h" | "--help" => return Err(String::new()),
             other => {
                 if let Some(v) = other.strip_prefix("--env-file=") {
@@ -60,6 +66,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args {
         env_file: PathBuf::from(env_file.ok_or("--env-file is required")?),
         extra_buckets,
+        postgres,
         exit_on_stdin_eof,
     })
 }
@@ -105,6 +112,38 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    let pg = if args.postgres {
+        let started = residency_testkit::PostgresCluster::start()
+            .and_then(|pg| pg.create_database("residency").map(|()| pg));
+        match started {
+            Ok(pg) => {
+                let line = format!("export RESIDENCY_TEST_PG_URL={}\n", pg.url("residency"));
+                let appended = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&args.env_file)
+                    .and_then(|mut f| f.write_all(line.as_bytes()));
+                if let Err(e) = appended {
+                    eprintln!(
+                        "residency-testkit: cannot write {}: {e}",
+                        args.env_file.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
+                eprintln!(
+                    "residency-testkit: postgresql {} log={}",
+                    pg.url("residency"),
+                    pg.log_path().display()
+                );
+                Some(pg)
+            }
+            Err(e) => {
+                eprintln!("residency-testkit: cannot start postgresql: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     for r in cluster.regions() {
         eprintln!(
             "residency-testkit: {} {} region={} bucket={} log={}",
@@ -145,6 +184,7 @@ fn main() -> ExitCode {
     let why = rx.recv().unwrap_or_else(|_| "no more stop sources".into());
     eprintln!("residency-testkit: {why}; stopping garage");
     let _ = std::fs::remove_file(&args.env_file);
+    drop(pg);
     drop(cluster);
     ExitCode::SUCCESS
 }
