@@ -59,7 +59,12 @@
 //! per line, every line ending with `\n`. `<tenant>` is the tenant id with
 //! every byte outside `[A-Za-z0-9._-]` percent-encoded (see [`audit_prefix`]).
 //!
-//! There is one chain per tenant per writer instance: `seq` counts that
+//! A writer that closes an idle chain to bound its memory
+//! ([`BatchConfig::max_chains`]) starts that tenant's next chain in the
+//! folder `<writer>.<n>` (`n` counts the closings), as a restarted writer
+//! would start a new one.
+//!
+//! There is one chain per tenant per writer folder: `seq` counts that
 //! tenant's batches from 0 across all regions, and `prev_sha256` is the
 //! SHA-256 (hex) of the whole previous batch object of the chain (empty for
 //! seq 0), wherever that batch is. The HEAD record is written after each
@@ -105,6 +110,7 @@
 //! | `residency_audit_batches_total` | counter | `region` |
 //! | `residency_audit_write_errors_total` | counter | `region` |
 //! | `residency_audit_pending_batches` | gauge | |
+//! | `residency_audit_chains_closed_total` | counter | |
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -127,7 +133,7 @@ mod worker;
 pub use format::audit_prefix;
 pub use verify::{read_events, verify_chain, verify_chain_moved, ChainReport, WriterReport};
 
-use format::{batch_key, encode_batch, head_key, HeadRecord};
+use format::{batch_key, chain_writer, encode_batch, head_key, HeadRecord};
 use worker::Worker;
 
 use crate::chain::HashChain;
@@ -144,6 +150,8 @@ pub const AUDIT_WRITE_ERRORS_TOTAL: &str = "residency_audit_write_errors_total";
 pub const AUDIT_PENDING_BATCHES: &str = "residency_audit_pending_batches";
 /// Durable records not stored within the commit timeout (their writes failed).
 pub const AUDIT_COMMIT_TIMEOUTS_TOTAL: &str = "residency_audit_commit_timeouts_total";
+/// Idle chains closed to bound memory ([`BatchConfig::max_chains`]).
+pub const AUDIT_CHAINS_CLOSED_TOTAL: &str = "residency_audit_chains_closed_total";
 /// Records per stored batch (durable mode's group commit), by region.
 pub const AUDIT_BATCH_EVENTS: &str = "residency_audit_batch_events";
 
@@ -202,6 +210,12 @@ pub struct BatchConfig {
     pub retry_min_backoff: Duration,
     /// ... up to this (default 30 s).
     pub retry_max_backoff: Duration,
+    /// Tenant chains kept in memory at most (default 10 000): past it the
+    /// least recently used idle ones are closed (each is complete as
+    /// stored), and a closed tenant's next batch starts a new chain in the
+    /// writer's next folder (`<writer>.<n>`). Bounds the writer's memory
+    /// when it writes for very many tenants.
+    pub max_chains: usize,
 }
 
 impl Default for BatchConfig {
@@ -216,6 +230,7 @@ impl Default for BatchConfig {
             flush_timeout: Duration::from_secs(10),
             retry_min_backoff: Duration::from_millis(100),
             retry_max_backoff: Duration::from_secs(30),
+            max_chains: 10_000,
         }
     }
 }

@@ -45,6 +45,16 @@ pub(super) fn batch_key(tenant: &str, writer: &str, seq: u64) -> String {
     )
 }
 
+/// The folder of a writer's chains started in `epoch`: `<writer>`, then
+/// `<writer>.<epoch>` (still a valid writer id: `.` is allowed inside).
+pub(super) fn chain_writer(writer: &str, epoch: u64) -> std::borrow::Cow<'_, str> {
+    if epoch == 0 {
+        std::borrow::Cow::Borrowed(writer)
+    } else {
+        std::borrow::Cow::Owned(format!("{writer}.{epoch}"))
+    }
+}
+
 /// `_audit/<tenant>/<writer>/HEAD.json`.
 pub(super) fn head_key(tenant: &str, writer: &str) -> String {
     format!("{}{writer}/{HEAD_NAME}", audit_prefix(tenant))

@@ -28,8 +28,13 @@ struct SealedBatch {
 }
 
 /// One tenant's chain for this writer.
-#[derive(Default)]
 struct Chain {
+    /// Which of this writer's folders the chain is in: 0 is `<writer>/`,
+    /// `n` is `<writer>.<n>/` (a chain started again after an idle one of
+    /// the same tenant was closed to bound memory; see [`Worker::close_idle`]).
+    epoch: u64,
+    /// When a batch was last sealed into it.
+    last_used: Instant,
     /// The seq the next sealed batch gets.
     next_seq: u64,
     /// The SHA-256 of the last sealed batch (empty before seq 0).
@@ -46,6 +51,20 @@ struct Chain {
 }
 
 impl Chain {
+    fn new(epoch: u64, now: Instant) -> Self {
+        Chain {
+            epoch,
+            last_used: now,
+            next_seq: 0,
+            link: HashChain::default(),
+            queue: VecDeque::new(),
+            in_flight: false,
+            attempts: 0,
+            retry_at: None,
+            regions: BTreeSet::new(),
+        }
+    }
+
     /// Every batch below this seq is stored.
     fn stored_below(&self) -> u64 {
         self.queue.front().map_or(self.next_seq, |q| q.batch.seq)
@@ -78,6 +97,13 @@ pub(super) struct Worker {
     /// finds its group by `&str` without copying either name).
     open: BTreeMap<String, BTreeMap<String, OpenGroup>>,
     chains: BTreeMap<String, Chain>,
+    /// The tenants whose chain has sealed batches not stored yet: the only
+    /// chains the loop visits (the others are idle).
+    queued: BTreeSet<String>,
+    /// Sealed batches not stored yet, across chains.
+    pending_batches: usize,
+    /// The folder of the chains started now (see [`Chain::epoch`]).
+    epoch: u64,
     /// Events buffered or sealed and not stored.
     buffered: usize,
     /// Dropping events for lack of room (logged once per episode).
@@ -99,6 +125,9 @@ impl Worker {
             config,
             open: BTreeMap::new(),
             chains: BTreeMap::new(),
+            queued: BTreeSet::new(),
+            pending_batches: 0,
+            epoch: 0,
             buffered: 0,
             overflowing: false,
             waiters: Vec::new(),
@@ -168,6 +197,7 @@ impl Worker {
                         }
                     };
                     self.stored(tenant, result, Instant::now());
+                    self.close_idle();
                 }
                 () = sleep_until(wake) => {}
             }
@@ -280,13 +310,21 @@ impl Worker {
     /// Numbers, encodes and hashes a group as the chain's next batch.
     fn seal(&mut self, tenant: String, region: String, group: OpenGroup) {
         let OpenGroup { events, acks, .. } = group;
-        let chain = self.chains.entry(tenant.clone()).or_default();
+        let tenant_key = tenant.clone();
+        let now = Instant::now();
+        let epoch = self.epoch;
+        let chain = self
+            .chains
+            .entry(tenant.clone())
+            .or_insert_with(|| Chain::new(epoch, now));
+        chain.last_used = now;
+        let writer = chain_writer(&self.writer, chain.epoch);
         let seq = chain.next_seq;
-        let bytes = encode_batch(&tenant, &self.writer, seq, chain.link.head(), &events);
+        let bytes = encode_batch(&tenant, &writer, seq, chain.link.head(), &events);
         let sha256 = chain.link.append(&bytes).to_owned();
         chain.next_seq += 1;
         let batch = Arc::new(SealedBatch {
-            key: batch_key(&tenant, &self.writer, seq),
+            key: batch_key(&tenant, &writer, seq),
             tenant,
             region,
             seq,
@@ -295,6 +333,8 @@ impl Worker {
             events: events.len(),
         });
         chain.queue.push_back(Queued { batch, acks });
+        self.pending_batches += 1;
+        self.queued.insert(tenant_key);
         self.report_pending();
     }
 
@@ -334,8 +374,10 @@ impl Worker {
 
     /// Failed stores are retried now rather than after their backoff.
     fn retry_now(&mut self) {
-        for chain in self.chains.values_mut() {
-            chain.retry_at = None;
+        for tenant in &self.queued {
+            if let Some(chain) = self.chains.get_mut(tenant) {
+                chain.retry_at = None;
+            }
         }
     }
 
@@ -343,10 +385,9 @@ impl Worker {
         self.seal_all();
         self.retry_now();
         let targets: Vec<(String, u64)> = self
-            .chains
+            .queued
             .iter()
-            .filter(|(_, c)| !c.queue.is_empty())
-            .map(|(t, c)| (t.clone(), c.next_seq))
+            .filter_map(|t| self.chains.get(t).map(|c| (t.clone(), c.next_seq)))
             .collect();
         if targets.is_empty() {
             let _ = reply.send(Ok(()));
@@ -362,7 +403,10 @@ impl Worker {
     /// Starts storing the front batch of every chain that is idle and not
     /// backing off. One store per chain at a time keeps the chain in order.
     fn start_stores(&mut self, now: Instant) {
-        for (tenant, chain) in &mut self.chains {
+        for tenant in &self.queued {
+            let Some(chain) = self.chains.get_mut(tenant) else {
+                continue;
+            };
             if chain.in_flight || chain.retry_at.is_some_and(|t| t > now) {
                 continue;
             }
@@ -383,7 +427,7 @@ impl Worker {
                 sha256: batch.sha256.clone(),
                 region: batch.region.clone(),
             };
-            let head_key = head_key(tenant, &self.writer);
+            let head_key = head_key(tenant, &chain_writer(&self.writer, chain.epoch));
             chain.in_flight = true;
             let t = tenant.clone();
             let handle = self.jobs.spawn(async move {
@@ -404,6 +448,7 @@ impl Worker {
             Ok(()) => {
                 if let Some(Queued { batch, acks }) = chain.queue.pop_front() {
                     self.buffered -= batch.events;
+                    self.pending_batches -= 1;
                     metrics::counter!(AUDIT_BATCHES_TOTAL, "region" => batch.region.clone())
                         .increment(1);
                     metrics::histogram!(AUDIT_BATCH_EVENTS, "region" => batch.region.clone())
@@ -415,6 +460,9 @@ impl Worker {
                 }
                 chain.attempts = 0;
                 chain.retry_at = None;
+                if chain.queue.is_empty() {
+                    self.queued.remove(&tenant);
+                }
                 if self.overflowing && self.buffered < self.config.max_buffered_events {
                     self.overflowing = false;
                     tracing::warn!(target: "residency::audit", "audit buffer has room again");
@@ -498,8 +546,9 @@ impl Worker {
             })
         });
         let retries = self
-            .chains
-            .values()
+            .queued
+            .iter()
+            .filter_map(|t| self.chains.get(t))
             .filter(|c| !c.in_flight && !c.queue.is_empty())
             .filter_map(|c| c.retry_at);
         let waiters = self.waiters.iter().map(|w| w.deadline);
@@ -507,7 +556,48 @@ impl Worker {
     }
 
     fn pending_batches(&self) -> usize {
-        self.chains.values().map(|c| c.queue.len()).sum()
+        self.pending_batches
+    }
+
+    /// Bounds memory: past [`BatchConfig::max_chains`] chains, closes the
+    /// least recently used idle ones (every batch stored, no event waiting)
+    /// down to three quarters of it. A closed chain is complete as stored
+    /// (its HEAD names its last batch); the tenant's next batch starts a new
+    /// chain in the next folder, `<writer>.<epoch>/`, as a restarted writer
+    /// would. Not while a flush waits (it names chains by seq).
+    fn close_idle(&mut self) {
+        let max = self.config.max_chains.max(1);
+        if self.chains.len() <= max || !self.waiters.is_empty() {
+            return;
+        }
+        let mut idle: Vec<(Instant, &String)> = self
+            .chains
+            .iter()
+            .filter(|(t, c)| c.idle() && !self.open.contains_key(*t))
+            .map(|(t, c)| (c.last_used, t))
+            .collect();
+        let excess = self.chains.len() - max * 3 / 4;
+        if idle.is_empty() {
+            return;
+        }
+        idle.sort_unstable();
+        let closing: Vec<String> = idle
+            .into_iter()
+            .take(excess)
+            .map(|(_, t)| t.clone())
+            .collect();
+        for t in &closing {
+            self.chains.remove(t);
+        }
+        self.epoch += 1;
+        metrics::counter!(AUDIT_CHAINS_CLOSED_TOTAL).increment(closing.len() as u64);
+        tracing::debug!(
+            target: "residency::audit",
+            closed = closing.len(),
+            open = self.chains.len(),
+            epoch = self.epoch,
+            "idle audit chains closed (memory bound); their tenants' next batches start new chains"
+        );
     }
 
     /// Unstored batches and their events, plus events not yet in a batch.
