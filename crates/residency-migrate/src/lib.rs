@@ -97,7 +97,9 @@ pub use audit::MigrationAudit;
 pub use error::{LeaseHeld, MigrateError, OpenMigration};
 pub use fault::{FaultAction, FaultPoint};
 pub use journal::{DeleteAction, DeleteRecord, Outcome, Phase, Record, SourceState, State, Totals};
-pub use migration::{MigrationOptions, Migrator, Report, DEFAULT_ASSURANCE, DEFAULT_PART_SIZE};
+pub use migration::{
+    MigrationOptions, Migrator, Report, DEFAULT_ASSURANCE, DEFAULT_PART_SIZE, DEFAULT_RANGE_SIZE,
+};
 pub use progress::ProgressMode;
 pub use records::RecordsMoved;
 pub use source::{DirectorySource, TenantSource, DEFAULT_LEASE_TTL};
