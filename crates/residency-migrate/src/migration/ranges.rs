@@ -258,7 +258,7 @@ impl Migrator {
         journal: &Journal,
     ) -> Result<Totals, MigrateError> {
         let client = Arc::new(d.connect().await?);
-        let poll = (d.lease_ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(2));
+        let poll = (d.lease_ttl / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
         let mut mine = Totals::default();
         loop {
             let claimed = claim_range(&*client, &ctx.tenant, &ctx.id, &d.holder, d.lease_ttl)
@@ -397,7 +397,7 @@ impl Migrator {
             })?;
         let journal = Journal::new(dst, &self.opts.to, &self.opts.tenant);
         let client = d.connect().await?;
-        let poll = (d.lease_ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(2));
+        let poll = (d.lease_ttl / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
         let deadline = Instant::now() + self.opts.join_wait;
         let state = loop {
             let ranged = ranged_migration(&client, &self.opts.tenant)
