@@ -572,6 +572,47 @@ async fn a_killed_workers_range_expires_and_is_resumed_by_another_from_its_journ
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_ranges_need_the_directory() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        const T: &str = "fileranges";
+        let env = Env::new(&format!("[[tenants]]\nid = \"{T}\"\n")).await;
+        let before = std::fs::read_to_string(&env.tenants_path).expect("tenants");
+        let mut o = opts(T, None);
+        o.range_size = Some(25);
+        let m = Migrator::new(
+            env.policy.clone(),
+            &env.tenants_path,
+            env.backends.clone(),
+            o.clone(),
+        );
+        for r in [m.run().await, m.join().await] {
+            match r {
+                Err(MigrateError::Config(m)) => {
+                    assert!(m.contains("tenant directory"), "{m}");
+                }
+                other => panic!("refused as a configuration error, not {other:?}"),
+            }
+        }
+        for flag in ["--join", "--range-size=25"] {
+            let out = residency_cmd(&env, &["migrate"])
+                .args(["--tenant", T, "--to", "eu", "--progress", "quiet", flag])
+                .output()
+                .expect("run residency");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+            assert!(stderr.contains("tenant directory"), "{flag}: {stderr}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(&env.tenants_path).expect("tenants"),
+            before,
+            "nothing switched"
+        );
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: run with --ignored --nocapture (release build)"]
 async fn key_range_throughput_one_worker_vs_two() {
     const N: usize = 2000;
@@ -614,12 +655,18 @@ async fn key_range_throughput_one_worker_vs_two() {
     let rate = |t: Duration| N as f64 / t.as_secs_f64();
 
     let t = Instant::now();
-    let r = worker("tputa", "one:1:a", 16, None).run().await.expect("run");
+    let r = worker("tputa", "one:1:a", 16, None)
+        .run()
+        .await
+        .expect("run");
     let one = t.elapsed();
     assert_eq!(r.totals.copied, N as u64);
 
     let t = Instant::now();
-    let r = worker("tputb", "one:1:b", 32, None).run().await.expect("run");
+    let r = worker("tputb", "one:1:b", 32, None)
+        .run()
+        .await
+        .expect("run");
     let one32 = t.elapsed();
     assert_eq!(r.totals.copied, N as u64);
 
