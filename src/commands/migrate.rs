@@ -61,6 +61,22 @@ directory (table migration_leases, renewed every 10 s, expires after
 refused (exit 3) with the holder and when its lease expires; the lease
 of a process that died expires and the next run takes it over.
 
+A large tenant can be shared by several workers on several machines
+(directory only): start the migration with --range-size N (e.g. 10000)
+and it lists each old region, writing a key range every N objects to
+the directory (table migration_ranges) while it lists; then start
+`residency migrate --tenant T --to eu --join --range-size N` on other
+machines. Every worker, the first included, leases a pending range
+(FOR UPDATE SKIP LOCKED: never two workers on one range), renews the
+lease while it copies and verifies the range's objects, journals them
+under the range's own cursor in eu, and marks the range done. A worker
+that dies leaves its range to expire (the lease TTL, 30 s); another
+worker takes it over and resumes after the range's last stored page.
+Workers stop when every range is done; the first run (it holds the
+tenant's lease) then verifies the whole migration and goes on as
+above. --join takes no tenant lease, switches and deletes nothing, and
+waits up to --join-wait for a migration with ranges to appear.
+
 Exit codes: 0 done (or waiting for the assurance window after step 2),
 1 a copy did not verify or a backend failed, 2 bad arguments or files,
 3 refused: --finish before the copy is verified or the window has
@@ -122,6 +138,21 @@ pub(crate) struct MigrateArgs {
     /// and migrating_from there before copying, clear migrating_from after).
     #[arg(long)]
     pub(crate) no_switch: bool,
+    /// Share the copy between workers (tenant directory only): split each
+    /// old region's keys into ranges of N objects that this run and any
+    /// `--join` workers lease from the directory (e.g. 10000). With
+    /// `--join`: the size of this worker's journal pages (a quarter of N).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) range_size: Option<u64>,
+    /// Work key ranges of the tenant's migration to --to that another run
+    /// (started with --range-size) planned in the tenant directory, until
+    /// every range is done. Takes no tenant lease; switches and deletes
+    /// nothing.
+    #[arg(long, conflicts_with_all = ["dry_run", "finish"])]
+    pub(crate) join: bool,
+    /// How long --join waits for a migration with key ranges to appear.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s", requires = "join")]
+    pub(crate) join_wait: Duration,
     /// Progress display.
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub(crate) progress: ProgressArg,
@@ -286,12 +317,22 @@ async fn run_async(args: MigrateArgs) -> Result<ExitCode, ExitCode> {
     opts.switch = !args.no_switch;
     opts.fault = fault;
     opts.fault_action = FaultAction::Abort;
+    opts.range_size = args.range_size;
+    opts.join_wait = args.join_wait;
     opts.progress = match args.progress {
         ProgressArg::Auto => ProgressMode::Auto,
         ProgressArg::Log => ProgressMode::Log,
         ProgressArg::Quiet => ProgressMode::Quiet,
     };
     let source = match &config.directory {
+        None if args.join || args.range_size.is_some() => {
+            eprintln!(
+                "error: --join and --range-size share a migration through the PostgreSQL tenant directory (tenants = \"postgresql://...\" in {}); this configuration uses the tenants file {}",
+                args.config.display(),
+                config.tenants.display()
+            );
+            return Err(ExitCode::from(super::EXIT_CONFIG));
+        }
         None => TenantSource::File(config.tenants.clone()),
         Some(d) => {
             let mut s = DirectorySource::new(d.url.clone(), d.max_staleness);
@@ -319,6 +360,8 @@ async fn run_async(args: MigrateArgs) -> Result<ExitCode, ExitCode> {
         migrator.plan().await
     } else if args.finish {
         migrator.finish().await
+    } else if args.join {
+        migrator.join().await
     } else {
         migrator.run().await
     };
@@ -353,7 +396,7 @@ async fn run_async(args: MigrateArgs) -> Result<ExitCode, ExitCode> {
                 // The refusal as JSON too: a script reading stdout gets an
                 // answer whatever happened.
                 let mut v = serde_json::json!({
-                    "command": if args.dry_run { "plan" } else if args.finish { "finish" } else { "run" },
+                    "command": if args.dry_run { "plan" } else if args.finish { "finish" } else if args.join { "join" } else { "run" },
                     "tenant": tenant,
                     "to": to,
                     "error": kind,

@@ -6,7 +6,19 @@
 //! _migrations/<tenant>/<id>/<source region>/copy-<seq>.jsonl    one record per object of listing page <seq>
 //! _migrations/<tenant>/<id>/<source region>/delete-<seq>.jsonl  one record per old copy deleted
 //! _migrations/<tenant>/<id>/uploads/<hash>.json               a multipart upload of a copy in flight
+//! _migrations/<tenant>/<id>/<source region>/range-<n>/state.json       a key range's cursor and totals
+//! _migrations/<tenant>/<id>/<source region>/range-<n>/copy-<seq>.jsonl one record per object of the range's page <seq>
 //! ```
+//!
+//! A migration shared by several workers (`--range-size`, `--join`) splits
+//! each source region's keys into ranges leased from the tenant directory
+//! (`migration_ranges`): each range has its own cursor (`state.json` of the
+//! range) and copy segments, so a range whose worker was killed resumes
+//! after its last stored page, by whichever worker takes it over. Once
+//! every range is done the coordinator adds the ranges' totals to the
+//! migration's state and records each range's page count there
+//! ([`SourceState::ranges`]): the delete phase reads the ranges' segments
+//! in key order as it reads a single worker's.
 //!
 //! A multipart copy notes its upload (key and upload id) right after
 //! creating it, before the first part, and removes the note once the upload
@@ -73,9 +85,40 @@ pub struct Totals {
     pub aborted_upload_bytes: u64,
     /// The tenant's audit and disclosure records moved to the destination.
     pub records: crate::records::RecordsMoved,
+    /// Key ranges the copy was split into (`--range-size`), or, for one
+    /// run, the ranges this worker completed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ranges: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Totals {
+    /// Adds a key range's copy counters (its segments' records).
+    pub(crate) fn add_totals(&mut self, o: &Totals) {
+        self.listed += o.listed;
+        self.planned += o.planned;
+        self.planned_bytes += o.planned_bytes;
+        self.copied += o.copied;
+        self.copied_bytes += o.copied_bytes;
+        self.verified += o.verified;
+        self.mismatched += o.mismatched;
+        self.skipped_by_policy += o.skipped_by_policy;
+        self.superseded += o.superseded;
+        self.vanished += o.vanished;
+        self.deleted += o.deleted;
+        self.aborted_uploads += o.aborted_uploads;
+        self.aborted_upload_bytes += o.aborted_upload_bytes;
+        for (c, n) in &o.skipped_by_category {
+            *self.skipped_by_category.entry(c.clone()).or_default() += n;
+        }
+        for (c, n) in &o.planned_by_category {
+            *self.planned_by_category.entry(c.clone()).or_default() += n;
+        }
+    }
+
     /// Counts a record of this run: what an earlier run copied is not.
     pub(crate) fn add_run_record(&mut self, r: &Record) {
         self.add_record(r);
@@ -186,6 +229,32 @@ pub struct SourceState {
     pub delete_copy_seq: u64,
     /// The delete phase for this region is complete.
     pub deleted: bool,
+    /// The copy was shared by workers through key ranges: the number of
+    /// copy segments of each range, in key order (empty: one worker, the
+    /// segments are `copy-0 .. copy-<pages>` of the region).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ranges: Vec<u64>,
+}
+
+/// A key range's cursor and totals (`range-<n>/state.json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct RangeState {
+    /// Copy segments stored (the next is `copy-<pages>`).
+    pub(crate) pages: u64,
+    /// The last key covered by the stored segments.
+    pub(crate) last_key: Option<String>,
+    /// Every key of the range has an outcome.
+    pub(crate) listed: bool,
+    /// Counters over the range's stored segments.
+    pub(crate) totals: Totals,
+    /// Keys whose copy did not match.
+    pub(crate) mismatched_keys: Vec<String>,
+}
+
+/// The journal folder of a key range's segments (below the migration's).
+pub(crate) fn range_folder(region: &str, range_no: i32) -> String {
+    format!("{region}/range-{range_no:06}")
 }
 
 /// What the delete phase did with one old copy.
@@ -474,6 +543,36 @@ impl Journal {
         self.put(&self.current_key(), cur, "application/json").await
     }
 
+    fn range_state_key(&self, id: &str, folder: &str) -> String {
+        format!("_migrations/{}/{id}/{folder}/state.json", self.tenant)
+    }
+
+    /// A key range's state (a new one when none is stored yet).
+    pub(crate) async fn load_range(
+        &self,
+        id: &str,
+        folder: &str,
+    ) -> Result<RangeState, MigrateError> {
+        let key = self.range_state_key(id, folder);
+        match self.get(&key).await? {
+            None => Ok(RangeState::default()),
+            Some(data) => serde_json::from_slice(&data)
+                .map_err(|e| MigrateError::Journal(format!("{key}: {e}"))),
+        }
+    }
+
+    pub(crate) async fn save_range(
+        &self,
+        id: &str,
+        folder: &str,
+        state: &RangeState,
+    ) -> Result<(), MigrateError> {
+        let data =
+            serde_json::to_vec_pretty(state).map_err(|e| MigrateError::Journal(e.to_string()))?;
+        self.put(&self.range_state_key(id, folder), data, "application/json")
+            .await
+    }
+
     pub(crate) async fn save_state(&self, state: &State) -> Result<(), MigrateError> {
         let data =
             serde_json::to_vec_pretty(state).map_err(|e| MigrateError::Journal(e.to_string()))?;
@@ -544,24 +643,39 @@ impl Journal {
     }
 }
 
-/// Reads a source region's copy records in key order, one segment at a time.
+/// Reads a source region's copy records in key order, one segment at a time
+/// (a single worker's segments, or each key range's in turn).
 pub(crate) struct RecordCursor {
     journal: Journal,
     id: String,
-    source: String,
+    /// (folder, seq) of every copy segment, in key order.
+    segments: Vec<(String, u64)>,
     next_seq: u64,
-    end_seq: u64,
     buf: std::collections::VecDeque<Record>,
 }
 
 impl RecordCursor {
     pub(crate) fn new(journal: Journal, state: &State, source: &SourceState) -> Self {
+        let segments = if source.ranges.is_empty() {
+            (0..source.pages)
+                .map(|seq| (source.region.clone(), seq))
+                .collect()
+        } else {
+            source
+                .ranges
+                .iter()
+                .enumerate()
+                .flat_map(|(n, &pages)| {
+                    let folder = range_folder(&source.region, n as i32);
+                    (0..pages).map(move |seq| (folder.clone(), seq))
+                })
+                .collect()
+        };
         RecordCursor {
             journal,
             id: state.id.clone(),
-            source: source.region.clone(),
+            segments,
             next_seq: source.delete_copy_seq,
-            end_seq: source.pages,
             buf: Default::default(),
         }
     }
@@ -586,12 +700,15 @@ impl RecordCursor {
                     std::cmp::Ordering::Greater => return Ok(None),
                 }
             }
-            if self.next_seq >= self.end_seq {
+            let Some((folder, seq)) = usize::try_from(self.next_seq)
+                .ok()
+                .and_then(|i| self.segments.get(i))
+            else {
                 return Ok(None);
-            }
+            };
             let recs = self
                 .journal
-                .read_segment(&self.id, &self.source, "copy", self.next_seq)
+                .read_segment(&self.id, folder, "copy", *seq)
                 .await?;
             self.next_seq += 1;
             self.buf.extend(recs);

@@ -35,7 +35,14 @@
 //! that long), the finish sets `migrated_from`, a tenant with no data
 //! migrates at once, and each run holds a lease on the tenant in the
 //! directory (`migration_leases`): a second migrator is refused
-//! ([`MigrateError::Leased`]), a dead holder's lease expires.
+//! ([`MigrateError::Leased`]), a dead holder's lease expires. A large
+//! tenant's copy can be shared by several workers on several machines
+//! ([`MigrationOptions::range_size`], [`Migrator::join`]): the run holding
+//! the lease writes key ranges to the directory (`migration_ranges`) as it
+//! lists, each worker leases one range at a time (`FOR UPDATE SKIP
+//! LOCKED`), copies and verifies it under the range's own journal cursor,
+//! and marks it done; a dead worker's range expires and is resumed from its
+//! journal by another.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -97,7 +104,9 @@ pub use audit::MigrationAudit;
 pub use error::{LeaseHeld, MigrateError, OpenMigration};
 pub use fault::{FaultAction, FaultPoint};
 pub use journal::{DeleteAction, DeleteRecord, Outcome, Phase, Record, SourceState, State, Totals};
-pub use migration::{MigrationOptions, Migrator, Report, DEFAULT_ASSURANCE, DEFAULT_PART_SIZE};
+pub use migration::{
+    MigrationOptions, Migrator, Report, DEFAULT_ASSURANCE, DEFAULT_PART_SIZE, DEFAULT_RANGE_SIZE,
+};
 pub use progress::ProgressMode;
 pub use records::RecordsMoved;
 pub use source::{DirectorySource, TenantSource, DEFAULT_LEASE_TTL};

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use residency_directory::postgres::{
-    begin_migration, connect_client, finish_migration, migrate, release_lease, renew_lease, show,
-    take_lease, Client, PgError,
+    begin_migration, connect_client, finish_migration, migrate, release_lease, renew_lease,
+    renew_range, show, take_lease, Client, MigrationRange, PgError,
 };
 use residency_policy::{Policy, Tenant, TenantId, TenantRecord, Tenants};
 
@@ -276,7 +276,12 @@ impl Lease {
         tracing::info!(tenant, holder = %source.holder, ttl_secs = source.lease_ttl.as_secs_f64(), "migration lease taken");
         let shared = Arc::new(Mutex::new(client));
         let (tx, rx) = tokio::sync::watch::channel(None);
-        let renewer = tokio::spawn(renew(source.clone(), tenant.to_owned(), shared.clone(), tx));
+        let renewer = tokio::spawn(renew(
+            source.clone(),
+            Leased::Tenant(tenant.to_owned()),
+            shared.clone(),
+            tx,
+        ));
         Ok(Lease {
             source: source.clone(),
             tenant: tenant.to_owned(),
@@ -288,14 +293,7 @@ impl Lease {
 
     /// Completes when the lease is lost (with why).
     pub(crate) async fn lost(&mut self) -> String {
-        loop {
-            if let Some(why) = self.lost.borrow_and_update().clone() {
-                return why;
-            }
-            if self.lost.changed().await.is_err() {
-                return "the lease renewal stopped".to_owned();
-            }
-        }
+        lost(&mut self.lost).await
     }
 
     /// Stops renewing and deletes the lease.
@@ -329,11 +327,79 @@ impl Drop for Lease {
     }
 }
 
+/// A held lease on a key range of a migration (`migration_ranges`):
+/// renewed in the background while its worker copies the range.
+pub(crate) struct RangeLease {
+    lost: tokio::sync::watch::Receiver<Option<String>>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl RangeLease {
+    /// Starts renewing `range`, just claimed by `source.holder`.
+    pub(crate) fn start(
+        source: &DirectorySource,
+        client: Arc<Client>,
+        range: MigrationRange,
+    ) -> RangeLease {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let renewer = tokio::spawn(renew(
+            source.clone(),
+            Leased::Range(Box::new(range)),
+            Arc::new(Mutex::new(client)),
+            tx,
+        ));
+        RangeLease { lost: rx, renewer }
+    }
+
+    /// Completes when the lease is lost (with why).
+    pub(crate) async fn lost(&mut self) -> String {
+        lost(&mut self.lost).await
+    }
+}
+
+impl Drop for RangeLease {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+async fn lost(rx: &mut tokio::sync::watch::Receiver<Option<String>>) -> String {
+    loop {
+        if let Some(why) = rx.borrow_and_update().clone() {
+            return why;
+        }
+        if rx.changed().await.is_err() {
+            return "the lease renewal stopped".to_owned();
+        }
+    }
+}
+
+/// What a renewer keeps leased.
+enum Leased {
+    /// The tenant's migration (`migration_leases`).
+    Tenant(String),
+    /// One key range of a migration (`migration_ranges`).
+    Range(Box<MigrationRange>),
+}
+
+impl std::fmt::Display for Leased {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Leased::Tenant(t) => write!(f, "the migration lease of tenant {t}"),
+            Leased::Range(r) => write!(
+                f,
+                "the lease on range {} of {} (tenant {}, migration {})",
+                r.range_no, r.region, r.tenant, r.migration_id
+            ),
+        }
+    }
+}
+
 /// Renews the lease every third of its TTL; reports it lost when another
 /// holder took it, or when it could not be renewed before it expired.
 async fn renew(
     source: DirectorySource,
-    tenant: String,
+    what: Leased,
     client: Arc<Mutex<Arc<Client>>>,
     lost: tokio::sync::watch::Sender<Option<String>>,
 ) {
@@ -343,20 +409,25 @@ async fn renew(
         tokio::time::sleep(ttl / 3).await;
         let attempt = Instant::now();
         let c = client.lock().ok().map(|c| c.clone());
-        let result = match c {
-            Some(c) if !c.is_closed() => renew_lease(&*c, &tenant, &source.holder, ttl).await,
+        let result = match (c, &what) {
+            (Some(c), Leased::Tenant(tenant)) if !c.is_closed() => {
+                renew_lease(&*c, tenant, &source.holder, ttl).await
+            }
+            (Some(c), Leased::Range(r)) if !c.is_closed() => {
+                renew_range(&*c, r, &source.holder, ttl).await
+            }
             _ => Err(PgError::Connect("connection closed".to_owned())),
         };
         match result {
             Ok(true) => valid_until = attempt + ttl,
             Ok(false) => {
                 let _ = lost.send(Some(format!(
-                    "the migration lease of tenant {tenant} was taken over by another migrator (it expired before this one renewed it)"
+                    "{what} was taken over by another migrator (it expired before this one renewed it)"
                 )));
                 return;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot renew the migration lease: reconnecting");
+                tracing::warn!(error = %e, "cannot renew {what}: reconnecting");
                 if let Ok(c) = source.connect().await {
                     if let Ok(mut slot) = client.lock() {
                         *slot = Arc::new(c);
@@ -366,7 +437,7 @@ async fn renew(
         }
         if Instant::now() >= valid_until {
             let _ = lost.send(Some(format!(
-                "the migration lease of tenant {tenant} could not be renewed before it expired: another migrator may take it over"
+                "{what} could not be renewed before it expired: another migrator may take it over"
             )));
             return;
         }

@@ -7,11 +7,19 @@
 //!   finish sets `migrated_from`; the objects end in the new region;
 //! - two migrators for one tenant started at once: exactly one copies, the
 //!   other is refused naming the lease's holder (the CLI: exit 3, `--json`);
-//! - a lease whose holder died (an expired row) is taken over.
+//! - a lease whose holder died (an expired row) is taken over;
+//! - key ranges (`range_size`, `join`): two workers split a migration with
+//!   no object copied twice, and a killed worker's range is taken over
+//!   once its lease expires and resumed from the range's journal.
+//!
+//! `key_range_throughput_one_worker_vs_two` (ignored) measures objects/s of
+//! one worker and of two workers sharing a migration by key ranges:
+//! `cargo test --release -p residency-migrate --test directory -- --ignored --nocapture`.
 
 mod support;
 
-use std::sync::LazyLock;
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use residency_directory::postgres::{connect_client, migrate, Client};
@@ -20,6 +28,7 @@ use residency_migrate::{
     ProgressMode, TenantSource,
 };
 use residency_testkit::PostgresCluster;
+use residency_tower::MemoryAuditSink;
 use support::*;
 
 static PG: LazyLock<PostgresCluster> =
@@ -362,4 +371,345 @@ async fn a_directory_tenant_with_no_data_migrates_at_once() {
     })
     .await
     .expect("test timed out");
+}
+
+/// Keys (relative to the tenant) of the `migrate_copy` events a worker
+/// recorded with `reason`: "verified" is recorded once per copy, right
+/// after the bytes were written and verified.
+fn copy_events(sink: &MemoryAuditSink, reason: &str) -> Vec<String> {
+    sink.events()
+        .into_iter()
+        .filter(|e| e.op == "migrate_copy" && e.reason == reason)
+        .map(|e| e.key)
+        .collect()
+}
+
+/// (done, done_by) of every range of the tenant's migration.
+async fn ranges(c: &Client, tenant: &str) -> Vec<(bool, Option<String>)> {
+    c.query(
+        "SELECT state = 'done', done_by FROM migration_ranges WHERE tenant_id = $1 ORDER BY region, range_no",
+        &[&tenant],
+    )
+    .await
+    .expect("ranges")
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+fn ranged_opts(tenant: &str, range_size: u64) -> MigrationOptions {
+    let mut o = opts(tenant, None);
+    o.range_size = Some(range_size);
+    o.join_wait = Duration::from_secs(60);
+    o
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_split_a_migration_by_key_ranges_with_no_object_copied_twice() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        const T: &str = "dirranges";
+        const RANGE: u64 = 25;
+        let env = Env::new("[[tenants]]\nid = \"unrelated\"\n").await;
+        let (url, c) = directory("ranges_two_workers", T).await;
+        let objs = moving_corpus(300);
+        let n = objs.len() as u64;
+        let (us, eu) = (env.backend("us"), env.backend("eu"));
+        seed(&us, T, &objs).await;
+
+        // The coordinator (tenant lease, plans the ranges) and a joining
+        // worker, at once; each records its copies in its own audit sink.
+        let (audit_a, audit_b) = (MemoryAuditSink::new(), MemoryAuditSink::new());
+        let a = migrator(&env, &url, "coord:1:aaaa", ranged_opts(T, RANGE))
+            .with_audit(Arc::new(audit_a.clone()));
+        let b = migrator(&env, &url, "joiner:2:bbbb", ranged_opts(T, RANGE))
+            .with_audit(Arc::new(audit_b.clone()));
+        let (ra, rb) = tokio::join!(a.run(), b.join());
+        let (ra, rb) = (ra.expect("coordinator"), rb.expect("joining worker"));
+
+        assert_eq!(ra.phase, Some(Phase::Verified), "{ra:?}");
+        assert_eq!(ra.totals.verified, n, "{ra:?}");
+        assert_eq!(ra.totals.copied, n, "{ra:?}");
+        assert_eq!(rb.command, "join");
+        // Planned: a range every 25 keys, then the last (open-ended) one.
+        let expected_ranges = n / RANGE + 1;
+        assert_eq!(ra.totals.ranges, expected_ranges, "{ra:?}");
+        assert_eq!(
+            ra.this_run.ranges + rb.this_run.ranges,
+            expected_ranges,
+            "every range done once: {ra:?} {rb:?}"
+        );
+        assert!(
+            ra.this_run.ranges > 0 && rb.this_run.ranges > 0,
+            "both workers did ranges: {} and {}",
+            ra.this_run.ranges,
+            rb.this_run.ranges
+        );
+        assert_eq!(ra.this_run.copied + rb.this_run.copied, n);
+        let rs = ranges(&c, T).await;
+        assert_eq!(rs.len() as u64, expected_ranges);
+        assert!(rs.iter().all(|(done, _)| *done), "{rs:?}");
+        for holder in ["coord:1:aaaa", "joiner:2:bbbb"] {
+            assert!(
+                rs.iter().any(|(_, by)| by.as_deref() == Some(holder)),
+                "{holder} finished no range: {rs:?}"
+            );
+        }
+
+        // Every object copied exactly once over both workers.
+        let mut copies: BTreeMap<String, u32> = BTreeMap::new();
+        for k in copy_events(&audit_a, "verified")
+            .into_iter()
+            .chain(copy_events(&audit_b, "verified"))
+        {
+            *copies.entry(k).or_default() += 1;
+        }
+        let twice: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "copied twice: {twice:?}");
+        assert_eq!(copies.len() as u64, n, "every object copied once");
+        for o in &objs {
+            let key = format!("{T}/{}", o.key);
+            assert_eq!(compare(&eu, &key, o).await.as_deref(), Some(""), "{key}");
+        }
+
+        // The finish reads the ranges' journals (in key order) as a single
+        // worker's: every old copy goes, nothing is copied again.
+        let report = migrator(&env, &url, "coord:1:cccc", opts(T, Some(Duration::ZERO)))
+            .finish()
+            .await
+            .expect("finish");
+        assert_eq!(report.phase, Some(Phase::Finished), "{report:?}");
+        assert_eq!(report.totals.deleted, n, "{report:?}");
+        assert_eq!(report.totals.copied, n, "nothing copied late: {report:?}");
+        assert_eq!(report.this_run.copied, 0, "{report:?}");
+        let left: Vec<String> = list_keys(&us, &format!("{T}/"))
+            .await
+            .into_iter()
+            .filter(|k| !k.contains("/_"))
+            .collect();
+        assert!(left.is_empty(), "old copies left in us: {left:?}");
+        assert_eq!(row(&c, T).await, (some("eu"), None, some("us")));
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_range_expires_and_is_resumed_by_another_from_its_journal() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        const T: &str = "dirrangekill";
+        const RANGE: u64 = 40;
+        let env = Env::new("[[tenants]]\nid = \"unrelated\"\n").await;
+        let (url, c) = directory("ranges_killed_worker", T).await;
+        let objs = moving_corpus(200);
+        let n = objs.len() as u64;
+        seed(&env.backend("us"), T, &objs).await;
+
+        // The joining worker dies (a fault point: nothing is given back)
+        // right after its first range stored its first page (10 keys of
+        // 40), with the next page's copies in flight.
+        let (audit_a, audit_b) = (MemoryAuditSink::new(), MemoryAuditSink::new());
+        let mut ob = ranged_opts(T, RANGE);
+        ob.fault = Some(FaultPoint::AfterState(1));
+        ob.fault_action = FaultAction::Error;
+        let b = migrator(&env, &url, "doomed:2:bbbb", ob).with_audit(Arc::new(audit_b.clone()));
+        let mut oa = ranged_opts(T, RANGE);
+        oa.parallel = 1;
+        let a = migrator(&env, &url, "coord:1:aaaa", oa).with_audit(Arc::new(audit_a.clone()));
+        let joined = tokio::spawn(async move { b.join().await });
+        let ra = a.run().await.expect("coordinator");
+        let rb = joined.await.expect("join task");
+        assert!(
+            matches!(&rb, Err(MigrateError::Fault(f)) if f == "after_state:1"),
+            "{rb:?}"
+        );
+
+        assert_eq!(ra.phase, Some(Phase::Verified), "{ra:?}");
+        assert_eq!(ra.totals.verified, n, "{ra:?}");
+        // Counted once each, whoever copied them (the dead worker's copies
+        // in flight are found and verified, not copied again).
+        assert_eq!(ra.totals.copied, n, "{ra:?}");
+        assert_eq!(ra.this_run.ranges, ra.totals.ranges, "{ra:?}");
+        let rs = ranges(&c, T).await;
+        assert!(
+            rs.iter()
+                .all(|(done, by)| *done && by.as_deref() == Some("coord:1:aaaa")),
+            "the coordinator finished every range, the dead worker's included: {rs:?}"
+        );
+
+        let b_copied = copy_events(&audit_b, "verified");
+        let a_copied = copy_events(&audit_a, "verified");
+        let a_found = copy_events(&audit_a, "verified (copied by an interrupted run)");
+        assert!(
+            b_copied.len() >= 10,
+            "the dead worker copied its first page: {b_copied:?}"
+        );
+        let again: Vec<_> = b_copied.iter().filter(|k| a_copied.contains(k)).collect();
+        assert!(
+            again.is_empty(),
+            "copied again after the takeover: {again:?}"
+        );
+        // Its stored page was not even looked at again (resumed after it);
+        // the copies it had in flight were found in the destination.
+        let untouched = b_copied.iter().filter(|k| !a_found.contains(k)).count();
+        assert!(
+            untouched >= 10,
+            "resumed after the stored page: {b_copied:?} {a_found:?}"
+        );
+        // Every object was copied by one worker, or found (the dead worker
+        // was stopped between writing some and recording them).
+        let mut all: Vec<String> = a_copied.iter().chain(&b_copied).cloned().collect();
+        all.sort();
+        let copied_once = all.len();
+        all.dedup();
+        assert_eq!(all.len(), copied_once, "no object copied twice");
+        all.extend(a_found);
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len() as u64, n, "every object accounted for");
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_ranges_need_the_directory() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        const T: &str = "fileranges";
+        let env = Env::new(&format!("[[tenants]]\nid = \"{T}\"\n")).await;
+        let before = std::fs::read_to_string(&env.tenants_path).expect("tenants");
+        let mut o = opts(T, None);
+        o.range_size = Some(25);
+        let m = Migrator::new(
+            env.policy.clone(),
+            &env.tenants_path,
+            env.backends.clone(),
+            o.clone(),
+        );
+        for r in [m.run().await, m.join().await] {
+            match r {
+                Err(MigrateError::Config(m)) => {
+                    assert!(m.contains("tenant directory"), "{m}");
+                }
+                other => panic!("refused as a configuration error, not {other:?}"),
+            }
+        }
+        for flag in ["--join", "--range-size=25"] {
+            let out = residency_cmd(&env, &["migrate"])
+                .args(["--tenant", T, "--to", "eu", "--progress", "quiet", flag])
+                .output()
+                .expect("run residency");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+            assert!(stderr.contains("tenant directory"), "{flag}: {stderr}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(&env.tenants_path).expect("tenants"),
+            before,
+            "nothing switched"
+        );
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: run with --ignored --nocapture (release build)"]
+async fn key_range_throughput_one_worker_vs_two() {
+    const N: usize = 2000;
+    const RANGE: u64 = 250;
+    let env = Env::new("[[tenants]]\nid = \"unrelated\"\n").await;
+    let (url, c) = directory("ranges_throughput", "tputa").await;
+    for t in ["tputb", "tputc", "tputd"] {
+        c.execute("INSERT INTO tenants (id, bucket) VALUES ($1, $1)", &[&t])
+            .await
+            .expect("insert tenant");
+    }
+    let objs: Vec<Obj> = (0..N)
+        .map(|i| Obj {
+            key: format!("tickets/{i:05}/comment.json"),
+            data: bytes::Bytes::from(vec![b'a' + (i % 26) as u8; 4096]),
+            content_type: Some("application/json".to_owned()),
+            meta: BTreeMap::new(),
+            cache_control: None,
+            moves: true,
+        })
+        .collect();
+    let us = env.backend("us");
+    for t in ["tputa", "tputb", "tputc", "tputd"] {
+        seed(&us, t, &objs).await;
+    }
+    // No wait for replicas' staleness: only the copy is timed.
+    let worker = |tenant: &str, holder: &str, parallel: usize, range: Option<u64>| {
+        let mut s = DirectorySource::new(&url, Duration::ZERO);
+        s.holder = holder.to_owned();
+        let mut o = opts(tenant, None);
+        o.parallel = parallel;
+        o.range_size = range;
+        Migrator::with_source(
+            env.policy.clone(),
+            TenantSource::Directory(s),
+            env.backends.clone(),
+            o,
+        )
+    };
+    let rate = |t: Duration| N as f64 / t.as_secs_f64();
+
+    let t = Instant::now();
+    let r = worker("tputa", "one:1:a", 16, None)
+        .run()
+        .await
+        .expect("run");
+    let one = t.elapsed();
+    assert_eq!(r.totals.copied, N as u64);
+
+    let t = Instant::now();
+    let r = worker("tputb", "one:1:b", 32, None)
+        .run()
+        .await
+        .expect("run");
+    let one32 = t.elapsed();
+    assert_eq!(r.totals.copied, N as u64);
+
+    let t = Instant::now();
+    let r = worker("tputc", "one:1:c", 16, Some(RANGE))
+        .run()
+        .await
+        .expect("run");
+    let ranged = t.elapsed();
+    assert_eq!(r.totals.copied, N as u64);
+
+    let t = Instant::now();
+    let a = worker("tputd", "two:1:a", 16, Some(RANGE));
+    let b = worker("tputd", "two:2:b", 16, Some(RANGE));
+    let (ra, rb) = tokio::join!(a.run(), b.join());
+    let two = t.elapsed();
+    let (ra, rb) = (ra.expect("coordinator"), rb.expect("join"));
+    assert_eq!(ra.totals.copied, N as u64);
+    assert_eq!(ra.this_run.copied + rb.this_run.copied, N as u64);
+
+    eprintln!("{N} objects of 4 KiB, us -> eu, key ranges of {RANGE}:");
+    eprintln!(
+        "  one worker, parallel 16, no ranges:   {:.2}s = {:.0} objects/s",
+        one.as_secs_f64(),
+        rate(one)
+    );
+    eprintln!(
+        "  one worker, parallel 32, no ranges:   {:.2}s = {:.0} objects/s",
+        one32.as_secs_f64(),
+        rate(one32)
+    );
+    eprintln!(
+        "  one worker, parallel 16, ranges:      {:.2}s = {:.0} objects/s",
+        ranged.as_secs_f64(),
+        rate(ranged)
+    );
+    eprintln!(
+        "  two workers, parallel 16 each, ranges: {:.2}s = {:.0} objects/s (ranges {} + {}, copied {} + {})",
+        two.as_secs_f64(),
+        rate(two),
+        ra.this_run.ranges,
+        rb.this_run.ranges,
+        ra.this_run.copied,
+        rb.this_run.copied
+    );
 }

@@ -29,6 +29,7 @@
 mod admin;
 mod key;
 mod lease;
+mod ranges;
 mod shared;
 
 use std::fmt;
@@ -52,6 +53,10 @@ pub use admin::{
 };
 pub use key::{open_with, DirectoryKey, KeyError, DIRECTORY_KEY_ENV, NONCE_LEN};
 pub use lease::{release_lease, renew_lease, take_lease, LeaseHolder};
+pub use ranges::{
+    claim_range, finish_range, last_range, list_ranges, plan_range, range_counts, ranged_migration,
+    release_range, renew_range, MigrationRange, RangeCounts,
+};
 /// The PostgreSQL client the admin functions take.
 pub use tokio_postgres::Client;
 

@@ -298,12 +298,22 @@ impl Migrator {
             ctx.flush_audit().await?;
             journal.save_state(state).await?;
         }
-        for (i, (region, backend)) in sources.iter().enumerate() {
-            if state.sources[i].listed {
-                continue;
-            }
-            self.copy_region(ctx, region, backend, journal, state, i, run)
+        let ranged = if state.sources.iter().any(|s| !s.listed) {
+            self.ranged(&state.id).await?
+        } else {
+            None
+        };
+        if let Some((d, client)) = ranged {
+            self.copy_ranged(d, &client, ctx, sources, journal, state, run)
                 .await?;
+        } else {
+            for (i, (region, backend)) in sources.iter().enumerate() {
+                if state.sources[i].listed {
+                    continue;
+                }
+                self.copy_region(ctx, region, backend, journal, state, i, run)
+                    .await?;
+            }
         }
         if state.mismatched_keys.is_empty() {
             ctx.record_step(
@@ -346,20 +356,45 @@ impl Migrator {
         i: usize,
         run: &mut Totals,
     ) -> Result<(), MigrateError> {
+        let lister = Lister::new(
+            backend.clone(),
+            region,
+            &ctx.prefix,
+            state.sources[i].last_key.clone(),
+        );
+        self.copy_pass(
+            ctx,
+            region,
+            backend,
+            journal,
+            lister,
+            &mut WholeRegion { state, i },
+            run,
+        )
+        .await
+    }
+
+    /// Copies and verifies what `lister` lists, journaling page by page in
+    /// `pass` (a whole region, or a key range).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn copy_pass(
+        &self,
+        ctx: &Arc<RunCtx>,
+        region: &str,
+        backend: &Arc<dyn Backend>,
+        journal: &Journal,
+        mut lister: Lister,
+        pass: &mut impl Pass,
+        run: &mut Totals,
+    ) -> Result<(), MigrateError> {
         struct PageAcc {
             records: Vec<Option<Record>>,
             remaining: usize,
             last_key: Option<String>,
         }
         let parallel = self.opts.parallel.max(1);
-        let mut lister = Lister::new(
-            backend.clone(),
-            region,
-            &ctx.prefix,
-            state.sources[i].last_key.clone(),
-        );
         let mut pages: BTreeMap<u64, PageAcc> = BTreeMap::new();
-        let mut next_seq = state.sources[i].pages;
+        let mut next_seq = pass.pages();
         let mut flush_seq = next_seq;
         let mut queue: VecDeque<(u64, usize, ObjectSummary)> = VecDeque::new();
         let mut tasks: JoinSet<(u64, usize, Result<Record, MigrateError>)> = JoinSet::new();
@@ -416,34 +451,95 @@ impl Migrator {
                 // are stored before the page that counts them.
                 ctx.flush_audit().await?;
                 journal
-                    .write_segment(&state.id, region, "copy", flush_seq, &records)
+                    .write_segment(&ctx.id, &pass.folder(), "copy", flush_seq, &records)
                     .await?;
                 ctx.faults.hit(FaultKind::Segment)?;
-                let src = &mut state.sources[i];
-                src.pages = flush_seq + 1;
-                if acc.last_key.is_some() {
-                    src.last_key = acc.last_key;
-                }
-                for r in &records {
-                    state.totals.add_record(r);
-                    run.add_run_record(r);
-                    if r.outcome == Outcome::Mismatched {
-                        state.mismatched_keys.push(r.key.clone());
-                    }
-                }
-                if state.mismatched_keys.len() > MAX_MISMATCHED {
-                    journal.save_state(state).await?;
+                pass.add_page(flush_seq, acc.last_key, &records, run);
+                if pass.mismatched() > MAX_MISMATCHED {
+                    pass.save(journal).await?;
                     return Err(MigrateError::Journal(format!(
                         "more than {MAX_MISMATCHED} copies did not verify: stopping"
                     )));
                 }
-                journal.save_state(state).await?;
+                pass.save(journal).await?;
                 ctx.faults.hit(FaultKind::State)?;
                 flush_seq += 1;
             }
         }
-        state.sources[i].listed = true;
-        journal.save_state(state).await?;
+        pass.listed();
+        pass.save(journal).await?;
         Ok(())
+    }
+}
+
+/// Where a copy pass keeps its cursor and counters: the migration's state
+/// (one worker copies a whole region) or a key range's.
+pub(super) trait Pass {
+    /// The journal folder of its copy segments.
+    fn folder(&self) -> String;
+    /// Copy segments stored.
+    fn pages(&self) -> u64;
+    /// Counts a stored segment `seq` covering keys up to `last_key`.
+    fn add_page(
+        &mut self,
+        seq: u64,
+        last_key: Option<String>,
+        records: &[Record],
+        run: &mut Totals,
+    );
+    /// Keys whose copy did not match.
+    fn mismatched(&self) -> usize;
+    /// Every key has an outcome.
+    fn listed(&mut self);
+    /// Stores the cursor and counters.
+    async fn save(&self, journal: &Journal) -> Result<(), MigrateError>;
+}
+
+/// A whole source region, in the migration's state.
+struct WholeRegion<'a> {
+    state: &'a mut State,
+    i: usize,
+}
+
+impl Pass for WholeRegion<'_> {
+    fn folder(&self) -> String {
+        self.state.sources[self.i].region.clone()
+    }
+
+    fn pages(&self) -> u64 {
+        self.state.sources[self.i].pages
+    }
+
+    fn add_page(
+        &mut self,
+        seq: u64,
+        last_key: Option<String>,
+        records: &[Record],
+        run: &mut Totals,
+    ) {
+        let src = &mut self.state.sources[self.i];
+        src.pages = seq + 1;
+        if last_key.is_some() {
+            src.last_key = last_key;
+        }
+        for r in records {
+            self.state.totals.add_record(r);
+            run.add_run_record(r);
+            if r.outcome == Outcome::Mismatched {
+                self.state.mismatched_keys.push(r.key.clone());
+            }
+        }
+    }
+
+    fn mismatched(&self) -> usize {
+        self.state.mismatched_keys.len()
+    }
+
+    fn listed(&mut self) {
+        self.state.sources[self.i].listed = true;
+    }
+
+    async fn save(&self, journal: &Journal) -> Result<(), MigrateError> {
+        journal.save_state(self.state).await
     }
 }

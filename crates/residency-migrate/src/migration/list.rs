@@ -19,12 +19,16 @@ where
     }
 }
 
-/// Lists one region's objects under a prefix, page by page, from a key.
+/// Lists one region's objects under a prefix, page by page, from a key
+/// (up to an end key, for a key range).
 pub(super) struct Lister {
     backend: Arc<dyn Backend>,
     region: String,
     prefix: String,
     start_after: Option<String>,
+    /// The last key to list (inclusive).
+    end_key: Option<String>,
+    page_size: usize,
     token: Option<String>,
     pub(super) done: bool,
 }
@@ -41,16 +45,25 @@ impl Lister {
             region: region.to_owned(),
             prefix: prefix.to_owned(),
             start_after,
+            end_key: None,
+            page_size: 1000,
             token: None,
             done: false,
         }
+    }
+
+    /// Stops after `end_key` (inclusive), with pages of `page_size` keys.
+    pub(super) fn range(mut self, end_key: Option<String>, page_size: usize) -> Self {
+        self.end_key = end_key;
+        self.page_size = page_size.clamp(1, 1000);
+        self
     }
 
     pub(super) async fn next_page(&mut self) -> Result<Vec<ObjectSummary>, MigrateError> {
         if self.done {
             return Ok(Vec::new());
         }
-        let mut req = ListRequest::new(self.prefix.clone()).max_keys(1000);
+        let mut req = ListRequest::new(self.prefix.clone()).max_keys(self.page_size);
         if let Some(t) = &self.token {
             req = req.continuation_token(Some(t.clone()));
         } else if let Some(s) = &self.start_after {
@@ -63,7 +76,15 @@ impl Lister {
         if self.token.is_none() {
             self.done = true;
         }
-        Ok(page.objects)
+        let mut objects = page.objects;
+        if let Some(end) = &self.end_key {
+            let past = objects.partition_point(|o| o.key <= *end);
+            if past < objects.len() || objects.last().is_some_and(|o| o.key == *end) {
+                objects.truncate(past);
+                self.done = true;
+            }
+        }
+        Ok(objects)
     }
 }
 

@@ -63,6 +63,16 @@ pub struct MigrationOptions {
     pub fault_action: FaultAction,
     /// How progress is shown.
     pub progress: ProgressMode,
+    /// With the tenant directory: split each source region's keys into
+    /// ranges of this many objects, which any worker (this run, and
+    /// [`Migrator::join`] on other machines) leases and copies. `None`: this
+    /// run copies everything itself (unless the migration already has
+    /// ranges). For a joining worker, the size of its journal pages (a
+    /// quarter of it, 10 to 1,000 keys).
+    pub range_size: Option<u64>,
+    /// How long [`Migrator::join`] waits for a migration with key ranges
+    /// to appear before it gives up.
+    pub join_wait: Duration,
 }
 
 impl MigrationOptions {
@@ -80,6 +90,8 @@ impl MigrationOptions {
             fault: None,
             fault_action: FaultAction::Error,
             progress: ProgressMode::Auto,
+            range_size: None,
+            join_wait: Duration::from_secs(60),
         }
     }
 }
@@ -88,9 +100,11 @@ mod copy;
 mod delete;
 mod list;
 mod plan;
+mod ranges;
 mod report;
 
 use list::{record, with_retry, Lister};
+pub use ranges::DEFAULT_RANGE_SIZE;
 pub use report::Report;
 
 /// Moves one tenant's data to a new region.
@@ -312,6 +326,13 @@ impl Migrator {
     /// (as a kill would: the journal is consistent).
     async fn leased(&self, finish: bool) -> Result<Report, MigrateError> {
         let TenantSource::Directory(d) = &self.source else {
+            if self.opts.range_size.is_some() {
+                return Err(MigrateError::Config(format!(
+                    "key ranges (range_size) share a migration through the PostgreSQL tenant directory; tenant {} lives in the {}",
+                    self.opts.tenant,
+                    self.source.describe()
+                )));
+            }
             return self.execute(finish).await;
         };
         let mut lease = Lease::take(d, &self.opts.tenant).await?;
@@ -534,7 +555,9 @@ impl Migrator {
             }
         }
         let mut run = Totals::default();
-        if !created && state.phase != Phase::Finished {
+        // (Not while other workers copy key ranges of this migration: their
+        // uploads in flight are noted too.)
+        if !created && state.phase != Phase::Finished && !self.ranges_leased(&state.id).await? {
             self.abort_left_uploads(&ctx, &journal, &mut state, &mut run)
                 .await?;
         }

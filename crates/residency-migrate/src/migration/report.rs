@@ -5,7 +5,7 @@ use super::*;
 /// The outcome of a command, printed as text or JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// `plan` (dry run), `run` or `finish`.
+    /// `plan` (dry run), `run`, `finish` or `join`.
     pub command: &'static str,
     /// The migration id (none for a dry run without a journal).
     pub migration_id: Option<String>,
@@ -94,6 +94,13 @@ impl Report {
                     "  uploads of killed runs aborted {:>2}  {:.1} MiB of parts",
                     t.aborted_uploads,
                     mib(t.aborted_upload_bytes)
+                );
+            }
+            if t.ranges > 0 || self.this_run.ranges > 0 {
+                let _ = writeln!(
+                    s,
+                    "  key ranges             {:>10}  (this worker: {})",
+                    t.ranges, self.this_run.ranges
                 );
             }
             let _ = writeln!(
