@@ -4,7 +4,7 @@
 #   1. residency-bench seed-directory: $TENANTS tenants, one key each, the
 #      secrets sealed under a fresh RESIDENCY_DIRECTORY_KEY (bulk COPY);
 #   2. one sidecar (`tenants = "postgresql://..."`, [directory] defaults:
-#      cache of 20,000 entries, 60 s max_staleness; durable audit on, as in
+#      cache of 10,000 entries, 60 s max_staleness; durable audit on, as in
 #      production), regions = the Garage pair;
 #   3. its RSS at rest (started, nothing asked yet);
 #   4. 4 KiB PUTs at 64 clients: target `zipf` (each request to a tenant

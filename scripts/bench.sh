@@ -225,6 +225,9 @@ per_region_concurrency = 256
 enabled = ${SIDECAR_AUDIT_ENABLED:-true}
 $audit_mode
 EOF
+    if [[ -n "${SIDECAR_DIRECTORY_CACHE:-}" ]]; then
+        printf '\n[directory]\ncache_capacity = %s\n' "$SIDECAR_DIRECTORY_CACHE" >>"$f"
+    fi
 }
 start_sidecar() { # name port kind [VAR=value...] -> sets SIDECAR_PID
     local cfg="$TMP/$1.toml"

@@ -210,7 +210,7 @@ pub struct BatchConfig {
     pub retry_min_backoff: Duration,
     /// ... up to this (default 30 s).
     pub retry_max_backoff: Duration,
-    /// Tenant chains kept in memory at most (default 10 000): past it the
+    /// Tenant chains kept in memory at most (default 2 000): past it the
     /// least recently used idle ones are closed (each is complete as
     /// stored), and a closed tenant's next batch starts a new chain in the
     /// writer's next folder (`<writer>.<n>`). Bounds the writer's memory
@@ -230,7 +230,7 @@ impl Default for BatchConfig {
             flush_timeout: Duration::from_secs(10),
             retry_min_backoff: Duration::from_millis(100),
             retry_max_backoff: Duration::from_secs(30),
-            max_chains: 10_000,
+            max_chains: 2_000,
         }
     }
 }

@@ -125,7 +125,7 @@ fn default_max_staleness() -> u64 {
     60
 }
 fn default_cache_capacity() -> u64 {
-    20_000
+    10_000
 }
 fn default_cache_ttl() -> u64 {
     600
@@ -184,7 +184,7 @@ pub struct DirectoryConfig {
     /// `[directory] max_staleness_secs`: no cached tenant is served longer
     /// than this after PostgreSQL last confirmed it (default 60).
     pub max_staleness: Duration,
-    /// `[directory] cache_capacity`: entries per cache (default 20,000).
+    /// `[directory] cache_capacity`: entries per cache (default 10,000).
     pub cache_capacity: u64,
     /// `[directory] cache_ttl_secs` (default 600).
     pub cache_ttl: Duration,

@@ -147,14 +147,14 @@ impl fmt::Debug for PgOptions {
 }
 
 impl PgOptions {
-    /// Defaults for `url` sealed under `key`: `max_staleness` 60 s, 20,000
+    /// Defaults for `url` sealed under `key`: `max_staleness` 60 s, 10,000
     /// entries, TTL 10 min, 8 connections, connect timeout 5 s.
     pub fn new(url: impl Into<String>, key: DirectoryKey) -> PgOptions {
         PgOptions {
             url: url.into(),
             keys: vec![key],
             max_staleness: Duration::from_secs(60),
-            cache_capacity: 20_000,
+            cache_capacity: 10_000,
             ttl: Duration::from_secs(600),
             pool_size: 8,
             connect_timeout: Duration::from_secs(5),
