@@ -133,17 +133,15 @@ pub async fn import(
         })
         .collect();
 
+    // New tenants are inserted in batches after the loop, in file order (the
+    // order their handles are numbered in).
+    let mut added: Vec<TenantRecord> = Vec::new();
     for (_, t) in tenants.iter() {
         let rec = TenantRecord::of(t, policy);
         match existing.get(&rec.id) {
             None => {
-                tx.execute(
-                    "INSERT INTO tenants (id, locality, strict, features, bucket, migrating_from, migrated_from) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    &[&rec.id, &rec.locality, &rec.strict, &rec.features, &rec.bucket(), &rec.migrating_from, &rec.migrated_from],
-                )
-                .await?;
                 report.added += 1;
+                added.push(rec);
             }
             Some(old) if same_record(old, &rec) => report.unchanged += 1,
             Some(old) => {
@@ -179,6 +177,10 @@ pub async fn import(
                 report.changed += 1;
             }
         }
+    }
+
+    for chunk in added.chunks(IMPORT_BATCH) {
+        insert_tenants(&tx, chunk).await?;
     }
 
     // Keys: (access key, owning tenant or the service key's tenants, secret).
@@ -229,6 +231,7 @@ pub async fn import(
         })
         .collect();
 
+    let mut new_keys: Vec<NewKey> = Vec::new();
     for (access_key, owner, secret_ref, whose) in wanted {
         let secret = match resolve_secret(secret_ref) {
             Ok(s) if !s.is_empty() => s,
@@ -262,6 +265,14 @@ pub async fn import(
             Some(_) => report.keys_changed += 1,
         }
         let (nonce, sealed) = key.seal(access_key, &secret);
+        if let (None, Some(tenant)) = (old, tenant_id) {
+            // A new tenant key: inserted in batches below.
+            new_keys.push((access_key.to_owned(), tenant.to_owned(), nonce, sealed));
+            if new_keys.len() == IMPORT_BATCH {
+                insert_keys(&tx, &std::mem::take(&mut new_keys), key.id()).await?;
+            }
+            continue;
+        }
         let owner_changes = old.is_some() && !same_owner;
         if owner_changes {
             tx.execute(
@@ -289,12 +300,62 @@ pub async fn import(
         }
     }
 
+    insert_keys(&tx, &new_keys, key.id()).await?;
+
     if !errors.is_empty() {
         tx.rollback().await?;
         return Err(PgError::Invalid(errors));
     }
     tx.commit().await?;
     Ok(report)
+}
+
+/// Rows per statement when an import inserts new tenants and keys (one
+/// round trip each instead of one per row: 10^5 tenants in seconds).
+const IMPORT_BATCH: usize = 5_000;
+
+/// A new tenant key: access key, tenant, nonce, sealed secret.
+type NewKey = (String, String, Vec<u8>, Vec<u8>);
+
+/// Inserts new tenants in one statement, in the order given (their handles
+/// are numbered in that order).
+async fn insert_tenants(tx: &Transaction<'_>, rows: &[TenantRecord]) -> Result<(), PgError> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let localities: Vec<Option<&str>> = rows.iter().map(|r| r.locality.as_deref()).collect();
+    let strict: Vec<bool> = rows.iter().map(|r| r.strict).collect();
+    // Feature ids never contain a comma (the policy's ids are checked).
+    let features: Vec<String> = rows.iter().map(|r| r.features.join(",")).collect();
+    let buckets: Vec<&str> = rows.iter().map(TenantRecord::bucket).collect();
+    let from: Vec<Option<&str>> = rows.iter().map(|r| r.migrating_from.as_deref()).collect();
+    let moved: Vec<Option<&str>> = rows.iter().map(|r| r.migrated_from.as_deref()).collect();
+    tx.execute(
+        "INSERT INTO tenants (id, locality, strict, features, bucket, migrating_from, migrated_from) \
+         SELECT id, loc, st, CASE WHEN f = '' THEN '{}'::text[] ELSE string_to_array(f, ',') END, b, mf, md \
+         FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::text[], $7::text[]) \
+              WITH ORDINALITY AS u(id, loc, st, f, b, mf, md, n) \
+         ORDER BY n",
+        &[&ids, &localities, &strict, &features, &buckets, &from, &moved],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Inserts new tenant keys in one statement.
+async fn insert_keys(tx: &Transaction<'_>, rows: &[NewKey], kek_id: &str) -> Result<(), PgError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let access: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    let tenants: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    let nonces: Vec<&[u8]> = rows.iter().map(|r| r.2.as_slice()).collect();
+    let sealed: Vec<&[u8]> = rows.iter().map(|r| r.3.as_slice()).collect();
+    tx.execute(
+        "INSERT INTO keys (access_key, tenant_id, service, secret_nonce, secret_sealed, kek_id) \
+         SELECT a, t, false, n, s, $5 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[]) AS u(a, t, n, s)",
+        &[&access, &tenants, &nonces, &sealed, &kek_id],
+    )
+    .await?;
+    Ok(())
 }
 
 #[derive(Serialize)]
