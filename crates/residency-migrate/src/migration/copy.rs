@@ -479,6 +479,13 @@ pub(super) trait Pass {
     fn folder(&self) -> String;
     /// Copy segments stored.
     fn pages(&self) -> u64;
+    /// Keys whose copy did not match.
+    fn mismatched(&self) -> usize;
+    /// The fields a stored segment advances, wherever they live.
+    fn cursor(&mut self) -> Cursor<'_>;
+    /// Stores the cursor and counters.
+    async fn save(&self, journal: &Journal) -> Result<(), MigrateError>;
+
     /// Counts a stored segment `seq` covering keys up to `last_key`.
     fn add_page(
         &mut self,
@@ -486,13 +493,35 @@ pub(super) trait Pass {
         last_key: Option<String>,
         records: &[Record],
         run: &mut Totals,
-    );
-    /// Keys whose copy did not match.
-    fn mismatched(&self) -> usize;
+    ) {
+        let c = self.cursor();
+        *c.pages = seq + 1;
+        if last_key.is_some() {
+            *c.last_key = last_key;
+        }
+        for r in records {
+            c.totals.add_record(r);
+            run.add_run_record(r);
+            if r.outcome == Outcome::Mismatched {
+                c.mismatched_keys.push(r.key.clone());
+            }
+        }
+    }
+
     /// Every key has an outcome.
-    fn listed(&mut self);
-    /// Stores the cursor and counters.
-    async fn save(&self, journal: &Journal) -> Result<(), MigrateError>;
+    fn listed(&mut self) {
+        *self.cursor().listed = true;
+    }
+}
+
+/// What a [`Pass`] advances: a source region's cursor and the migration's
+/// counters, or a key range's own.
+pub(super) struct Cursor<'a> {
+    pub(super) pages: &'a mut u64,
+    pub(super) last_key: &'a mut Option<String>,
+    pub(super) listed: &'a mut bool,
+    pub(super) totals: &'a mut Totals,
+    pub(super) mismatched_keys: &'a mut Vec<String>,
 }
 
 /// A whole source region, in the migration's state.
@@ -510,33 +539,25 @@ impl Pass for WholeRegion<'_> {
         self.state.sources[self.i].pages
     }
 
-    fn add_page(
-        &mut self,
-        seq: u64,
-        last_key: Option<String>,
-        records: &[Record],
-        run: &mut Totals,
-    ) {
-        let src = &mut self.state.sources[self.i];
-        src.pages = seq + 1;
-        if last_key.is_some() {
-            src.last_key = last_key;
-        }
-        for r in records {
-            self.state.totals.add_record(r);
-            run.add_run_record(r);
-            if r.outcome == Outcome::Mismatched {
-                self.state.mismatched_keys.push(r.key.clone());
-            }
-        }
-    }
-
     fn mismatched(&self) -> usize {
         self.state.mismatched_keys.len()
     }
 
-    fn listed(&mut self) {
-        self.state.sources[self.i].listed = true;
+    fn cursor(&mut self) -> Cursor<'_> {
+        let State {
+            sources,
+            totals,
+            mismatched_keys,
+            ..
+        } = &mut *self.state;
+        let src = &mut sources[self.i];
+        Cursor {
+            pages: &mut src.pages,
+            last_key: &mut src.last_key,
+            listed: &mut src.listed,
+            totals,
+            mismatched_keys,
+        }
     }
 
     async fn save(&self, journal: &Journal) -> Result<(), MigrateError> {

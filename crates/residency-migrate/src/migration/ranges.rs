@@ -24,7 +24,7 @@ use residency_directory::postgres::{
     release_range, Client, MigrationRange,
 };
 
-use super::copy::Pass;
+use super::copy::{Cursor, Pass};
 use super::*;
 use crate::journal::{range_folder, RangeState};
 use crate::source::{DirectorySource, RangeLease};
@@ -49,32 +49,19 @@ impl Pass for RangePass {
         self.st.pages
     }
 
-    fn add_page(
-        &mut self,
-        seq: u64,
-        last_key: Option<String>,
-        records: &[Record],
-        run: &mut Totals,
-    ) {
-        self.st.pages = seq + 1;
-        if last_key.is_some() {
-            self.st.last_key = last_key;
-        }
-        for r in records {
-            self.st.totals.add_record(r);
-            run.add_run_record(r);
-            if r.outcome == Outcome::Mismatched {
-                self.st.mismatched_keys.push(r.key.clone());
-            }
-        }
-    }
-
     fn mismatched(&self) -> usize {
         self.st.mismatched_keys.len()
     }
 
-    fn listed(&mut self) {
-        self.st.listed = true;
+    fn cursor(&mut self) -> Cursor<'_> {
+        let st = &mut self.st;
+        Cursor {
+            pages: &mut st.pages,
+            last_key: &mut st.last_key,
+            listed: &mut st.listed,
+            totals: &mut st.totals,
+            mismatched_keys: &mut st.mismatched_keys,
+        }
     }
 
     async fn save(&self, journal: &Journal) -> Result<(), MigrateError> {
