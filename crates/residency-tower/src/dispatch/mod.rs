@@ -269,14 +269,16 @@ impl RegionalDispatch {
         op: Operation,
         body: Option<Arc<BodyWatch>>,
     ) -> Result<Outcome, RoutingError> {
-        // Boxed: the region stack's future is large, and inline it would
-        // grow the dispatch future that every request moves into its box.
-        Box::pin(region.call(RegionRequest {
-            op,
-            tenant: Some(TenantKey::of(route.tenant_id())),
-            body,
-        }))
-        .await
+        // Not boxed: a box per call cost more than the larger dispatch
+        // future it saves moving (A/B, 15 alternating rounds: HEAD through
+        // the layer 0.93x, PUT 0.97x of the boxed version).
+        region
+            .call(RegionRequest {
+                op,
+                tenant: Some(TenantKey::of(route.tenant_id())),
+                body,
+            })
+            .await
     }
 
     fn served(&self, outcome: Outcome, rb: &Region) -> StorageResponse {
