@@ -5,9 +5,12 @@
 #   - a Python venv (.venv) with boto3, awscli and pytest
 #   - PostgreSQL server binaries (Debian's `postgresql` package, apt-get) for the
 #     throw-away clusters residency-testkit starts
+#   - Chromium (Debian's `chromium` package, apt-get): the browser tests open
+#     `residency scan`'s HTML report headless and take a screenshot
 #
 # Run it directly to install everything, or source it (scripts/test.sh does) to get
-# the functions: ensure_rust_components, ensure_garage, ensure_venv, ensure_postgres.
+# the functions: ensure_rust_components, ensure_garage, ensure_venv, ensure_postgres,
+# ensure_chromium.
 #
 # Environment:
 #   RESIDENCY_TOOLS   where tools are installed (default: $HOME/.cache/residency-tools);
@@ -18,6 +21,8 @@
 #   PYTHON            the interpreter that creates the venv (default: python3)
 #   RESIDENCY_PG_BIN  a directory with initdb and postgres to use instead of looking
 #                     them up (/usr/lib/postgresql/<newest>/bin, then the PATH)
+#   RESIDENCY_CHROMIUM  a Chromium (or Chrome) binary to use instead of looking one
+#                     up (chromium, chromium-browser, google-chrome on the PATH)
 
 RESIDENCY_TOOLS="${RESIDENCY_TOOLS:-${HOME:-/root}/.cache/residency-tools}"
 GARAGE_VERSION="${GARAGE_VERSION:-2.5.0}"
@@ -106,6 +111,47 @@ ensure_postgres() {
     _tools_log "postgresql: $RESIDENCY_PG_BIN ($("$RESIDENCY_PG_BIN/postgres" --version 2>/dev/null))"
 }
 
+_chromium_bin() {
+    if [[ -n "${RESIDENCY_CHROMIUM:-}" ]]; then
+        [[ -x "$RESIDENCY_CHROMIUM" ]] && echo "$RESIDENCY_CHROMIUM"
+        return 0
+    fi
+    local b
+    for b in chromium chromium-browser google-chrome; do
+        if command -v "$b" >/dev/null 2>&1; then
+            command -v "$b"
+            return 0
+        fi
+    done
+}
+
+ensure_chromium() {
+    local bin
+    bin="$(_chromium_bin)"
+    if [[ -z "$bin" ]]; then
+        if [[ -n "${RESIDENCY_CHROMIUM:-}" ]]; then
+            echo "RESIDENCY_CHROMIUM=$RESIDENCY_CHROMIUM is not an executable" >&2
+            return 1
+        fi
+        command -v apt-get >/dev/null 2>&1 || {
+            echo "Chromium missing and apt-get not found: install Chromium and set" \
+                "RESIDENCY_CHROMIUM to its binary" >&2
+            return 1
+        }
+        _tools_log "Chromium not found: apt-get install chromium (headless, for the HTML report tests)"
+        local sudo=""
+        [[ "$(id -u)" == 0 ]] || sudo="sudo"
+        $sudo apt-get update -qq || return 1
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+            chromium >/dev/null || return 1
+        bin="$(_chromium_bin)"
+        [[ -n "$bin" ]] || { echo "apt-get installed no chromium binary" >&2; return 1; }
+    fi
+    RESIDENCY_CHROMIUM="$bin"
+    export RESIDENCY_CHROMIUM
+    _tools_log "chromium: $RESIDENCY_CHROMIUM ($("$RESIDENCY_CHROMIUM" --version 2>/dev/null | head -n1))"
+}
+
 _venv_complete() {
     [[ -x "$RESIDENCY_VENV/bin/python" && -x "$RESIDENCY_VENV/bin/aws" ]] &&
         "$RESIDENCY_VENV/bin/python" -c 'import boto3, pytest' >/dev/null 2>&1
@@ -138,5 +184,6 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     ensure_rust_components
     ensure_garage
     ensure_postgres
+    ensure_chromium
     ensure_venv
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # THE test command of Residency (README and .ci/run call it).
 #
-# Installs what is missing (rustfmt/clippy, Garage, PostgreSQL, a Python venv with boto3,
+# Installs what is missing (rustfmt/clippy, Garage, PostgreSQL, Chromium, a Python venv with boto3,
 # awscli, pytest: see scripts/install-tools.sh), then runs, in order:
 #   fmt      cargo fmt --all -- --check; scripts/import-circles.py (no import
 #            circle between a crate's source files)
@@ -21,7 +21,7 @@
 # Every step runs even when an earlier one failed (RESIDENCY_FAIL_FAST=1 stops at
 # the first failure); the exit status is non-zero if any step failed.
 #
-# Environment: RESIDENCY_TOOLS, GARAGE_BIN, RESIDENCY_PG_BIN, PYTHON (see install-tools.sh);
+# Environment: RESIDENCY_TOOLS, GARAGE_BIN, RESIDENCY_PG_BIN, RESIDENCY_CHROMIUM, PYTHON (see install-tools.sh);
 # RESIDENCY_STEPS=fmt,clippy,test,doc,python (default: all) selects steps;
 # RESIDENCY_PY_TESTS=DIR (default: tests/python) is the pytest directory;
 # RESIDENCY_NEXTEST=1 runs the Rust tests with cargo-nextest when it is installed;
@@ -102,6 +102,7 @@ install_tools() {
     ensure_rust_components || return 1
     ensure_garage || return 1
     ensure_postgres || return 1
+    ensure_chromium || return 1
     if wanted python && [[ -d "$PY_TESTS" ]]; then
         ensure_venv || return 1
     else

@@ -121,6 +121,13 @@ enum Command {
     },
     /// Move a tenant's data to another region: copy, verify, switch, delete.
     Migrate(commands::migrate::MigrateArgs),
+    /// Reconcile every stored object against the policy and the tenant
+    /// directory: what is misplaced, a strict tenant's data outside its
+    /// locality, data of a removed feature, migration leftovers, unknown
+    /// tenants, unclassifiable keys, internal records out of place.
+    /// Streams, checkpoints (a killed scan resumes), writes findings.jsonl,
+    /// summary.json and a self-contained report.html.
+    Scan(commands::scan::ScanArgs),
     /// Government data requests: record, notify, export in scope, report.
     Disclosure(commands::disclosure::DisclosureArgs),
     /// Inspect the hosting policy.
@@ -356,6 +363,7 @@ fn main() -> ExitCode {
         } => commands::check::run(&files, previous.as_deref(), max_tenant_drop_percent),
         Command::Migrate(args) => return commands::migrate::run(args),
         Command::Disclosure(args) => return commands::disclosure::run(args),
+        Command::Scan(args) => return commands::scan::run(args),
         Command::Audit { command } => {
             let (a, verify) = match command {
                 AuditCommand::Verify(a) => (a, true),

@@ -11,6 +11,7 @@ pub(crate) mod explain;
 pub(crate) mod migrate;
 pub(crate) mod policy_diff;
 pub(crate) mod policy_show;
+pub(crate) mod scan;
 pub(crate) mod serve;
 pub(crate) mod tenants;
 pub(crate) mod tenants_db;

@@ -1,0 +1,38 @@
+//! # residency-scan: where every tenant's data is now
+//!
+//! Residency decides where each new object goes; `residency scan` checks
+//! what is already stored. Objects drift without any request passing the
+//! sidecar: data written before it was deployed, a policy change, a tenant
+//! that switched a feature off, a migration left unfinished, a job that
+//! wrote around the proxy. The scan lists every region's bucket (page by
+//! page, memory bounded by the number of tenants, never by the number of
+//! objects), reconciles each key against the current policy and the tenant
+//! directory, and reports each object that is not where the policy places
+//! it, with its one-line reason ([`FindingKind`]).
+//!
+//! It writes into an output folder:
+//! - `findings.jsonl`: one [`Finding`] per line, streamed while listing;
+//! - `checkpoint.json`: the listing cursors and counts, every few seconds;
+//!   a scan killed at any point resumes from it (findings written after
+//!   the checkpoint are found again, never twice);
+//! - `summary.json`: counts per tenant × category × region and findings per
+//!   kind ([`Summary`]), once every region was listed;
+//! - `report.html`: a self-contained page a compliance officer reads.
+//!
+//! Only objects whose category their key does not fix (no key rule
+//! matches, or an explicit category wins over key rules) are read with a
+//! HEAD, for their stored content type and category.
+
+mod finding;
+mod progress;
+mod reconcile;
+pub mod report;
+mod scan;
+mod summary;
+
+pub use finding::{Finding, FindingKind};
+pub use scan::{
+    read_summary, Outcome, ScanError, ScanOptions, Scanner, CHECKPOINT_FILE, FINDINGS_FILE,
+    SUMMARY_FILE,
+};
+pub use summary::{Count, Summary, TenantSummary, UNCLASSIFIED};
