@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::{StreamExt, TryStreamExt};
 use residency_directory::{Directory, DirectoryError};
 use residency_migrate::ProgressMode;
-use residency_policy::{Policy, RegionId, Tenant};
+use residency_policy::{CategoryId, Policy, RegionId, Tenant};
 use residency_store::{Backend, ListRequest, ObjectSummary, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -436,10 +436,10 @@ fn ctx_checkpoint(shared: &mut Shared, path: &Path) -> Result<(), ScanError> {
 struct Reconciled {
     object: ObjectSummary,
     /// The tenant it counts for (`None`: unowned).
-    tenant: Option<String>,
+    tenant: Option<Arc<Tenant>>,
     /// Counted as a record (not in a category cell).
     record: bool,
-    category: Option<String>,
+    category: Option<CategoryId>,
     finding: Option<Finding>,
 }
 
@@ -467,6 +467,22 @@ impl Ctx<'_> {
         rid: RegionId,
     ) -> Result<(), ScanError> {
         let mut cache = TenantCache::default();
+        let page_size = self.opts.page_size.clamp(1, 1000);
+        let list = |prefix: &str, after: Option<String>| {
+            let mut req = ListRequest::new(prefix).max_keys(page_size);
+            if let Some(after) = after {
+                req = req.start_after(after);
+            }
+            async move {
+                backend
+                    .list_objects(req)
+                    .await
+                    .map_err(|source| ScanError::Store {
+                        region: name.to_owned(),
+                        source,
+                    })
+            }
+        };
         loop {
             // The next unfinished cursor of this region.
             let cursor = {
@@ -479,33 +495,50 @@ impl Ctx<'_> {
             let Some((index, cursor)) = cursor else {
                 return Ok(());
             };
-            let mut req = ListRequest::new(cursor.prefix.clone())
-                .max_keys(self.opts.page_size.clamp(1, 1000));
-            if let Some(after) = &cursor.after {
-                req = req.start_after(after.clone());
+            let mut page = list(&cursor.prefix, cursor.after.clone()).await?;
+            loop {
+                let last = page.objects.last().map(|o| o.key.clone());
+                let done = page.next_continuation_token.is_none() || last.is_none();
+                // The next page is listed while this one is reconciled.
+                let next = async {
+                    match (&last, done) {
+                        (Some(after), false) => {
+                            list(&cursor.prefix, Some(after.clone())).await.map(Some)
+                        }
+                        _ => Ok(None),
+                    }
+                };
+                let objects = std::mem::take(&mut page.objects);
+                let this = self.reconcile_page(name, rid, backend, objects, &mut cache);
+                let (next, reconciled) = futures::join!(next, this);
+                self.apply(name, index, reconciled?, last, done)?;
+                match next? {
+                    Some(p) => page = p,
+                    None => break,
+                }
             }
-            let page = backend
-                .list_objects(req)
-                .await
-                .map_err(|source| ScanError::Store {
-                    region: name.to_owned(),
-                    source,
-                })?;
-            let last = page.objects.last().map(|o| o.key.clone());
-            let done = page.next_continuation_token.is_none() || last.is_none();
-            let mut reconciled = Vec::with_capacity(page.objects.len());
-            for o in page.objects {
-                reconciled.push(self.classify(name, rid, o, &mut cache).await?);
-            }
-            // HEADs run at once; the page's order is kept.
-            let reconciled: Vec<Reconciled> = futures::stream::iter(reconciled)
-                .map(|r| self.finish(name, rid, backend, r))
-                .buffered(self.opts.parallel.max(1))
-                .try_filter_map(|r| async move { Ok(r) })
-                .try_collect()
-                .await?;
-            self.apply(name, index, reconciled, last, done)?;
         }
+    }
+
+    /// Reconciles one page's keys, in order (HEADs run at once).
+    async fn reconcile_page(
+        &self,
+        name: &str,
+        rid: RegionId,
+        backend: &dyn Backend,
+        objects: Vec<ObjectSummary>,
+        cache: &mut TenantCache,
+    ) -> Result<Vec<Reconciled>, ScanError> {
+        let mut pending = Vec::with_capacity(objects.len());
+        for o in objects {
+            pending.push(self.classify(name, rid, o, cache).await?);
+        }
+        futures::stream::iter(pending)
+            .map(|r| self.finish(name, rid, backend, r))
+            .buffered(self.opts.parallel.max(1))
+            .try_filter_map(|r| async move { Ok(r) })
+            .try_collect()
+            .await
     }
 
     /// The verdict that needs no HEAD, or the object marked to be HEADed.
@@ -562,7 +595,6 @@ impl Ctx<'_> {
                 kind,
                 tenant: Some(t),
             } => {
-                let t = t.into_owned();
                 let Some(tenant) = self.tenant(&t, cache).await? else {
                     return unowned(
                         format!(
@@ -570,20 +602,19 @@ impl Ctx<'_> {
                             kind.label()
                         ),
                         FindingKind::UnknownTenant,
-                        Some(t),
+                        Some(t.into_owned()),
                     );
                 };
                 let view = self.view(&tenant, region, rid, cache).await?;
                 let v = reconcile::record(policy, kind, Some(&tenant), rid, &view);
-                Ok(Pending::Done(self.verdict(region, object, t, true, v)))
+                Ok(Pending::Done(self.verdict(region, object, tenant, true, v)))
             }
             Stored::Object { tenant: t, key } => {
-                let t = t.to_owned();
-                let Some(tenant) = self.tenant(&t, cache).await? else {
+                let Some(tenant) = self.tenant(t, cache).await? else {
                     return unowned(
                         format!("tenant {t:?} is not in the directory"),
                         FindingKind::UnknownTenant,
-                        Some(t),
+                        Some(t.to_owned()),
                     );
                 };
                 let view = self.view(&tenant, region, rid, cache).await?;
@@ -594,9 +625,10 @@ impl Ctx<'_> {
                         view,
                     });
                 }
-                let key = key.to_owned();
-                let v = reconcile::object(policy, &tenant, rid, &key, None, None, &view);
-                Ok(Pending::Done(self.verdict(region, object, t, false, v)))
+                let v = reconcile::object(policy, &tenant, rid, key, None, None, &view);
+                Ok(Pending::Done(
+                    self.verdict(region, object, tenant, false, v),
+                ))
             }
         }
     }
@@ -641,15 +673,14 @@ impl Ctx<'_> {
                 .map(String::as_str),
             &view,
         );
-        let t = tenant.id().to_owned();
-        Ok(Some(self.verdict(region, object, t, false, v)))
+        Ok(Some(self.verdict(region, object, tenant, false, v)))
     }
 
     fn verdict(
         &self,
         region: &str,
         object: ObjectSummary,
-        tenant: String,
+        tenant: Arc<Tenant>,
         record: bool,
         v: Verdict,
     ) -> Reconciled {
@@ -659,7 +690,7 @@ impl Ctx<'_> {
                 object,
                 tenant: Some(tenant),
                 record,
-                category: category.map(|c| policy.category(c).id().to_owned()),
+                category,
                 finding: None,
             },
             Verdict::Finding {
@@ -667,25 +698,22 @@ impl Ctx<'_> {
                 category,
                 expected,
                 reason,
-            } => {
-                let category = category.map(|c| policy.category(c).id().to_owned());
-                Reconciled {
-                    finding: Some(Finding {
-                        kind,
-                        region: region.to_owned(),
-                        key: object.key.clone(),
-                        tenant: Some(tenant.clone()),
-                        category: category.clone(),
-                        expected_region: expected.map(|r| policy.region(r).id().to_owned()),
-                        size: object.size,
-                        reason,
-                    }),
-                    object,
-                    tenant: Some(tenant),
-                    record,
-                    category,
-                }
-            }
+            } => Reconciled {
+                finding: Some(Finding {
+                    kind,
+                    region: region.to_owned(),
+                    key: object.key.clone(),
+                    tenant: Some(tenant.id().to_owned()),
+                    category: category.map(|c| policy.category(c).id().to_owned()),
+                    expected_region: expected.map(|r| policy.region(r).id().to_owned()),
+                    size: object.size,
+                    reason,
+                }),
+                object,
+                tenant: Some(tenant),
+                record,
+                category,
+            },
         }
     }
 
@@ -765,12 +793,13 @@ impl Ctx<'_> {
         let findings_path = self.opts.out.join(FINDINGS_FILE);
         for r in &page {
             s.summary.listed(region, r.object.size);
+            let policy = &*self.scanner.policy;
             match (&r.tenant, r.record) {
                 (None, _) => s.summary.unowned.add(r.object.size),
-                (Some(t), true) => s.summary.record(t, region, r.object.size),
+                (Some(t), true) => s.summary.record(t.id(), region, r.object.size),
                 (Some(t), false) => s.summary.object(
-                    t,
-                    r.category.as_deref().unwrap_or(UNCLASSIFIED),
+                    t.id(),
+                    r.category.map_or(UNCLASSIFIED, |c| policy.category(c).id()),
                     region,
                     r.object.size,
                 ),

@@ -36,6 +36,19 @@ pub struct TenantSummary {
     pub findings: BTreeMap<FindingKind, u64>,
 }
 
+/// Adds one object of `bytes` to `map[key]` (the key is allocated only
+/// the first time).
+fn count_in(map: &mut BTreeMap<String, Count>, key: &str, bytes: u64) {
+    match map.get_mut(key) {
+        Some(c) => c.add(bytes),
+        None => {
+            let mut c = Count::default();
+            c.add(bytes);
+            map.insert(key.to_owned(), c);
+        }
+    }
+}
+
 /// The label of objects no category was found for.
 pub const UNCLASSIFIED: &str = "unclassified";
 
@@ -90,32 +103,25 @@ impl Summary {
         self
     }
 
-    /// A tenant's object counted in `category` × `region`.
+    /// A tenant's object counted in `category` × `region` (no allocation
+    /// once the cell exists: this runs for every key).
     pub(crate) fn object(&mut self, tenant: &str, category: &str, region: &str, bytes: u64) {
-        self.tenant(tenant)
-            .cells
-            .entry(category.to_owned())
-            .or_default()
-            .entry(region.to_owned())
-            .or_default()
-            .add(bytes);
+        let cells = &mut self.tenant(tenant).cells;
+        if !cells.contains_key(category) {
+            cells.insert(category.to_owned(), BTreeMap::new());
+        }
+        let by_region = cells.get_mut(category).expect("inserted");
+        count_in(by_region, region, bytes);
     }
 
     /// A tenant's internal record counted in `region`.
     pub(crate) fn record(&mut self, tenant: &str, region: &str, bytes: u64) {
-        self.tenant(tenant)
-            .records
-            .entry(region.to_owned())
-            .or_default()
-            .add(bytes);
+        count_in(&mut self.tenant(tenant).records, region, bytes);
     }
 
     pub(crate) fn listed(&mut self, region: &str, bytes: u64) {
         self.listed.add(bytes);
-        self.per_region
-            .entry(region.to_owned())
-            .or_default()
-            .add(bytes);
+        count_in(&mut self.per_region, region, bytes);
     }
 
     pub(crate) fn finding(&mut self, kind: FindingKind, tenant: Option<&str>) {
