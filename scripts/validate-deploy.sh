@@ -203,7 +203,7 @@ def config_schema():
         "top": struct_fields(src, "RawConfig"),
         "limits": struct_fields(read("crates/residency-proxy/src/config/limits.rs"), "Limits"),
         "audit": struct_fields(src, "AuditConfig"),
-        "directory": struct_fields(src, "RawDirectory"),
+        "directory": struct_fields(read("crates/residency-proxy/src/config/directory.rs"), "RawDirectory"),
         "dir": struct_fields(enum, "Dir") | {"kind"},
         "s3": struct_fields(enum, "S3") | {"kind"},
     }

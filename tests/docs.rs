@@ -33,7 +33,10 @@ fn fields(body: &str) -> BTreeSet<String> {
         .map(str::trim)
         .filter(|l| !l.starts_with("//") && !l.starts_with("#["))
         .filter_map(|l| {
-            let l = l.strip_prefix("pub ").unwrap_or(l);
+            let l = ["pub ", "pub(super) ", "pub(crate) "]
+                .iter()
+                .find_map(|p| l.strip_prefix(p))
+                .unwrap_or(l);
             let (name, _) = l.split_once(':')?;
             let ok = !name.is_empty()
                 && name
@@ -88,6 +91,10 @@ fn every_residency_toml_key_is_documented_in_operations_md() {
     keys.extend(fields(block(
         &read("crates/residency-proxy/src/config/limits.rs"),
         "pub struct Limits {",
+    )));
+    keys.extend(fields(block(
+        &read("crates/residency-proxy/src/config/directory.rs"),
+        "pub(super) struct RawDirectory {",
     )));
     keys.extend(fields(block(&config_rs, "pub struct AuditConfig {")));
     keys.extend(fields(block(&config_rs, "pub enum BackendConfig {")));

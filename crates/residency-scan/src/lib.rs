@@ -23,6 +23,8 @@
 //! matches, or an explicit category wins over key rules) are read with a
 //! HEAD, for their stored content type and category.
 
+mod checkpoint;
+mod error;
 mod finding;
 mod progress;
 mod reconcile;
@@ -30,9 +32,9 @@ pub mod report;
 mod scan;
 mod summary;
 
+pub use checkpoint::read_summary;
 pub use finding::{Finding, FindingKind};
 pub use scan::{
-    read_summary, Outcome, ScanError, ScanOptions, Scanner, CHECKPOINT_FILE, FINDINGS_FILE,
-    SUMMARY_FILE,
+    Outcome, ScanError, ScanOptions, Scanner, CHECKPOINT_FILE, FINDINGS_FILE, SUMMARY_FILE,
 };
 pub use summary::{Count, Summary, TenantSummary, UNCLASSIFIED};

@@ -10,12 +10,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{StreamExt, TryStreamExt};
-use residency_directory::{Directory, DirectoryError};
+use residency_directory::Directory;
 use residency_migrate::ProgressMode;
 use residency_policy::{CategoryId, Policy, RegionId, Tenant};
 use residency_store::{Backend, ListRequest, ObjectSummary, StoreError};
-use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::{
+    ctx_checkpoint, read_checkpoint, read_summary, write_atomic, Cursor, Shared,
+};
+pub use crate::error::ScanError;
 use crate::finding::{Finding, FindingKind};
 use crate::progress::Progress;
 use crate::reconcile::{self, MigrationView, Stored, Verdict};
@@ -76,72 +79,6 @@ impl ScanOptions {
     }
 }
 
-/// Why a scan could not run or complete.
-#[derive(Debug, thiserror::Error)]
-pub enum ScanError {
-    /// Bad options, or a checkpoint of another scan in the folder.
-    #[error("{0}")]
-    Usage(String),
-    /// A region's bucket could not be listed or read: the scan is incomplete.
-    #[error("region {region}: {source}")]
-    Store {
-        /// The region.
-        region: String,
-        /// The backend's error.
-        source: StoreError,
-    },
-    /// The tenant directory could not answer: the scan is incomplete.
-    #[error("tenant directory: {0}")]
-    Directory(#[from] DirectoryError),
-    /// A tenant's migration journals could not be read.
-    #[error("the migration journals of tenant {tenant}: {source}")]
-    Journals {
-        /// The tenant.
-        tenant: String,
-        /// The error.
-        source: residency_migrate::MigrateError,
-    },
-    /// The output folder could not be written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
-}
-
-impl ScanError {
-    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ScanError + '_ {
-        move |source| ScanError::Io {
-            path: path.to_owned(),
-            source,
-        }
-    }
-}
-
-/// One listing cursor: a region and a prefix, listed in key order from
-/// after `after`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Cursor {
-    region: String,
-    prefix: String,
-    after: Option<String>,
-    done: bool,
-}
-
-/// `checkpoint.json`.
-#[derive(Debug, Serialize, Deserialize)]
-struct Checkpoint {
-    format: u32,
-    summary: Summary,
-    cursors: Vec<Cursor>,
-    /// The length of `findings.jsonl` when this was written: what came
-    /// after is found again on resume.
-    findings_len: u64,
-    pages: u64,
-}
-
 /// What a finished scan produced.
 #[derive(Debug)]
 pub struct Outcome {
@@ -174,32 +111,10 @@ impl std::fmt::Debug for Scanner {
     }
 }
 
-/// What the regions' tasks share.
-struct Shared {
-    summary: Summary,
-    findings: BufWriter<File>,
-    findings_len: u64,
-    cursors: Vec<Cursor>,
-    pages: u64,
-    last_checkpoint: Instant,
-}
-
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Writes `value` as JSON to `path` through a temporary file and a rename:
-/// a crash leaves the old file or the new one, never half of one.
-pub(crate) fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), ScanError> {
-    let tmp = path.with_extension("json.tmp");
-    let mut f = File::create(&tmp).map_err(ScanError::io(&tmp))?;
-    serde_json::to_writer(&mut f, value)
-        .map_err(std::io::Error::from)
-        .map_err(ScanError::io(&tmp))?;
-    f.sync_data().map_err(ScanError::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(ScanError::io(path))
 }
 
 impl Scanner {
@@ -392,44 +307,6 @@ impl Scanner {
 /// `_audit/<tenant, encoded>/`, as the audit writer names it.
 fn residency_audit_prefix(tenant: &str) -> String {
     residency_audit::batch::audit_prefix(tenant)
-}
-
-fn read_checkpoint(path: &Path) -> Result<Option<Checkpoint>, ScanError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            ScanError::Usage(format!(
-                "{}: not a scan checkpoint ({e}); start afresh with --restart",
-                path.display()
-            ))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ScanError::io(path)(e)),
-    }
-}
-
-/// The summary of a finished scan (`summary.json`).
-///
-/// # Errors
-/// The file cannot be read or is not a summary.
-pub fn read_summary(path: &Path) -> Result<Summary, ScanError> {
-    let bytes = std::fs::read(path).map_err(ScanError::io(path))?;
-    serde_json::from_slice(&bytes)
-        .map_err(std::io::Error::from)
-        .map_err(ScanError::io(path))
-}
-
-fn ctx_checkpoint(shared: &mut Shared, path: &Path) -> Result<(), ScanError> {
-    shared.findings.flush().map_err(ScanError::io(path))?;
-    let cp = Checkpoint {
-        format: 1,
-        summary: shared.summary.clone(),
-        cursors: shared.cursors.clone(),
-        findings_len: shared.findings_len,
-        pages: shared.pages,
-    };
-    write_atomic(path, &cp)?;
-    shared.last_checkpoint = Instant::now();
-    Ok(())
 }
 
 /// One listed key, reconciled.
