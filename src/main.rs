@@ -128,6 +128,11 @@ enum Command {
     /// Streams, checkpoints (a killed scan resumes), writes findings.jsonl,
     /// summary.json and a self-contained report.html.
     Scan(commands::scan::ScanArgs),
+    /// Signed statements of where a tenant's data is: `attest create
+    /// --tenant T` (scan, chain heads, Ed25519 signature, stored in the
+    /// tenant's home region), `attest verify FILE` (signature, and that the
+    /// buckets still show it).
+    Attest(commands::attest::AttestArgs),
     /// Government data requests: record, notify, export in scope, report.
     Disclosure(commands::disclosure::DisclosureArgs),
     /// Inspect the hosting policy.
@@ -364,6 +369,7 @@ fn main() -> ExitCode {
         Command::Migrate(args) => return commands::migrate::run(args),
         Command::Disclosure(args) => return commands::disclosure::run(args),
         Command::Scan(args) => return commands::scan::run(args),
+        Command::Attest(args) => return commands::attest::run(args),
         Command::Audit { command } => {
             let (a, verify) = match command {
                 AuditCommand::Verify(a) => (a, true),

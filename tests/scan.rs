@@ -20,12 +20,13 @@ use residency_testkit::{GarageCluster, RegionInfo};
 
 const DRIFT_BUCKET: &str = "scan-drift";
 const CLEAN_BUCKET: &str = "scan-clean";
+const ATTEST_BUCKET: &str = "scan-attest";
 
 fn cluster() -> &'static GarageCluster {
     static CLUSTER: OnceLock<Result<GarageCluster, String>> = OnceLock::new();
     match CLUSTER.get_or_init(|| {
         GarageCluster::builder()
-            .extra_buckets([DRIFT_BUCKET, CLEAN_BUCKET])
+            .extra_buckets([DRIFT_BUCKET, CLEAN_BUCKET, ATTEST_BUCKET])
             .start()
             .map_err(|e| e.to_string())
     }) {
@@ -123,13 +124,17 @@ impl Env {
         path
     }
 
-    async fn put(&self, region: &str, key: &str, content_type: &str, meta: &[(&str, &str)]) {
-        let backend = &self
+    fn backend(&self, region: &str) -> &Arc<dyn Backend> {
+        &self
             .backends
             .iter()
             .find(|(r, _)| r == region)
             .expect("region")
-            .1;
+            .1
+    }
+
+    async fn put(&self, region: &str, key: &str, content_type: &str, meta: &[(&str, &str)]) {
+        let backend = self.backend(region);
         let headers = StoredHeaders {
             content_type: Some(content_type.to_owned()),
             user_metadata: meta
@@ -520,5 +525,173 @@ async fn a_clean_bucket_scans_clean_and_writes_metrics() {
     assert!(
         m.contains("residency_scan_findings{kind=\"misplaced\"} 1"),
         "{m}"
+    );
+}
+
+const ATTEST_KEY: &str = "4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a";
+const OTHER_KEY: &str = "5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attestation_verifies_and_fails_after_a_count_or_a_batch_byte_changes() {
+    let policy = repo().join("config/hosting-policy.toml");
+    let env = Env::new(ATTEST_BUCKET, &policy).await;
+    // initech moves to the EU: its audit chain (the migration's events) and
+    // its object end up there, the old copies deleted at once.
+    env.put("us", "initech/tickets/1.json", "application/json", &[])
+        .await;
+    let config = env.config.to_str().expect("utf-8").to_owned();
+    let m = env.residency(
+        &[
+            "migrate",
+            "--config",
+            &config,
+            "--tenant",
+            "initech",
+            "--to",
+            "eu",
+            "--assurance",
+            "0s",
+            "--progress",
+            "quiet",
+        ],
+        &[],
+    );
+    assert_eq!(m.status.code(), Some(0), "{}", says(&m));
+
+    let key = [("RESIDENCY_ATTEST_KEY", ATTEST_KEY)];
+    let o = env.residency(
+        &[
+            "attest", "create", "--config", &config, "--tenant", "initech",
+        ],
+        &key,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", says(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("the attestation");
+    let st = &doc["statement"];
+    assert_eq!(st["tenant"], "initech");
+    assert_eq!(st["record"]["locality"], "eu");
+    assert_eq!(st["record"]["migrated_from"], "us");
+    assert_eq!(
+        st["evidence"]["placement"]["ticket_data"]["eu"]["objects"],
+        1
+    );
+    let chains = st["evidence"]["audit_chains"].as_array().expect("chains");
+    assert!(!chains.is_empty(), "the migration's audit chain: {st}");
+    assert!(
+        chains
+            .iter()
+            .all(|c| c["intact"] == true && c["head_sha256"].is_string()),
+        "{st}"
+    );
+    // Stored in the home region.
+    let stored = env
+        .backend("eu")
+        .list_objects(residency_store::ListRequest::new("_attestations/initech/"))
+        .await
+        .expect("list");
+    assert_eq!(stored.objects.len(), 1);
+    let file = env.dir.path().join("initech.attestation.json");
+    std::fs::write(&file, &o.stdout).expect("write");
+    let file = file.to_str().expect("utf-8").to_owned();
+    let verify = |env_key: &[(&str, &str)], extra: &[&str]| {
+        let mut args = vec![
+            "attest",
+            "verify",
+            file.as_str(),
+            "--config",
+            config.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        env.residency(&args, env_key)
+    };
+
+    // It holds; the scan of the tenant (attestation included) is clean.
+    let o = verify(&key, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", says(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("evidence: holds"));
+    let o = env.scan(&env.config, "initech", &["--tenant", "initech"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", says(&o));
+    // Another signer's key: refused. No key at all: a usage error.
+    let o = verify(&[("RESIDENCY_ATTEST_KEY", OTHER_KEY)], &["--offline"]);
+    assert_eq!(o.status.code(), Some(1), "{}", says(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("INVALID"));
+    let o = verify(&[], &["--offline"]);
+    assert_eq!(o.status.code(), Some(2), "{}", says(&o));
+
+    // A count changed in the document: the signature no longer matches.
+    let forged = env.dir.path().join("forged.json");
+    let mut d = doc.clone();
+    d["statement"]["evidence"]["placement"]["ticket_data"]["eu"]["objects"] = 2.into();
+    std::fs::write(&forged, serde_json::to_vec(&d).expect("json")).expect("write");
+    let o = env.residency(
+        &[
+            "attest",
+            "verify",
+            forged.to_str().expect("utf-8"),
+            "--offline",
+        ],
+        &key,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", says(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("changed after signing"));
+
+    // A count changed in the buckets: the evidence no longer holds.
+    env.put("eu", "initech/tickets/2.json", "application/json", &[])
+        .await;
+    let o = verify(&key, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", says(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("DIFFERS: ticket_data in eu"),
+        "{}",
+        says(&o)
+    );
+    env.backend("eu")
+        .delete_object("initech/tickets/2.json")
+        .await
+        .expect("delete");
+    let o = verify(&key, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", says(&o));
+
+    // One byte of an audit batch changed: the chain is no longer intact.
+    let eu = env.backend("eu");
+    let batches = eu
+        .list_objects(residency_store::ListRequest::new("_audit/initech/"))
+        .await
+        .expect("list");
+    let batch = batches
+        .objects
+        .iter()
+        .find(|o| o.key.ends_with(".jsonl"))
+        .expect("an audit batch")
+        .key
+        .clone();
+    let mut bytes = eu
+        .get_object(&batch, None)
+        .await
+        .expect("get")
+        .body
+        .collect()
+        .await
+        .expect("bytes")
+        .to_vec();
+    let at = bytes.iter().position(u8::is_ascii_digit).expect("a digit");
+    bytes[at] = if bytes[at] == b'9' {
+        b'8'
+    } else {
+        bytes[at] + 1
+    };
+    eu.put_object(
+        &batch,
+        Body::from_bytes(Bytes::from(bytes)),
+        PutMeta::default(),
+    )
+    .await
+    .expect("put");
+    let o = verify(&key, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", says(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("DIFFERS: audit chain"),
+        "{}",
+        says(&o)
     );
 }

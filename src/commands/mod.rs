@@ -4,6 +4,7 @@ use std::path::Path;
 
 use residency::policy::{ConfigErrors, Policy, Ruleset, Tenants};
 
+pub(crate) mod attest;
 pub(crate) mod audit;
 pub(crate) mod check;
 pub(crate) mod disclosure;

@@ -23,6 +23,7 @@
 //! matches, or an explicit category wins over key rules) are read with a
 //! HEAD, for their stored content type and category.
 
+pub mod attest;
 mod checkpoint;
 mod error;
 mod finding;

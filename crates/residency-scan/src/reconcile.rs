@@ -40,6 +40,8 @@ pub(crate) enum RecordKind {
     Disclosure,
     /// `_disclosure/_reports/...`: transparency reports (no tenant).
     DisclosureReports,
+    /// `_attestations/<tenant>/...`: signed statements, in the home region.
+    Attestation,
 }
 
 impl RecordKind {
@@ -49,6 +51,7 @@ impl RecordKind {
             RecordKind::Migration => "migration journal",
             RecordKind::Disclosure => "disclosure ledger",
             RecordKind::DisclosureReports => "disclosure report",
+            RecordKind::Attestation => "attestation",
         }
     }
 }
@@ -64,6 +67,13 @@ pub(crate) fn parse_key(key: &str) -> Stored<'_> {
             Some((seg, _)) => Stored::Record {
                 kind: RecordKind::Audit,
                 tenant: Some(decode_segment(seg)),
+            },
+            None => Stored::UnknownInternal,
+        },
+        "_attestations" => match segment(rest) {
+            Some(t) => Stored::Record {
+                kind: RecordKind::Attestation,
+                tenant: Some(Cow::Owned(t)),
             },
             None => Stored::UnknownInternal,
         },
@@ -300,7 +310,7 @@ pub(crate) fn record(
     let t = tenant.id();
     let home = tenant.home_region(policy);
     let allowed = match kind {
-        RecordKind::Disclosure => RegionSet::EMPTY.with(home),
+        RecordKind::Disclosure | RecordKind::Attestation => RegionSet::EMPTY.with(home),
         RecordKind::Audit | RecordKind::Migration => data_regions(policy, tenant),
         RecordKind::DisclosureReports => return Verdict::InPlace { category: None },
     };

@@ -131,6 +131,24 @@ impl Scanner {
         }
     }
 
+    /// The policy it decides with.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The regions' backends.
+    pub fn backends(&self) -> &[(String, Arc<dyn Backend>)] {
+        &self.backends
+    }
+
+    /// A tenant as the directory has it now.
+    ///
+    /// # Errors
+    /// The directory could not answer.
+    pub async fn lookup(&self, tenant: &str) -> Result<Option<Arc<Tenant>>, ScanError> {
+        Ok(self.directory.tenant(&self.policy, tenant).await?)
+    }
+
     /// The prefixes that hold `tenant`'s keys (every key without a tenant).
     fn prefixes(tenant: Option<&str>) -> Vec<String> {
         match tenant {
@@ -140,6 +158,7 @@ impl Scanner {
                 residency_audit_prefix(t),
                 format!("_migrations/{t}/"),
                 format!("_disclosure/{t}/"),
+                format!("_attestations/{t}/"),
             ],
         }
     }
