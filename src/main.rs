@@ -133,6 +133,13 @@ enum Command {
     /// tenant's home region), `attest verify FILE` (signature, and that the
     /// buckets still show it).
     Attest(commands::attest::AttestArgs),
+    /// Offboard a tenant: delete every object (and incomplete upload) under
+    /// its namespace in every region, keep its audit batches, disclosure
+    /// ledger and migration journals for --retention-days, and write a
+    /// signed erasure statement (stored in its home region, printed;
+    /// `residency attest verify` checks it). --dry-run shows the plan.
+    /// Exit 0 done, 1 a region failed (run again), 2 bad arguments.
+    Erase(commands::attest::EraseArgs),
     /// Government data requests: record, notify, export in scope, report.
     Disclosure(commands::disclosure::DisclosureArgs),
     /// Inspect the hosting policy.
@@ -370,6 +377,7 @@ fn main() -> ExitCode {
         Command::Disclosure(args) => return commands::disclosure::run(args),
         Command::Scan(args) => return commands::scan::run(args),
         Command::Attest(args) => return commands::attest::run(args),
+        Command::Erase(args) => return commands::attest::run_erase(args),
         Command::Audit { command } => {
             let (a, verify) = match command {
                 AuditCommand::Verify(a) => (a, true),

@@ -10,6 +10,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use residency_directory::{Directory, FileDirectory};
 use residency_proxy::Config;
 use residency_scan::attest::{self, AttestError, Attestation};
+use residency_scan::erase::{self, Erasure};
 use residency_scan::Scanner;
 use sha2::Digest as _;
 
@@ -71,6 +72,166 @@ enum AttestCommand {
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {msg}");
     ExitCode::from(super::EXIT_CONFIG)
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn verify_erasure(
+    e: &Erasure,
+    config: &std::path::Path,
+    offline: bool,
+) -> Result<ExitCode, ExitCode> {
+    let objects: u64 = e
+        .deleted
+        .values()
+        .flat_map(|r| r.values())
+        .map(|c| c.objects)
+        .sum();
+    println!(
+        "signature: valid (erasure of tenant {} at {}: {objects} object(s) deleted, {} kind(s) of records kept)",
+        e.tenant,
+        e.erased_at,
+        e.kept.iter().filter(|k| !k.regions.is_empty()).count()
+    );
+    if offline {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (scanner, _) = scanner(config).await?;
+    let diff = erase::still_holds(&scanner, e, now())
+        .await
+        .map_err(failed)?;
+    if diff.is_empty() {
+        println!(
+            "evidence: holds (nothing of the tenant's left in any region; kept records present)"
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for d in &diff {
+            println!("DIFFERS: {d}");
+        }
+        println!("evidence: does not hold ({} difference(s))", diff.len());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Arguments of `residency erase`.
+#[derive(Args, Debug)]
+pub(crate) struct EraseArgs {
+    /// The sidecar's configuration file.
+    #[arg(long, value_name = "FILE", default_value = "config/residency.toml")]
+    config: PathBuf,
+    /// The departing tenant.
+    #[arg(long)]
+    tenant: String,
+    /// Print what would be deleted and kept; delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask: delete (scripts). Without it, the tenant id is asked for
+    /// on a terminal, and a run without a terminal is refused.
+    #[arg(long)]
+    yes: bool,
+    /// How long the kept records (audit batches, disclosure ledger,
+    /// migration journals) must be kept, in days.
+    #[arg(long, value_name = "DAYS", default_value_t = 2557)]
+    retention_days: u64,
+    /// File holding the signing key (64 hex characters); else
+    /// RESIDENCY_ATTEST_KEY.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+}
+
+/// `residency erase`.
+pub(crate) fn run_erase(args: EraseArgs) -> ExitCode {
+    match super::runtime(true) {
+        Ok(rt) => rt.block_on(erase_async(args)).unwrap_or_else(|c| c),
+        Err(code) => code,
+    }
+}
+
+async fn erase_async(args: EraseArgs) -> Result<ExitCode, ExitCode> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    let key = signing_key(args.key_file.as_ref())?;
+    if key.is_none() && !args.dry_run {
+        return Err(usage(
+            "erase signs its statement: RESIDENCY_ATTEST_KEY or --key-file (or --dry-run)",
+        ));
+    }
+    let (scanner, sha) = scanner(&args.config).await?;
+    let tenant = scanner
+        .lookup(&args.tenant)
+        .await
+        .map_err(|e| failed(e.into()))?
+        .ok_or_else(|| usage(format!("unknown tenant {:?}", args.tenant)))?;
+    let now = now();
+    let plan = erase::plan(&scanner, &tenant, now, args.retention_days * 86_400)
+        .await
+        .map_err(failed)?;
+    // The plan: on stdout for a dry run; on stderr otherwise (stdout then
+    // carries only the signed statement).
+    let mut text = format!(
+        "tenant {}: {} object(s) to delete\n",
+        args.tenant, plan.objects
+    );
+    for (category, regions) in &plan.delete {
+        for (region, c) in regions {
+            text.push_str(&format!(
+                "  delete {category} in {region}: {} object(s), {} bytes\n",
+                c.objects, c.bytes
+            ));
+        }
+    }
+    for k in plan.kept.iter().filter(|k| !k.regions.is_empty()) {
+        let n: u64 = k.regions.values().map(|c| c.objects).sum();
+        text.push_str(&format!(
+            "  keep {} ({n} object(s) under {}): {}\n",
+            k.what, k.prefix, k.why
+        ));
+    }
+    if args.dry_run {
+        print!("{text}");
+    } else {
+        eprint!("{text}");
+    }
+    if args.dry_run {
+        println!("dry run: nothing deleted");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(usage(
+                "refusing to erase without a terminal to confirm on: pass --yes",
+            ));
+        }
+        eprint!(
+            "type the tenant id to delete its {} object(s) in every region: ",
+            plan.objects
+        );
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        if line.trim() != args.tenant {
+            return Err(usage("not confirmed: nothing deleted"));
+        }
+    }
+    let total = plan.objects;
+    let progress = move |n: u64| {
+        if n.is_multiple_of(1000) || n == total {
+            eprintln!("residency erase: {n}/{total} object(s) deleted");
+        }
+    };
+    let key = key.expect("checked above");
+    let (statement, at) = erase::erase(&scanner, &tenant, plan, &key, &sha, now, &progress)
+        .await
+        .map_err(failed)?;
+    super::print_json(&statement)?;
+    eprintln!(
+        "erased; statement stored in {at}. Remove the tenant from the directory next (its records stay until their retention ends)."
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn signing_key(key_file: Option<&PathBuf>) -> Result<Option<SigningKey>, ExitCode> {
@@ -174,13 +335,27 @@ async fn run_async(args: AttestArgs) -> Result<ExitCode, ExitCode> {
                 .map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
             let attestation: Attestation = serde_json::from_slice(&text)
                 .map_err(|e| usage(format!("{}: not an attestation: {e}", file.display())))?;
-            let statement = match attest::verify_signature(&attestation, &expected) {
-                Ok(s) => s,
+            let value = match attest::verify_signature(&attestation, &expected) {
+                Ok(v) => v,
                 Err(why) => {
                     println!("INVALID: {why}");
                     return Ok(ExitCode::FAILURE);
                 }
             };
+            let format = value["format"].as_str().unwrap_or_default().to_owned();
+            if format == erase::FORMAT {
+                let e: Erasure = serde_json::from_value(value).map_err(|e| {
+                    usage(format!("{}: not an erasure statement: {e}", file.display()))
+                })?;
+                return verify_erasure(&e, &config, offline).await;
+            }
+            let statement: attest::Statement = serde_json::from_value(value).map_err(|e| {
+                usage(format!(
+                    "{}: not a {} statement ({format:?}): {e}",
+                    file.display(),
+                    attest::FORMAT
+                ))
+            })?;
             println!(
                 "signature: valid (tenant {}, made at {}, policy {})",
                 statement.tenant, statement.created_at, statement.policy_version

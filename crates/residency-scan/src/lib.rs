@@ -25,12 +25,14 @@
 
 pub mod attest;
 mod checkpoint;
+pub mod erase;
 mod error;
 mod finding;
 mod progress;
 mod reconcile;
 pub mod report;
 mod scan;
+mod signed;
 mod summary;
 
 pub use checkpoint::read_summary;
