@@ -140,6 +140,14 @@ enum Command {
     /// `residency attest verify` checks it). --dry-run shows the plan.
     /// Exit 0 done, 1 a region failed (run again), 2 bad arguments.
     Erase(commands::attest::EraseArgs),
+    /// Carry out a plan of `residency scan --plan FILE`: each misplaced
+    /// object is checked against the current policy again, then copied to
+    /// the region it belongs in, verified (size, ETag computed while
+    /// copying, metadata) and deleted where it was. Resumable: outcomes are
+    /// journaled in FILE.done and skipped by the next run. An object whose
+    /// destination already holds the key is left alone and reported.
+    /// Exit 0 done, 1 some moves failed (run again), 2 bad arguments.
+    Remediate(commands::attest::RemediateArgs),
     /// Government data requests: record, notify, export in scope, report.
     Disclosure(commands::disclosure::DisclosureArgs),
     /// Inspect the hosting policy.
@@ -378,6 +386,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => return commands::scan::run(args),
         Command::Attest(args) => return commands::attest::run(args),
         Command::Erase(args) => return commands::attest::run_erase(args),
+        Command::Remediate(args) => return commands::attest::run_remediate(args),
         Command::Audit { command } => {
             let (a, verify) = match command {
                 AuditCommand::Verify(a) => (a, true),

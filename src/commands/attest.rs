@@ -386,3 +386,69 @@ async fn run_async(args: AttestArgs) -> Result<ExitCode, ExitCode> {
         }
     }
 }
+
+/// Arguments of `residency remediate`.
+#[derive(Args, Debug)]
+pub(crate) struct RemediateArgs {
+    /// The plan `residency scan --plan FILE` wrote.
+    plan: PathBuf,
+    /// The sidecar's configuration file.
+    #[arg(long, value_name = "FILE", default_value = "config/residency.toml")]
+    config: PathBuf,
+    /// Moves at once.
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    parallel: u16,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `residency remediate`.
+pub(crate) fn run_remediate(args: RemediateArgs) -> ExitCode {
+    match super::runtime(true) {
+        Ok(rt) => rt.block_on(remediate_async(args)).unwrap_or_else(|c| c),
+        Err(code) => code,
+    }
+}
+
+async fn remediate_async(args: RemediateArgs) -> Result<ExitCode, ExitCode> {
+    use residency_scan::remediate;
+    if !args.plan.exists() {
+        return Err(usage(format!("no plan at {}", args.plan.display())));
+    }
+    let (scanner, _) = scanner(&args.config).await?;
+    let progress = |d: &remediate::Done| {
+        eprintln!(
+            "residency remediate: {} {} -> {}: {} ({})",
+            d.key, d.from, d.to, d.outcome, d.detail
+        );
+    };
+    let report = remediate::execute(&scanner, &args.plan, usize::from(args.parallel), &progress)
+        .await
+        .map_err(failed)?;
+    if args.json {
+        super::print_json(&report)?;
+    } else {
+        println!(
+            "{} planned: {} moved ({} bytes), {} already done, {} vanished, {} destination taken, {} stale, {} failed",
+            report.planned,
+            report.moved,
+            report.bytes,
+            report.already_done,
+            report.vanished,
+            report.destination_taken,
+            report.stale,
+            report.failed.len()
+        );
+        for f in &report.failed {
+            println!("  failed: {f}");
+        }
+        println!("journal: {}", remediate::journal_path(&args.plan).display());
+    }
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

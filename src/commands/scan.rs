@@ -86,6 +86,10 @@ pub(crate) struct ScanArgs {
     /// Print the summary as one JSON object on stdout instead of the table.
     #[arg(long)]
     json: bool,
+    /// Also write the moves that fix the misplaced objects (JSON lines:
+    /// tenant, key, from, to) to this file, for `residency remediate`.
+    #[arg(long, value_name = "FILE")]
+    plan: Option<PathBuf>,
 }
 
 /// `RESIDENCY_SCAN_FAULT=abort_after_pages:N` (tests): abort the process
@@ -171,6 +175,18 @@ async fn run_async(args: ScanArgs) -> Result<ExitCode, ExitCode> {
     if let Err(e) = report::write_html(summary, &outcome.findings_path, &html) {
         eprintln!("error: {e}");
         return Err(ExitCode::FAILURE);
+    }
+    if let Some(plan) = &args.plan {
+        match residency_scan::remediate::write_plan(&outcome.findings_path, plan) {
+            Ok((moves, other)) => eprintln!(
+                "plan: {moves} move(s) written to {}; {other} finding(s) no move fixes (see the report)",
+                plan.display()
+            ),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(ExitCode::FAILURE);
+            }
+        }
     }
     if let Some(path) = &args.metrics_file {
         if let Err(e) = write_metrics(path, summary) {

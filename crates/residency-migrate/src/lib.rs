@@ -92,6 +92,7 @@ mod error;
 mod fault;
 mod journal;
 mod migration;
+mod moves;
 mod phase;
 mod placement;
 mod progress;
@@ -107,6 +108,7 @@ pub use journal::{DeleteAction, DeleteRecord, Outcome, Phase, Record, SourceStat
 pub use migration::{
     MigrationOptions, Migrator, Report, DEFAULT_ASSURANCE, DEFAULT_PART_SIZE, DEFAULT_RANGE_SIZE,
 };
+pub use moves::{move_object, Moved};
 pub use progress::ProgressMode;
 pub use records::RecordsMoved;
 pub use source::{DirectorySource, TenantSource, DEFAULT_LEASE_TTL};

@@ -175,7 +175,13 @@ async fn two_sidecars_on_one_directory_enforce_a_feature_switched_off_and_refuse
         put_status(&gb, "globex", &after)
     })
     .await;
-    assert!(regions_holding("globex", &after).await.is_empty());
+    // A write a replica accepted before the change reached it is stored
+    // (that window is what max_staleness bounds); once both refuse, a write
+    // of the category stores nothing anywhere.
+    let refused = unique("nps/refused") + ".csv";
+    assert_eq!(put_status(&ga, "globex", &refused).await, 403);
+    assert_eq!(put_status(&gb, "globex", &refused).await, 403);
+    assert!(regions_holding("globex", &refused).await.is_empty());
 
     // A row written past the CLI that the policy refuses: that tenant alone
     // is refused (403, the reason in the message), every other one serves.

@@ -30,6 +30,7 @@ mod error;
 mod finding;
 mod progress;
 mod reconcile;
+pub mod remediate;
 pub mod report;
 mod scan;
 mod signed;
