@@ -200,6 +200,7 @@ pub async fn erase(
         if !uploads.is_empty() {
             uploads_aborted.insert(region.clone(), uploads.len() as u64);
         }
+        let mut previous: Option<String> = None;
         loop {
             // Always the first page: what is deleted is gone from it.
             let page = b
@@ -212,6 +213,15 @@ pub async fn erase(
             if page.objects.is_empty() {
                 break;
             }
+            // A page that starts where the last one did: the deletes were
+            // answered but did not take (never loop on it).
+            let first = page.objects[0].key.clone();
+            if previous.as_deref() == Some(first.as_str()) {
+                return Err(AttestError::Usage(format!(
+                    "region {region} still lists {first} after deleting it: no erasure statement written; run again"
+                )));
+            }
+            previous = Some(first);
             futures::stream::iter(page.objects)
                 .map(|o| async move {
                     b.delete_object(&o.key)
