@@ -1,18 +1,14 @@
-//! `residency attest create|verify`: signed statements of where a tenant's
-//! data is.
+//! `residency attest create|verify` (signed statements of where a tenant's
+//! data is), `residency erase` (offboarding with a signed erasure
+//! statement) and `residency remediate` (carrying out a scan's plan).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use residency_directory::{Directory, FileDirectory};
-use residency_proxy::Config;
 use residency_scan::attest::{self, AttestError, Attestation};
 use residency_scan::erase::{self, Erasure};
-use residency_scan::Scanner;
-use sha2::Digest as _;
 
 /// Arguments of `residency attest`.
 #[derive(Args, Debug)]
@@ -246,31 +242,7 @@ fn signing_key(key_file: Option<&PathBuf>) -> Result<Option<SigningKey>, ExitCod
     attest::signing_key(&hex).map(Some).map_err(usage)
 }
 
-/// The scanner over the configuration's regions and directory, and the
-/// policy file's SHA-256.
-async fn scanner(config: &std::path::Path) -> Result<(Scanner, String), ExitCode> {
-    let config = super::or_config_exit(Config::load(config))?;
-    let bytes = std::fs::read(&config.policy)
-        .map_err(|e| usage(format!("cannot read {}: {e}", config.policy.display())))?;
-    let backends = super::or_config_exit(config.open_backends().await)?;
-    let (policy, directory): (_, Arc<dyn Directory>) = match &config.directory {
-        None => {
-            let (rules, _) = super::or_config_exit(config.load_rules())?;
-            let directory = Arc::new(FileDirectory::without_keys(rules.tenants_shared().clone()));
-            (rules.policy().clone(), directory)
-        }
-        Some(d) => {
-            let policy = super::or_config_exit(super::load_policy(&config.policy))?;
-            let directory = d.open(false).await.map_err(|e| {
-                eprintln!("error: tenant directory {}: {e}", d.redacted_url());
-                ExitCode::FAILURE
-            })?;
-            (policy, directory)
-        }
-    };
-    let sha = hex::encode(sha2::Sha256::digest(&bytes));
-    Ok((Scanner::new(Arc::new(policy), directory, backends), sha))
-}
+use super::scan::open_scanner as scanner;
 
 fn failed(e: AttestError) -> ExitCode {
     eprintln!("error: {e}");

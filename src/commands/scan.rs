@@ -117,28 +117,7 @@ pub(crate) fn run(args: ScanArgs) -> ExitCode {
 
 async fn run_async(args: ScanArgs) -> Result<ExitCode, ExitCode> {
     let abort_after_pages = fault_from_env()?;
-    let config = super::or_config_exit(Config::load(&args.config))?;
-    let policy_bytes = super::or_config_exit(
-        std::fs::read(&config.policy)
-            .map_err(|e| format!("cannot read {}: {e}", config.policy.display())),
-    )?;
-    let backends = super::or_config_exit(config.open_backends().await)?;
-    let (policy, directory): (_, Arc<dyn Directory>) = match &config.directory {
-        None => {
-            let (rules, _) = super::or_config_exit(config.load_rules())?;
-            let directory = Arc::new(FileDirectory::without_keys(rules.tenants_shared().clone()));
-            (rules.policy().clone(), directory)
-        }
-        Some(d) => {
-            let policy = super::or_config_exit(super::load_policy(&config.policy))?;
-            // Tenants only: no secret is read, no key-encryption key needed.
-            let directory = d.open(false).await.map_err(|e| {
-                eprintln!("error: tenant directory {}: {e}", d.redacted_url());
-                ExitCode::FAILURE
-            })?;
-            (policy, directory)
-        }
-    };
+    let (scanner, policy_sha256) = open_scanner(&args.config).await?;
     let opts = ScanOptions {
         tenant: args.tenant.clone(),
         regions: args.regions.clone(),
@@ -151,11 +130,10 @@ async fn run_async(args: ScanArgs) -> Result<ExitCode, ExitCode> {
             ProgressArg::Log => ProgressMode::Log,
             ProgressArg::Quiet => ProgressMode::Quiet,
         },
-        policy_sha256: hex::encode(sha2::Sha256::digest(&policy_bytes)),
+        policy_sha256,
         abort_after_pages,
         ..ScanOptions::new(&args.out)
     };
-    let scanner = Scanner::new(Arc::new(policy), directory, backends);
     let outcome = match scanner.run(&opts).await {
         Ok(o) => o,
         Err(e @ ScanError::Usage(_)) => {
@@ -212,6 +190,35 @@ async fn run_async(args: ScanArgs) -> Result<ExitCode, ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The scanner over a sidecar configuration's regions and tenant directory
+/// (the tenants file, or PostgreSQL: tenants only, no secret read, no
+/// key-encryption key needed), and the policy file's SHA-256 (hex).
+pub(crate) async fn open_scanner(path: &std::path::Path) -> Result<(Scanner, String), ExitCode> {
+    let config = super::or_config_exit(Config::load(path))?;
+    let policy_bytes = super::or_config_exit(
+        std::fs::read(&config.policy)
+            .map_err(|e| format!("cannot read {}: {e}", config.policy.display())),
+    )?;
+    let backends = super::or_config_exit(config.open_backends().await)?;
+    let (policy, directory): (_, Arc<dyn Directory>) = match &config.directory {
+        None => {
+            let (rules, _) = super::or_config_exit(config.load_rules())?;
+            let directory = Arc::new(FileDirectory::without_keys(rules.tenants_shared().clone()));
+            (rules.policy().clone(), directory)
+        }
+        Some(d) => {
+            let policy = super::or_config_exit(super::load_policy(&config.policy))?;
+            let directory = d.open(false).await.map_err(|e| {
+                eprintln!("error: tenant directory {}: {e}", d.redacted_url());
+                ExitCode::FAILURE
+            })?;
+            (policy, directory)
+        }
+    };
+    let sha = hex::encode(sha2::Sha256::digest(&policy_bytes));
+    Ok((Scanner::new(Arc::new(policy), directory, backends), sha))
 }
 
 /// Written through a temporary file and a rename: the collector never reads

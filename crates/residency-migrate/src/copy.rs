@@ -37,6 +37,35 @@ pub(crate) struct Copied {
     pub(crate) expected_etag: String,
 }
 
+impl Copied {
+    /// What is wrong with the copy `dest` (the destination's own account)
+    /// of the source `src`: size, the ETag computed while copying, the
+    /// metadata, and the bytes read against the source's ETag. Empty: it
+    /// verifies.
+    pub(crate) fn problems(&self, src: &ObjectInfo, dest: &ObjectInfo) -> Vec<String> {
+        let mut problems = Vec::new();
+        if dest.size != src.size {
+            problems.push(format!("size {} != {}", dest.size, src.size));
+        }
+        if unquote(&dest.etag) != unquote(&self.expected_etag) {
+            problems.push(format!(
+                "destination etag {} != {} computed while copying",
+                dest.etag, self.expected_etag
+            ));
+        }
+        if !same_meta(dest, src) {
+            problems.push("metadata differs".to_owned());
+        }
+        if !src.etag.contains('-') && unquote(&src.etag) != self.md5_hex {
+            problems.push(format!(
+                "bytes read do not match the source etag {}",
+                src.etag
+            ));
+        }
+        problems
+    }
+}
+
 /// Why a copy failed.
 #[derive(Debug)]
 pub(crate) enum CopyError {

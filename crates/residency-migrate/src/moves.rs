@@ -99,25 +99,7 @@ pub async fn move_object(
         .head_object(key)
         .await
         .map_err(|e| MigrateError::store(to, e))?;
-    let mut problems = Vec::new();
-    if d.size != info.size {
-        problems.push(format!("size {} != {}", d.size, info.size));
-    }
-    if unquote(&d.etag) != unquote(&copied.expected_etag) {
-        problems.push(format!(
-            "destination etag {} != {}",
-            d.etag, copied.expected_etag
-        ));
-    }
-    if !same_meta(&d, &info) {
-        problems.push("metadata differs".to_owned());
-    }
-    if !info.etag.contains('-') && unquote(&info.etag) != copied.md5_hex {
-        problems.push(format!(
-            "bytes read do not match the source etag {}",
-            info.etag
-        ));
-    }
+    let problems = copied.problems(&info, &d);
     if !problems.is_empty() {
         // Keep the source; take the unverified copy back.
         let _ = dst.delete_object(key).await;

@@ -20,9 +20,8 @@ use residency_store::{Backend, ListRequest, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::error::ScanError;
 use crate::finding::FindingKind;
-use crate::scan::{ScanOptions, Scanner};
+use crate::scan::Scanner;
 use crate::signed::store;
 pub use crate::signed::{
     sign, signing_key, store_in_home, verify_signature, AttestError, Attestation, TenantRecord,
@@ -122,13 +121,7 @@ pub async fn gather(
     let policy = scanner.policy();
     let backends = scanner.backends();
     let t = tenant.id();
-    let out = tempfile::tempdir().map_err(|source| ScanError::Io {
-        path: std::env::temp_dir(),
-        source,
-    })?;
-    let mut opts = ScanOptions::new(out.path());
-    opts.tenant = Some(t.to_owned());
-    let summary = scanner.run(&opts).await?.summary;
+    let summary = scanner.scan_tenant(t).await?;
     let mine = summary.tenants.get(t).cloned().unwrap_or_default();
 
     let moved = residency_migrate::record_moves(backends, t)

@@ -10,7 +10,7 @@ use residency_policy::Tenant;
 use residency_store::ListRequest;
 use serde::{Deserialize, Serialize};
 
-use crate::scan::{ScanOptions, Scanner};
+use crate::scan::Scanner;
 use crate::signed::{sign, store_in_home, AttestError, Attestation, TenantRecord};
 use crate::summary::Count;
 
@@ -78,13 +78,7 @@ pub async fn plan(
     retention_secs: u64,
 ) -> Result<Plan, AttestError> {
     let t = tenant.id();
-    let out = tempfile::tempdir().map_err(|source| crate::ScanError::Io {
-        path: std::env::temp_dir(),
-        source,
-    })?;
-    let mut opts = ScanOptions::new(out.path());
-    opts.tenant = Some(t.to_owned());
-    let summary = scanner.run(&opts).await?.summary;
+    let summary = scanner.scan_tenant(t).await?;
     let mine = summary.tenants.get(t).cloned().unwrap_or_default();
     let objects = mine
         .cells

@@ -149,6 +149,18 @@ impl Scanner {
         Ok(self.directory.tenant(&self.policy, tenant).await?)
     }
 
+    /// Scans one tenant's keys into a temporary folder (what an attestation
+    /// or an erasure plan starts from) and returns the summary.
+    ///
+    /// # Errors
+    /// As [`Scanner::run`].
+    pub async fn scan_tenant(&self, tenant: &str) -> Result<Summary, ScanError> {
+        let out = tempfile::tempdir().map_err(ScanError::io(&std::env::temp_dir()))?;
+        let mut opts = ScanOptions::new(out.path());
+        opts.tenant = Some(tenant.to_owned());
+        Ok(self.run(&opts).await?.summary)
+    }
+
     /// The prefixes that hold `tenant`'s keys (every key without a tenant).
     fn prefixes(tenant: Option<&str>) -> Vec<String> {
         match tenant {

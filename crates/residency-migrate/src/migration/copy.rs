@@ -190,25 +190,7 @@ pub(super) async fn migrate_object(
         let d = with_retry(|| ctx.dst.head_object(key))
             .await
             .map_err(derr)?;
-        let mut problems = Vec::new();
-        if d.size != info.size {
-            problems.push(format!("size {} != {}", d.size, info.size));
-        }
-        if unquote(&d.etag) != unquote(&copied.expected_etag) {
-            problems.push(format!(
-                "destination etag {} != {} computed while copying",
-                d.etag, copied.expected_etag
-            ));
-        }
-        if !same_meta(&d, &info) {
-            problems.push("metadata differs".to_owned());
-        }
-        if !info.etag.contains('-') && unquote(&info.etag) != copied.md5_hex {
-            problems.push(format!(
-                "bytes read do not match the source etag {}",
-                info.etag
-            ));
-        }
+        let problems = copied.problems(&info, &d);
         if problems.is_empty() {
             // The tenant may have deleted it while it was being copied (the
             // sidecar deletes in every region): do not resurrect it.

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::audit::MigrationAudit;
-use crate::copy::{hash_object, same_meta, stream_copy, unquote, CopyError, CopyHooks};
+use crate::copy::{hash_object, same_meta, stream_copy, CopyError, CopyHooks};
 use crate::error::{MigrateError, OpenMigration};
 use crate::fault::{FaultAction, FaultKind, FaultPoint, Faults};
 use crate::journal::{
