@@ -142,10 +142,7 @@ pub(crate) struct EraseArgs {
 
 /// `residency erase`.
 pub(crate) fn run_erase(args: EraseArgs) -> ExitCode {
-    match super::runtime(true) {
-        Ok(rt) => rt.block_on(erase_async(args)).unwrap_or_else(|c| c),
-        Err(code) => code,
-    }
+    super::block_on(erase_async(args))
 }
 
 async fn erase_async(args: EraseArgs) -> Result<ExitCode, ExitCode> {
@@ -253,10 +250,7 @@ fn failed(e: AttestError) -> ExitCode {
 }
 
 pub(crate) fn run(args: AttestArgs) -> ExitCode {
-    match super::runtime(true) {
-        Ok(rt) => rt.block_on(run_async(args)).unwrap_or_else(|c| c),
-        Err(code) => code,
-    }
+    super::block_on(run_async(args))
 }
 
 async fn run_async(args: AttestArgs) -> Result<ExitCode, ExitCode> {
@@ -378,10 +372,7 @@ pub(crate) struct RemediateArgs {
 
 /// `residency remediate`.
 pub(crate) fn run_remediate(args: RemediateArgs) -> ExitCode {
-    match super::runtime(true) {
-        Ok(rt) => rt.block_on(remediate_async(args)).unwrap_or_else(|c| c),
-        Err(code) => code,
-    }
+    super::block_on(remediate_async(args))
 }
 
 async fn remediate_async(args: RemediateArgs) -> Result<ExitCode, ExitCode> {

@@ -222,12 +222,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub(crate) fn run(args: MigrateArgs) -> ExitCode {
-    match super::runtime(true) {
-        Ok(runtime) => runtime
-            .block_on(run_async(args))
-            .unwrap_or_else(|code| code),
-        Err(code) => code,
-    }
+    super::block_on(run_async(args))
 }
 
 async fn status(

@@ -74,6 +74,17 @@ pub(crate) fn runtime(
     })
 }
 
+/// Runs a command's async body on a multi-thread runtime: its exit code,
+/// whether it ended in `Ok` or `Err`.
+pub(crate) fn block_on(
+    body: impl std::future::Future<Output = Result<std::process::ExitCode, std::process::ExitCode>>,
+) -> std::process::ExitCode {
+    match runtime(true) {
+        Ok(rt) => rt.block_on(body).unwrap_or_else(|code| code),
+        Err(code) => code,
+    }
+}
+
 /// `result`'s value, or [`EXIT_CONFIG`] after printing the error.
 pub(crate) fn or_config_exit<T, E: std::fmt::Display>(
     result: Result<T, E>,

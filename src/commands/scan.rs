@@ -109,10 +109,7 @@ fn fault_from_env() -> Result<Option<u64>, ExitCode> {
 }
 
 pub(crate) fn run(args: ScanArgs) -> ExitCode {
-    match super::runtime(true) {
-        Ok(rt) => rt.block_on(run_async(args)).unwrap_or_else(|c| c),
-        Err(code) => code,
-    }
+    super::block_on(run_async(args))
 }
 
 async fn run_async(args: ScanArgs) -> Result<ExitCode, ExitCode> {

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use percent_encoding::percent_decode_str;
 use residency_policy::{
     CategoryId, Classification, ClassifiedBy, Decision, DenyReason, OnConflict, Policy, RegionId,
-    RegionSet, Tenant,
+    RegionSet, Tenant, CATEGORY_HEADER,
 };
 
 use crate::finding::FindingKind;
@@ -276,6 +276,31 @@ pub(crate) fn object(
             "{category_label} of tenant {t} belongs in {expected_label}, found in {}",
             rname(region)
         ),
+    )
+}
+
+/// [`object`] decided from the object's stored headers (its content type
+/// and `x-amz-meta-residency-category`), as a HEAD returned them.
+pub(crate) fn object_as_stored(
+    policy: &Policy,
+    tenant: &Tenant,
+    region: RegionId,
+    key: &str,
+    headers: &residency_store::StoredHeaders,
+    migration: &MigrationView,
+) -> Verdict {
+    let explicit = headers
+        .user_metadata
+        .get(&CATEGORY_HEADER["x-amz-meta-".len()..])
+        .map(String::as_str);
+    object(
+        policy,
+        tenant,
+        region,
+        key,
+        headers.content_type.as_deref(),
+        explicit,
+        migration,
     )
 }
 

@@ -19,9 +19,6 @@ use crate::reconcile::{self, MigrationView, Verdict};
 use crate::scan::Scanner;
 use crate::signed::AttestError;
 
-/// User metadata key of an explicit category.
-const META_CATEGORY: &str = "residency-category";
-
 /// One move of a plan: a line of the plan file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Move {
@@ -173,16 +170,12 @@ async fn still_wanted(scanner: &Scanner, m: &Move) -> Result<Result<(), String>,
         .key
         .strip_prefix(&format!("{}/", m.tenant))
         .unwrap_or(&m.key);
-    let v = reconcile::object(
+    let v = reconcile::object_as_stored(
         policy,
         &tenant,
         from,
         key,
-        info.headers.content_type.as_deref(),
-        info.headers
-            .user_metadata
-            .get(META_CATEGORY)
-            .map(String::as_str),
+        &info.headers,
         &MigrationView::None,
     );
     Ok(match v {

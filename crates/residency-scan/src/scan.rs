@@ -31,9 +31,6 @@ pub const SUMMARY_FILE: &str = "summary.json";
 /// `checkpoint.json`: where a running scan is (removed when it completes).
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 
-/// User metadata key of an explicit category (`x-amz-meta-residency-category`).
-const META_CATEGORY: &str = "residency-category";
-
 /// What to scan, and how.
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
@@ -569,16 +566,12 @@ impl Ctx<'_> {
             }
         };
         let key = &object.key[tenant.id().len() + 1..];
-        let v = reconcile::object(
+        let v = reconcile::object_as_stored(
             &self.scanner.policy,
             &tenant,
             rid,
             key,
-            info.headers.content_type.as_deref(),
-            info.headers
-                .user_metadata
-                .get(META_CATEGORY)
-                .map(String::as_str),
+            &info.headers,
             &view,
         );
         Ok(Some(self.verdict(region, object, tenant, false, v)))
