@@ -6,7 +6,7 @@ use crate::category::{CategoryId, ResolvedPlacement};
 use crate::classifier::{Classification, ClassifiedBy};
 use crate::policy::Policy;
 use crate::reason::{AllowReason, DenyReason};
-use crate::region::{RegionId, RegionOrder};
+use crate::region::{RegionId, RegionOrder, RegionSet};
 use crate::tenant::{Tenant, TenantId};
 use crate::tenants::Tenants;
 
@@ -188,6 +188,23 @@ impl Policy {
             }
         }
         self.read_order(t)
+    }
+
+    /// Every region where the policy places some category for `t` (by an
+    /// explicit label, so every category counts): where its objects, and
+    /// the records that describe them, may be.
+    pub fn placeable_regions(&self, t: &Tenant) -> RegionSet {
+        let mut set = RegionSet::EMPTY;
+        for (category, _) in self.categories() {
+            let class = Classification {
+                category,
+                by: ClassifiedBy::Explicit,
+            };
+            if let Decision::Allow(p) = self.place(t, class) {
+                set = set.with(p.region);
+            }
+        }
+        set
     }
 
     /// Every region where a tenant may have data, in the order reads try them:

@@ -5,8 +5,8 @@ use std::borrow::Cow;
 
 use percent_encoding::percent_decode_str;
 use residency_policy::{
-    CategoryId, Classification, ClassifiedBy, Decision, DenyReason, OnConflict, Policy, RegionId,
-    RegionSet, Tenant, CATEGORY_HEADER,
+    CategoryId, Decision, DenyReason, OnConflict, Policy, RegionId, RegionSet, Tenant,
+    CATEGORY_HEADER,
 };
 
 use crate::finding::FindingKind;
@@ -307,17 +307,9 @@ pub(crate) fn object_as_stored(
 /// Every region where the current policy places some category of `tenant`:
 /// where its objects, and so their audit records, may be.
 pub(crate) fn data_regions(policy: &Policy, tenant: &Tenant) -> RegionSet {
-    let mut set = RegionSet::EMPTY.with(tenant.home_region(policy));
-    for (category, _) in policy.categories() {
-        let class = Classification {
-            category,
-            by: ClassifiedBy::Explicit,
-        };
-        if let Decision::Allow(p) = policy.place(tenant, class) {
-            set = set.with(p.region);
-        }
-    }
-    set
+    policy
+        .placeable_regions(tenant)
+        .with(tenant.home_region(policy))
 }
 
 /// An internal record of `tenant` (or of no tenant) found in `region`.

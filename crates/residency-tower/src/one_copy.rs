@@ -17,8 +17,7 @@
 //! See docs/policy-authoring.md ("One object per key").
 
 use residency_policy::{
-    Classification, ClassifiedBy, Decision, OnConflict, Policy, RegionId, RegionOrder, RegionSet,
-    Tenant,
+    ClassifiedBy, Decision, OnConflict, Policy, RegionId, RegionOrder, RegionSet, Tenant,
 };
 
 /// Whether a key rule fixes `key`'s placement: every write of it lands in the
@@ -41,17 +40,7 @@ pub(crate) fn placeable_regions(policy: &Policy, tenant: &Tenant, key: &str) -> 
             };
         }
     }
-    let mut set = RegionSet::EMPTY;
-    for (category, _) in policy.categories() {
-        let class = Classification {
-            category,
-            by: ClassifiedBy::Explicit,
-        };
-        if let Decision::Allow(p) = policy.place(tenant, class) {
-            set = set.with(p.region);
-        }
-    }
-    set
+    policy.placeable_regions(tenant)
 }
 
 /// The regions a write of `key` into `target` must look in for an older copy
