@@ -164,6 +164,36 @@ impl Env {
             .expect("put");
     }
 
+    /// `residency migrate --tenant T --to eu --assurance A` on this
+    /// configuration; asserts it succeeded.
+    fn migrate_to_eu(&self, tenant: &str, assurance: &str) {
+        let config = self.config.to_str().expect("utf-8");
+        let m = self.residency(
+            &[
+                "migrate",
+                "--config",
+                config,
+                "--tenant",
+                tenant,
+                "--to",
+                "eu",
+                "--assurance",
+                assurance,
+                "--progress",
+                "quiet",
+            ],
+            &[],
+        );
+        assert_eq!(m.status.code(), Some(0), "{}", says(&m));
+    }
+
+    /// Puts each (region, key, content type), no user metadata.
+    async fn plant(&self, objects: &[(&str, &str, &str)]) {
+        for (region, key, content_type) in objects {
+            self.put(region, key, content_type, &[]).await;
+        }
+    }
+
     fn residency(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_residency"));
         cmd.args(args).current_dir(self.dir.path());
@@ -251,10 +281,11 @@ async fn the_scan_finds_each_drift_with_its_reason_and_nothing_else() {
     let policy = repo().join("config/hosting-policy.toml");
     let env = Env::new(DRIFT_BUCKET, &policy).await;
     // Where the sidecar would have put them.
-    env.put("eu", "acme/tickets/1.json", "application/json", &[])
-        .await;
-    env.put("eu", "acme/attachments/a.bin", "application/pdf", &[])
-        .await;
+    env.plant(&[
+        ("eu", "acme/tickets/1.json", "application/json"),
+        ("eu", "acme/attachments/a.bin", "application/pdf"),
+    ])
+    .await;
     env.put(
         "eu",
         "acme/misc/labelled.dat",
@@ -262,49 +293,30 @@ async fn the_scan_finds_each_drift_with_its_reason_and_nothing_else() {
         &[("residency-category", "ticket_data")],
     )
     .await;
-    env.put("us", "acme/talk/recordings/1.mp3", "audio/mpeg", &[])
-        .await;
-    env.put("eu", "strictco/tickets/1.json", "application/json", &[])
-        .await;
-    env.put(
-        "eu",
-        "_disclosure/strictco/head.json",
-        "application/json",
-        &[],
-    )
+    env.plant(&[
+        ("us", "acme/talk/recordings/1.mp3", "audio/mpeg"),
+        ("eu", "strictco/tickets/1.json", "application/json"),
+        ("eu", "_disclosure/strictco/head.json", "application/json"),
+        (
+            "eu",
+            "_audit/acme/w1/000000000001.jsonl",
+            "application/x-ndjson",
+        ),
+        ("us", "globex/tickets/1.json", "application/json"),
+        ("eu", "movedco/tickets/1.json", "application/json"),
+        ("us", "initech/tickets/1.json", "application/json"),
+    ])
     .await;
-    env.put(
-        "eu",
-        "_audit/acme/w1/000000000001.jsonl",
-        "application/x-ndjson",
-        &[],
-    )
-    .await;
-    env.put("us", "globex/tickets/1.json", "application/json", &[])
-        .await;
-    env.put("eu", "movedco/tickets/1.json", "application/json", &[])
-        .await;
-    env.put("us", "initech/tickets/1.json", "application/json", &[])
-        .await;
     // Planted around the sidecar.
-    env.put("us", "acme/tickets/2.json", "application/json", &[])
-        .await;
-    env.put("eu", "acme/misc/blob.bin", "application/octet-stream", &[])
-        .await;
-    env.put("eu", "ghost/tickets/1.json", "application/json", &[])
-        .await;
-    env.put("eu", "_scratch/tmp.bin", "application/octet-stream", &[])
-        .await;
-    env.put("us", "strictco/tickets/2.json", "application/json", &[])
-        .await;
-    env.put("us", "strictco/talk/recordings/1.mp3", "audio/mpeg", &[])
-        .await;
-    env.put(
-        "us",
-        "_disclosure/strictco/head.json",
-        "application/json",
-        &[],
-    )
+    env.plant(&[
+        ("us", "acme/tickets/2.json", "application/json"),
+        ("eu", "acme/misc/blob.bin", "application/octet-stream"),
+        ("eu", "ghost/tickets/1.json", "application/json"),
+        ("eu", "_scratch/tmp.bin", "application/octet-stream"),
+        ("us", "strictco/tickets/2.json", "application/json"),
+        ("us", "strictco/talk/recordings/1.mp3", "audio/mpeg"),
+        ("us", "_disclosure/strictco/head.json", "application/json"),
+    ])
     .await;
     // A feature switched off: globex's insights data stays in the US.
     env.put("us", "globex/insights/1.json", "application/json", &[])
@@ -314,24 +326,7 @@ async fn the_scan_finds_each_drift_with_its_reason_and_nothing_else() {
         .await;
     // A real migration, copied and verified, left without --finish past
     // its (one-second) assurance window.
-    let config = env.config.to_str().expect("utf-8").to_owned();
-    let m = env.residency(
-        &[
-            "migrate",
-            "--config",
-            &config,
-            "--tenant",
-            "initech",
-            "--to",
-            "eu",
-            "--assurance",
-            "1s",
-            "--progress",
-            "quiet",
-        ],
-        &[],
-    );
-    assert_eq!(m.status.code(), Some(0), "{}", says(&m));
+    env.migrate_to_eu("initech", "1s");
     std::thread::sleep(std::time::Duration::from_millis(1_500));
 
     // The whole scan: exit 1, exactly these findings.
@@ -496,12 +491,12 @@ fn chromium(args: &[&str]) -> String {
 async fn a_clean_bucket_scans_clean_and_writes_metrics() {
     let policy = repo().join("config/hosting-policy.toml");
     let env = Env::new(CLEAN_BUCKET, &policy).await;
-    env.put("eu", "acme/tickets/1.json", "application/json", &[])
-        .await;
-    env.put("us", "acme/talk/voicemails/1.wav", "audio/wav", &[])
-        .await;
-    env.put("us", "globex/tickets/1.json", "application/json", &[])
-        .await;
+    env.plant(&[
+        ("eu", "acme/tickets/1.json", "application/json"),
+        ("us", "acme/talk/voicemails/1.wav", "audio/wav"),
+        ("us", "globex/tickets/1.json", "application/json"),
+    ])
+    .await;
     let metrics = env.dir.path().join("scan.prom");
     let o = env.scan(
         &env.config,
@@ -548,23 +543,7 @@ async fn an_attestation_verifies_and_fails_after_a_count_or_a_batch_byte_changes
     env.put("us", "initech/tickets/1.json", "application/json", &[])
         .await;
     let config = env.config.to_str().expect("utf-8").to_owned();
-    let m = env.residency(
-        &[
-            "migrate",
-            "--config",
-            &config,
-            "--tenant",
-            "initech",
-            "--to",
-            "eu",
-            "--assurance",
-            "0s",
-            "--progress",
-            "quiet",
-        ],
-        &[],
-    );
-    assert_eq!(m.status.code(), Some(0), "{}", says(&m));
+    env.migrate_to_eu("initech", "0s");
 
     let key = [("RESIDENCY_ATTEST_KEY", ATTEST_KEY)];
     let o = env.residency(
@@ -719,21 +698,18 @@ async fn keys(env: &Env, region: &str, prefix: &str) -> Vec<String> {
 async fn erase_deletes_every_object_keeps_the_records_and_signs_what_it_did() {
     let policy = repo().join("config/hosting-policy.toml");
     let env = Env::new(ERASE_BUCKET, &policy).await;
-    env.put("us", "globex/tickets/1.json", "application/json", &[])
-        .await;
-    env.put("us", "globex/tickets/2.json", "application/json", &[])
-        .await;
-    env.put("eu", "globex/tickets/9.json", "application/json", &[])
-        .await;
-    env.put(
-        "us",
-        "_audit/globex/w1/000000000001.jsonl",
-        "application/x-ndjson",
-        &[],
-    )
+    env.plant(&[
+        ("us", "globex/tickets/1.json", "application/json"),
+        ("us", "globex/tickets/2.json", "application/json"),
+        ("eu", "globex/tickets/9.json", "application/json"),
+        (
+            "us",
+            "_audit/globex/w1/000000000001.jsonl",
+            "application/x-ndjson",
+        ),
+        ("eu", "acme/tickets/1.json", "application/json"),
+    ])
     .await;
-    env.put("eu", "acme/tickets/1.json", "application/json", &[])
-        .await;
     let config = env.config.to_str().expect("utf-8").to_owned();
     let key = [("RESIDENCY_ATTEST_KEY", ATTEST_KEY)];
     let erase = |extra: &[&str]| {
@@ -809,15 +785,17 @@ async fn a_plan_moves_each_misplaced_object_where_it_belongs_and_resumes() {
         &[("owner", "ann")],
     )
     .await;
-    env.put("us", "strictco/tickets/2.json", "application/json", &[])
-        .await;
-    env.put("us", "globex/insights/1.json", "application/json", &[])
-        .await;
+    env.plant(&[
+        ("us", "strictco/tickets/2.json", "application/json"),
+        ("us", "globex/insights/1.json", "application/json"),
+    ])
+    .await;
     // The destination already holds a newer copy of this one.
-    env.put("us", "acme/tickets/3.json", "application/json", &[])
-        .await;
-    env.put("eu", "acme/tickets/3.json", "application/json", &[])
-        .await;
+    env.plant(&[
+        ("us", "acme/tickets/3.json", "application/json"),
+        ("eu", "acme/tickets/3.json", "application/json"),
+    ])
+    .await;
     let plan = env.dir.path().join("plan.jsonl");
     let plan_arg = plan.to_str().expect("utf-8").to_owned();
     let o = env.scan(&env.config, "before", &["--plan", &plan_arg], &[]);

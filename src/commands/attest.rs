@@ -100,18 +100,24 @@ async fn verify_erasure(
     let diff = erase::still_holds(&scanner, e, now())
         .await
         .map_err(failed)?;
+    Ok(print_evidence(
+        &diff,
+        "nothing of the tenant's left in any region; kept records present",
+    ))
+}
+
+/// Prints whether the evidence holds (each difference on its line): exit 0
+/// when it does, 1 when not.
+fn print_evidence(diff: &[String], holds: &str) -> ExitCode {
     if diff.is_empty() {
-        println!(
-            "evidence: holds (nothing of the tenant's left in any region; kept records present)"
-        );
-        Ok(ExitCode::SUCCESS)
-    } else {
-        for d in &diff {
-            println!("DIFFERS: {d}");
-        }
-        println!("evidence: does not hold ({} difference(s))", diff.len());
-        Ok(ExitCode::FAILURE)
+        println!("evidence: holds ({holds})");
+        return ExitCode::SUCCESS;
     }
+    for d in diff {
+        println!("DIFFERS: {d}");
+    }
+    println!("evidence: does not hold ({} difference(s))", diff.len());
+    ExitCode::FAILURE
 }
 
 /// Arguments of `residency erase`.
@@ -339,16 +345,10 @@ async fn run_async(args: AttestArgs) -> Result<ExitCode, ExitCode> {
             let diff = attest::still_holds(&scanner, &statement)
                 .await
                 .map_err(failed)?;
-            if diff.is_empty() {
-                println!("evidence: holds (objects per category x region, findings, audit chain heads, disclosure ledger)");
-                Ok(ExitCode::SUCCESS)
-            } else {
-                for d in &diff {
-                    println!("DIFFERS: {d}");
-                }
-                println!("evidence: does not hold ({} difference(s))", diff.len());
-                Ok(ExitCode::FAILURE)
-            }
+            Ok(print_evidence(
+                &diff,
+                "objects per category x region, findings, audit chain heads, disclosure ledger",
+            ))
         }
     }
 }
