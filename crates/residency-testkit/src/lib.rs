@@ -714,6 +714,13 @@ admin_token = "{admin_token}"
                     Ok(None) => {}
                     Ok(Some(status)) => {
                         proc.child = None;
+                        // Garage aborts when a port it binds is taken (its
+                        // panic handler raises SIGABRT): a lost port race,
+                        // retried with new ports like the one it logs alive.
+                        let log = read_from(&self.info.log_path, log_offset);
+                        if log.contains("Address already in use") || log.contains("os error 98") {
+                            return Err(self.failure(&format!("{PORT_CLASH}: exited ({status})")));
+                        }
                         return Err(self.failure(&format!("exited during startup ({status})")));
                     }
                     Err(e) => return Err(self.failure(&format!("cannot be waited for: {e}"))),
