@@ -164,7 +164,7 @@ impl Scanner {
             None => vec![String::new()],
             Some(t) => vec![
                 format!("{t}/"),
-                residency_audit_prefix(t),
+                residency_audit::batch::audit_prefix(t),
                 format!("_migrations/{t}/"),
                 format!("_disclosure/{t}/"),
                 format!("_attestations/{t}/"),
@@ -330,11 +330,6 @@ impl Scanner {
             summary_path,
         })
     }
-}
-
-/// `_audit/<tenant, encoded>/`, as the audit writer names it.
-fn residency_audit_prefix(tenant: &str) -> String {
-    residency_audit::batch::audit_prefix(tenant)
 }
 
 /// One listed key, reconciled.
