@@ -9,7 +9,8 @@
 # filled directly: a million PUTs through Garage take too long here), then
 # `list` (every key, paged as the scan pages) and `scan` (Scanner::run) run
 # alternately R times (default 3), each in its own process under
-# /usr/bin/time for its peak RSS. With --config FILE (a sidecar
+# /usr/bin/time for its peak RSS; then the same from each region's S3
+# Inventory report (`scan --inventory`, written from a LIST first). With --config FILE (a sidecar
 # configuration, e.g. over the Garage pair of `residency-testkit up`) the
 # regions are its backends and N objects are PUT first (default 100,000).
 set -euo pipefail
@@ -46,17 +47,24 @@ else
     "$BIN" fill "$DATA" "${OBJECTS:-1000000}"
 fi
 
+MODES="list scan"
+if [[ -z "$CONFIG" ]]; then
+    # Each region's S3 Inventory (gzipped CSV), read by `scan --inventory`.
+    "$BIN" inventory "$DATA"
+    MODES="list scan scan-inventory"
+fi
 OUT="$(mktemp)"
 for ((i = 1; i <= REPS; i++)); do
-    for mode in list scan; do
+    for mode in $MODES; do
         /usr/bin/time -f "rss_kib %M" "$BIN" "$mode" "$TARGET" >>"$OUT" 2>&1
     done
 done
 python3 - "$OUT" <<'PY'
 import re, statistics, sys
-rates = {"list": [], "scan": []}; rss = {"list": [], "scan": []}; last = None
+rates = {"list": [], "scan": [], "scan-inventory": []}
+rss = {"list": [], "scan": [], "scan-inventory": []}; last = None
 for line in open(sys.argv[1]):
-    m = re.match(r"(list|scan): (\d+) keys in [\d.]+ s: (\d+) keys/s", line)
+    m = re.match(r"(list|scan|scan-inventory): (\d+) keys in [\d.]+ s: (\d+) keys/s", line)
     if m:
         last = m.group(1); rates[last].append(int(m.group(3)))
     m = re.match(r"rss_kib (\d+)", line)
@@ -68,5 +76,10 @@ for i, (l, s, r, m) in enumerate(zip(rates["list"], rates["scan"], ratios, rss["
     print(f"{i:>4} {l:>12} {s:>12} {r:>6.2f} {m:>13.1f}")
 print(f"median ratio {statistics.median(ratios):.2f}; scan peak RSS max {max(rss['scan']):.1f} MiB "
       f"(bare LIST {max(rss['list']):.1f} MiB)")
+if rates["scan-inventory"]:
+    inv = [s / l for s, l in zip(rates["scan-inventory"], rates["list"])]
+    print(f"scan --inventory (gzipped CSV, no LIST but a LIST per finding): keys/s "
+          f"{', '.join(str(r) for r in rates['scan-inventory'])}; median ratio to the bare LIST "
+          f"{statistics.median(inv):.2f}; peak RSS max {max(rss['scan-inventory']):.1f} MiB")
 PY
 rm -f "$OUT"

@@ -6,7 +6,8 @@
 //! an unclassifiable key, records out of place, and a policy tightened after
 //! the writes. The scan finds each with its reason and nothing else, also
 //! after the process is aborted mid-scan and run again; its HTML report is
-//! opened in headless Chromium.
+//! opened in headless Chromium. `scan/inventory.rs`: the same from S3
+//! Inventory reports.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,10 @@ const CLEAN_BUCKET: &str = "scan-clean";
 const ATTEST_BUCKET: &str = "scan-attest";
 const ERASE_BUCKET: &str = "scan-erase";
 const FIX_BUCKET: &str = "scan-fix";
+const INVENTORY_BUCKET: &str = "scan-inventory";
+
+#[path = "scan/inventory.rs"]
+mod inventory;
 
 fn cluster() -> &'static GarageCluster {
     static CLUSTER: OnceLock<Result<GarageCluster, String>> = OnceLock::new();
@@ -34,6 +39,7 @@ fn cluster() -> &'static GarageCluster {
                 ATTEST_BUCKET,
                 ERASE_BUCKET,
                 FIX_BUCKET,
+                INVENTORY_BUCKET,
             ])
             .start()
             .map_err(|e| e.to_string())

@@ -9,7 +9,9 @@ use std::time::Duration;
 use clap::Args;
 use residency_directory::{Directory, FileDirectory};
 use residency_migrate::ProgressMode;
+use residency_proxy::config::BackendConfig;
 use residency_proxy::Config;
+use residency_scan::inventory::Manifest;
 use residency_scan::{report, ScanError, ScanOptions, Scanner};
 use sha2::Digest as _;
 
@@ -36,6 +38,14 @@ Written to --out (default ./residency-scan):
   checkpoint.json  while it runs: a scan that is killed or fails resumes
                    from it when the same command runs again (--restart
                    starts afresh)
+
+With --inventory, a region's keys come from its S3 Inventory report (a
+manifest.json and its gzipped CSV files, in a local copy of the inventory's
+destination bucket: `aws s3 sync s3://DEST DIR`) instead of a LIST; each
+finding is then checked against the live bucket with a LIST at its key:
+an object deleted since the inventory is left out, one written again since
+is reconciled as it is now. Objects written after the inventory are not in
+it: the next inventory, or a LIST scan (`--tenant T`), covers them.
 
 Objects whose key no rule classifies are read with a HEAD (their stored
 content type and x-amz-meta-residency-category decide); the rest are
@@ -90,6 +100,57 @@ pub(crate) struct ScanArgs {
     /// tenant, key, from, to) to this file, for `residency remediate`.
     #[arg(long, value_name = "FILE")]
     plan: Option<PathBuf>,
+    /// Read this S3 Inventory manifest instead of listing its region (the
+    /// region whose bucket is the manifest's sourceBucket, or REGION=).
+    /// Repeat for several regions; only these regions are scanned unless
+    /// --region says otherwise.
+    #[arg(long = "inventory", value_name = "[REGION=]MANIFEST")]
+    inventories: Vec<String>,
+}
+
+/// Each `--inventory` read, with its region: the one named, else the one
+/// whose S3 bucket is the manifest's source bucket.
+fn inventories(args: &ScanArgs) -> Result<Vec<(String, Manifest)>, ExitCode> {
+    if args.inventories.is_empty() {
+        return Ok(Vec::new());
+    }
+    let config = super::or_config_exit(Config::load(&args.config))?;
+    let mut out = Vec::new();
+    for arg in &args.inventories {
+        let (region, path) = match arg.split_once('=') {
+            Some((r, p)) if config.regions.iter().any(|(id, _)| id == r) => (Some(r.to_owned()), p),
+            _ => (None, arg.as_str()),
+        };
+        let manifest = super::or_config_exit(Manifest::open(std::path::Path::new(path)))?;
+        let region = match region {
+            Some(r) => r,
+            None => {
+                let by_bucket: Vec<&String> = config
+                    .regions
+                    .iter()
+                    .filter(|(_, b)| {
+                        matches!(b, BackendConfig::S3 { bucket, .. } if *bucket == manifest.source_bucket)
+                    })
+                    .map(|(id, _)| id)
+                    .collect();
+                super::or_config_exit(match by_bucket[..] {
+                    [one] => Ok(one.clone()),
+                    [] => Err(format!(
+                        "{path}: no region of {} stores bucket {:?}; name the region: --inventory REGION={path}",
+                        args.config.display(),
+                        manifest.source_bucket
+                    )),
+                    _ => Err(format!(
+                        "{path}: bucket {:?} is the bucket of regions {} (on different endpoints); name the region: --inventory REGION={path}",
+                        manifest.source_bucket,
+                        by_bucket.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    )),
+                })?
+            }
+        };
+        out.push((region, manifest));
+    }
+    Ok(out)
 }
 
 /// `RESIDENCY_SCAN_FAULT=abort_after_pages:N` (tests): abort the process
@@ -114,6 +175,7 @@ pub(crate) fn run(args: ScanArgs) -> ExitCode {
 
 async fn run_async(args: ScanArgs) -> Result<ExitCode, ExitCode> {
     let abort_after_pages = fault_from_env()?;
+    let inventories = inventories(&args)?;
     let (scanner, policy_sha256) = open_scanner(&args.config).await?;
     let opts = ScanOptions {
         tenant: args.tenant.clone(),
@@ -129,11 +191,12 @@ async fn run_async(args: ScanArgs) -> Result<ExitCode, ExitCode> {
         },
         policy_sha256,
         abort_after_pages,
+        inventories,
         ..ScanOptions::new(&args.out)
     };
     let outcome = match scanner.run(&opts).await {
         Ok(o) => o,
-        Err(e @ ScanError::Usage(_)) => {
+        Err(e @ (ScanError::Usage(_) | ScanError::Inventory { .. })) => {
             eprintln!("error: {e}");
             return Err(ExitCode::from(super::EXIT_CONFIG));
         }

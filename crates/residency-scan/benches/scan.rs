@@ -9,6 +9,9 @@
 //! scan fill DIR N   N objects over 1000 tenants in DIR/eu and DIR/us
 //! scan list DIR     every key of both regions, paged as the scan pages
 //! scan scan DIR     `Scanner::run` over both regions
+//! scan inventory DIR          S3 Inventory reports of both regions (gzipped
+//!                             CSV, 100,000 rows per file) in DIR/inventory
+//! scan scan-inventory DIR     `Scanner::run` reading those reports
 //! ```
 //!
 //! With `DIR` a sidecar configuration file (`*.toml`) the regions are its
@@ -152,7 +155,80 @@ async fn list(dir: &Path) {
     );
 }
 
-async fn scan(dir: &Path) {
+/// Writes each region's S3 Inventory (from a LIST of it) as S3 does:
+/// gzipped CSV data files and a manifest naming them with their MD5.
+async fn inventory(dir: &Path) {
+    use md5::Digest as _;
+    use std::io::Write as _;
+    let start = Instant::now();
+    let mut rows = 0u64;
+    for (region, b) in backends(dir).await {
+        let base = dir.join("inventory").join(&region);
+        std::fs::create_dir_all(base.join("data")).expect("mkdir");
+        let mut files = Vec::new();
+        let mut after: Option<String> = None;
+        let mut gz: Option<flate2::write::GzEncoder<Vec<u8>>> = None;
+        let mut in_file = 0;
+        let flush = |gz: flate2::write::GzEncoder<Vec<u8>>, files: &mut Vec<serde_json::Value>| {
+            let bytes = gz.finish().expect("gzip");
+            let key = format!("data/{:04}.csv.gz", files.len());
+            std::fs::write(base.join(&key), &bytes).expect("data file");
+            files.push(serde_json::json!({
+                "key": key, "size": bytes.len(),
+                "MD5checksum": hex::encode(md5::Md5::digest(&bytes)),
+            }));
+        };
+        loop {
+            let mut req = ListRequest::new("");
+            if let Some(a) = after.take() {
+                req = req.start_after(a);
+            }
+            let page = b.list_objects(req).await.expect("list");
+            for o in &page.objects {
+                let w = gz.get_or_insert_with(|| {
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())
+                });
+                let key = percent_encoding::utf8_percent_encode(
+                    &o.key,
+                    percent_encoding::NON_ALPHANUMERIC,
+                );
+                writeln!(
+                    w,
+                    "\"{region}\",\"{key}\",\"{}\",\"2026-12-06T00:00:00.000Z\",\"{}\"",
+                    o.size,
+                    o.etag.trim_matches('"')
+                )
+                .expect("gzip");
+                in_file += 1;
+                rows += 1;
+                if in_file == 100_000 {
+                    flush(gz.take().expect("open"), &mut files);
+                    in_file = 0;
+                }
+            }
+            after = page.objects.last().map(|o| o.key.clone());
+            if page.next_continuation_token.is_none() || after.is_none() {
+                break;
+            }
+        }
+        if let Some(w) = gz.take() {
+            flush(w, &mut files);
+        }
+        let manifest = serde_json::json!({
+            "sourceBucket": region, "destinationBucket": "bench",
+            "version": "2016-11-30", "creationTimestamp": "1796515200000",
+            "fileFormat": "CSV", "fileSchema": "Bucket, Key, Size, LastModifiedDate, ETag",
+            "files": files,
+        });
+        std::fs::write(base.join("manifest.json"), manifest.to_string()).expect("manifest");
+    }
+    println!(
+        "inventory: {rows} rows written in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+async fn scan(dir: &Path, from_inventory: bool) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let policy_src =
         std::fs::read_to_string(root.join("config/hosting-policy.toml")).expect("policy");
@@ -161,15 +237,25 @@ async fn scan(dir: &Path) {
     let directory = Arc::new(FileDirectory::without_keys(Arc::new(tenants)));
     let scanner = Scanner::new(Arc::new(policy), directory, backends(dir).await);
     let out = tempfile::tempdir().expect("out");
+    let mut opts = ScanOptions::new(out.path());
+    if from_inventory {
+        for r in ["eu", "us"] {
+            let path = dir.join("inventory").join(r).join("manifest.json");
+            let m = residency_scan::inventory::Manifest::open(&path).expect("manifest");
+            opts.inventories.push((r.to_owned(), m));
+        }
+    }
     let start = Instant::now();
-    let outcome = scanner
-        .run(&ScanOptions::new(out.path()))
-        .await
-        .expect("scan");
+    let outcome = scanner.run(&opts).await.expect("scan");
     let secs = start.elapsed().as_secs_f64();
     let s = &outcome.summary;
     println!(
-        "scan: {} keys in {secs:.2} s: {:.0} keys/s, {} finding(s)",
+        "{}: {} keys in {secs:.2} s: {:.0} keys/s, {} finding(s)",
+        if from_inventory {
+            "scan-inventory"
+        } else {
+            "scan"
+        },
         s.listed.objects,
         s.listed.objects as f64 / secs,
         s.total_findings()
@@ -193,17 +279,23 @@ fn main() {
         }
         ["fill", dir, n] => fill(&PathBuf::from(dir), n.parse().expect("N")),
         ["list", dir] => rt.block_on(list(Path::new(dir))),
-        ["scan", dir] => rt.block_on(scan(Path::new(dir))),
+        ["scan", dir] => rt.block_on(scan(Path::new(dir), false)),
+        ["inventory", dir] => rt.block_on(inventory(Path::new(dir))),
+        ["scan-inventory", dir] => rt.block_on(scan(Path::new(dir), true)),
         // `cargo test --benches` runs this with no arguments: a small
         // round trip, so that the bench stays compiled and working.
         [] => {
             let dir = tempfile::tempdir().expect("tmp");
             fill(dir.path(), 3_000);
             rt.block_on(list(dir.path()));
-            rt.block_on(scan(dir.path()));
+            rt.block_on(scan(dir.path(), false));
+            rt.block_on(inventory(dir.path()));
+            rt.block_on(scan(dir.path(), true));
         }
         _ => {
-            eprintln!("usage: scan fill DIR N | list DIR | scan DIR");
+            eprintln!(
+                "usage: scan fill DIR N | list DIR | scan DIR | inventory DIR | scan-inventory DIR"
+            );
             std::process::exit(2);
         }
     }

@@ -12,13 +12,26 @@ use crate::error::ScanError;
 use crate::summary::Summary;
 
 /// One listing cursor: a region and a prefix, listed in key order from
-/// after `after`.
+/// after `after`; or (`file` set) an inventory data file, read from row
+/// `rows` on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Cursor {
     pub(crate) region: String,
+    /// The prefix listed, or the inventory data file's key.
     pub(crate) prefix: String,
     pub(crate) after: Option<String>,
     pub(crate) done: bool,
+    /// The index of the inventory data file in its manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) file: Option<usize>,
+    /// Rows of the data file already reconciled.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) rows: u64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `checkpoint.json`.

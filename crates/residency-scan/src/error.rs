@@ -30,6 +30,14 @@ pub enum ScanError {
         /// The error.
         source: residency_migrate::MigrateError,
     },
+    /// An inventory manifest or data file could not be read.
+    #[error("inventory {path}: {reason}")]
+    Inventory {
+        /// The manifest or data file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The output folder could not be written.
     #[error("{path}: {source}")]
     Io {

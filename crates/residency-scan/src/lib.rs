@@ -19,6 +19,11 @@
 //!   kind ([`Summary`]), once every region was listed;
 //! - `report.html`: a self-contained page a compliance officer reads.
 //!
+//! At provider scale the keys come from the regions' S3 Inventory reports
+//! instead of a LIST ([`inventory`]); each finding is then checked against
+//! the live bucket (a LIST at its key), so that what was deleted or written
+//! again since the inventory is reported as it is now.
+//!
 //! Only objects whose category their key does not fix (no key rule
 //! matches, or an explicit category wins over key rules) are read with a
 //! HEAD, for their stored content type and category.
@@ -28,6 +33,7 @@ mod checkpoint;
 pub mod erase;
 mod error;
 mod finding;
+pub mod inventory;
 mod progress;
 mod reconcile;
 pub mod remediate;

@@ -39,6 +39,29 @@ fn when(unix: u64) -> String {
     httpdate::fmt_http_date(t)
 }
 
+/// One line per region read from an S3 Inventory report.
+fn sources(summary: &Summary) -> Vec<String> {
+    summary
+        .inventory
+        .iter()
+        .map(|n| {
+            format!(
+                "{}: S3 Inventory of bucket {} made {} ({}; {} row(s) in {} file(s), {} other version(s) skipped); findings checked live: {} confirmed, {} deleted since, {} written again since",
+                n.region,
+                n.source_bucket,
+                when(n.created_at),
+                n.manifest,
+                n.rows,
+                n.files,
+                n.skipped,
+                n.confirmed,
+                n.gone_since,
+                n.changed_since
+            )
+        })
+        .collect()
+}
+
 /// The summary table printed at the end of a scan.
 pub fn text(summary: &Summary) -> String {
     let mut o = String::new();
@@ -60,6 +83,9 @@ pub fn text(summary: &Summary) -> String {
             " (INCOMPLETE)"
         }
     );
+    for line in sources(summary) {
+        let _ = writeln!(o, "  {line}");
+    }
     let _ = writeln!(o, "\n{:<26} {:>10}", "FINDING", "OBJECTS");
     for k in FindingKind::ALL {
         let n = summary.findings.get(&k).copied().unwrap_or(0);
@@ -165,6 +191,7 @@ code {{ font-size: 0.9em; word-break: break-all; }}
 <tr><th>Policy SHA-256</th><td><code>{sha}</code></td></tr>
 <tr><th>Scope</th><td>{scope}; regions {regions}</td></tr>
 <tr><th>Keys listed</th><td>{listed} ({bytes})</td></tr>
+{sources}
 <tr><th>Result</th><td class="{class}">{result}</td></tr>
 </table>
 "#,
@@ -180,6 +207,10 @@ code {{ font-size: 0.9em; word-break: break-all; }}
         regions = esc(&summary.regions.join(", ")),
         listed = summary.listed.objects,
         bytes = human_bytes(summary.listed.bytes),
+        sources = sources(summary)
+            .iter()
+            .map(|l| format!("<tr><th>Source</th><td>{}</td></tr>\n", esc(l)))
+            .collect::<String>(),
         class = if total == 0 && summary.complete {
             "clean"
         } else {

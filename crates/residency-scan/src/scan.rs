@@ -20,6 +20,7 @@ use crate::checkpoint::{
 };
 pub use crate::error::ScanError;
 use crate::finding::{Finding, FindingKind};
+use crate::inventory::{InventoryDelta, Manifest};
 use crate::progress::Progress;
 use crate::reconcile::{self, MigrationView, Stored, Verdict};
 use crate::summary::{Summary, UNCLASSIFIED};
@@ -55,6 +56,9 @@ pub struct ScanOptions {
     /// Tests: abort the process (as `kill -9` would) once this many pages
     /// are reconciled and their findings written, before their checkpoint.
     pub abort_after_pages: Option<u64>,
+    /// Region → the S3 Inventory report read instead of listing it. With
+    /// no `regions`, only these regions are scanned.
+    pub inventories: Vec<(String, Manifest)>,
 }
 
 impl ScanOptions {
@@ -72,6 +76,7 @@ impl ScanOptions {
             progress: ProgressMode::Quiet,
             policy_sha256: String::new(),
             abort_after_pages: None,
+            inventories: Vec::new(),
         }
     }
 }
@@ -158,6 +163,32 @@ impl Scanner {
         Ok(self.run(&opts).await?.summary)
     }
 
+    /// The regions asked for: `--region`, else the inventories' regions
+    /// (empty: every region). An inventory's region must be known and
+    /// asked for, once.
+    fn selected(opts: &ScanOptions) -> Result<Vec<String>, ScanError> {
+        let mut seen: Vec<&str> = Vec::new();
+        for (r, m) in &opts.inventories {
+            if seen.contains(&r.as_str()) {
+                return Err(ScanError::Usage(format!(
+                    "two inventories for region {r:?}: give one manifest per region"
+                )));
+            }
+            seen.push(r);
+            if !opts.regions.is_empty() && !opts.regions.contains(r) {
+                return Err(ScanError::Usage(format!(
+                    "the inventory {} is of region {r:?}, which --region leaves out",
+                    m.path.display()
+                )));
+            }
+        }
+        Ok(if opts.regions.is_empty() {
+            opts.inventories.iter().map(|i| i.0.clone()).collect()
+        } else {
+            opts.regions.clone()
+        })
+    }
+
     /// The prefixes that hold `tenant`'s keys (every key without a tenant).
     fn prefixes(tenant: Option<&str>) -> Vec<String> {
         match tenant {
@@ -180,9 +211,10 @@ impl Scanner {
     /// scan; a region or the directory that fails stops the scan (the
     /// checkpoint stays: run again to resume).
     pub async fn run(&self, opts: &ScanOptions) -> Result<Outcome, ScanError> {
+        let selected = Self::selected(opts)?;
         let regions: Vec<(String, Arc<dyn Backend>, RegionId)> = {
             let mut out = Vec::new();
-            for r in &opts.regions {
+            for r in selected.iter().chain(opts.inventories.iter().map(|i| &i.0)) {
                 if !self.backends.iter().any(|(id, _)| id == r) {
                     let known: Vec<&str> = self.backends.iter().map(|b| b.0.as_str()).collect();
                     return Err(ScanError::Usage(format!(
@@ -192,7 +224,7 @@ impl Scanner {
                 }
             }
             for (id, backend) in &self.backends {
-                if !opts.regions.is_empty() && !opts.regions.contains(id) {
+                if !selected.is_empty() && !selected.contains(id) {
                     continue;
                 }
                 let rid = self.policy.region_by_id(id).ok_or_else(|| {
@@ -219,9 +251,23 @@ impl Scanner {
         };
         let (shared, resumed) = match resumed {
             Some(cp) => {
-                if cp.summary.tenant_filter != opts.tenant || cp.summary.regions != region_names {
+                let same_inventories = cp.summary.inventory.len() == opts.inventories.len()
+                    && cp
+                        .summary
+                        .inventory
+                        .iter()
+                        .zip(&opts.inventories)
+                        .all(|(n, (r, m))| {
+                            let now = m.note(r);
+                            (&n.region, &n.manifest, n.created_at)
+                                == (&now.region, &now.manifest, now.created_at)
+                        });
+                if cp.summary.tenant_filter != opts.tenant
+                    || cp.summary.regions != region_names
+                    || !same_inventories
+                {
                     return Err(ScanError::Usage(format!(
-                        "{} holds an unfinished scan of {} in [{}]; resume it with the same --tenant and --region, or start afresh with --restart",
+                        "{} holds an unfinished scan of {} in [{}]; resume it with the same --tenant, --region and --inventory, or start afresh with --restart",
                         opts.out.display(),
                         cp.summary.tenant_filter.as_deref().map_or("every tenant".to_owned(), |t| format!("tenant {t}")),
                         cp.summary.regions.join(", ")
@@ -262,17 +308,33 @@ impl Scanner {
                     policy_sha256: opts.policy_sha256.clone(),
                     tenant_filter: opts.tenant.clone(),
                     regions: region_names.clone(),
+                    inventory: opts.inventories.iter().map(|(r, m)| m.note(r)).collect(),
                     ..Summary::default()
                 }
                 .with_kinds();
                 let mut cursors = Vec::new();
                 for r in &region_names {
+                    if let Some((_, m)) = opts.inventories.iter().find(|i| &i.0 == r) {
+                        for (i, (f, _)) in m.files.iter().enumerate() {
+                            cursors.push(Cursor {
+                                region: r.clone(),
+                                prefix: f.key.clone(),
+                                after: None,
+                                done: false,
+                                file: Some(i),
+                                rows: 0,
+                            });
+                        }
+                        continue;
+                    }
                     for p in Self::prefixes(opts.tenant.as_deref()) {
                         cursors.push(Cursor {
                             region: r.clone(),
                             prefix: p,
                             after: None,
                             done: false,
+                            file: None,
+                            rows: 0,
                         });
                     }
                 }
@@ -395,6 +457,11 @@ impl Ctx<'_> {
             let Some((index, cursor)) = cursor else {
                 return Ok(());
             };
+            if let Some(file) = cursor.file {
+                self.inventory_file(name, backend, rid, (index, file, cursor.rows), &mut cache)
+                    .await?;
+                continue;
+            }
             let mut page = list(&cursor.prefix, cursor.after.clone()).await?;
             loop {
                 let last = page.objects.last().map(|o| o.key.clone());
@@ -411,13 +478,111 @@ impl Ctx<'_> {
                 let objects = std::mem::take(&mut page.objects);
                 let this = self.reconcile_page(name, rid, backend, objects, &mut cache);
                 let (next, reconciled) = futures::join!(next, this);
-                self.apply(name, index, reconciled?, last, done)?;
+                self.apply(name, index, reconciled?, Advance::After(last), done, None)?;
                 match next? {
                     Some(p) => page = p,
                     None => break,
                 }
             }
         }
+    }
+
+    /// Reconciles an inventory data file of `region` from row `rows` on
+    /// (cursor `index`), page by page; each finding is checked against the
+    /// live bucket.
+    async fn inventory_file(
+        &self,
+        name: &str,
+        backend: &dyn Backend,
+        rid: RegionId,
+        (index, file, rows): (usize, usize, u64),
+        cache: &mut TenantCache,
+    ) -> Result<(), ScanError> {
+        let manifest = &self
+            .opts
+            .inventories
+            .iter()
+            .find(|i| i.0 == name)
+            .expect("a region with a file cursor has an inventory")
+            .1;
+        let mut rows = manifest.rows(file, rows)?;
+        let prefixes = Scanner::prefixes(self.opts.tenant.as_deref());
+        let page_size = self.opts.page_size.clamp(1, 1000);
+        loop {
+            let skipped = rows.skipped;
+            let (objects, done) = rows.page(page_size)?;
+            let mut delta = InventoryDelta {
+                rows: objects.len() as u64,
+                skipped: rows.skipped - skipped,
+                ..InventoryDelta::default()
+            };
+            let objects = objects
+                .into_iter()
+                .filter(|o| prefixes.iter().any(|p| o.key.starts_with(p.as_str())))
+                .collect();
+            let page = self
+                .reconcile_page(name, rid, backend, objects, cache)
+                .await?;
+            let page = self
+                .confirm(name, rid, backend, page, cache, &mut delta)
+                .await?;
+            let advance = Advance::Rows(rows.consumed);
+            self.apply(name, index, page, advance, done, Some(delta))?;
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Checks each finding of an inventory page against the live bucket (a
+    /// LIST at its key, at once): one deleted since is left out, one
+    /// written again since is reconciled as it is now.
+    async fn confirm(
+        &self,
+        name: &str,
+        rid: RegionId,
+        backend: &dyn Backend,
+        page: Vec<Reconciled>,
+        cache: &mut TenantCache,
+        delta: &mut InventoryDelta,
+    ) -> Result<Vec<Reconciled>, ScanError> {
+        let live: Vec<Option<Option<ObjectSummary>>> = futures::stream::iter(&page)
+            .map(|r| async move {
+                if r.finding.is_none() {
+                    return Ok::<_, ScanError>(None);
+                }
+                let key = &r.object.key;
+                let req = ListRequest::new(key.as_str()).max_keys(1);
+                let listed =
+                    backend
+                        .list_objects(req)
+                        .await
+                        .map_err(|source| ScanError::Store {
+                            region: name.to_owned(),
+                            source,
+                        })?;
+                Ok(Some(listed.objects.into_iter().find(|o| &o.key == key)))
+            })
+            .buffered(self.opts.parallel.max(1))
+            .try_collect()
+            .await?;
+        let mut out = Vec::with_capacity(page.len());
+        for (r, live) in page.into_iter().zip(live) {
+            match live {
+                None => out.push(r),
+                Some(None) => delta.gone_since += 1,
+                Some(Some(now)) if crate::inventory::unchanged(&r.object, &now) => {
+                    delta.confirmed += 1;
+                    out.push(r);
+                }
+                Some(Some(now)) => {
+                    delta.changed_since += 1;
+                    let pending = self.classify(name, rid, now, cache).await?;
+                    out.extend(self.finish(name, rid, backend, pending).await?);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Reconciles one page's keys, in order (HEADs run at once).
@@ -681,8 +846,9 @@ impl Ctx<'_> {
         region: &str,
         index: usize,
         page: Vec<Reconciled>,
-        last: Option<String>,
+        advance: Advance,
         done: bool,
+        inventory: Option<InventoryDelta>,
     ) -> Result<(), ScanError> {
         let mut guard = self.shared.lock().expect("lock");
         let s = &mut *guard;
@@ -713,9 +879,16 @@ impl Ctx<'_> {
             }
         }
         self.progress.listed(page.len() as u64);
+        if let Some(d) = inventory {
+            if let Some(note) = s.summary.inventory.iter_mut().find(|n| n.region == region) {
+                d.add_to(note);
+            }
+        }
         let c = &mut s.cursors[index];
-        if let Some(last) = last {
-            c.after = Some(last);
+        match advance {
+            Advance::After(Some(last)) => c.after = Some(last),
+            Advance::After(None) => {}
+            Advance::Rows(rows) => c.rows = rows,
         }
         c.done = done;
         s.pages += 1;
@@ -734,6 +907,14 @@ impl Ctx<'_> {
         }
         Ok(())
     }
+}
+
+/// How far a page moves its cursor.
+enum Advance {
+    /// A listing: past this key.
+    After(Option<String>),
+    /// An inventory file: this many rows read.
+    Rows(u64),
 }
 
 /// A listed key before its HEAD (if it needs one).

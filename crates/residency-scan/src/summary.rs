@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::finding::FindingKind;
+use crate::inventory::InventoryNote;
 
 /// Objects and bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +84,10 @@ pub struct Summary {
     pub tenants: BTreeMap<String, TenantSummary>,
     /// Keys no tenant of the directory owns.
     pub unowned: Count,
+    /// The S3 Inventory reports read instead of listing (`--inventory`),
+    /// one per region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inventory: Vec<InventoryNote>,
 }
 
 impl Summary {
