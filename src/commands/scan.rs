@@ -40,8 +40,9 @@ Written to --out (default ./residency-scan):
                    starts afresh)
 
 With --inventory, a region's keys come from its S3 Inventory report (a
-manifest.json and its gzipped CSV files, in a local copy of the inventory's
-destination bucket: `aws s3 sync s3://DEST DIR`) instead of a LIST; each
+manifest.json and its CSV or Parquet files, each checked against its MD5, in
+a local copy of the inventory's destination bucket: `aws s3 sync s3://DEST
+DIR`) instead of a LIST; rows of noncurrent versions are skipped; each
 finding is then checked against the live bucket with a LIST at its key:
 an object deleted since the inventory is left out, one written again since
 is reconciled as it is now. Objects written after the inventory are not in
@@ -53,7 +54,7 @@ decided from the listing alone.
 
 Exit codes: 0 clean, 1 findings (or a region or the directory failed: the
 scan is incomplete, run it again to resume), 2 bad arguments or
-configuration.";
+configuration, or an inventory that cannot be read.";
 
 /// Arguments of `residency scan`.
 #[derive(Args, Debug)]

@@ -103,6 +103,97 @@ fn write_inventory(root: &Path, region: &str, rows: &[Row], files: usize) -> Pat
     manifest
 }
 
+/// The same rows as a Parquet inventory (snappy pages, the columns S3
+/// names), in one data file; returns its manifest.
+fn write_parquet_inventory(root: &Path, rows: &[Row]) -> PathBuf {
+    use parquet::column::writer::ColumnWriter;
+    use parquet::data_type::ByteArray;
+    let schema = "message s3.inventory {
+        required binary bucket (UTF8);
+        required binary key (UTF8);
+        optional boolean is_latest;
+        optional int64 size;
+        optional int64 last_modified_date (TIMESTAMP_MILLIS);
+        optional binary e_tag (UTF8);
+    }";
+    let base = format!("inventories/{INVENTORY_BUCKET}/us-parquet");
+    let key = format!("{base}/data/0000-9a8b.parquet");
+    let path = root.join(&key);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let mut w = parquet::file::writer::SerializedFileWriter::new(
+        std::fs::File::create(&path).expect("data file"),
+        Arc::new(parquet::schema::parser::parse_message_type(schema).expect("schema")),
+        Arc::new(props),
+    )
+    .expect("writer");
+    let mut group = w.next_row_group().expect("row group");
+    let strings = |f: &dyn Fn(&Row) -> String| -> Vec<ByteArray> {
+        rows.iter()
+            .map(|r| ByteArray::from(f(r).as_str()))
+            .collect()
+    };
+    let defined = vec![1i16; rows.len()];
+    let mut column = 0;
+    while let Some(mut c) = group.next_column().expect("column") {
+        match (column, c.untyped()) {
+            (0, ColumnWriter::ByteArrayColumnWriter(w)) => {
+                w.write_batch(&strings(&|_| INVENTORY_BUCKET.to_owned()), None, None)
+            }
+            (1, ColumnWriter::ByteArrayColumnWriter(w)) => {
+                w.write_batch(&strings(&|r| r.key.clone()), None, None)
+            }
+            (2, ColumnWriter::BoolColumnWriter(w)) => {
+                let v: Vec<bool> = rows.iter().map(|r| r.latest).collect();
+                w.write_batch(&v, Some(&defined), None)
+            }
+            (3, ColumnWriter::Int64ColumnWriter(w)) => {
+                let v: Vec<i64> = rows.iter().map(|r| r.size as i64).collect();
+                w.write_batch(&v, Some(&defined), None)
+            }
+            (4, ColumnWriter::Int64ColumnWriter(w)) => {
+                let v: Vec<i64> = rows
+                    .iter()
+                    .map(|r| {
+                        let d = r.last_modified.duration_since(std::time::UNIX_EPOCH);
+                        d.expect("after 1970").as_millis() as i64
+                    })
+                    .collect();
+                w.write_batch(&v, Some(&defined), None)
+            }
+            (5, ColumnWriter::ByteArrayColumnWriter(w)) => {
+                w.write_batch(&strings(&|r| r.etag.clone()), Some(&defined), None)
+            }
+            (n, _) => panic!("column {n} of another type"),
+        }
+        .expect("write column");
+        c.close().expect("close column");
+        column += 1;
+    }
+    group.close().expect("close row group");
+    w.close().expect("close file");
+    let bytes = std::fs::read(&path).expect("data file");
+    let manifest = root.join(format!("{base}/2026-12-06T00-00Z/manifest.json"));
+    std::fs::create_dir_all(manifest.parent().expect("parent")).expect("mkdir");
+    let doc = serde_json::json!({
+        "sourceBucket": INVENTORY_BUCKET,
+        "destinationBucket": "arn:aws:s3:::inventory-destination",
+        "version": "2016-11-30",
+        "creationTimestamp": "1796515200000",
+        "fileFormat": "Parquet",
+        "fileSchema": schema,
+        "files": [{
+            "key": key,
+            "size": bytes.len(),
+            "MD5checksum": hex::encode(md5::Md5::digest(&bytes)),
+        }],
+    });
+    std::fs::write(&manifest, doc.to_string()).expect("manifest");
+    manifest
+}
+
 fn note<'a>(summary: &'a serde_json::Value, region: &str) -> &'a serde_json::Value {
     summary["inventory"]
         .as_array()
@@ -166,6 +257,7 @@ async fn an_inventory_scan_finds_what_a_listing_finds_and_checks_its_findings_li
         });
     }
     let us = write_inventory(&root, "us", &us_rows, 2);
+    let us_parquet = write_parquet_inventory(&root, &us_rows);
     // After the inventory: one object written again, one new (not in it).
     env.backend("us")
         .put_object(
@@ -247,6 +339,26 @@ async fn an_inventory_scan_finds_what_a_listing_finds_and_checks_its_findings_li
     // One tenant: only its rows are reconciled.
     let o = inv("globex", &["--tenant", "globex"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", says(&o));
+
+    // The same US rows as Parquet: the same US findings and counts.
+    let pq = format!("us={}", us_parquet.display());
+    let o = env.scan(&env.config, "parquet", &["--inventory", &pq], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", says(&o));
+    let (from_parquet, _) = findings(&env.dir.path().join("parquet/findings.jsonl"));
+    let us_wanted: BTreeSet<Seen> = wanted.iter().filter(|f| f.1 == "us").cloned().collect();
+    assert_eq!(set(&from_parquet), us_wanted);
+    let p = read_summary(&env.dir.path().join("parquet"));
+    let (a, b) = (note(&p, "us"), note(&summary, "us"));
+    for field in [
+        "rows",
+        "skipped",
+        "confirmed",
+        "gone_since",
+        "changed_since",
+    ] {
+        assert_eq!(a[field], b[field], "{field}: parquet {a} csv {b}");
+    }
+    assert_eq!(p["tenants"]["globex"], summary["tenants"]["globex"]);
 
     // A manifest without a region, whose bucket both regions use: which
     // region it lists must be said.

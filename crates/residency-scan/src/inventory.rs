@@ -7,7 +7,11 @@
 //! module reads a manifest from a local copy of the destination bucket (as
 //! `aws s3 sync s3://DEST DIR` leaves it), checks each data file's MD5,
 //! and streams its rows as [`ObjectSummary`]s: gzipped CSV, whose keys are
-//! URL-encoded (form encoding: `+` is a space).
+//! URL-encoded (form encoding: `+` is a space), and (the `parquet` cargo
+//! feature, on by default) Parquet, whose columns are named in the file
+//! (`key`, `size`, `last_modified_date`, `e_tag`, `is_latest`,
+//! `is_delete_marker`) and whose keys are plain; snappy, gzip, LZ4 or
+//! uncompressed pages. ORC is not read.
 //!
 //! Rows of noncurrent versions and delete markers (inventories "with all
 //! versions") are skipped: the scan, like a LIST, reconciles what a GET
@@ -75,7 +79,17 @@ pub struct Manifest {
     pub created_at: SystemTime,
     /// The data files, each with where it was found on disk.
     pub files: Vec<(DataFile, PathBuf)>,
-    columns: Columns,
+    format: Format,
+}
+
+/// The data files' format.
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    /// CSV (gzipped or not), its columns named by `fileSchema`.
+    Csv(Columns),
+    /// Parquet: the columns are named in each file.
+    #[cfg(feature = "parquet")]
+    Parquet,
 }
 
 /// What `summary.json` records of an inventory a scan read.
@@ -156,16 +170,25 @@ impl Manifest {
         let bytes = std::fs::read(path).map_err(|e| bad(path, e))?;
         let raw: RawManifest = serde_json::from_slice(&bytes)
             .map_err(|e| bad(path, format!("not an S3 Inventory manifest: {e}")))?;
-        if !raw.file_format.eq_ignore_ascii_case("CSV") {
-            return Err(bad(
-                path,
-                format!(
-                    "fileFormat {:?}: the scan reads CSV inventories (configure the inventory with the CSV format)",
-                    raw.file_format
-                ),
-            ));
-        }
-        let columns = Columns::parse(&raw.file_schema).map_err(|e| bad(path, e))?;
+        let format = match raw.file_format.to_ascii_lowercase().as_str() {
+            "csv" => Format::Csv(Columns::parse(&raw.file_schema).map_err(|e| bad(path, e))?),
+            #[cfg(feature = "parquet")]
+            "parquet" => Format::Parquet,
+            _ => {
+                return Err(bad(
+                    path,
+                    format!(
+                        "fileFormat {:?}: the scan reads {} inventories (configure the inventory with that format)",
+                        raw.file_format,
+                        if cfg!(feature = "parquet") {
+                            "CSV and Parquet"
+                        } else {
+                            "CSV (this build was made without the parquet feature)"
+                        }
+                    ),
+                ))
+            }
+        };
         let millis: u64 = raw.creation_timestamp.trim().parse().map_err(|_| {
             bad(
                 path,
@@ -199,7 +222,7 @@ impl Manifest {
             source_bucket: raw.source_bucket,
             created_at: UNIX_EPOCH + Duration::from_millis(millis),
             files,
-            columns,
+            format,
         })
     }
 
@@ -235,25 +258,38 @@ impl Manifest {
             }
         }
         let f = File::open(path).map_err(|e| bad(path, e))?;
-        let reader: Box<dyn Read + Send> = if is_gzip(path).map_err(|e| bad(path, e))? {
-            Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(f)))
-        } else {
-            Box::new(BufReader::new(f))
+        let source = match self.format {
+            Format::Csv(columns) => {
+                let reader: Box<dyn Read + Send> = if is_gzip(path).map_err(|e| bad(path, e))? {
+                    Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(f)))
+                } else {
+                    Box::new(BufReader::new(f))
+                };
+                let csv = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .flexible(true)
+                    .from_reader(reader);
+                Source::Csv {
+                    csv: Box::new(csv),
+                    record: csv::StringRecord::new(),
+                    columns,
+                }
+            }
+            #[cfg(feature = "parquet")]
+            Format::Parquet => Source::Parquet(Box::new(
+                parquet::file::reader::SerializedFileReader::new(f)
+                    .map_err(|e| bad(path, format!("not a Parquet file: {e}")))?
+                    .into_iter(),
+            )),
         };
-        let csv = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(reader);
         let mut rows = Rows {
-            csv,
-            record: csv::StringRecord::new(),
-            columns: self.columns,
+            source,
             path: path.clone(),
             consumed: 0,
             skipped: 0,
         };
         while rows.consumed < skip {
-            if !rows.advance()? {
+            if rows.advance()?.is_none() {
                 break;
             }
         }
@@ -316,11 +352,24 @@ impl Columns {
     }
 }
 
+/// Where a data file's rows come from.
+enum Source {
+    Csv {
+        csv: Box<csv::Reader<Box<dyn Read + Send>>>,
+        record: csv::StringRecord,
+        columns: Columns,
+    },
+    #[cfg(feature = "parquet")]
+    Parquet(Box<parquet::record::reader::RowIter<'static>>),
+}
+
+/// One row, as the scan needs it; `None`: a noncurrent version or a
+/// delete marker.
+type Parsed = Option<ObjectSummary>;
+
 /// The rows of one data file, read as needed.
 pub(crate) struct Rows {
-    csv: csv::Reader<Box<dyn Read + Send>>,
-    record: csv::StringRecord,
-    columns: Columns,
+    source: Source,
     path: PathBuf,
     /// Rows read so far (skipped ones included): where a resumed scan
     /// starts.
@@ -330,83 +379,119 @@ pub(crate) struct Rows {
 }
 
 impl Rows {
-    /// Reads one row; `false` at the end of the file.
-    fn advance(&mut self) -> Result<bool, ScanError> {
-        match self.csv.read_record(&mut self.record) {
-            Ok(more) => {
-                if more {
-                    self.consumed += 1;
-                }
-                Ok(more)
-            }
-            Err(e) => Err(bad(&self.path, format!("row {}: {e}", self.consumed + 1))),
-        }
+    /// Reads one row; `None` at the end of the file.
+    fn advance(&mut self) -> Result<Option<Parsed>, ScanError> {
+        let row = self.consumed + 1;
+        let parsed = match &mut self.source {
+            Source::Csv {
+                csv,
+                record,
+                columns,
+            } => match csv.read_record(record) {
+                Ok(false) => return Ok(None),
+                Ok(true) => csv_row(record, columns),
+                Err(e) => Err(e.to_string()),
+            },
+            #[cfg(feature = "parquet")]
+            Source::Parquet(rows) => match rows.next() {
+                None => return Ok(None),
+                Some(Ok(r)) => parquet_row(&r),
+                Some(Err(e)) => Err(e.to_string()),
+            },
+        };
+        self.consumed = row;
+        parsed
+            .map(Some)
+            .map_err(|e| bad(&self.path, format!("row {row}: {e}")))
     }
 
     /// Up to `max` current objects (rows of other versions are skipped),
     /// and whether the file ended.
     ///
     /// # Errors
-    /// [`ScanError::Inventory`]: a row that is not CSV, has fewer columns
-    /// than the schema, or a key that does not decode.
+    /// [`ScanError::Inventory`]: a row that cannot be read, has fewer
+    /// columns than the schema, or a key that does not decode.
     pub(crate) fn page(&mut self, max: usize) -> Result<(Vec<ObjectSummary>, bool), ScanError> {
         let mut out = Vec::with_capacity(max.min(1024));
         while out.len() < max {
-            if !self.advance()? {
-                return Ok((out, true));
+            match self.advance()? {
+                None => return Ok((out, true)),
+                Some(None) => self.skipped += 1,
+                Some(Some(o)) => out.push(o),
             }
-            let row = self.consumed;
-            let r = &self.record;
-            let c = &self.columns;
-            if r.len() < c.count {
-                return Err(bad(
-                    &self.path,
-                    format!(
-                        "row {row} has {} column(s), the schema {}",
-                        r.len(),
-                        c.count
-                    ),
-                ));
-            }
-            let field = |i: Option<usize>| i.map(|i| r.get(i).unwrap_or("").trim());
-            if field(c.is_latest).is_some_and(|v| v.eq_ignore_ascii_case("false"))
-                || field(c.is_delete_marker).is_some_and(|v| v.eq_ignore_ascii_case("true"))
-            {
-                self.skipped += 1;
-                continue;
-            }
-            let key = decode_key(r.get(c.key).unwrap_or(""))
-                .map_err(|e| bad(&self.path, format!("row {row}: {e}")))?;
-            let size = match field(c.size) {
-                None | Some("") => 0,
-                Some(s) => s
-                    .parse()
-                    .map_err(|_| bad(&self.path, format!("row {row}: Size {s:?}")))?,
-            };
-            let last_modified = match field(c.last_modified) {
-                None | Some("") => UNIX_EPOCH,
-                Some(s) => chrono::DateTime::parse_from_rfc3339(s)
-                    .map_err(|e| {
-                        bad(
-                            &self.path,
-                            format!("row {row}: LastModifiedDate {s:?}: {e}"),
-                        )
-                    })?
-                    .into(),
-            };
-            let etag = field(c.etag)
-                .filter(|e| !e.is_empty())
-                .map(|e| format!("\"{}\"", e.trim_matches('"')))
-                .unwrap_or_default();
-            out.push(ObjectSummary {
-                key,
-                size,
-                etag,
-                last_modified,
-            });
         }
         Ok((out, false))
     }
+}
+
+fn csv_row(r: &csv::StringRecord, c: &Columns) -> Result<Parsed, String> {
+    if r.len() < c.count {
+        return Err(format!("{} column(s), the schema {}", r.len(), c.count));
+    }
+    let field = |i: Option<usize>| i.map(|i| r.get(i).unwrap_or("").trim());
+    if field(c.is_latest).is_some_and(|v| v.eq_ignore_ascii_case("false"))
+        || field(c.is_delete_marker).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        return Ok(None);
+    }
+    let key = decode_key(r.get(c.key).unwrap_or(""))?;
+    let size = match field(c.size) {
+        None | Some("") => 0,
+        Some(s) => s.parse().map_err(|_| format!("Size {s:?}"))?,
+    };
+    let last_modified = match field(c.last_modified) {
+        None | Some("") => UNIX_EPOCH,
+        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map_err(|e| format!("LastModifiedDate {s:?}: {e}"))?
+            .into(),
+    };
+    Ok(Some(ObjectSummary {
+        key,
+        size,
+        etag: quoted(field(c.etag).unwrap_or("")),
+        last_modified,
+    }))
+}
+
+/// An ETag as a listing has it (quoted), or empty.
+fn quoted(etag: &str) -> String {
+    let e = etag.trim().trim_matches('"');
+    if e.is_empty() {
+        String::new()
+    } else {
+        format!("\"{e}\"")
+    }
+}
+
+#[cfg(feature = "parquet")]
+fn parquet_row(row: &parquet::record::Row) -> Result<Parsed, String> {
+    use parquet::record::Field;
+    let mut key = None;
+    let mut out = ObjectSummary {
+        key: String::new(),
+        size: 0,
+        etag: String::new(),
+        last_modified: UNIX_EPOCH,
+    };
+    for (name, field) in row.get_column_iter() {
+        match (name.as_str(), field) {
+            ("key", Field::Str(k)) => key = Some(k.clone()),
+            ("is_latest", Field::Bool(false)) | ("is_delete_marker", Field::Bool(true)) => {
+                return Ok(None)
+            }
+            ("size", Field::Long(n)) => {
+                out.size = u64::try_from(*n).map_err(|_| format!("size {n}"))?;
+            }
+            ("last_modified_date", Field::TimestampMillis(ms)) => {
+                let ms = u64::try_from(*ms).map_err(|_| format!("last_modified_date {ms}"))?;
+                out.last_modified = UNIX_EPOCH + Duration::from_millis(ms);
+            }
+            ("e_tag", Field::Str(e)) => out.etag = quoted(e),
+            _ => {}
+        }
+    }
+    out.key = key.ok_or("no key column (a UTF-8 string named key)")?;
+    Ok(Some(out))
 }
 
 /// A CSV inventory key: URL-encoded, `+` for a space.
