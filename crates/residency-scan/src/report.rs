@@ -116,6 +116,14 @@ pub fn text(summary: &Summary) -> String {
             let _ = writeln!(o);
         }
     }
+    if summary.shared_records.objects > 0 {
+        let _ = writeln!(
+            o,
+            "(shared records)     {} key(s), {}",
+            summary.shared_records.objects,
+            human_bytes(summary.shared_records.bytes)
+        );
+    }
     if summary.unowned.objects > 0 {
         let _ = writeln!(
             o,
@@ -270,6 +278,14 @@ code {{ font-size: 0.9em; word-break: break-all; }}
             h.push_str("</tr>\n");
         }
         h.push_str("</table>\n");
+    }
+    if summary.shared_records.objects > 0 {
+        let _ = writeln!(
+            h,
+            "<p>Records of no one tenant (transparency reports): {} ({}).</p>",
+            summary.shared_records.objects,
+            human_bytes(summary.shared_records.bytes)
+        );
     }
     if summary.unowned.objects > 0 {
         let _ = writeln!(

@@ -84,6 +84,10 @@ pub struct Summary {
     pub tenants: BTreeMap<String, TenantSummary>,
     /// Keys no tenant of the directory owns.
     pub unowned: Count,
+    /// Records of no one tenant (the transparency reports under
+    /// `_disclosure/_reports/`).
+    #[serde(default)]
+    pub shared_records: Count,
     /// The S3 Inventory reports read instead of listing (`--inventory`),
     /// one per region.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
