@@ -505,6 +505,12 @@ async fn a_clean_bucket_scans_clean_and_writes_metrics() {
         ("eu", "acme/tickets/1.json", "application/json"),
         ("us", "acme/talk/voicemails/1.wav", "audio/wav"),
         ("us", "globex/tickets/1.json", "application/json"),
+        // A transparency report: a record of no one tenant.
+        (
+            "eu",
+            "_disclosure/_reports/2026-H1.json",
+            "application/json",
+        ),
     ])
     .await;
     let metrics = env.dir.path().join("scan.prom");
@@ -516,14 +522,16 @@ async fn a_clean_bucket_scans_clean_and_writes_metrics() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", says(&o));
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).expect("--json");
-    assert_eq!(summary["listed"]["objects"], 3);
+    assert_eq!(summary["listed"]["objects"], 4);
+    assert_eq!(summary["shared_records"]["objects"], 1);
+    assert_eq!(summary["unowned"]["objects"], 0);
     assert_eq!(summary["complete"], true);
     let m = std::fs::read_to_string(&metrics).expect("metrics file");
     assert!(
         m.contains("residency_scan_findings{kind=\"misplaced\"} 0"),
         "{m}"
     );
-    assert!(m.contains("residency_scan_objects 3"), "{m}");
+    assert!(m.contains("residency_scan_objects 4"), "{m}");
     // Drift appears: the next scan says so.
     env.put("us", "acme/tickets/9.json", "application/json", &[])
         .await;
