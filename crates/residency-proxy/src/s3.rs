@@ -2,9 +2,7 @@
 //! tenant that owns the virtual bucket, and goes through the same
 //! `RoutingLayer` an embedded user would use.
 
-use residency_store::{
-    ByteRange, Checksums, CompletedPart, ListRequest, Operation, Outcome, PutMeta,
-};
+use residency_store::{ByteRange, Checksums, CompletedPart, Operation, Outcome, PutMeta};
 use residency_tower::directory::ActsFor;
 use residency_tower::{
     RegionalDispatch, Resolved, RoutingService, RulesetHandle, StorageRequest, StorageResponse,
@@ -17,6 +15,7 @@ use crate::body::{incoming, BodyFailure};
 use crate::error::to_s3;
 
 mod input;
+mod list;
 mod output;
 
 use input::{
@@ -286,66 +285,21 @@ impl S3 for Gateway {
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
-        let (input, tenant) = bucket_input!(self, req);
-        check_list_param("prefix", input.prefix.as_deref())?;
-        check_list_param("delimiter", input.delimiter.as_deref())?;
-        check_list_param("start-after", input.start_after.as_deref())?;
-        check_list_param("continuation-token", input.continuation_token.as_deref())?;
-        let max_keys = input.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
-        let mut request =
-            ListRequest::new(input.prefix.clone().unwrap_or_default()).max_keys(max_keys.max(1));
-        if let Some(d) = &input.delimiter {
-            request = request.delimiter(d.clone());
-        }
-        request = request.continuation_token(input.continuation_token.clone());
-        if let Some(s) = &input.start_after {
-            request = request.start_after(s.clone());
-        }
-        let r = self
-            .run(StorageRequest::for_resolved(
-                tenant,
-                Operation::List { request },
-            ))
-            .await?;
-        let page = outcome!(r.outcome, List);
-        let contents: Vec<Object> = page
-            .objects
-            .iter()
-            .take(max_keys)
-            .map(|o| Object {
-                key: Some(o.key.clone()),
-                size: Some(o.size as i64),
-                e_tag: Some(etag(&o.etag)),
-                last_modified: Some(Timestamp::from(o.last_modified)),
-                storage_class: Some(ObjectStorageClass::from_static(
-                    ObjectStorageClass::STANDARD,
-                )),
-                ..Default::default()
-            })
-            .collect();
-        let prefixes: Vec<CommonPrefix> = page
-            .common_prefixes
-            .iter()
-            .map(|p| CommonPrefix {
-                prefix: Some(p.clone()),
-            })
-            .collect();
-        let key_count = (contents.len() + prefixes.len()) as i32;
-        Ok(S3Response::new(ListObjectsV2Output {
-            name: Some(input.bucket),
-            prefix: input.prefix,
-            delimiter: input.delimiter,
-            max_keys: Some(max_keys as i32),
-            key_count: Some(key_count),
-            continuation_token: input.continuation_token,
-            start_after: input.start_after,
-            is_truncated: Some(page.next_continuation_token.is_some()),
-            next_continuation_token: page.next_continuation_token,
-            contents: Some(contents),
-            common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
-            encoding_type: input.encoding_type,
-            ..Default::default()
-        }))
+        list::v2(self, req).await
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        list::v1(self, req).await
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        list::versions(self, req).await
     }
 
     async fn copy_object(

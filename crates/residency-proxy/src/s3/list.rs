@@ -1,0 +1,309 @@
+//! The listings a client may ask for, over the tenant's keys in every
+//! region it may have data in: ListObjectsV2, ListObjects (v1, still the
+//! default of many tools) and ListObjectVersions (the buckets are not
+//! versioned: each object is its own `null` version, as S3 answers for an
+//! unversioned bucket; tools and test suites clean up with it).
+//!
+//! With `encoding-type=url` (botocore asks for it on every listing and
+//! decodes the answer) the keys, prefixes, markers and the delimiter are
+//! percent-encoded in the answer, as S3 does.
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use residency_store::{ListPage, ListRequest, Operation, Outcome};
+use residency_tower::{Resolved, StorageRequest};
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result};
+
+use super::input::{bucket_input, check_list_param};
+use super::output::{self, etag, outcome};
+use super::Gateway;
+
+/// What stays literal in an url-encoded listing: the unreserved characters
+/// (`/` is encoded, as Garage does: botocore leaves a v1 answer's `Prefix`
+/// encoded, so the client sees the same string either way).
+const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Encodes `s` when the client asked for `encoding-type=url`.
+struct Encode(bool);
+
+impl Encode {
+    fn of(t: Option<&EncodingType>) -> Encode {
+        Encode(t.is_some_and(|t| t.as_str() == EncodingType::URL))
+    }
+
+    fn s(&self, s: String) -> String {
+        if self.0 {
+            utf8_percent_encode(&s, KEEP).to_string()
+        } else {
+            s
+        }
+    }
+
+    fn opt(&self, s: Option<String>) -> Option<String> {
+        s.map(|s| self.s(s))
+    }
+}
+
+/// One page of the tenant's keys.
+struct Page {
+    page: ListPage,
+    max_keys: usize,
+}
+
+impl Page {
+    /// Lists up to `max_keys` (0-1000) keys and common prefixes after
+    /// `start_after` or from `token`.
+    async fn list(
+        gw: &Gateway,
+        tenant: Resolved,
+        prefix: Option<&str>,
+        delimiter: Option<&str>,
+        after: Option<String>,
+        token: Option<String>,
+        max_keys: Option<i32>,
+    ) -> S3Result<Page> {
+        check_list_param("prefix", prefix)?;
+        check_list_param("delimiter", delimiter)?;
+        check_list_param("marker", after.as_deref())?;
+        check_list_param("continuation-token", token.as_deref())?;
+        let max_keys = max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
+        let prefix = prefix.unwrap_or_default();
+        let mut request = ListRequest::new(prefix).max_keys(max_keys.max(1));
+        if let Some(d) = delimiter {
+            request = request.delimiter(d.to_owned());
+        }
+        request = request.continuation_token(token);
+        if let Some(a) = after {
+            request = request.start_after(past_rolled_up(a, prefix, delimiter));
+        }
+        let r = gw
+            .run(StorageRequest::for_resolved(
+                tenant,
+                Operation::List { request },
+            ))
+            .await?;
+        let page = outcome!(r.outcome, List);
+        Ok(Page { page, max_keys })
+    }
+
+    fn truncated(&self) -> bool {
+        self.page.next_continuation_token.is_some()
+    }
+
+    fn objects(&self) -> impl Iterator<Item = &residency_store::ObjectSummary> {
+        self.page.objects.iter().take(self.max_keys)
+    }
+
+    fn prefixes(&self, enc: &Encode) -> Option<Vec<CommonPrefix>> {
+        let p: Vec<CommonPrefix> = self
+            .page
+            .common_prefixes
+            .iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(enc.s(p.clone())),
+            })
+            .collect();
+        (!p.is_empty()).then_some(p)
+    }
+
+    /// The greatest key or common prefix of the page: where the next page
+    /// starts.
+    fn last(&self) -> Option<String> {
+        let key = self.objects().last().map(|o| &o.key);
+        let prefix = self.page.common_prefixes.last();
+        key.into_iter().chain(prefix).max().cloned()
+    }
+}
+
+/// A marker that is itself a common prefix (`photos/` with delimiter `/`)
+/// means "after every key that rolls up into it": listing after the
+/// greatest string that starts with it skips them, as S3 does.
+fn past_rolled_up(marker: String, prefix: &str, delimiter: Option<&str>) -> String {
+    let rolled_up = delimiter.filter(|d| !d.is_empty()).is_some_and(|d| {
+        marker
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.find(d).map(|i| i + d.len() == rest.len()))
+            .unwrap_or(false)
+    });
+    if rolled_up {
+        format!("{marker}{}", char::MAX)
+    } else {
+        marker
+    }
+}
+
+fn object(o: &residency_store::ObjectSummary, enc: &Encode) -> Object {
+    Object {
+        key: Some(enc.s(o.key.clone())),
+        size: Some(o.size as i64),
+        e_tag: Some(etag(&o.etag)),
+        last_modified: Some(Timestamp::from(o.last_modified)),
+        storage_class: Some(ObjectStorageClass::from_static(
+            ObjectStorageClass::STANDARD,
+        )),
+        ..Default::default()
+    }
+}
+
+pub(super) async fn v2(
+    gw: &Gateway,
+    req: S3Request<ListObjectsV2Input>,
+) -> S3Result<S3Response<ListObjectsV2Output>> {
+    let (input, tenant) = bucket_input!(gw, req);
+    let page = Page::list(
+        gw,
+        tenant,
+        input.prefix.as_deref(),
+        input.delimiter.as_deref(),
+        input.start_after.clone(),
+        input.continuation_token.clone(),
+        input.max_keys,
+    )
+    .await?;
+    let enc = Encode::of(input.encoding_type.as_ref());
+    let contents: Vec<Object> = page.objects().map(|o| object(o, &enc)).collect();
+    let prefixes = page.prefixes(&enc);
+    let key_count = (contents.len() + prefixes.as_ref().map_or(0, Vec::len)) as i32;
+    Ok(S3Response::new(ListObjectsV2Output {
+        name: Some(input.bucket),
+        prefix: enc.opt(input.prefix),
+        delimiter: enc.opt(input.delimiter),
+        max_keys: Some(page.max_keys as i32),
+        key_count: Some(key_count),
+        continuation_token: input.continuation_token,
+        start_after: enc.opt(input.start_after),
+        is_truncated: Some(page.truncated()),
+        next_continuation_token: page.page.next_continuation_token.clone(),
+        contents: Some(contents),
+        common_prefixes: prefixes,
+        encoding_type: input.encoding_type,
+        ..Default::default()
+    }))
+}
+
+/// ListObjects (v1): `marker` instead of a continuation token;
+/// `NextMarker` only with a delimiter (S3's documented answer: without
+/// one, the client continues from the last key).
+pub(super) async fn v1(
+    gw: &Gateway,
+    req: S3Request<ListObjectsInput>,
+) -> S3Result<S3Response<ListObjectsOutput>> {
+    let (input, tenant) = bucket_input!(gw, req);
+    let marker = input.marker.clone().filter(|m| !m.is_empty());
+    let page = Page::list(
+        gw,
+        tenant,
+        input.prefix.as_deref(),
+        input.delimiter.as_deref(),
+        marker,
+        None,
+        input.max_keys,
+    )
+    .await?;
+    let enc = Encode::of(input.encoding_type.as_ref());
+    let next_marker = (page.truncated() && input.delimiter.is_some())
+        .then(|| page.last())
+        .flatten();
+    Ok(S3Response::new(ListObjectsOutput {
+        name: Some(input.bucket),
+        prefix: Some(enc.s(input.prefix.unwrap_or_default())),
+        delimiter: enc.opt(input.delimiter),
+        marker: Some(enc.s(input.marker.unwrap_or_default())),
+        next_marker: enc.opt(next_marker),
+        max_keys: Some(page.max_keys as i32),
+        is_truncated: Some(page.truncated()),
+        contents: Some(page.objects().map(|o| object(o, &enc)).collect()),
+        common_prefixes: page.prefixes(&enc),
+        encoding_type: input.encoding_type,
+        ..Default::default()
+    }))
+}
+
+/// ListObjectVersions of an unversioned bucket: each object as its `null`
+/// version (the latest), no delete markers.
+pub(super) async fn versions(
+    gw: &Gateway,
+    req: S3Request<ListObjectVersionsInput>,
+) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+    let (input, tenant) = bucket_input!(gw, req);
+    let key_marker = input.key_marker.clone().filter(|m| !m.is_empty());
+    // Each key has one version: after (key, its version) is after the key.
+    let page = Page::list(
+        gw,
+        tenant,
+        input.prefix.as_deref(),
+        input.delimiter.as_deref(),
+        key_marker,
+        None,
+        input.max_keys,
+    )
+    .await?;
+    let enc = Encode::of(input.encoding_type.as_ref());
+    let versions: Vec<ObjectVersion> = page
+        .objects()
+        .map(|o| ObjectVersion {
+            key: Some(enc.s(o.key.clone())),
+            size: Some(o.size as i64),
+            e_tag: Some(etag(&o.etag)),
+            last_modified: Some(Timestamp::from(o.last_modified)),
+            is_latest: Some(true),
+            version_id: Some("null".to_owned()),
+            storage_class: Some(ObjectVersionStorageClass::from_static(
+                ObjectVersionStorageClass::STANDARD,
+            )),
+            ..Default::default()
+        })
+        .collect();
+    let (next_key, next_version) = if page.truncated() {
+        let last = page.last();
+        let is_key = last
+            .as_ref()
+            .is_some_and(|l| page.objects().last().is_some_and(|o| &o.key == l));
+        (last, is_key.then(|| "null".to_owned()))
+    } else {
+        (None, None)
+    };
+    Ok(S3Response::new(ListObjectVersionsOutput {
+        name: Some(input.bucket),
+        prefix: Some(enc.s(input.prefix.unwrap_or_default())),
+        delimiter: enc.opt(input.delimiter),
+        key_marker: Some(enc.s(input.key_marker.unwrap_or_default())),
+        version_id_marker: Some(input.version_id_marker.unwrap_or_default()),
+        next_key_marker: enc.opt(next_key),
+        next_version_id_marker: next_version,
+        max_keys: Some(page.max_keys as i32),
+        is_truncated: Some(page.truncated()),
+        versions: Some(versions),
+        common_prefixes: page.prefixes(&enc),
+        encoding_type: input.encoding_type,
+        ..Default::default()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_marker_that_is_a_common_prefix_skips_its_keys() {
+        let past = past_rolled_up("p/photos/".into(), "p/", Some("/"));
+        assert!(past.as_str() > "p/photos/zzzz/last.jpg");
+        assert!(past.as_str() < "p/photos0");
+        assert_eq!(
+            past_rolled_up("p/photos/a.jpg".into(), "p/", Some("/")),
+            "p/photos/a.jpg"
+        );
+        assert_eq!(past_rolled_up("p/photos/".into(), "p/", None), "p/photos/");
+    }
+
+    #[test]
+    fn url_encoding_encodes_slash_plus_space_and_percent() {
+        let enc = Encode(true);
+        assert_eq!(enc.s("a/b c+d%e".into()), "a%2Fb%20c%2Bd%25e");
+        assert_eq!(Encode(false).s("a b".into()), "a b");
+    }
+}
