@@ -78,29 +78,14 @@ fn write_inventory(root: &Path, region: &str, rows: &[Row], files: usize) -> Pat
         let path = root.join(&key);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         std::fs::write(&path, &bytes).expect("data file");
-        entries.push(serde_json::json!({
-            "key": key,
-            "size": bytes.len(),
-            "MD5checksum": hex::encode(md5::Md5::digest(&bytes)),
-        }));
+        entries.push(entry(&key, &bytes));
     }
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis();
-    let manifest = root.join(format!("{base}/2026-12-06T00-00Z/manifest.json"));
-    std::fs::create_dir_all(manifest.parent().expect("parent")).expect("mkdir");
-    let doc = serde_json::json!({
-        "sourceBucket": INVENTORY_BUCKET,
-        "destinationBucket": "arn:aws:s3:::inventory-destination",
-        "version": "2016-11-30",
-        "creationTimestamp": created.to_string(),
-        "fileFormat": "CSV",
-        "fileSchema": "Bucket, Key, IsLatest, Size, LastModifiedDate, ETag",
-        "files": entries,
-    });
-    std::fs::write(&manifest, doc.to_string()).expect("manifest");
-    manifest
+    let schema = "Bucket, Key, IsLatest, Size, LastModifiedDate, ETag";
+    write_manifest(root, &base, ("CSV", schema), created, entries)
 }
 
 /// The same rows as a Parquet inventory (snappy pages, the columns S3
@@ -175,23 +160,41 @@ fn write_parquet_inventory(root: &Path, rows: &[Row]) -> PathBuf {
     group.close().expect("close row group");
     w.close().expect("close file");
     let bytes = std::fs::read(&path).expect("data file");
+    let files = vec![entry(&key, &bytes)];
+    write_manifest(root, &base, ("Parquet", schema), 1_796_515_200_000, files)
+}
+
+/// Writes the manifest of an inventory's data files (`[{key, size,
+/// MD5checksum}]`) under `root/base` and returns its path.
+fn write_manifest(
+    root: &Path,
+    base: &str,
+    (format, schema): (&str, &str),
+    created_ms: u128,
+    files: Vec<serde_json::Value>,
+) -> PathBuf {
     let manifest = root.join(format!("{base}/2026-12-06T00-00Z/manifest.json"));
     std::fs::create_dir_all(manifest.parent().expect("parent")).expect("mkdir");
     let doc = serde_json::json!({
         "sourceBucket": INVENTORY_BUCKET,
         "destinationBucket": "arn:aws:s3:::inventory-destination",
         "version": "2016-11-30",
-        "creationTimestamp": "1796515200000",
-        "fileFormat": "Parquet",
+        "creationTimestamp": created_ms.to_string(),
+        "fileFormat": format,
         "fileSchema": schema,
-        "files": [{
-            "key": key,
-            "size": bytes.len(),
-            "MD5checksum": hex::encode(md5::Md5::digest(&bytes)),
-        }],
+        "files": files,
     });
     std::fs::write(&manifest, doc.to_string()).expect("manifest");
     manifest
+}
+
+/// A manifest's entry for a data file of `bytes`.
+fn entry(key: &str, bytes: &[u8]) -> serde_json::Value {
+    serde_json::json!({
+        "key": key,
+        "size": bytes.len(),
+        "MD5checksum": hex::encode(md5::Md5::digest(bytes)),
+    })
 }
 
 fn note<'a>(summary: &'a serde_json::Value, region: &str) -> &'a serde_json::Value {

@@ -49,6 +49,14 @@ pub enum ScanError {
 }
 
 impl ScanError {
+    /// A region's backend failed.
+    pub(crate) fn store(region: &str) -> impl FnOnce(StoreError) -> ScanError + '_ {
+        move |source| ScanError::Store {
+            region: region.to_owned(),
+            source,
+        }
+    }
+
     pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ScanError + '_ {
         move |source| ScanError::Io {
             path: path.to_owned(),

@@ -72,10 +72,7 @@ impl Ctx<'_> {
                 backend
                     .list_objects(req)
                     .await
-                    .map_err(|source| ScanError::Store {
-                        region: name.to_owned(),
-                        source,
-                    })
+                    .map_err(ScanError::store(name))
             }
         };
         loop {
@@ -186,14 +183,10 @@ impl Ctx<'_> {
                 }
                 let key = &r.object.key;
                 let req = ListRequest::new(key.as_str()).max_keys(1);
-                let listed =
-                    backend
-                        .list_objects(req)
-                        .await
-                        .map_err(|source| ScanError::Store {
-                            region: name.to_owned(),
-                            source,
-                        })?;
+                let listed = backend
+                    .list_objects(req)
+                    .await
+                    .map_err(ScanError::store(name))?;
                 Ok(Some(listed.objects.into_iter().find(|o| &o.key == key)))
             })
             .buffered(self.opts.parallel.max(1))
@@ -356,12 +349,7 @@ impl Ctx<'_> {
         let info = match backend.head_object(&object.key).await {
             Ok(info) => info,
             Err(StoreError::NotFound { .. }) => return Ok(None),
-            Err(source) => {
-                return Err(ScanError::Store {
-                    region: region.to_owned(),
-                    source,
-                })
-            }
+            Err(source) => return Err(ScanError::store(region)(source)),
         };
         let key = &object.key[tenant.id().len() + 1..];
         let v = reconcile::object_as_stored(
