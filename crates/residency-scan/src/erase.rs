@@ -15,7 +15,7 @@ use crate::signed::{sign, store_in_home, AttestError, Attestation, TenantRecord}
 use crate::summary::Count;
 
 /// The erasure statement's format label.
-pub const FORMAT: &str = "residency-erasure/1";
+pub const FORMAT: &str = crate::retained::ERASURE_FORMAT;
 
 /// Records kept after an erasure, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,45 +64,6 @@ pub struct Plan {
     pub objects: u64,
     /// Records kept.
     pub kept: Vec<Kept>,
-}
-
-/// The newest erasure statement stored for `tenant` in any region (its
-/// signature is not checked here: `attest verify` does), or `None`.
-///
-/// # Errors
-/// A region that cannot be listed or read: (region, error).
-pub async fn latest(
-    backends: &[(String, std::sync::Arc<dyn residency_store::Backend>)],
-    tenant: &str,
-) -> Result<Option<Erasure>, (String, residency_store::StoreError)> {
-    let mut newest: Option<(String, usize)> = None;
-    for (i, (region, b)) in backends.iter().enumerate() {
-        let page = b
-            .list_objects(ListRequest::new(format!("_attestations/{tenant}/erasure-")))
-            .await
-            .map_err(|e| (region.clone(), e))?;
-        if let Some(o) = page.objects.last() {
-            if newest.as_ref().is_none_or(|(k, _)| o.key > *k) {
-                newest = Some((o.key.clone(), i));
-            }
-        }
-    }
-    let Some((key, i)) = newest else {
-        return Ok(None);
-    };
-    let (region, b) = &backends[i];
-    let bytes = match b.get_object(&key, None).await {
-        Ok(out) => out.body.collect().await.map_err(|e| (region.clone(), e))?,
-        Err(residency_store::StoreError::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err((region.clone(), e)),
-    };
-    let statement = serde_json::from_slice::<crate::signed::Attestation>(&bytes)
-        .ok()
-        .and_then(|a| serde_json::from_value::<Erasure>(a.statement).ok());
-    if statement.is_none() {
-        tracing::warn!(%region, %key, "not an erasure statement: the records it would keep are reported");
-    }
-    Ok(statement.filter(|e| e.format == FORMAT && e.tenant == tenant))
 }
 
 /// Plans `tenant`'s erasure: its objects per category × region (from a

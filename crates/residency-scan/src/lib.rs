@@ -38,6 +38,7 @@ mod progress;
 mod reconcile;
 pub mod remediate;
 pub mod report;
+mod retained;
 mod scan;
 mod signed;
 mod summary;

@@ -14,11 +14,11 @@ use residency_store::{Backend, ListRequest, ObjectSummary, StoreError};
 
 use super::{now_secs, ScanError, ScanOptions, Scanner, FINDINGS_FILE};
 use crate::checkpoint::{ctx_checkpoint, Shared};
-use crate::erase::Erasure;
 use crate::finding::{Finding, FindingKind};
 use crate::inventory::InventoryDelta;
 use crate::progress::Progress;
 use crate::reconcile::{self, MigrationView, Stored, Verdict};
+use crate::retained::Retention;
 use crate::summary::UNCLASSIFIED;
 
 /// One listed key, reconciled.
@@ -51,7 +51,7 @@ pub(super) struct TenantCache {
     views: HashMap<String, MigrationView>,
     /// Tenants not in the directory whose records were seen → their latest
     /// erasure statement, if any.
-    erasures: HashMap<String, Option<Arc<Erasure>>>,
+    erasures: HashMap<String, Option<Arc<Retention>>>,
 }
 
 impl Ctx<'_> {
@@ -440,7 +440,7 @@ impl Ctx<'_> {
         let erasure = match cache.erasures.get(tenant) {
             Some(e) => e.clone(),
             None => {
-                let e = crate::erase::latest(&self.scanner.backends, tenant)
+                let e = crate::retained::latest(&self.scanner.backends, tenant)
                     .await
                     .map_err(|(region, source)| ScanError::Store { region, source })?
                     .map(Arc::new);
