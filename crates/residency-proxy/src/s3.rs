@@ -14,6 +14,7 @@ use tower::{Service, ServiceExt};
 use crate::body::{incoming, BodyFailure};
 use crate::error::to_s3;
 
+mod conditional;
 mod input;
 mod list;
 mod output;
@@ -135,6 +136,7 @@ impl S3 for Gateway {
             .await?;
         let out = outcome!(r.outcome, Get);
         let info = &out.info;
+        conditional::of!(input).check(info)?;
         let head = head_output(info);
         let (content_length, content_range) = match out.content_range {
             Some((start, end, total)) => (
@@ -207,6 +209,7 @@ impl S3 for Gateway {
             ))
             .await?;
         let info = outcome!(&r.outcome, Head);
+        conditional::of!(input).check(info)?;
         Ok(region_header(S3Response::new(head_output(info)), &r))
     }
 
