@@ -20,8 +20,8 @@ mod list;
 mod output;
 
 use input::{
-    bucket_input, category_of, check_key, check_list_param, checksums_of, object_input, put_meta,
-    trailer, trailer_algorithm, user_metadata,
+    bucket_input, category_of, check_key, checksums_of, object_input, put_meta, trailer,
+    trailer_algorithm, user_metadata,
 };
 use output::{etag, head_output, outcome, region_header, with_checksums};
 
@@ -565,41 +565,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
-        let (input, tenant) = bucket_input!(self, req);
-        check_list_param("prefix", input.prefix.as_deref())?;
-        check_list_param("delimiter", input.delimiter.as_deref())?;
-        check_list_param("key-marker", input.key_marker.as_deref())?;
-        check_list_param("upload-id-marker", input.upload_id_marker.as_deref())?;
-        let prefix = input.prefix.clone().unwrap_or_default();
-        let r = self
-            .run(StorageRequest::for_resolved(
-                tenant,
-                Operation::ListMultipartUploads { prefix },
-            ))
-            .await?;
-        let ups = outcome!(r.outcome, ListMultipartUploads);
-        let max = input.max_uploads.unwrap_or(1000).clamp(1, 1000) as usize;
-        let after_key = input.key_marker.clone().unwrap_or_default();
-        let uploads: Vec<MultipartUpload> = ups
-            .into_iter()
-            .filter(|u| u.key > after_key)
-            .take(max)
-            .map(|u| MultipartUpload {
-                key: Some(u.key),
-                upload_id: Some(u.upload_id),
-                initiated: Some(Timestamp::from(u.initiated)),
-                ..Default::default()
-            })
-            .collect();
-        Ok(S3Response::new(ListMultipartUploadsOutput {
-            bucket: Some(input.bucket),
-            prefix: input.prefix,
-            key_marker: input.key_marker,
-            max_uploads: Some(max as i32),
-            is_truncated: Some(false),
-            uploads: Some(uploads),
-            ..Default::default()
-        }))
+        list::uploads(self, req).await
     }
 
     async fn head_bucket(

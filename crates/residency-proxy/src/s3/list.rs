@@ -4,6 +4,9 @@
 //! versioned: each object is its own `null` version, as S3 answers for an
 //! unversioned bucket; tools and test suites clean up with it).
 //!
+//! ListMultipartUploads pages the same way: key-marker and upload-id-marker,
+//! max-uploads, common prefixes with a delimiter.
+//!
 //! With `encoding-type=url` (botocore asks for it on every listing and
 //! decodes the answer) the keys, prefixes, markers and the delimiter are
 //! percent-encoded in the answer, as S3 does.
@@ -280,6 +283,108 @@ pub(super) async fn versions(
         versions: Some(versions),
         common_prefixes: page.prefixes(&enc),
         encoding_type: input.encoding_type,
+        ..Default::default()
+    }))
+}
+
+/// ListMultipartUploads: the uploads of every region, in key order (a
+/// key's uploads by initiation), after (key-marker, upload-id-marker),
+/// keys rolled up into common prefixes by the delimiter, up to
+/// max-uploads entries, with the markers of the next page when truncated.
+pub(super) async fn uploads(
+    gw: &Gateway,
+    req: S3Request<ListMultipartUploadsInput>,
+) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+    let (input, tenant) = bucket_input!(gw, req);
+    check_list_param("prefix", input.prefix.as_deref())?;
+    check_list_param("delimiter", input.delimiter.as_deref())?;
+    check_list_param("key-marker", input.key_marker.as_deref())?;
+    check_list_param("upload-id-marker", input.upload_id_marker.as_deref())?;
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let r = gw
+        .run(StorageRequest::for_resolved(
+            tenant,
+            Operation::ListMultipartUploads {
+                prefix: prefix.clone(),
+            },
+        ))
+        .await?;
+    let mut all = outcome!(r.outcome, ListMultipartUploads);
+    all.sort_by(|a, b| {
+        (&a.key, a.initiated, &a.upload_id).cmp(&(&b.key, b.initiated, &b.upload_id))
+    });
+    let max = input.max_uploads.unwrap_or(1000).clamp(1, 1000) as usize;
+    let key_marker = input.key_marker.clone().unwrap_or_default();
+    let id_marker = input.upload_id_marker.clone().filter(|m| !m.is_empty());
+    let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+    let mut uploads = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    let mut truncated = false;
+    let mut next: Option<(String, Option<String>)> = None;
+    // After the marker's upload (a key's uploads are in initiation order,
+    // not id order), else after every upload of the marker's key.
+    let start = id_marker
+        .as_ref()
+        .and_then(|id| {
+            all.iter()
+                .position(|u| u.key == key_marker && u.upload_id == *id)
+        })
+        .map_or_else(|| all.partition_point(|u| u.key <= key_marker), |i| i + 1);
+    for u in all.into_iter().skip(start) {
+        let rolled = delimiter.as_deref().and_then(|d| {
+            let rest = u.key.get(prefix.len()..)?;
+            rest.find(d)
+                .map(|i| u.key[..prefix.len() + i + d.len()].to_owned())
+        });
+        if let Some(p) = &rolled {
+            // Listed on this page already, or the marker is this prefix
+            // (the client passed back its NextKeyMarker).
+            if prefixes.last() == Some(p) || key_marker == *p {
+                continue;
+            }
+        }
+        if uploads.len() + prefixes.len() == max {
+            truncated = true;
+            break;
+        }
+        match rolled {
+            Some(p) => {
+                next = Some((p.clone(), None));
+                prefixes.push(p);
+            }
+            None => {
+                next = Some((u.key.clone(), Some(u.upload_id.clone())));
+                uploads.push(MultipartUpload {
+                    key: Some(u.key),
+                    upload_id: Some(u.upload_id),
+                    initiated: Some(Timestamp::from(u.initiated)),
+                    storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    let (next_key, next_id) = match (truncated, next) {
+        (true, Some((k, id))) => (Some(k), id),
+        _ => (None, None),
+    };
+    Ok(S3Response::new(ListMultipartUploadsOutput {
+        bucket: Some(input.bucket),
+        prefix: input.prefix,
+        delimiter: input.delimiter,
+        key_marker: input.key_marker,
+        upload_id_marker: input.upload_id_marker,
+        next_key_marker: next_key,
+        next_upload_id_marker: next_id,
+        max_uploads: Some(max as i32),
+        is_truncated: Some(truncated),
+        uploads: Some(uploads),
+        common_prefixes: (!prefixes.is_empty()).then(|| {
+            prefixes
+                .into_iter()
+                .map(|p| CommonPrefix { prefix: Some(p) })
+                .collect()
+        }),
         ..Default::default()
     }))
 }
