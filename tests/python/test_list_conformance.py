@@ -236,3 +236,45 @@ def test_list_objects_v1_of_another_tenants_bucket_is_refused(s3, uid):
     with pytest.raises(ClientError) as info:
         s3("globex").list_objects(Bucket="acme", Prefix=f"{uid}/")
     assert (error_code(info.value), http_status(info.value)) == ("AccessDenied", 403)
+
+
+# ------------------------------------------------ what would leave the region
+
+
+@pytest.mark.parametrize(
+    "call, what",
+    [
+        (lambda c: c.put_bucket_replication(Bucket="acme", ReplicationConfiguration={
+            "Role": "arn:aws:iam::123456789012:role/replication",
+            "Rules": [{"Status": "Enabled", "Prefix": "", "Destination": {"Bucket": "arn:aws:s3:::elsewhere"}}],
+        }), "bucket replication"),
+        (lambda c: c.put_bucket_website(Bucket="acme", WebsiteConfiguration={
+            "IndexDocument": {"Suffix": "index.html"}}), "website hosting"),
+        (lambda c: c.put_bucket_inventory_configuration(Bucket="acme", Id="daily", InventoryConfiguration={
+            "Destination": {"S3BucketDestination": {"Bucket": "arn:aws:s3:::elsewhere", "Format": "CSV"}},
+            "IsEnabled": True, "Id": "daily", "IncludedObjectVersions": "Current",
+            "Schedule": {"Frequency": "Daily"}}), "inventory reports"),
+    ],
+    ids=["replication", "website", "inventory"],
+)
+def test_what_would_copy_data_out_of_its_region_is_refused_with_the_reason(s3, call, what):
+    with pytest.raises(ClientError) as info:
+        call(s3("acme"))
+    e = info.value
+    assert (error_code(e), http_status(e)) == ("MethodNotAllowed", 405), e.response
+    assert what in e.response["Error"]["Message"]
+    assert "region" in e.response["Error"]["Message"]
+
+
+def test_a_bucket_without_replication_or_website_answers_as_s3(s3):
+    c = s3("acme")
+    with pytest.raises(ClientError) as info:
+        c.get_bucket_replication(Bucket="acme")
+    assert (error_code(info.value), http_status(info.value)) == ("ReplicationConfigurationNotFoundError", 404)
+    with pytest.raises(ClientError) as info:
+        c.get_bucket_website(Bucket="acme")
+    assert (error_code(info.value), http_status(info.value)) == ("NoSuchWebsiteConfiguration", 404)
+    # Another tenant's bucket: refused before anything else.
+    with pytest.raises(ClientError) as info:
+        s3("globex").put_bucket_website(Bucket="acme", WebsiteConfiguration={"IndexDocument": {"Suffix": "i.html"}})
+    assert error_code(info.value) == "AccessDenied"
