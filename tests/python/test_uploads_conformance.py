@@ -76,3 +76,33 @@ def test_list_multipart_uploads_pages_answer_as_garage(both, case):
         assert all(len(p[0]) + len(p[1]) <= case["MaxUploads"] for p in through)
         assert len(through) == -(-len(UPLOADS) // case["MaxUploads"])
     assert [p[2] for p in through] == [True] * (len(through) - 1) + [False]
+
+
+def test_list_parts_pages_answer_as_garage(s3, backends, uid):
+    """Five parts listed by pages of two (PartNumberMarker from
+    NextPartNumberMarker), directly on Garage and through the sidecar."""
+    side = (s3("acme"), "acme", f"tickets/{uid}/parts.bin")
+    client, bucket = backends["eu"]
+    direct = (client, bucket, f"parts-{uid}.bin")
+    walks = []
+    for c, b, key in (side, direct):
+        up = c.create_multipart_upload(Bucket=b, Key=key)["UploadId"]
+        try:
+            for n in range(1, 6):
+                c.upload_part(Bucket=b, Key=key, UploadId=up, PartNumber=n, Body=bytes([n]) * (n * 10))
+            pages, marker = [], 0
+            for _ in range(10):
+                page = c.list_parts(Bucket=b, Key=key, UploadId=up, MaxParts=2, PartNumberMarker=marker)
+                pages.append((
+                    [(p["PartNumber"], p["Size"], p["ETag"]) for p in page.get("Parts", [])],
+                    page["IsTruncated"],
+                    page.get("MaxParts"),
+                ))
+                if not page["IsTruncated"]:
+                    break
+                marker = page["NextPartNumberMarker"]
+            walks.append(pages)
+        finally:
+            c.abort_multipart_upload(Bucket=b, Key=key, UploadId=up)
+    assert walks[0] == walks[1]
+    assert [n for page in walks[0] for n, *_ in page[0]] == [1, 2, 3, 4, 5]
