@@ -85,3 +85,26 @@ def test_conditional_reads_answer_as_garage(both, op, case):
     assert through == plain
     if through[0] == 200 and op == "get_object":
         assert through[2] == BODY
+
+
+@pytest.mark.parametrize("op", ["get_object", "head_object"])
+def test_a_version_id_reads_the_null_version_or_nothing(both, op):
+    side, direct = both
+
+    def read(s, version):
+        client, bucket, key, *_ = s
+        try:
+            r = getattr(client, op)(Bucket=bucket, Key=key, VersionId=version)
+            return (200, r["Body"].read() if op == "get_object" else None)
+        except ClientError as e:
+            return (http_status(e), error_code(e))
+
+    # The only version of an object in an unversioned bucket: as Garage.
+    assert read(side, "null") == read(direct, "null")
+    assert read(side, "null")[0] == 200
+    # Another version id: Garage ignores it and sends the current object;
+    # S3 documents NoSuchVersion (404), which the sidecar answers (a HEAD
+    # has no error body: boto3 reads its status as the code).
+    other = "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"
+    assert read(direct, other)[0] == 200, "Garage now checks version ids: compare directly"
+    assert read(side, other) == (404, "NoSuchVersion" if op == "get_object" else "404")

@@ -120,6 +120,7 @@ impl S3 for Gateway {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let (input, tenant) = object_input!(self, req);
+        conditional::check_version(input.version_id.as_deref())?;
         let range = match &input.range {
             Some(r) => {
                 Some(ByteRange::parse(&r.to_header_string()).map_err(|_| s3_error!(InvalidRange))?)
@@ -203,6 +204,7 @@ impl S3 for Gateway {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let (input, tenant) = object_input!(self, req);
+        conditional::check_version(input.version_id.as_deref())?;
         let r = self
             .run(StorageRequest::for_resolved(
                 tenant,

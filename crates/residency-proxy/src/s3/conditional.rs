@@ -32,6 +32,21 @@ macro_rules! of {
 }
 pub(super) use of;
 
+/// The only version of an object in the unversioned buckets is `null`:
+/// asking for another is `NoSuchVersion` (never the current object).
+///
+/// # Errors
+/// `NoSuchVersion` (404).
+pub(super) fn check_version(version_id: Option<&str>) -> S3Result<()> {
+    match version_id {
+        None | Some("null") => Ok(()),
+        Some(_) => Err(s3_error!(
+            NoSuchVersion,
+            "The specified version does not exist (the bucket is not versioned: its objects have only the version null)"
+        )),
+    }
+}
+
 fn matches(c: &ETagCondition, etag: &str) -> bool {
     match c {
         ETagCondition::Any => true,
