@@ -204,6 +204,7 @@ def config_schema():
         "limits": struct_fields(read("crates/residency-proxy/src/config/limits.rs"), "Limits"),
         "audit": struct_fields(src, "AuditConfig"),
         "directory": struct_fields(read("crates/residency-proxy/src/config/directory.rs"), "RawDirectory"),
+        "tls": struct_fields(read("crates/residency-proxy/src/config/tls.rs"), "TlsConfig"),
         "dir": struct_fields(enum, "Dir") | {"kind"},
         "s3": struct_fields(enum, "S3") | {"kind"},
     }

@@ -18,10 +18,12 @@ use toml::Spanned;
 
 mod directory;
 mod limits;
+mod tls;
 
 use directory::RawDirectory;
 pub use directory::{is_directory_url, resolve_secret, DirectoryConfig};
 pub use limits::Limits;
+pub use tls::TlsConfig;
 
 /// How a region is stored.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -106,6 +108,10 @@ struct RawConfig {
     audit: AuditConfig,
     #[serde(default)]
     auth: AuthConfig,
+    #[serde(default)]
+    tls: TlsConfig,
+    admin_token_file: Option<PathBuf>,
+    admin_token_env: Option<String>,
 }
 
 /// The share of tenants (in percent) a reload may remove by default.
@@ -238,6 +244,11 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Client authentication.
     pub auth: AuthConfig,
+    /// HTTPS on the S3 listener.
+    pub tls: TlsConfig,
+    /// The bearer token the admin listener asks of `/metrics` (and of
+    /// everything but `/healthz` and `/readyz`).
+    pub admin_token: Option<String>,
 }
 
 fn err(
@@ -478,6 +489,23 @@ impl Config {
             Some(v) => tenants_path = PathBuf::from(v),
             None => {}
         }
+        let admin_token = match (&raw.admin_token_env, &raw.admin_token_file) {
+            (None, None) => None,
+            (e, f) => match env_or_inline("admin_token", &None, e, f.as_ref()) {
+                Ok(t) if t.trim().is_empty() => {
+                    errors.push(err(path, source, None, "admin_token is empty"));
+                    None
+                }
+                Ok(t) => Some(t.trim().to_owned()),
+                Err(m) => {
+                    errors.push(err(path, source, None, m));
+                    None
+                }
+            },
+        };
+        for m in raw.tls.problems(admin, admin_token.is_some()) {
+            errors.push(err(path, source, None, m));
+        }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -497,6 +525,8 @@ impl Config {
             limits: raw.limits,
             audit: raw.audit,
             auth: raw.auth,
+            tls: raw.tls,
+            admin_token,
         })
     }
 

@@ -14,6 +14,7 @@ pub mod migrations;
 mod range;
 mod s3;
 pub mod server;
+mod tls;
 
 pub use config::Config;
 pub use s3::Gateway;

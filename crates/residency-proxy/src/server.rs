@@ -514,7 +514,12 @@ pub async fn run(
         None => sidecar.config.tenants.display().to_string(),
     };
     tracing::info!(s3 = %s3_addr, admin = %admin_addr, policy = %sidecar.config.policy.display(), tenants = %tenants, "residency sidecar ready");
-    println!("residency: serving S3 on http://{s3_addr} (admin: http://{admin_addr}/metrics /healthz /readyz)");
+    let scheme = if sidecar.config.tls.files().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("residency: serving S3 on {scheme}://{s3_addr} (admin: http://{admin_addr}/metrics /healthz /readyz)");
     if let Some(ex) = sidecar.example() {
         println!("try:\n  {ex}");
     }
@@ -530,6 +535,16 @@ pub async fn run(
     let body_limits = BodyLimits {
         idle: Duration::from_secs(sidecar.config.limits.client_body_idle_secs),
         min_rate: sidecar.config.limits.client_min_bytes_per_sec,
+    };
+    // HTTPS: the certificate, watched for renewals.
+    let certificates = match sidecar.config.tls.files() {
+        Some((cert, key)) => {
+            let c = crate::tls::Certificates::new(cert, key)
+                .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
+            let _watch = c.watch(Duration::from_secs(sidecar.config.tls.reload_secs));
+            Some(c)
+        }
+        None => None,
     };
     let mut acceptor = Acceptor::new(
         s3_listener,
@@ -637,19 +652,46 @@ pub async fn run(
             .keep_alive_timeout(header_timeout)
             .max_header_list_size(max_header_bytes as u32);
         let watcher = graceful.watcher();
+        let tls = certificates.as_ref().map(|c| c.acceptor());
         tokio::spawn(async move {
             let _open = open;
-            // Nothing counts until the client has said which protocol it
-            // speaks: a connection that sends nothing is closed.
-            if !first_bytes(&stream, header_timeout).await {
-                metrics::counter!("residency_rejected_total", "reason" => "no_request")
-                    .increment(1);
-                return;
-            }
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), svc)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
+            let result = match tls {
+                // The handshake has the header-read timeout.
+                Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let conn = builder
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .into_owned();
+                        watcher.watch(conn).await
+                    }
+                    Ok(Err(e)) => {
+                        metrics::counter!("residency_rejected_total", "reason" => "tls_handshake")
+                            .increment(1);
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        metrics::counter!("residency_rejected_total", "reason" => "no_request")
+                            .increment(1);
+                        return;
+                    }
+                },
+                None => {
+                    // Nothing counts until the client has said which
+                    // protocol it speaks: a connection that sends nothing
+                    // is closed.
+                    if !first_bytes(&stream, header_timeout).await {
+                        metrics::counter!("residency_rejected_total", "reason" => "no_request")
+                            .increment(1);
+                        return;
+                    }
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .into_owned();
+                    watcher.watch(conn).await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

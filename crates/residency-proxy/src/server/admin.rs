@@ -20,7 +20,24 @@ pub(super) async fn admin_response(
         );
         r
     };
-    match req.uri().path() {
+    let path = req.uri().path();
+    if let Some(token) = &sidecar.config.admin_token {
+        // Probes need no token; everything else (metrics) does.
+        let open = matches!(path, "/healthz" | "/readyz");
+        if !open && !bearer_is(req, token) {
+            let mut r = text(
+                401,
+                "text/plain",
+                "a bearer token is required (Authorization: Bearer ...)\n".into(),
+            );
+            r.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+            return r;
+        }
+    }
+    match path {
         "/metrics" => match &sidecar.prometheus {
             Some(p) => text(200, "text/plain; version=0.0.4", p.render()),
             None => text(503, "text/plain", "metrics recorder unavailable\n".into()),
@@ -71,4 +88,15 @@ pub(super) async fn admin_response(
             "not found: try /metrics, /healthz, /readyz\n".into(),
         ),
     }
+}
+
+/// Whether the request carries `Authorization: Bearer <token>` (compared in
+/// constant time).
+fn bearer_is(req: &http::Request<hyper::body::Incoming>, token: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    req.headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| bool::from(given.trim().as_bytes().ct_eq(token.as_bytes())))
 }

@@ -292,7 +292,7 @@ impl CapturedLog {
     }
 }
 
-fn base_config(
+pub fn base_config(
     endpoint: &str,
     region: &str,
     access: &str,
