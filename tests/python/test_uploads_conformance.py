@@ -106,3 +106,56 @@ def test_list_parts_pages_answer_as_garage(s3, backends, uid):
             c.abort_multipart_upload(Bucket=b, Key=key, UploadId=up)
     assert walks[0] == walks[1]
     assert [n for page in walks[0] for n, *_ in page[0]] == [1, 2, 3, 4, 5]
+
+
+def test_upload_part_copy_answers_as_garage(s3, backends, placement, uid):
+    """A multipart upload assembled from ranges of another object (and one
+    failed copy-source condition), on Garage directly and through the
+    sidecar, where the source is in the EU and the upload's key in the US:
+    the same part ETags, the same object, and through the sidecar the bytes
+    only where the upload's key is placed."""
+    import hashlib
+    import os
+
+    from botocore.exceptions import ClientError
+
+    from helpers import error_code, http_status
+
+    data = os.urandom(5 * 1024 * 1024 + 100)
+    side = (s3("acme"), "acme", f"tickets/{uid}/src.bin", f"talk/recordings/{uid}/dst.bin")
+    client, bucket = backends["eu"]
+    direct = (client, bucket, f"copy-src-{uid}.bin", f"copy-dst-{uid}.bin")
+    results = []
+    for c, b, src, dst in (side, direct):
+        c.put_object(Bucket=b, Key=src, Body=data)
+        up = c.create_multipart_upload(Bucket=b, Key=dst)["UploadId"]
+        source = {"Bucket": b, "Key": src}
+        etags, answers = [], []
+        try:
+            for n, rng in [(1, f"bytes=0-{5 * 1024 * 1024 - 1}"), (2, f"bytes={5 * 1024 * 1024}-{len(data) - 1}")]:
+                r = c.upload_part_copy(Bucket=b, Key=dst, UploadId=up, PartNumber=n,
+                                       CopySource=source, CopySourceRange=rng)
+                etags.append(r["CopyPartResult"]["ETag"])
+            for kw in ({"CopySourceIfMatch": '"0123456789abcdef0123456789abcdef"'},
+                       {"CopySourceRange": f"bytes=0-{len(data) + 10}"}):
+                try:
+                    c.upload_part_copy(Bucket=b, Key=dst, UploadId=up, PartNumber=3, CopySource=source, **kw)
+                    answers.append((200, ""))
+                except ClientError as e:
+                    answers.append((http_status(e), error_code(e)))
+            done = c.complete_multipart_upload(
+                Bucket=b, Key=dst, UploadId=up,
+                MultipartUpload={"Parts": [{"PartNumber": i + 1, "ETag": e} for i, e in enumerate(etags)]},
+            )
+        except Exception:
+            c.abort_multipart_upload(Bucket=b, Key=dst, UploadId=up)
+            raise
+        got = c.get_object(Bucket=b, Key=dst)["Body"].read()
+        if c is side[0]:
+            assert placement("acme", dst) == ["us"]
+        for k in (src, dst):
+            c.delete_object(Bucket=b, Key=k)
+        results.append((etags, answers, done["ETag"], hashlib.sha256(got).hexdigest()))
+    assert results[0] == results[1]
+    assert results[0][3] == hashlib.sha256(data).hexdigest()
+    assert results[0][1][0] == (412, "PreconditionFailed")

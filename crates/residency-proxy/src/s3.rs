@@ -18,6 +18,7 @@ mod conditional;
 mod input;
 mod list;
 mod output;
+mod part_copy;
 mod refused;
 
 use input::{
@@ -454,6 +455,13 @@ impl S3 for Gateway {
             &p.checksums
         );
         Ok(region_header(S3Response::new(output), &r))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        part_copy::upload_part_copy(self, req).await
     }
 
     async fn complete_multipart_upload(

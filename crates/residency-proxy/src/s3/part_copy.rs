@@ -1,0 +1,116 @@
+//! UploadPartCopy: a part of a multipart upload copied from an object of
+//! the same bucket (a byte range of it, or all of it). The source is read
+//! from the region that holds it and written as a part to the region of the
+//! upload's key, as a GET and an UploadPart by the client would be: the
+//! bytes land only where the upload's key is placed.
+
+use residency_store::{ByteRange, Checksums, Operation, Outcome};
+use residency_tower::StorageRequest;
+use s3s::dto::*;
+use s3s::{s3_error, S3Request, S3Response, S3Result};
+
+use super::conditional::Conditions;
+use super::input::{bucket_input, check_key};
+use super::output::{self, etag, outcome, region_header};
+use super::Gateway;
+
+pub(super) async fn upload_part_copy(
+    gw: &Gateway,
+    req: S3Request<UploadPartCopyInput>,
+) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    let (input, tenant) = bucket_input!(gw, req);
+    check_key(&input.key)?;
+    if !(1..=10_000).contains(&input.part_number) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive"
+        ));
+    }
+    let CopySource::Bucket {
+        bucket: src_bucket,
+        key: src_key,
+        ..
+    } = &input.copy_source
+    else {
+        return Err(s3_error!(
+            NotImplemented,
+            "access-point copy sources are not supported"
+        ));
+    };
+    check_key(src_key)?;
+    if &**src_bucket != input.bucket.as_str() {
+        return Err(s3_error!(
+            AccessDenied,
+            "the copy source must be in the same bucket"
+        ));
+    }
+    let range = match &input.copy_source_range {
+        Some(r) => Some(ByteRange::parse(r).map_err(|_| {
+            s3_error!(
+                InvalidArgument,
+                "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
+            )
+        })?),
+        None => None,
+    };
+    let source = gw
+        .run(StorageRequest::for_resolved(
+            tenant.clone(),
+            Operation::Get {
+                key: src_key.to_string(),
+                range,
+            },
+        ))
+        .await?;
+    let got = outcome!(source.outcome, Get);
+    // Each copy-source condition that fails is 412 (for a copy, "not
+    // modified" is a failed precondition too).
+    Conditions {
+        if_match: input.copy_source_if_match.as_ref(),
+        if_none_match: input.copy_source_if_none_match.as_ref(),
+        if_modified_since: input.copy_source_if_modified_since.as_ref(),
+        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+    }
+    .check(&got.info)
+    .map_err(|e| {
+        if *e.code() == s3s::S3ErrorCode::NotModified {
+            s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            )
+        } else {
+            e
+        }
+    })?;
+    let len = got
+        .content_range
+        .map_or(got.info.size, |(s, e, _)| e + 1 - s);
+    if len > gw.max_object_bytes {
+        return Err(s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed size"
+        ));
+    }
+    let r = gw
+        .run(StorageRequest::for_resolved(
+            tenant,
+            Operation::UploadPart {
+                key: input.key,
+                upload_id: input.upload_id,
+                part_number: input.part_number as u32,
+                body: got.body,
+                checksums: Box::new(Checksums::default()),
+            },
+        ))
+        .await?;
+    let part = outcome!(&r.outcome, UploadPart);
+    let output = UploadPartCopyOutput {
+        copy_part_result: Some(CopyPartResult {
+            e_tag: Some(etag(&part.etag)),
+            last_modified: Some(Timestamp::from(std::time::SystemTime::now())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Ok(region_header(S3Response::new(output), &r))
+}
