@@ -22,8 +22,8 @@ mod part_copy;
 mod refused;
 
 use input::{
-    bucket_input, category_of, check_key, checksums_of, object_input, put_meta, trailer,
-    trailer_algorithm, user_metadata,
+    bucket_input, category_of, check_key, checksums_of, copy_source_key, object_input, put_meta,
+    trailer, trailer_algorithm, user_metadata,
 };
 use output::{etag, head_output, outcome, region_header, with_checksums};
 
@@ -314,26 +314,7 @@ impl S3 for Gateway {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let (input, tenant) = object_input!(self, req);
-        let CopySource::Bucket {
-            bucket: src_bucket,
-            key: src_key,
-            ..
-        } = &input.copy_source
-        else {
-            return Err(s3_error!(
-                NotImplemented,
-                "access-point copy sources are not supported"
-            ));
-        };
-        // A tenant sees only its own objects: the source must be in the same
-        // virtual bucket (service keys included).
-        check_key(src_key)?;
-        if &**src_bucket != input.bucket.as_str() {
-            return Err(s3_error!(
-                AccessDenied,
-                "the copy source must be in the same bucket"
-            ));
-        }
+        let src_key = copy_source_key(&input.copy_source, &input.bucket)?;
         let replace = input
             .metadata_directive
             .as_ref()
@@ -348,7 +329,7 @@ impl S3 for Gateway {
             || input.sse_customer_algorithm.is_some()
             || input.ssekms_key_id.is_some()
             || input.checksum_algorithm.is_some();
-        if **src_key == *input.key && !changes_something {
+        if src_key == input.key && !changes_something {
             return Err(s3_error!(
                 InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."

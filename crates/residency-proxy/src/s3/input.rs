@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use residency_policy::CATEGORY_HEADER;
-use s3s::dto::Metadata;
+use s3s::dto::{CopySource, Metadata};
 use s3s::{s3_error, S3Request, S3Result};
 
 use crate::body::Trailer;
@@ -150,6 +150,30 @@ pub(super) fn check_list_param(name: &str, value: Option<&str>) -> S3Result<()> 
 pub(super) fn category_of(meta: &BTreeMap<String, String>) -> Option<String> {
     debug_assert!(CATEGORY_HEADER.ends_with(META_CATEGORY));
     meta.get(META_CATEGORY).cloned()
+}
+
+/// The key of a copy source, which must be in the same virtual bucket: a
+/// tenant sees only its own objects (service keys included).
+pub(super) fn copy_source_key<'a>(source: &'a CopySource, bucket: &str) -> S3Result<&'a str> {
+    let CopySource::Bucket {
+        bucket: src_bucket,
+        key,
+        ..
+    } = source
+    else {
+        return Err(s3_error!(
+            NotImplemented,
+            "access-point copy sources are not supported"
+        ));
+    };
+    check_key(key)?;
+    if &**src_bucket != bucket {
+        return Err(s3_error!(
+            AccessDenied,
+            "the copy source must be in the same bucket"
+        ));
+    }
+    Ok(key)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::conditional::Conditions;
-use super::input::{bucket_input, check_key};
+use super::input::{bucket_input, check_key, copy_source_key};
 use super::output::{self, etag, outcome, region_header};
 use super::Gateway;
 
@@ -26,24 +26,7 @@ pub(super) async fn upload_part_copy(
             "Part number must be an integer between 1 and 10000, inclusive"
         ));
     }
-    let CopySource::Bucket {
-        bucket: src_bucket,
-        key: src_key,
-        ..
-    } = &input.copy_source
-    else {
-        return Err(s3_error!(
-            NotImplemented,
-            "access-point copy sources are not supported"
-        ));
-    };
-    check_key(src_key)?;
-    if &**src_bucket != input.bucket.as_str() {
-        return Err(s3_error!(
-            AccessDenied,
-            "the copy source must be in the same bucket"
-        ));
-    }
+    let src_key = copy_source_key(&input.copy_source, &input.bucket)?;
     let range = match &input.copy_source_range {
         Some(r) => Some(ByteRange::parse(r).map_err(|_| {
             s3_error!(
