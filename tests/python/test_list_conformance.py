@@ -160,7 +160,7 @@ def test_list_objects_v1_answers_as_garage(pair, case):
             assert len(p["Contents"]) + len(p["CommonPrefixes"]) <= case["MaxKeys"]
     # The pages Garage answers as S3 does are the same.
     assert through[0]["Contents"] == plain[0]["Contents"]
-    assert through[0]["CommonPrefixes"] == plain[0]["CommonPrefixes"] or marker
+    assert through[0]["CommonPrefixes"] == [p for p in plain[0]["CommonPrefixes"] if p > marker]
 
 
 @pytest.mark.parametrize(

@@ -65,13 +65,13 @@ impl Page {
         tenant: Resolved,
         prefix: Option<&str>,
         delimiter: Option<&str>,
-        after: Option<String>,
+        (after_name, after): (&str, Option<String>),
         token: Option<String>,
         max_keys: Option<i32>,
     ) -> S3Result<Page> {
         check_list_param("prefix", prefix)?;
         check_list_param("delimiter", delimiter)?;
-        check_list_param("marker", after.as_deref())?;
+        check_list_param(after_name, after.as_deref())?;
         check_list_param("continuation-token", token.as_deref())?;
         let max_keys = max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
         let prefix = prefix.unwrap_or_default();
@@ -162,7 +162,7 @@ pub(super) async fn v2(
         tenant,
         input.prefix.as_deref(),
         input.delimiter.as_deref(),
-        input.start_after.clone(),
+        ("start-after", input.start_after.clone()),
         input.continuation_token.clone(),
         input.max_keys,
     )
@@ -202,7 +202,7 @@ pub(super) async fn v1(
         tenant,
         input.prefix.as_deref(),
         input.delimiter.as_deref(),
-        marker,
+        ("marker", marker),
         None,
         input.max_keys,
     )
@@ -240,7 +240,7 @@ pub(super) async fn versions(
         tenant,
         input.prefix.as_deref(),
         input.delimiter.as_deref(),
-        key_marker,
+        ("key-marker", key_marker),
         None,
         input.max_keys,
     )
