@@ -78,6 +78,7 @@ fn setup() -> Setup {
         reason: "tenant_locality",
         out_of_locality: false,
         request_id: Arc::from("bench-request"),
+        prefix: Arc::from(format!("{TENANT}/")),
         revoked: None,
     };
     let head_route = Route {

@@ -15,10 +15,12 @@ import os
 import queue
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -266,11 +268,15 @@ def sidecar_config_head(*extra: str) -> tuple[list[str], int, int]:
     listen, admin = free_port(), free_port()
     while admin == listen:
         admin = free_port()
+    # Each sidecar its own copy of the tenants file: the buckets tenants
+    # create are kept beside it (<stem>.buckets.toml), one registry each.
+    tenants = Path(tempfile.mkdtemp(prefix="residency-tenants-")) / "tenants.example.toml"
+    shutil.copyfile(REPO_ROOT / "config" / "tenants.example.toml", tenants)
     lines = [
         f'listen = "127.0.0.1:{listen}"',
         f'admin = "127.0.0.1:{admin}"',
         f"policy = {toml_str(str(REPO_ROOT / 'config' / 'hosting-policy.toml'))}",
-        f"tenants = {toml_str(str(REPO_ROOT / 'config' / 'tenants.example.toml'))}",
+        f"tenants = {toml_str(str(tenants))}",
         *extra,
         f'upload_id_secret = "pytest-{uuid.uuid4().hex}"',
         "",

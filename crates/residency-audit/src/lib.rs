@@ -185,6 +185,8 @@ pub struct DecisionRecord {
     reason: &'static str,
     out_of_locality: bool,
     store_region: RegionId,
+    /// A bucket the tenant created, when the request addressed one.
+    created_bucket: Option<Box<str>>,
 }
 
 #[derive(Debug, Clone)]
@@ -248,7 +250,16 @@ impl DecisionRecord {
             reason: d.reason,
             out_of_locality: d.out_of_locality,
             store_region,
+            created_bucket: None,
         }
+    }
+
+    /// The same record, of a request that addressed `bucket`, a bucket the
+    /// tenant created (recorded as the event's `bucket`).
+    #[must_use]
+    pub fn in_bucket(mut self, bucket: &str) -> Self {
+        self.created_bucket = Some(bucket.into());
+        self
     }
 
     /// When the decision was made (RFC 3339, UTC).
@@ -307,6 +318,9 @@ impl DecisionRecord {
     /// The tenant's namespace in the regional bucket (`None` for an unknown
     /// tenant).
     pub fn bucket(&self) -> Option<&str> {
+        if let Some(b) = &self.created_bucket {
+            return Some(b);
+        }
         match &self.tenant {
             TenantName::Known(t) => Some(t.bucket()),
             TenantName::Unknown(_) => None,

@@ -7,7 +7,12 @@ use std::sync::Arc;
 use futures::stream::{self, BoxStream, StreamExt};
 use residency_policy::{Policy, SecretRef, Tenant, Tenants};
 
-use crate::{ActsFor, Directory, DirectoryHealth, KeyGrant, Lookup};
+use futures::future::BoxFuture;
+
+use crate::{
+    ActsFor, BucketError, BucketRecord, Directory, DirectoryError, DirectoryHealth, FileBuckets,
+    KeyGrant, Lookup,
+};
 
 /// The tenants file, with every key's secret resolved once at load.
 ///
@@ -18,6 +23,8 @@ use crate::{ActsFor, Directory, DirectoryHealth, KeyGrant, Lookup};
 pub struct FileDirectory {
     tenants: Arc<Tenants>,
     keys: Arc<HashMap<String, Arc<KeyGrant>>>,
+    /// The buckets tenants created, when the sidecar keeps a registry.
+    buckets: Option<Arc<FileBuckets>>,
 }
 
 impl FileDirectory {
@@ -76,6 +83,7 @@ impl FileDirectory {
         Ok(Self {
             tenants,
             keys: Arc::new(keys),
+            buckets: None,
         })
     }
 
@@ -85,7 +93,24 @@ impl FileDirectory {
         Self {
             tenants,
             keys: Arc::default(),
+            buckets: None,
         }
+    }
+
+    /// The same directory with the buckets tenants created, kept in
+    /// `registry`.
+    #[must_use]
+    pub fn with_buckets(mut self, registry: Arc<FileBuckets>) -> Self {
+        self.buckets = Some(registry);
+        self
+    }
+
+    fn registry(&self) -> Result<&FileBuckets, BucketError> {
+        self.buckets.as_deref().ok_or_else(|| {
+            BucketError::Unsupported(
+                "this tenants file has no bucket registry beside it".to_owned(),
+            )
+        })
     }
 
     /// The parsed file.
@@ -128,6 +153,42 @@ impl Directory for FileDirectory {
                 .map(move |(t, _)| Ok(self.tenants.shared(t).clone())),
         )
         .boxed()
+    }
+
+    fn bucket<'a>(&'a self, name: &'a str) -> Lookup<'a, Arc<BucketRecord>> {
+        Lookup::ready(Ok(self.buckets.as_ref().and_then(|b| b.get(name))))
+    }
+
+    fn buckets_of<'a>(
+        &'a self,
+        tenant: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<BucketRecord>, DirectoryError>> {
+        let of = self
+            .buckets
+            .as_ref()
+            .map(|b| b.of(tenant))
+            .unwrap_or_default();
+        Box::pin(std::future::ready(Ok(of)))
+    }
+
+    fn create_bucket(&self, record: BucketRecord) -> BoxFuture<'_, Result<(), BucketError>> {
+        let configured = self
+            .tenants
+            .by_bucket(&record.name)
+            .map(|t| self.tenants.tenant(t).id());
+        let r = self
+            .registry()
+            .and_then(|reg| reg.create(record, configured));
+        Box::pin(std::future::ready(r))
+    }
+
+    fn delete_bucket<'a>(
+        &'a self,
+        name: &'a str,
+        tenant: &'a str,
+    ) -> BoxFuture<'a, Result<(), BucketError>> {
+        let r = self.registry().and_then(|reg| reg.delete(name, tenant));
+        Box::pin(std::future::ready(r))
     }
 
     fn health(&self) -> DirectoryHealth {

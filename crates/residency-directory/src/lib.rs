@@ -118,6 +118,7 @@
 //! assert!(bad.to_string().contains("mars"));
 //! ```
 
+mod buckets;
 mod file;
 mod lookup;
 #[cfg(feature = "postgres")]
@@ -127,9 +128,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use residency_policy::{Policy, Tenant};
 
+pub use buckets::{BucketError, BucketRecord, FileBuckets};
 pub use file::FileDirectory;
 pub use lookup::Lookup;
 #[cfg(feature = "postgres")]
@@ -287,4 +290,43 @@ pub trait Directory: Send + Sync + fmt::Debug + 'static {
 
     /// The directory's state now.
     fn health(&self) -> DirectoryHealth;
+
+    /// A bucket a tenant created (S3 CreateBucket), by name; a tenant's
+    /// configured bucket is not one ([`Directory::tenant_by_bucket`]). By
+    /// default none: a directory without a bucket registry.
+    fn bucket<'a>(&'a self, name: &'a str) -> Lookup<'a, Arc<BucketRecord>> {
+        let _ = name;
+        Lookup::ready(Ok(None))
+    }
+
+    /// The buckets `tenant` created, by name.
+    fn buckets_of<'a>(
+        &'a self,
+        tenant: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<BucketRecord>, DirectoryError>> {
+        let _ = tenant;
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
+    /// Records a bucket a tenant creates; its name must not be taken by a
+    /// created or a configured bucket.
+    fn create_bucket(&self, record: BucketRecord) -> BoxFuture<'_, Result<(), BucketError>> {
+        let _ = record;
+        Box::pin(std::future::ready(Err(BucketError::Unsupported(
+            "this tenant directory keeps no bucket registry".to_owned(),
+        ))))
+    }
+
+    /// Removes the created bucket `name` of `tenant` from the registry (the
+    /// caller checked that it is empty in every region).
+    fn delete_bucket<'a>(
+        &'a self,
+        name: &'a str,
+        tenant: &'a str,
+    ) -> BoxFuture<'a, Result<(), BucketError>> {
+        let _ = (name, tenant);
+        Box::pin(std::future::ready(Err(BucketError::Unsupported(
+            "this tenant directory keeps no bucket registry".to_owned(),
+        ))))
+    }
 }

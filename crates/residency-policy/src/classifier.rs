@@ -12,6 +12,29 @@ use crate::category::CategoryId;
 /// The header (as S3 user metadata) a client sets to name a category explicitly.
 pub const CATEGORY_HEADER: &str = "x-amz-meta-residency-category";
 
+/// Where the objects of a bucket a tenant created live, inside the tenant's
+/// namespace: `<tenant>/~bucket/<bucket>/<key>` in each regional bucket (the
+/// tenant's configured bucket keeps `<tenant>/<key>`; the sidecar refuses
+/// keys under this prefix there).
+pub const BUCKET_NAMESPACE: &str = "~bucket/";
+
+/// The key a client wrote, without the namespace of a created bucket
+/// (`~bucket/photos/tickets/1.json` → `tickets/1.json`): classification,
+/// in the sidecar, in `migrate` and in `scan`, sees the client's key in
+/// whichever bucket it was written.
+///
+/// ```
+/// use residency_policy::in_bucket_key;
+/// assert_eq!(in_bucket_key("~bucket/photos/tickets/1.json"), "tickets/1.json");
+/// assert_eq!(in_bucket_key("tickets/1.json"), "tickets/1.json");
+/// assert_eq!(in_bucket_key("~bucket/photos"), "~bucket/photos");
+/// ```
+pub fn in_bucket_key(key: &str) -> &str {
+    key.strip_prefix(BUCKET_NAMESPACE)
+        .and_then(|rest| rest.split_once('/'))
+        .map_or(key, |(_, k)| k)
+}
+
 /// How a payload's category was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClassifiedBy {

@@ -58,7 +58,8 @@ mod tenants;
 
 pub use category::{Category, CategoryId, FeatureId, FeatureSet, HostingRule, MAX_FEATURES};
 pub use classifier::{
-    Classification, ClassifiedBy, ContentTypeRule, KeyRule, OnConflict, CATEGORY_HEADER,
+    in_bucket_key, Classification, ClassifiedBy, ContentTypeRule, KeyRule, OnConflict,
+    BUCKET_NAMESPACE, CATEGORY_HEADER,
 };
 pub use decision::{Decision, Explanation, Placement, PlacementRequest};
 pub use diff::{diff, CategoryChanges, Outcome, PlacementChange, PolicyDiff};
@@ -74,4 +75,4 @@ pub use region::{Region, RegionId, RegionOrder, RegionSet, MAX_REGIONS};
 pub use ruleset::Ruleset;
 pub use switch::{refuse_unrecorded_switches, unrecorded_switches, UnrecordedSwitch};
 pub use tenant::{KeyOwner, SecretRef, ServiceKey, Tenant, TenantId, TenantKey};
-pub use tenants::Tenants;
+pub use tenants::{valid_bucket, Tenants};

@@ -338,6 +338,7 @@ impl Policy {
     /// classifies falls through to the key rules (`backups/**` →
     /// `backups_and_logs`).
     pub fn classify_key(&self, key: &str) -> Option<Classification> {
+        let key = crate::in_bucket_key(key);
         for prefix in &self.backup_prefixes {
             let Some(rest) = key.strip_prefix(prefix.as_str()) else {
                 continue;
@@ -383,6 +384,7 @@ impl Policy {
         explicit: Option<&str>,
         content_type: Option<&str>,
     ) -> Result<Classification, DenyReason> {
+        let key = crate::in_bucket_key(key);
         let by_key = self.classify_key(key);
         if let Some(name) = explicit {
             let category = self

@@ -72,7 +72,7 @@ struct RawServiceKey {
 
 /// Whether `name` is a valid S3 bucket name (3-63 of a-z 0-9 . -, starting and
 /// ending with a letter or digit).
-pub(crate) fn valid_bucket(name: &str) -> bool {
+pub fn valid_bucket(name: &str) -> bool {
     let b = name.as_bytes();
     (3..=63).contains(&b.len())
         && b.iter()

@@ -111,17 +111,17 @@ impl TenantAccess {
             S3Path::Root => return Ok(()),
             S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => bucket,
         };
-        let Some(tenant) = directory
-            .tenant_by_bucket(current.rules().policy(), bucket)
-            .await
-            .map_err(directory_error)?
-        else {
+        // A new bucket has no owner yet: the handler decides whose it is.
+        if cx.s3_op().name() == "CreateBucket" {
+            return Ok(());
+        }
+        let Some(resolved) = crate::s3::buckets::resolve(&current, bucket).await? else {
             return Err(s3_error!(
                 NoSuchBucket,
                 "The specified bucket does not exist"
             ));
         };
-        if !grant.may_act_for(&tenant) {
+        if !grant.may_act_for(resolved.tenant_record()) {
             return Err(s3_error!(
                 AccessDenied,
                 "{} may not act for bucket {}",
@@ -129,7 +129,7 @@ impl TenantAccess {
                 bucket
             ));
         }
-        cx.extensions_mut().insert(current.resolved(tenant));
+        cx.extensions_mut().insert(resolved);
         Ok(())
     }
 }

@@ -591,7 +591,15 @@ impl Config {
         }
         // Each key's secret, or an error naming whose key it is.
         let directory = match FileDirectory::new(rules.tenants_shared().clone(), resolve_secret) {
-            Ok(d) => Some(d),
+            // The buckets tenants create, beside the tenants file (one
+            // registry per file and process: a reload attaches it again).
+            Ok(d) => match residency_directory::FileBuckets::beside(&self.tenants) {
+                Ok(registry) => Some(d.with_buckets(registry)),
+                Err(e) => {
+                    errors.push(err(&self.tenants, "", None, format!("bucket registry {e}")));
+                    None
+                }
+            },
             Err(problems) => {
                 errors.extend(
                     problems

@@ -3,7 +3,6 @@
 //! `RoutingLayer` an embedded user would use.
 
 use residency_store::{ByteRange, Checksums, CompletedPart, Operation, Outcome, PutMeta};
-use residency_tower::directory::ActsFor;
 use residency_tower::{
     RegionalDispatch, Resolved, RoutingService, RulesetHandle, StorageRequest, StorageResponse,
 };
@@ -14,6 +13,7 @@ use tower::{Service, ServiceExt};
 use crate::body::{incoming, BodyFailure};
 use crate::error::to_s3;
 
+pub(crate) mod buckets;
 mod conditional;
 mod input;
 mod list;
@@ -41,18 +41,13 @@ impl Gateway {
     /// it (resolved here only when no access check ran).
     async fn tenant(&self, extensions: &http::Extensions, bucket: &str) -> S3Result<Resolved> {
         if let Some(r) = extensions.get::<Resolved>() {
-            if r.tenant_record().bucket() == bucket {
+            if r.bucket_name() == bucket {
                 return Ok(r.clone());
             }
         }
-        let current = self.rules.current();
-        let tenant = current
-            .directory()
-            .tenant_by_bucket(current.rules().policy(), bucket)
-            .await
-            .map_err(crate::error::directory_error)?
-            .ok_or_else(|| s3_error!(NoSuchBucket, "The specified bucket does not exist"))?;
-        Ok(current.resolved(tenant))
+        buckets::resolve(&self.rules.current(), bucket)
+            .await?
+            .ok_or_else(|| s3_error!(NoSuchBucket, "The specified bucket does not exist"))
     }
 
     async fn run(&self, req: StorageRequest) -> Result<StorageResponse, S3Error> {
@@ -83,7 +78,8 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let trailer = trailer(&req);
         let (input, tenant) = object_input!(self, req);
-        let user = user_metadata(input.metadata);
+        let mut user = user_metadata(input.metadata);
+        buckets::default_category(&tenant, &input.key, &mut user);
         let failure = BodyFailure::default();
         let len = input.content_length.map(|n| n as u64);
         let mut meta = put_meta!(input, user.clone());
@@ -249,7 +245,7 @@ impl S3 for Gateway {
         let mut errors = Vec::new();
         for obj in input.delete.objects {
             let key = obj.key;
-            if let Err(e) = check_key(&key) {
+            if let Err(e) = check_key(&key).and_then(|()| buckets::check_reserved(&tenant, &key)) {
                 errors.push(Error {
                     code: Some(e.code().as_str().to_string()),
                     key: Some(key),
@@ -315,6 +311,7 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let (input, tenant) = object_input!(self, req);
         let src_key = copy_source_key(&input.copy_source, &input.bucket)?;
+        buckets::check_reserved(&tenant, src_key)?;
         let replace = input
             .metadata_directive
             .as_ref()
@@ -336,7 +333,8 @@ impl S3 for Gateway {
             ));
         }
         let (meta, category) = if replace {
-            let user = user_metadata(input.metadata);
+            let mut user = user_metadata(input.metadata);
+            buckets::default_category(&tenant, &input.key, &mut user);
             let category = category_of(&user);
             let meta = put_meta!(input, user);
             (Some(meta), category)
@@ -370,7 +368,8 @@ impl S3 for Gateway {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let (input, tenant) = object_input!(self, req);
-        let user = user_metadata(input.metadata);
+        let mut user = user_metadata(input.metadata);
+        buckets::default_category(&tenant, &input.key, &mut user);
         let mut meta = put_meta!(input, user.clone());
         meta.checksum_algorithm = input
             .checksum_algorithm
@@ -607,60 +606,28 @@ impl S3 for Gateway {
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-        let tenant = self.tenant(&req.extensions, &req.input.bucket).await?;
-        let policy = tenant.rules().policy();
-        let home = policy.region(tenant.tenant_record().home_region(policy));
-        // The virtual bucket answers with its tenant's home region; "us-east-1"
-        // is answered as S3 does, with an empty constraint.
-        let loc = home.locations().first().cloned().unwrap_or_default();
-        let constraint =
-            (loc != "us-east-1" && !loc.is_empty()).then(|| BucketLocationConstraint::from(loc));
-        Ok(S3Response::new(GetBucketLocationOutput {
-            location_constraint: constraint,
-        }))
+        self.location(req).await
     }
 
     async fn list_buckets(
         &self,
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
-        let current = self.rules.current();
-        let directory = current.directory();
-        let access_key = req
-            .credentials
-            .as_ref()
-            .map(|c| c.access_key.as_str())
-            .ok_or_else(|| s3_error!(AccessDenied))?;
-        let grant = directory
-            .access_key(access_key)
-            .await
-            .map_err(crate::error::directory_error)?
-            .ok_or_else(|| s3_error!(AccessDenied))?;
-        // The key's own tenant, or a service key's tenants, as the directory
-        // answers for each now; sorted by name, as S3 lists buckets.
-        let ids = match grant.acts_for() {
-            ActsFor::Tenant(t) => std::slice::from_ref(t),
-            ActsFor::Tenants(ts) => ts.as_slice(),
-        };
-        let mut buckets = Vec::with_capacity(ids.len());
-        for id in ids {
-            let tenant = directory
-                .tenant(current.rules().policy(), id)
-                .await
-                .map_err(crate::error::directory_error)?;
-            if let Some(t) = tenant {
-                buckets.push(Bucket {
-                    name: Some(t.bucket().to_string()),
-                    creation_date: Some(Timestamp::from(std::time::SystemTime::UNIX_EPOCH)),
-                    bucket_region: None,
-                });
-            }
-        }
-        buckets.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(S3Response::new(ListBucketsOutput {
-            buckets: Some(buckets),
-            ..Default::default()
-        }))
+        self.list_all(req).await
+    }
+
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        self.create(req).await
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        self.delete(req).await
     }
 }
 

@@ -133,6 +133,7 @@ impl Current {
         Resolved {
             snapshot: self.snapshot.clone(),
             tenant,
+            bucket: None,
         }
     }
 }
@@ -146,12 +147,16 @@ impl Current {
 pub struct Resolved {
     pub(crate) snapshot: Arc<Snapshot>,
     pub(crate) tenant: Arc<Tenant>,
+    /// A bucket the tenant created (its objects live under
+    /// `<tenant>/~bucket/<name>/`); `None`: the tenant's configured bucket.
+    pub(crate) bucket: Option<Arc<residency_directory::BucketRecord>>,
 }
 
 impl std::fmt::Debug for Resolved {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Resolved")
             .field("tenant", &self.tenant.id())
+            .field("bucket", &self.bucket.as_ref().map(|b| &b.name))
             .finish_non_exhaustive()
     }
 }
@@ -170,5 +175,26 @@ impl Resolved {
     /// The tenant (as a plain reference).
     pub fn tenant_record(&self) -> &Tenant {
         &self.tenant
+    }
+
+    /// The same tenant, addressed through a bucket it created: keys of
+    /// requests carrying it are in that bucket's namespace.
+    #[must_use]
+    pub fn in_bucket(mut self, bucket: Arc<residency_directory::BucketRecord>) -> Self {
+        self.bucket = Some(bucket);
+        self
+    }
+
+    /// The created bucket addressed, if not the tenant's configured one.
+    pub fn created_bucket(&self) -> Option<&Arc<residency_directory::BucketRecord>> {
+        self.bucket.as_ref()
+    }
+
+    /// The name of the virtual bucket addressed (created or configured).
+    pub fn bucket_name(&self) -> &str {
+        match &self.bucket {
+            Some(b) => &b.name,
+            None => self.tenant.bucket(),
+        }
     }
 }

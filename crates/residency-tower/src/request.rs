@@ -43,6 +43,10 @@ pub struct Route {
     pub out_of_locality: bool,
     /// The request id (for logs and the audit trail).
     pub request_id: Arc<str>,
+    /// Where the tenant's keys of this request live in each regional
+    /// bucket: `<tenant>/`, or `<tenant>/~bucket/<name>/` for a bucket the
+    /// tenant created.
+    pub prefix: Arc<str>,
     /// A multipart step whose upload the current rules no longer allow
     /// (a reload changed the placement since `CreateMultipartUpload`): the
     /// dispatch aborts the upload and answers this denial.
@@ -53,6 +57,11 @@ impl Route {
     /// The tenant's id string (the prefix of its objects in every bucket).
     pub fn tenant_id(&self) -> &str {
         self.tenant.id()
+    }
+
+    /// The prefix of the request's keys in every regional bucket.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// A region's id string.
@@ -91,6 +100,13 @@ pub trait RoutableRequest {
     /// A request id the caller already has (else the layer makes one).
     fn request_id(&self) -> Option<&str> {
         None
+    }
+    /// The bucket the tenant created that the request addresses (its keys
+    /// are then in that bucket's namespace); `None`: the tenant's own.
+    fn created_bucket(&self) -> Option<&str> {
+        self.resolved()
+            .and_then(Resolved::created_bucket)
+            .map(|b| b.name.as_str())
     }
     /// Attaches the route; the inner service reads it back.
     fn set_route(&mut self, route: Route);

@@ -27,6 +27,7 @@
 //! so lookups keep working while [`rotate_key`] re-seals.
 
 mod admin;
+mod buckets;
 mod key;
 mod lease;
 mod ranges;
@@ -296,6 +297,7 @@ impl PgDirectory {
         let shared = Arc::new(Shared {
             tenants: cache(options.cache_capacity, options.ttl),
             buckets: cache(options.cache_capacity, options.ttl),
+            created: cache(options.cache_capacity, options.ttl),
             keys: cache(options.cache_capacity, options.ttl),
             epoch: AtomicU64::new(0),
             changes: AtomicU64::new(0),
@@ -572,6 +574,32 @@ impl Directory for PgDirectory {
 
     fn health(&self) -> DirectoryHealth {
         self.health_now()
+    }
+
+    fn bucket<'a>(&'a self, name: &'a str) -> Lookup<'a, Arc<crate::BucketRecord>> {
+        self.bucket_lookup(name)
+    }
+
+    fn buckets_of<'a>(
+        &'a self,
+        tenant: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<crate::BucketRecord>, DirectoryError>> {
+        self.buckets_of_tenant(tenant)
+    }
+
+    fn create_bucket(
+        &self,
+        record: crate::BucketRecord,
+    ) -> futures::future::BoxFuture<'_, Result<(), crate::BucketError>> {
+        self.create_bucket_row(record)
+    }
+
+    fn delete_bucket<'a>(
+        &'a self,
+        name: &'a str,
+        tenant: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::BucketError>> {
+        self.delete_bucket_row(name, tenant)
     }
 }
 

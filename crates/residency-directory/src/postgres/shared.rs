@@ -68,6 +68,13 @@ pub(super) struct BucketEntry {
     pub(super) stamp: Stamp,
 }
 
+/// A created bucket as fetched (or known absent).
+#[derive(Clone)]
+pub(super) struct CreatedEntry {
+    pub(super) record: Option<Arc<crate::BucketRecord>>,
+    pub(super) stamp: Stamp,
+}
+
 #[derive(Clone)]
 pub(super) struct KeyEntry {
     pub(super) grant: Option<Arc<KeyGrant>>,
@@ -78,6 +85,8 @@ pub(super) struct KeyEntry {
 pub(super) struct Shared {
     pub(super) tenants: Cache<String, Arc<TenantEntry>>,
     pub(super) buckets: Cache<String, BucketEntry>,
+    /// Buckets tenants created (the `buckets` table).
+    pub(super) created: Cache<String, CreatedEntry>,
     pub(super) keys: Cache<String, KeyEntry>,
     /// Bumped each time the listening connection is (re)established.
     pub(super) epoch: AtomicU64,
@@ -124,6 +133,7 @@ impl Shared {
     pub(super) fn invalidate_everything(&self) {
         self.tenants.invalidate_all();
         self.buckets.invalidate_all();
+        self.created.invalidate_all();
         self.keys.invalidate_all();
     }
 
@@ -159,6 +169,7 @@ impl Shared {
             tenant: Option<String>,
             bucket: Option<String>,
             key: Option<String>,
+            created_bucket: Option<String>,
             #[serde(default)]
             all: bool,
         }
@@ -172,6 +183,9 @@ impl Shared {
                 }
                 if let Some(k) = c.key {
                     self.keys.invalidate(&k);
+                }
+                if let Some(b) = c.created_bucket {
+                    self.created.invalidate(&b);
                 }
             }
             _ => self.invalidate_everything(),

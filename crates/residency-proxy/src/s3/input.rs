@@ -70,6 +70,7 @@ macro_rules! object_input {
     ($gateway:expr, $req:ident) => {{
         let (input, tenant) = bucket_input!($gateway, $req);
         check_key(&input.key)?;
+        crate::s3::buckets::check_reserved(&tenant, &input.key)?;
         (input, tenant)
     }};
 }

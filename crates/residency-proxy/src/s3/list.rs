@@ -12,6 +12,7 @@
 //! percent-encoded in the answer, as S3 does.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use residency_policy::BUCKET_NAMESPACE;
 use residency_store::{ListPage, ListRequest, Operation, Outcome};
 use residency_tower::{Resolved, StorageRequest};
 use s3s::dto::*;
@@ -75,22 +76,63 @@ impl Page {
         check_list_param("continuation-token", token.as_deref())?;
         let max_keys = max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
         let prefix = prefix.unwrap_or_default();
-        let mut request = ListRequest::new(prefix).max_keys(max_keys.max(1));
-        if let Some(d) = delimiter {
-            request = request.delimiter(d.to_owned());
+        let configured = tenant.created_bucket().is_none();
+        if configured && prefix.starts_with(BUCKET_NAMESPACE) {
+            // No key of a configured bucket is there (they are refused).
+            return Ok(Page {
+                page: ListPage::default(),
+                max_keys,
+            });
         }
-        request = request.continuation_token(token);
+        let request = |n: usize| {
+            let mut request = ListRequest::new(prefix).max_keys(n.max(1));
+            if let Some(d) = delimiter {
+                request = request.delimiter(d.to_owned());
+            }
+            request
+        };
+        let mut first = request(max_keys).continuation_token(token);
         if let Some(a) = after {
-            request = request.start_after(past_rolled_up(a, prefix, delimiter));
+            first = first.start_after(past_rolled_up(a, prefix, delimiter));
         }
+        let mut page = Self::run(gw, &tenant, first).await?;
+        if configured {
+            // The buckets the tenant created keep their objects under
+            // `~bucket/` of its namespace: a listing of its configured
+            // bucket leaves them out, and goes on after them when the page
+            // ended among them.
+            let reserved = |k: &str| k.starts_with(BUCKET_NAMESPACE);
+            let last = page
+                .objects
+                .last()
+                .map(|o| o.key.as_str())
+                .into_iter()
+                .chain(page.common_prefixes.last().map(String::as_str))
+                .max();
+            let ended_inside = last.is_some_and(reserved);
+            page.objects.retain(|o| !reserved(&o.key));
+            page.common_prefixes.retain(|p| !reserved(p));
+            if ended_inside && page.next_continuation_token.is_some() {
+                let kept = page.objects.len() + page.common_prefixes.len();
+                let rest = request(max_keys.saturating_sub(kept))
+                    .start_after(format!("{BUCKET_NAMESPACE}{}", char::MAX));
+                let rest = Self::run(gw, &tenant, rest).await?;
+                page.objects.extend(rest.objects);
+                page.common_prefixes.extend(rest.common_prefixes);
+                page.next_continuation_token = rest.next_continuation_token;
+            }
+        }
+        Ok(Page { page, max_keys })
+    }
+
+    async fn run(gw: &Gateway, tenant: &Resolved, request: ListRequest) -> S3Result<ListPage> {
         let r = gw
             .run(StorageRequest::for_resolved(
-                tenant,
+                tenant.clone(),
                 Operation::List { request },
             ))
             .await?;
-        let page = outcome!(r.outcome, List);
-        Ok(Page { page, max_keys })
+        Ok(outcome!(r.outcome, List))
     }
 
     fn truncated(&self) -> bool {
@@ -301,6 +343,7 @@ pub(super) async fn uploads(
     check_list_param("key-marker", input.key_marker.as_deref())?;
     check_list_param("upload-id-marker", input.upload_id_marker.as_deref())?;
     let prefix = input.prefix.clone().unwrap_or_default();
+    let tenant_is_configured = tenant.created_bucket().is_none();
     let r = gw
         .run(StorageRequest::for_resolved(
             tenant,
@@ -310,6 +353,10 @@ pub(super) async fn uploads(
         ))
         .await?;
     let mut all = outcome!(r.outcome, ListMultipartUploads);
+    if tenant_is_configured {
+        // Uploads into the buckets the tenant created are theirs.
+        all.retain(|u| !u.key.starts_with(BUCKET_NAMESPACE));
+    }
     all.sort_by(|a, b| {
         (&a.key, a.initiated, &a.upload_id).cmp(&(&b.key, b.initiated, &b.upload_id))
     });

@@ -20,6 +20,7 @@ pub(super) async fn upload_part_copy(
 ) -> S3Result<S3Response<UploadPartCopyOutput>> {
     let (input, tenant) = bucket_input!(gw, req);
     check_key(&input.key)?;
+    super::buckets::check_reserved(&tenant, &input.key)?;
     if !(1..=10_000).contains(&input.part_number) {
         return Err(s3_error!(
             InvalidArgument,
@@ -27,6 +28,7 @@ pub(super) async fn upload_part_copy(
         ));
     }
     let src_key = copy_source_key(&input.copy_source, &input.bucket)?;
+    super::buckets::check_reserved(&tenant, src_key)?;
     let range = match &input.copy_source_range {
         Some(r) => Some(ByteRange::parse(r).map_err(|_| {
             s3_error!(

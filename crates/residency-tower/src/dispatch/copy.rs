@@ -49,8 +49,8 @@ impl RegionalDispatch {
                         Err(e) => return Err(e),
                     }
                 }
-                let prefix = format!("{}/", route.tenant_id());
-                Err(not_found(&src, &prefix))
+                let prefix = route.prefix();
+                Err(not_found(&src, prefix))
             }
             Err(e) => Err(e),
         }

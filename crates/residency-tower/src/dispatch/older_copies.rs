@@ -100,10 +100,7 @@ impl RegionalDispatch {
                     key: full_key.clone(),
                 };
                 if let Err(e) = Self::call(route, rb, op).await {
-                    let key = full_key
-                        .strip_prefix(route.tenant_id())
-                        .and_then(|k| k.strip_prefix('/'))
-                        .unwrap_or(&full_key);
+                    let key = full_key.strip_prefix(route.prefix()).unwrap_or(&full_key);
                     tracing::warn!(
                         request_id = %route.request_id,
                         key,

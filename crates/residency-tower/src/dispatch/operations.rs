@@ -20,7 +20,7 @@ impl RegionalDispatch {
         operation: Operation,
         checks: Option<Box<dyn BodyChecks>>,
     ) -> Result<StorageResponse, RoutingError> {
-        let prefix = concat(route.tenant_id(), "/");
+        let prefix = route.prefix.clone();
         let full = |k: &str| concat(&prefix, k);
         let upload_id = route.backend_upload_id.take();
         if let Some(denied) = route.revoked.take() {

@@ -73,7 +73,7 @@ impl RegionalDispatch {
             (operation.key(), &route.target, upload_id)
         {
             let rb = self.region(&route, *r)?;
-            let key = concat(&concat(route.tenant_id(), "/"), key);
+            let key = concat(route.prefix(), key);
             match Self::call(&route, rb, Operation::AbortMultipart { key, upload_id }).await {
                 Ok(_) => {}
                 Err(RoutingError::Store { source, .. })

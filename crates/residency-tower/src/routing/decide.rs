@@ -107,7 +107,16 @@ pub(crate) fn route<R: RoutableRequest>(
         ));
     };
     let parts = decide_parts(policy, &tenant, req, op, codec, &request_id)?;
+    let prefix: Arc<str> = match req.created_bucket() {
+        None => Arc::from(format!("{}/", tenant.id())),
+        Some(b) => Arc::from(format!(
+            "{}/{}{b}/",
+            tenant.id(),
+            residency_policy::BUCKET_NAMESPACE
+        )),
+    };
     Ok(Route {
+        prefix,
         rules: rules.clone(),
         tenant,
         target: parts.target,
@@ -288,7 +297,7 @@ pub(crate) fn audit_record<R: RoutableRequest>(
             (&f.request_id, f.tenant.as_ref(), decided)
         }
     };
-    DecisionRecord::new(
+    let record = DecisionRecord::new(
         rules,
         request_id.clone(),
         req.tenant().unwrap_or(""),
@@ -296,7 +305,11 @@ pub(crate) fn audit_record<R: RoutableRequest>(
         op.as_str(),
         req.key().or(req.source_key()).unwrap_or(""),
         decided,
-    )
+    );
+    match req.created_bucket() {
+        Some(b) => record.in_bucket(b),
+        None => record,
+    }
 }
 
 #[cfg(test)]
