@@ -205,6 +205,7 @@ def config_schema():
         "audit": struct_fields(src, "AuditConfig"),
         "directory": struct_fields(read("crates/residency-proxy/src/config/directory.rs"), "RawDirectory"),
         "tls": struct_fields(read("crates/residency-proxy/src/config/tls.rs"), "TlsConfig"),
+        "shared_buckets": struct_fields(read("crates/residency-proxy/src/config/shared.rs"), "SharedBucket"),
         "dir": struct_fields(enum, "Dir") | {"kind"},
         "s3": struct_fields(enum, "S3") | {"kind"},
     }
@@ -258,6 +259,10 @@ def check_residency_toml(path, text, schema):
         for k in cfg.get(sect, {}):
             if k not in schema[sect]:
                 fail(f"{path}: unknown key [{sect}].{k}")
+    for sb in cfg.get("shared_buckets", []):
+        for k in sb:
+            if k not in schema["shared_buckets"]:
+                fail(f"{path}: unknown key [[shared_buckets]].{k}")
     for rid, b in cfg.get("regions", {}).items():
         kind = b.get("kind")
         if kind not in ("dir", "s3"):

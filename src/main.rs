@@ -70,12 +70,23 @@ enum Command {
     Explain {
         #[command(flatten)]
         files: PolicyFiles,
-        /// Tenant id.
-        #[arg(long)]
-        tenant: String,
-        /// Object key within the tenant's bucket (e.g. tickets/123/comment.json).
+        /// Tenant id (optional with --bucket when the bucket names its
+        /// tenant: a tenant's configured or created bucket, or a shared
+        /// bucket whose keys begin with the tenant).
+        #[arg(long, required_unless_present = "bucket")]
+        tenant: Option<String>,
+        /// Object key within the bucket (e.g. tickets/123/comment.json).
         #[arg(long)]
         key: String,
+        /// The bucket the object is written to: a tenant's configured
+        /// bucket, one a tenant created (the registry beside --tenants), or
+        /// a `[[shared_buckets]]` entry of --config. Its default category
+        /// applies when no category is named and no key rule matches.
+        #[arg(long, value_name = "NAME")]
+        bucket: Option<String>,
+        /// The sidecar's configuration, read for `[[shared_buckets]]` only.
+        #[arg(long, value_name = "FILE", default_value = "config/residency.toml")]
+        config: PathBuf,
         /// Explicit category (as the x-amz-meta-residency-category header would).
         #[arg(long)]
         category: Option<String>,
@@ -359,13 +370,19 @@ fn main() -> ExitCode {
             files,
             tenant,
             key,
+            bucket,
+            config,
             category,
             content_type,
             format,
         } => commands::explain::run(
             &files,
-            &tenant,
-            &key,
+            commands::explain::Target {
+                tenant: tenant.as_deref(),
+                key: &key,
+                bucket: bucket.as_deref(),
+                config: &config,
+            },
             category.as_deref(),
             content_type.as_deref(),
             format,

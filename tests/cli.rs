@@ -843,3 +843,63 @@ fn check_proves_the_policy_invariants() {
         .expect("a case count");
     assert!(cases > 1000, "{line}");
 }
+
+/// `explain --bucket`: a shared bucket names the tenant in the key and gives
+/// its default category after the key rules; a bucket nobody has is exit 2.
+#[test]
+fn explain_a_key_of_a_shared_bucket_with_its_default_category() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("residency.toml");
+    std::fs::write(
+        &config,
+        "[[shared_buckets]]\nname = \"attachments\"\ntenant_from = \"key\"\ndefault_category = \"attachments\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let json = |key: &str| {
+        let out = residency(&[
+            "explain",
+            "--bucket",
+            "attachments",
+            "--config",
+            config,
+            "--key",
+            key,
+            "--format",
+            "json",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    // No key rule matches: the bucket's default category, in each tenant's region.
+    let v = json("globex/42/invoice.bin");
+    assert_eq!(v["tenant"], "globex");
+    assert_eq!(v["category"], "attachments");
+    assert_eq!(v["classified_by"], "bucket_default");
+    assert_eq!(v["region"], "us");
+    assert_eq!(v["object"], "globex/~bucket/attachments/42/invoice.bin");
+    assert_eq!(json("acme/42/invoice.bin")["region"], "eu");
+    // A key rule wins over the bucket's category.
+    let v = json("acme/chat/1.json");
+    assert_eq!(v["category"], "chat_content");
+    assert_eq!(v["classified_by"], "key_rule");
+    // A configured bucket names its tenant; another tenant is refused.
+    let out = residency(&["explain", "--bucket", "acme", "--key", "tickets/1.json"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("acme/tickets/1.json -> region eu"));
+    let out = residency(&[
+        "explain",
+        "--bucket",
+        "acme",
+        "--tenant",
+        "globex",
+        "--key",
+        "tickets/1.json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = residency(&[
+        "explain", "--bucket", "nope", "--config", config, "--key", "x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bucket nope"));
+}

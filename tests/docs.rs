@@ -100,6 +100,10 @@ fn every_residency_toml_key_is_documented_in_operations_md() {
         &read("crates/residency-proxy/src/config/tls.rs"),
         "pub struct TlsConfig {",
     )));
+    keys.extend(fields(block(
+        &read("crates/residency-proxy/src/config/shared.rs"),
+        "pub struct SharedBucket {",
+    )));
     keys.extend(fields(block(&config_rs, "pub struct AuditConfig {")));
     keys.extend(fields(block(&config_rs, "pub enum BackendConfig {")));
     keys.insert("kind".to_string()); // the enum's serde tag

@@ -315,6 +315,18 @@ def sidecar(garage, tmp_path_factory):
             "",
         ]
     lines += ["[limits]", "shutdown_grace_secs = 5", "", "[audit]", "enabled = false", ""]
+    # Buckets shared by tenants (tests/python/test_shared_buckets.py).
+    lines += [
+        "[[shared_buckets]]",
+        'name = "attachments"',
+        'tenant_from = "key"',
+        'default_category = "attachments"',
+        "",
+        "[[shared_buckets]]",
+        'name = "uploads"',
+        'tenant_from = "header"',
+        "",
+    ]
     config = work / "residency.toml"
     config.write_text("\n".join(lines))
     log = work / "sidecar.log"

@@ -56,6 +56,8 @@ pub(crate) struct TenantAccess {
     /// URLs; a SigV2 form POST is signed inside its body, so it is refused
     /// here, once s3s has read the form's fields.
     pub(crate) allow_sigv2: bool,
+    /// Buckets shared by tenants: the tenant comes from each request.
+    pub(crate) shared: Arc<crate::s3::shared::SharedBuckets>,
 }
 
 #[async_trait::async_trait]
@@ -109,13 +111,20 @@ impl TenantAccess {
         };
         let bucket = match cx.s3_path() {
             S3Path::Root => return Ok(()),
-            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => bucket,
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => bucket.to_string(),
         };
+        let bucket = bucket.as_str();
         // A new bucket has no owner yet: the handler decides whose it is.
         if cx.s3_op().name() == "CreateBucket" {
             return Ok(());
         }
-        let Some(resolved) = crate::s3::buckets::resolve(&current, bucket).await? else {
+        let resolved = match self.shared.resolve(&current, cx, bucket).await? {
+            // A shared bucket named with no tenant (HeadBucket).
+            Some(None) => return Ok(()),
+            Some(Some(r)) => Some(r),
+            None => crate::s3::buckets::resolve(&current, bucket).await?,
+        };
+        let Some(resolved) = resolved else {
             return Err(s3_error!(
                 NoSuchBucket,
                 "The specified bucket does not exist"

@@ -18,11 +18,13 @@ use toml::Spanned;
 
 mod directory;
 mod limits;
+mod shared;
 mod tls;
 
 use directory::RawDirectory;
 pub use directory::{is_directory_url, resolve_secret, DirectoryConfig};
 pub use limits::Limits;
+pub use shared::{SharedBucket, TenantFrom};
 pub use tls::TlsConfig;
 
 /// How a region is stored.
@@ -110,6 +112,8 @@ struct RawConfig {
     auth: AuthConfig,
     #[serde(default)]
     tls: TlsConfig,
+    #[serde(default)]
+    shared_buckets: Vec<SharedBucket>,
     admin_token_file: Option<PathBuf>,
     admin_token_env: Option<String>,
 }
@@ -246,6 +250,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// HTTPS on the S3 listener.
     pub tls: TlsConfig,
+    /// Buckets shared by tenants, the tenant named by each request.
+    pub shared_buckets: Vec<SharedBucket>,
     /// The bearer token the admin listener asks of `/metrics` (and of
     /// everything but `/healthz` and `/readyz`).
     pub admin_token: Option<String>,
@@ -526,6 +532,7 @@ impl Config {
             audit: raw.audit,
             auth: raw.auth,
             tls: raw.tls,
+            shared_buckets: raw.shared_buckets,
             admin_token,
         })
     }
@@ -581,6 +588,13 @@ impl Config {
                     ),
                 ));
             }
+        }
+        for p in shared::problems(
+            &self.shared_buckets,
+            &policy,
+            self.directory.is_none().then_some(&tenants),
+        ) {
+            errors.push(err(&self.file, "", None, p));
         }
         let rules = Ruleset::new(policy, tenants);
         if self.directory.is_some() {

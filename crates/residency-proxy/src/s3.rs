@@ -20,6 +20,7 @@ mod list;
 mod output;
 mod part_copy;
 mod refused;
+pub(crate) mod shared;
 
 use input::{
     bucket_input, category_of, check_key, checksums_of, copy_source_key, object_input, put_meta,
@@ -34,6 +35,8 @@ pub struct Gateway {
     pub(crate) stack: RoutingService<RegionalDispatch>,
     /// Largest object or part body, whatever its framing.
     pub(crate) max_object_bytes: u64,
+    /// Buckets shared by tenants (`[[shared_buckets]]`).
+    pub(crate) shared: std::sync::Arc<shared::SharedBuckets>,
 }
 
 impl Gateway {
@@ -44,6 +47,12 @@ impl Gateway {
             if r.bucket_name() == bucket {
                 return Ok(r.clone());
             }
+        }
+        if self.shared.contains(bucket) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "bucket {bucket} is shared by tenants: the request names no tenant"
+            ));
         }
         buckets::resolve(&self.rules.current(), bucket)
             .await?
@@ -245,19 +254,27 @@ impl S3 for Gateway {
         let mut errors = Vec::new();
         for obj in input.delete.objects {
             let key = obj.key;
-            if let Err(e) = check_key(&key).and_then(|()| buckets::check_reserved(&tenant, &key)) {
-                errors.push(Error {
-                    code: Some(e.code().as_str().to_string()),
-                    key: Some(key),
-                    message: e.message().map(str::to_string),
-                    version_id: None,
-                });
-                continue;
-            }
+            let stored = shared::stored_key(&tenant, key.clone()).and_then(|k| {
+                check_key(&k)?;
+                buckets::check_reserved(&tenant, &k)?;
+                Ok(k)
+            });
+            let stored = match stored {
+                Ok(k) => k,
+                Err(e) => {
+                    errors.push(Error {
+                        code: Some(e.code().as_str().to_string()),
+                        key: Some(key),
+                        message: e.message().map(str::to_string),
+                        version_id: None,
+                    });
+                    continue;
+                }
+            };
             match self
                 .run(StorageRequest::for_resolved(
                     tenant.clone(),
-                    Operation::Delete { key: key.clone() },
+                    Operation::Delete { key: stored },
                 ))
                 .await
             {
@@ -310,7 +327,11 @@ impl S3 for Gateway {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let (input, tenant) = object_input!(self, req);
-        let src_key = copy_source_key(&input.copy_source, &input.bucket)?;
+        let src_key = shared::stored_key(
+            &tenant,
+            copy_source_key(&input.copy_source, &input.bucket)?.to_owned(),
+        )?;
+        let src_key = src_key.as_str();
         buckets::check_reserved(&tenant, src_key)?;
         let replace = input
             .metadata_directive
@@ -339,7 +360,9 @@ impl S3 for Gateway {
             let meta = put_meta!(input, user);
             (Some(meta), category)
         } else {
-            (None, None)
+            // The copy keeps the source's metadata; in a bucket with a
+            // default category, a key no rule classifies takes it.
+            (None, buckets::default_for(&tenant, &input.key))
         };
         let mut sreq = StorageRequest::for_resolved(
             tenant,
@@ -375,6 +398,7 @@ impl S3 for Gateway {
             .checksum_algorithm
             .as_ref()
             .map(|a| a.as_str().to_string());
+        let echo = shared::client_key(&tenant, input.key.clone());
         let mut sreq = StorageRequest::for_resolved(
             tenant,
             Operation::CreateMultipart {
@@ -387,7 +411,7 @@ impl S3 for Gateway {
         let id = outcome!(&r.outcome, CreateMultipart);
         let output = CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
-            key: Some(input.key),
+            key: Some(echo),
             upload_id: Some(id.clone()),
             checksum_algorithm: input.checksum_algorithm,
             ..Default::default()
@@ -480,12 +504,13 @@ impl S3 for Gateway {
             upload_id: input.upload_id,
             parts: list,
         };
+        let echo = shared::client_key(&tenant, input.key.clone());
         let r = self.run(StorageRequest::for_resolved(tenant, op)).await?;
         let out = outcome!(&r.outcome, CompleteMultipart);
         let output = with_checksums!(
             CompleteMultipartUploadOutput {
                 bucket: Some(input.bucket),
-                key: Some(input.key),
+                key: Some(echo),
                 e_tag: Some(etag(&out.etag)),
                 ..Default::default()
             },
@@ -515,6 +540,7 @@ impl S3 for Gateway {
         req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
         let (input, tenant) = object_input!(self, req);
+        let echo = shared::client_key(&tenant, input.key.clone());
         let op = Operation::ListParts {
             key: input.key.clone(),
             upload_id: input.upload_id.clone(),
@@ -541,7 +567,7 @@ impl S3 for Gateway {
             .collect();
         Ok(S3Response::new(ListPartsOutput {
             bucket: Some(input.bucket),
-            key: Some(input.key),
+            key: Some(echo),
             upload_id: Some(input.upload_id),
             part_number_marker: input.part_number_marker,
             max_parts: input.max_parts,
@@ -598,7 +624,9 @@ impl S3 for Gateway {
         &self,
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
-        self.tenant(&req.extensions, &req.input.bucket).await?;
+        if !self.shared.contains(&req.input.bucket) {
+            self.tenant(&req.extensions, &req.input.bucket).await?;
+        }
         Ok(S3Response::new(HeadBucketOutput::default()))
     }
 
@@ -636,10 +664,12 @@ pub(crate) fn gateway(
     rules: RulesetHandle,
     stack: RoutingService<RegionalDispatch>,
     max_object_bytes: u64,
+    shared: std::sync::Arc<shared::SharedBuckets>,
 ) -> Gateway {
     Gateway {
         rules,
         stack,
         max_object_bytes,
+        shared,
     }
 }

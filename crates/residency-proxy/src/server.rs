@@ -284,10 +284,14 @@ impl Sidecar {
             layer = layer.audit_shared(shared);
         }
         let stack = layer.layer(dispatch.build());
+        let shared = Arc::new(crate::s3::shared::SharedBuckets::new(
+            &config.shared_buckets,
+        ));
         let mut builder = S3ServiceBuilder::new(gateway(
             handle.clone(),
             stack,
             config.limits.max_object_bytes,
+            shared.clone(),
         ));
         // Form uploads: the fields before the file are capped, and the file
         // by the object size limit whatever its framing (s3s holds it whole).
@@ -304,6 +308,7 @@ impl Sidecar {
         builder.set_access(TenantAccess {
             rules: handle.clone(),
             allow_sigv2: config.auth.allow_sigv2,
+            shared,
         });
         builder.set_host(Hosts(config.virtual_host_domains.clone()));
         Ok(Sidecar {

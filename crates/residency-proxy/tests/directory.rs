@@ -14,7 +14,11 @@ use aws_sdk_s3::Client;
 use residency_directory::postgres::{self as pg, DirectoryKey, FeatureChange};
 use residency_policy::{Policy, SecretRef, Tenants};
 use residency_testkit::PostgresCluster;
-use support::{cluster, regions_holding, repo_root, start_sidecar, write_config, Running};
+use support::faultproxy::{Fault, FaultProxy};
+use support::{
+    cluster, expect_s3_error, regions_holding, repo_root, start_sidecar, write_config_with,
+    Running, SidecarOptions,
+};
 
 const ACME: (&str, &str) = ("ACMEEXAMPLEKEY", "acme-example-secret-key-change-me");
 const GLOBEX: (&str, &str) = ("GLOBEXEXAMPLEKEY", "globex-example-secret-key-change-me");
@@ -62,7 +66,24 @@ async fn directory_with_example_tenants(
 
 /// The default test configuration with `tenants` naming the directory.
 fn directory_config(dir: &Path, url: &str, key: &DirectoryKey, max_staleness_secs: u64) -> PathBuf {
-    let path = write_config(dir);
+    directory_config_with(
+        dir,
+        url,
+        key,
+        max_staleness_secs,
+        &SidecarOptions::default(),
+    )
+}
+
+/// [`directory_config`] with the sidecar's options.
+fn directory_config_with(
+    dir: &Path,
+    url: &str,
+    key: &DirectoryKey,
+    max_staleness_secs: u64,
+    options: &SidecarOptions,
+) -> PathBuf {
+    let path = write_config_with(dir, options);
     let key_file = dir.join("directory.key");
     std::fs::write(&key_file, key.to_hex()).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
@@ -363,4 +384,128 @@ async fn a_locality_change_through_residency_migrate_is_enforced_by_both_replica
         );
     }
     assert!(regions_holding("initech", &before).await.contains(&"eu"));
+}
+
+/// Buckets a tenant creates are kept in the directory: one replica creates,
+/// the other serves it at once; names are unique across tenants; a bucket
+/// with objects is not deleted, nor one whose emptiness a region cannot
+/// confirm (503, the bucket stays); a deletion through one replica is seen
+/// by the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn buckets_created_through_one_replica_are_served_by_the_other_and_deleted_only_when_empty() {
+    let eu: std::net::SocketAddr = cluster()
+        .eu()
+        .endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .expect("eu endpoint");
+    let relay = FaultProxy::start(eu).await;
+    let key = DirectoryKey::generate();
+    let url = directory_with_example_tenants(postgres(), "created_buckets", &key).await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let a = start_sidecar(&directory_config(dirs[0].path(), &url, &key, 60)).await;
+    let b_options = SidecarOptions {
+        eu_endpoint: Some(relay.endpoint()),
+        backend_timeout_secs: 2,
+        ..SidecarOptions::default()
+    };
+    let b = start_sidecar(&directory_config_with(
+        dirs[1].path(),
+        &url,
+        &key,
+        60,
+        &b_options,
+    ))
+    .await;
+    let (aa, ab) = (client(&a, ACME), client(&b, ACME));
+    let bucket = unique("shared");
+
+    // Replica b does not know it yet (and caches that)...
+    expect_s3_error(
+        "head before",
+        ab.head_bucket().bucket(&bucket).send().await,
+        404,
+        "NotFound",
+    );
+    // ... a creates it; b serves it within a bounded time.
+    aa.create_bucket().bucket(&bucket).send().await.unwrap();
+    until("replica b sees the new bucket", 10, 200, || async {
+        match ab.head_bucket().bucket(&bucket).send().await {
+            Ok(_) => 200,
+            Err(e) => e.raw_response().map_or(0, |r| r.status().as_u16()),
+        }
+    })
+    .await;
+    let names: Vec<String> = ab
+        .list_buckets()
+        .send()
+        .await
+        .unwrap()
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name().map(str::to_owned))
+        .collect();
+    assert!(
+        names.contains(&bucket) && names.contains(&"acme".to_owned()),
+        "{names:?}"
+    );
+
+    // Written through b: ticket data in acme's EU, in the bucket's namespace.
+    assert_eq!(put_status(&ab, &bucket, "tickets/1.json").await, 200);
+    let stored = format!("~bucket/{bucket}/tickets/1.json");
+    assert_eq!(regions_holding("acme", &stored).await, ["eu"]);
+
+    // The name is the deployment's: another tenant cannot take it.
+    expect_s3_error(
+        "globex takes the name",
+        client(&b, GLOBEX)
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await,
+        409,
+        "BucketAlreadyExists",
+    );
+    expect_s3_error(
+        "delete a bucket with an object",
+        aa.delete_bucket().bucket(&bucket).send().await,
+        409,
+        "BucketNotEmpty",
+    );
+    aa.delete_object()
+        .bucket(&bucket)
+        .key("tickets/1.json")
+        .send()
+        .await
+        .unwrap();
+
+    // The EU cannot answer through b: the deletion fails closed, the bucket stays.
+    relay.set(Fault::Http503);
+    let f = support::failure(
+        "delete with the EU down",
+        ab.delete_bucket().bucket(&bucket).send().await,
+    );
+    assert_eq!(f.status, 503, "{f:?}");
+    aa.head_bucket().bucket(&bucket).send().await.unwrap();
+    relay.set(Fault::Pass);
+
+    ab.delete_bucket().bucket(&bucket).send().await.unwrap();
+    until("replica a sees the deletion", 10, 404, || async {
+        match aa.head_bucket().bucket(&bucket).send().await {
+            Ok(_) => 200,
+            Err(e) => e.raw_response().map_or(0, |r| r.status().as_u16()),
+        }
+    })
+    .await;
+    expect_s3_error(
+        "put into the deleted bucket",
+        aa.put_object()
+            .bucket(&bucket)
+            .key("tickets/2.json")
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await,
+        404,
+        "NoSuchBucket",
+    );
 }

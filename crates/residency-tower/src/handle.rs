@@ -134,6 +134,7 @@ impl Current {
             snapshot: self.snapshot.clone(),
             tenant,
             bucket: None,
+            tenant_in_keys: false,
         }
     }
 }
@@ -150,6 +151,10 @@ pub struct Resolved {
     /// A bucket the tenant created (its objects live under
     /// `<tenant>/~bucket/<name>/`); `None`: the tenant's configured bucket.
     pub(crate) bucket: Option<Arc<residency_directory::BucketRecord>>,
+    /// The client's keys begin with `<tenant>/` (a bucket shared by
+    /// tenants, the tenant named by the key): the edge strips it before the
+    /// request is routed and puts it back in what it answers.
+    pub(crate) tenant_in_keys: bool,
 }
 
 impl std::fmt::Debug for Resolved {
@@ -183,6 +188,20 @@ impl Resolved {
     pub fn in_bucket(mut self, bucket: Arc<residency_directory::BucketRecord>) -> Self {
         self.bucket = Some(bucket);
         self
+    }
+
+    /// The same, for a shared bucket whose client keys begin with
+    /// `<tenant>/`.
+    #[must_use]
+    pub fn with_tenant_in_keys(mut self) -> Self {
+        self.tenant_in_keys = true;
+        self
+    }
+
+    /// Whether the client's keys begin with `<tenant>/` (see
+    /// [`Resolved::with_tenant_in_keys`]).
+    pub fn tenant_in_keys(&self) -> bool {
+        self.tenant_in_keys
     }
 
     /// The created bucket addressed, if not the tenant's configured one.

@@ -60,22 +60,30 @@ pub(super) fn check_reserved(tenant: &Resolved, key: &str) -> S3Result<()> {
     Ok(())
 }
 
+/// The default category of the bucket `tenant` addresses, for a write of
+/// `key` that names none, when no key rule classifies the key.
+pub(super) fn default_for(tenant: &Resolved, key: &str) -> Option<String> {
+    let category = tenant.created_bucket()?.default_category.clone()?;
+    tenant
+        .rules()
+        .policy()
+        .classify_key(key)
+        .is_none()
+        .then_some(category)
+}
+
 /// Gives a write in a bucket with a default category that category, when
 /// the client named none and no key rule classifies the key; it is stored
 /// with the object (`x-amz-meta-residency-category`), so that `migrate`
 /// and `scan` place it as the sidecar did.
 pub(super) fn default_category(tenant: &Resolved, key: &str, user: &mut BTreeMap<String, String>) {
     const META: &str = "residency-category";
-    let Some(category) = tenant
-        .created_bucket()
-        .and_then(|b| b.default_category.as_deref())
-    else {
-        return;
-    };
-    if user.contains_key(META) || tenant.rules().policy().classify_key(key).is_some() {
+    if user.contains_key(META) {
         return;
     }
-    user.insert(META.to_owned(), category.to_owned());
+    if let Some(category) = default_for(tenant, key) {
+        user.insert(META.to_owned(), category);
+    }
 }
 
 /// The signed access key of a request, and who it acts for.
@@ -93,15 +101,15 @@ async fn grant<T>(current: &Current, req: &S3Request<T>) -> S3Result<Arc<KeyGran
         .ok_or_else(|| s3_error!(AccessDenied))
 }
 
-/// Whether the request signed `header` (SigV4 `SignedHeaders`).
-fn signed<T>(req: &S3Request<T>, header: &str) -> bool {
-    let Some(auth) = req
-        .headers
+/// Whether a request with these headers and URI signed `header` (SigV4
+/// `SignedHeaders`, in the `Authorization` header or a presigned URL's
+/// query).
+pub(crate) fn signed_header(headers: &http::HeaderMap, uri: &http::Uri, header: &str) -> bool {
+    let Some(auth) = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     else {
-        // A presigned URL signs the headers it names in the query.
-        return req.uri.query().is_some_and(|q| {
+        return uri.query().is_some_and(|q| {
             q.split('&').any(|kv| {
                 kv.strip_prefix("X-Amz-SignedHeaders=").is_some_and(|v| {
                     v.split("%3B")
@@ -128,7 +136,7 @@ fn owner<T>(req: &S3Request<T>, grant: &KeyGrant) -> S3Result<String> {
         .map(|v| v.to_str().map(str::to_owned))
         .transpose()
         .map_err(|_| s3_error!(InvalidArgument, "{TENANT_HEADER} is not a tenant id"))?;
-    if named.is_some() && !signed(req, TENANT_HEADER) {
+    if named.is_some() && !signed_header(&req.headers, &req.uri, TENANT_HEADER) {
         return Err(s3_error!(
             AccessDenied,
             "{TENANT_HEADER} must be signed (include it in SignedHeaders)"
@@ -195,6 +203,12 @@ impl Gateway {
         let tenant_id = owner(&req, &grant)?;
         let policy = current.rules().policy();
         let name = req.input.bucket.clone();
+        if self.shared.contains(&name) {
+            return Err(bucket_error(BucketError::Taken {
+                name,
+                by_you: false,
+            }));
+        }
         if !residency_policy::valid_bucket(&name) {
             return Err(s3_error!(
                 InvalidBucketName,
@@ -261,6 +275,13 @@ impl Gateway {
         &self,
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        if self.shared.contains(&req.input.bucket) {
+            return Err(s3_error!(
+                MethodNotAllowed,
+                "bucket {} is shared by tenants ([[shared_buckets]] in residency.toml): it is not deleted through S3",
+                req.input.bucket
+            ));
+        }
         let tenant = self.tenant(&req.extensions, &req.input.bucket).await?;
         let Some(record) = tenant.created_bucket().cloned() else {
             return Err(s3_error!(
@@ -380,6 +401,13 @@ impl Gateway {
                     bucket_region: None,
                 });
             }
+        }
+        for name in self.shared.names() {
+            buckets.push(Bucket {
+                name: Some(name.to_owned()),
+                creation_date: Some(Timestamp::from(std::time::SystemTime::UNIX_EPOCH)),
+                bucket_region: None,
+            });
         }
         buckets.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(S3Response::new(ListBucketsOutput {

@@ -68,7 +68,8 @@ pub(super) use bucket_input;
 /// its key checked before anything is routed.
 macro_rules! object_input {
     ($gateway:expr, $req:ident) => {{
-        let (input, tenant) = bucket_input!($gateway, $req);
+        let (mut input, tenant) = bucket_input!($gateway, $req);
+        input.key = crate::s3::shared::stored_key(&tenant, input.key)?;
         check_key(&input.key)?;
         crate::s3::buckets::check_reserved(&tenant, &input.key)?;
         (input, tenant)

@@ -20,6 +20,7 @@ use s3s::{S3Request, S3Response, S3Result};
 
 use super::input::{bucket_input, check_list_param};
 use super::output::{self, etag, outcome};
+use super::shared;
 use super::Gateway;
 
 /// What stays literal in an url-encoded listing: the unreserved characters
@@ -75,7 +76,18 @@ impl Page {
         check_list_param(after_name, after.as_deref())?;
         check_list_param("continuation-token", token.as_deref())?;
         let max_keys = max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
-        let prefix = prefix.unwrap_or_default();
+        // In a shared bucket whose keys begin with `<tenant>/`, the
+        // tenant's own namespace is listed without it.
+        let (Some(prefix), Some(after)) = (
+            shared::listing_prefix_param(&tenant, prefix),
+            shared::listing_marker_param(&tenant, after),
+        ) else {
+            return Ok(Page {
+                page: ListPage::default(),
+                max_keys,
+            });
+        };
+        let prefix = prefix.as_str();
         let configured = tenant.created_bucket().is_none();
         if configured && prefix.starts_with(BUCKET_NAMESPACE) {
             // No key of a configured bucket is there (they are refused).
@@ -120,6 +132,14 @@ impl Page {
                 page.objects.extend(rest.objects);
                 page.common_prefixes.extend(rest.common_prefixes);
                 page.next_continuation_token = rest.next_continuation_token;
+            }
+        }
+        if tenant.tenant_in_keys() {
+            for o in &mut page.objects {
+                o.key = shared::client_key(&tenant, std::mem::take(&mut o.key));
+            }
+            for p in &mut page.common_prefixes {
+                *p = shared::client_key(&tenant, std::mem::take(p));
             }
         }
         Ok(Page { page, max_keys })
@@ -344,15 +364,24 @@ pub(super) async fn uploads(
     check_list_param("upload-id-marker", input.upload_id_marker.as_deref())?;
     let prefix = input.prefix.clone().unwrap_or_default();
     let tenant_is_configured = tenant.created_bucket().is_none();
-    let r = gw
-        .run(StorageRequest::for_resolved(
-            tenant,
-            Operation::ListMultipartUploads {
-                prefix: prefix.clone(),
-            },
-        ))
-        .await?;
-    let mut all = outcome!(r.outcome, ListMultipartUploads);
+    // A shared bucket with the tenant in its keys: the tenant's namespace
+    // is listed, its keys answered with `<tenant>/` (the markers compare
+    // with them as the client sent them).
+    let mut all = match shared::listing_prefix_param(&tenant, Some(&prefix)) {
+        None => Vec::new(),
+        Some(stored) => {
+            let r = gw
+                .run(StorageRequest::for_resolved(
+                    tenant.clone(),
+                    Operation::ListMultipartUploads { prefix: stored },
+                ))
+                .await?;
+            outcome!(r.outcome, ListMultipartUploads)
+        }
+    };
+    for u in &mut all {
+        u.key = shared::client_key(&tenant, std::mem::take(&mut u.key));
+    }
     if tenant_is_configured {
         // Uploads into the buckets the tenant created are theirs.
         all.retain(|u| !u.key.starts_with(BUCKET_NAMESPACE));

@@ -18,7 +18,8 @@ pub(super) async fn upload_part_copy(
     gw: &Gateway,
     req: S3Request<UploadPartCopyInput>,
 ) -> S3Result<S3Response<UploadPartCopyOutput>> {
-    let (input, tenant) = bucket_input!(gw, req);
+    let (mut input, tenant) = bucket_input!(gw, req);
+    input.key = super::shared::stored_key(&tenant, input.key)?;
     check_key(&input.key)?;
     super::buckets::check_reserved(&tenant, &input.key)?;
     if !(1..=10_000).contains(&input.part_number) {
@@ -27,7 +28,11 @@ pub(super) async fn upload_part_copy(
             "Part number must be an integer between 1 and 10000, inclusive"
         ));
     }
-    let src_key = copy_source_key(&input.copy_source, &input.bucket)?;
+    let src_key = super::shared::stored_key(
+        &tenant,
+        copy_source_key(&input.copy_source, &input.bucket)?.to_owned(),
+    )?;
+    let src_key = src_key.as_str();
     super::buckets::check_reserved(&tenant, src_key)?;
     let range = match &input.copy_source_range {
         Some(r) => Some(ByteRange::parse(r).map_err(|_| {
