@@ -13,6 +13,8 @@ CREATE TABLE buckets (
     location text,
     -- The category of objects written without one that no key rule classifies.
     default_category text,
+    -- Its CORS rules (PutBucketCors), as the sidecar stores them (JSON).
+    cors text,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX buckets_tenant_id ON buckets (tenant_id);

@@ -36,6 +36,9 @@ pub struct BucketRecord {
     /// classifies (`x-residency-default-category` on CreateBucket).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_category: Option<String>,
+    /// Its CORS rules (PutBucketCors), as the sidecar stores them (JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<String>,
 }
 
 impl BucketRecord {
@@ -47,6 +50,7 @@ impl BucketRecord {
             created: rfc3339(SystemTime::now()),
             location: None,
             default_category: None,
+            cors: None,
         }
     }
 }
@@ -301,6 +305,28 @@ impl FileBuckets {
         self.change(|map| match map.get(name) {
             Some(b) if b.tenant == tenant => {
                 map.remove(name);
+                Ok(())
+            }
+            _ => Err(BucketError::NotFound(name.to_owned())),
+        })
+    }
+
+    /// Sets (or with `None` removes) the CORS rules of the created bucket
+    /// `name` of `tenant`.
+    ///
+    /// # Errors
+    /// See [`BucketError`]; nothing is changed on error.
+    pub fn set_cors(
+        &self,
+        name: &str,
+        tenant: &str,
+        cors: Option<String>,
+    ) -> Result<(), BucketError> {
+        self.change(|map| match map.get(name) {
+            Some(b) if b.tenant == tenant => {
+                let mut b = (**b).clone();
+                b.cors = cors;
+                map.insert(name.to_owned(), Arc::new(b));
                 Ok(())
             }
             _ => Err(BucketError::NotFound(name.to_owned())),

@@ -182,6 +182,18 @@ impl Directory for FileDirectory {
         Box::pin(std::future::ready(r))
     }
 
+    fn set_bucket_cors<'a>(
+        &'a self,
+        name: &'a str,
+        tenant: &'a str,
+        cors: Option<String>,
+    ) -> BoxFuture<'a, Result<(), BucketError>> {
+        let r = self
+            .registry()
+            .and_then(|reg| reg.set_cors(name, tenant, cors));
+        Box::pin(std::future::ready(r))
+    }
+
     fn delete_bucket<'a>(
         &'a self,
         name: &'a str,

@@ -317,6 +317,20 @@ pub trait Directory: Send + Sync + fmt::Debug + 'static {
         ))))
     }
 
+    /// Sets (`None`: removes) the CORS rules of the created bucket `name`
+    /// of `tenant`, as the caller serialized them.
+    fn set_bucket_cors<'a>(
+        &'a self,
+        name: &'a str,
+        tenant: &'a str,
+        cors: Option<String>,
+    ) -> BoxFuture<'a, Result<(), BucketError>> {
+        let _ = (name, tenant, cors);
+        Box::pin(std::future::ready(Err(BucketError::Unsupported(
+            "this tenant directory keeps no bucket registry".to_owned(),
+        ))))
+    }
+
     /// Removes the created bucket `name` of `tenant` from the registry (the
     /// caller checked that it is empty in every region).
     fn delete_bucket<'a>(

@@ -559,6 +559,7 @@ pub async fn run(
     let gate = RequestGate {
         allow_sigv2: sidecar.config.auth.allow_sigv2,
     };
+    let domains: Arc<[String]> = sidecar.config.virtual_host_domains.clone().into();
     loop {
         let (stream, peer, open) = tokio::select! {
             c = acceptor.accept() => c,
@@ -567,80 +568,102 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         let s3 = sidecar.s3.clone();
         let limit = limit.clone();
+        let rules = sidecar.rules.clone();
+        let domains = domains.clone();
         let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let s3 = s3.clone();
             let limit = limit.clone();
+            let rules = rules.clone();
+            let domains = domains.clone();
             async move {
-                // A request refused before its body was read leaves that body
-                // on the connection; whatever the client sends of it would be
-                // read as the start of its next request (seen as a rare
-                // SignatureDoesNotMatch on the request after a denial). Such a
-                // connection is closed after the error response.
-                let has_body = req
-                    .headers()
-                    .get(http::header::CONTENT_LENGTH)
-                    .is_some_and(|v| v.as_bytes() != b"0")
-                    || req.headers().contains_key(http::header::TRANSFER_ENCODING);
-                let close = |mut resp: http::Response<s3s::Body>| {
-                    if has_body && !resp.status().is_success() {
-                        resp.headers_mut().insert(
-                            http::header::CONNECTION,
-                            http::HeaderValue::from_static("close"),
-                        );
+                // CORS: a preflight is answered here (browsers send it
+                // unsigned, before any access check); a request with
+                // `Origin` gets the headers its bucket's rule gives.
+                let extra = match crate::s3::cors::decide(&rules, &domains, &req).await {
+                    crate::s3::cors::Decision::Preflight(resp) => return Ok(resp),
+                    crate::s3::cors::Decision::Decorate(h) => Some(h),
+                    crate::s3::cors::Decision::Nothing => None,
+                };
+                let resp = async move {
+                    // A request refused before its body was read leaves that body
+                    // on the connection; whatever the client sends of it would be
+                    // read as the start of its next request (seen as a rare
+                    // SignatureDoesNotMatch on the request after a denial). Such a
+                    // connection is closed after the error response.
+                    let has_body = req
+                        .headers()
+                        .get(http::header::CONTENT_LENGTH)
+                        .is_some_and(|v| v.as_bytes() != b"0")
+                        || req.headers().contains_key(http::header::TRANSFER_ENCODING);
+                    let close = |mut resp: http::Response<s3s::Body>| {
+                        if has_body && !resp.status().is_success() {
+                            resp.headers_mut().insert(
+                                http::header::CONNECTION,
+                                http::HeaderValue::from_static("close"),
+                            );
+                        }
+                        resp
+                    };
+                    if let Err(r) = gate.check(req.uri(), req.headers()) {
+                        metrics::counter!("residency_rejected_total", "reason" => "authentication")
+                            .increment(1);
+                        return Ok(close(error::response(
+                            error::code(r.code),
+                            &r.message,
+                            r.status,
+                        )));
                     }
-                    resp
-                };
-                if let Err(r) = gate.check(req.uri(), req.headers()) {
-                    metrics::counter!("residency_rejected_total", "reason" => "authentication")
-                        .increment(1);
-                    return Ok(close(error::response(
-                        error::code(r.code),
-                        &r.message,
-                        r.status,
-                    )));
-                }
-                if let Some(refused) = check_size(&req, max_object_bytes) {
-                    return Ok(close(refused));
-                }
-                let Ok(_permit) = limit.try_acquire_owned() else {
-                    metrics::counter!("residency_shed_total").increment(1);
-                    return Ok(close(error::response(
-                        S3ErrorCode::SlowDown,
-                        "Please reduce your request rate.",
-                        http::StatusCode::SERVICE_UNAVAILABLE,
-                    )));
-                };
-                if !has_body {
-                    let fix = match *req.method() {
-                        http::Method::GET | http::Method::HEAD => {
-                            req.headers().get(http::header::RANGE).map(range::fix)
-                        }
-                        _ => None,
+                    if let Some(refused) = check_size(&req, max_object_bytes) {
+                        return Ok(close(refused));
+                    }
+                    let Ok(_permit) = limit.try_acquire_owned() else {
+                        metrics::counter!("residency_shed_total").increment(1);
+                        return Ok(close(error::response(
+                            S3ErrorCode::SlowDown,
+                            "Please reduce your request rate.",
+                            http::StatusCode::SERVICE_UNAVAILABLE,
+                        )));
                     };
-                    return match fix {
-                        None | Some(RangeFix::Keep) => {
-                            s3.call(req.map(s3s::Body::from)).await.map(close)
-                        }
-                        Some(fix) => range::serve_fixed(&s3, req, fix).await.map(close),
-                    };
+                    if !has_body {
+                        let fix = match *req.method() {
+                            http::Method::GET | http::Method::HEAD => {
+                                req.headers().get(http::header::RANGE).map(range::fix)
+                            }
+                            _ => None,
+                        };
+                        return match fix {
+                            None | Some(RangeFix::Keep) => {
+                                s3.call(req.map(s3s::Body::from)).await.map(close)
+                            }
+                            Some(fix) => range::serve_fixed(&s3, req, fix).await.map(close),
+                        };
+                    }
+                    let timed_out = ClientTimeout::default();
+                    let (parts, body) = req.into_parts();
+                    let mut body = ClientBody::new(body, body_limits, timed_out.clone());
+                    if let Some(refused) = check_form(&parts, &mut body).await {
+                        return Ok(close(if timed_out.fired() {
+                            request_timeout()
+                        } else {
+                            refused
+                        }));
+                    }
+                    let resp = s3
+                        .call(http::Request::from_parts(parts, s3s::Body::http_body(body)))
+                        .await;
+                    if timed_out.fired() {
+                        return Ok(close(request_timeout()));
+                    }
+                    resp.map(close)
                 }
-                let timed_out = ClientTimeout::default();
-                let (parts, body) = req.into_parts();
-                let mut body = ClientBody::new(body, body_limits, timed_out.clone());
-                if let Some(refused) = check_form(&parts, &mut body).await {
-                    return Ok(close(if timed_out.fired() {
-                        request_timeout()
-                    } else {
-                        refused
-                    }));
+                .await;
+                match extra {
+                    Some(h) => resp.map(|mut r| {
+                        r.headers_mut().extend(h);
+                        r
+                    }),
+                    None => resp,
                 }
-                let resp = s3
-                    .call(http::Request::from_parts(parts, s3s::Body::http_body(body)))
-                    .await;
-                if timed_out.fired() {
-                    return Ok(close(request_timeout()));
-                }
-                resp.map(close)
             }
         });
         let mut builder = ConnBuilder::new(TokioExecutor::new());

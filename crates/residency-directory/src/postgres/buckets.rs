@@ -10,7 +10,7 @@ use crate::{BucketError, BucketRecord};
 
 const BUCKET_COLUMNS: &str = "name, tenant_id, \
      to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-     location, default_category";
+     location, default_category, cors";
 
 fn bucket_row(row: &Row) -> BucketRecord {
     BucketRecord {
@@ -19,6 +19,7 @@ fn bucket_row(row: &Row) -> BucketRecord {
         created: row.get(2),
         location: row.get(3),
         default_category: row.get(4),
+        cors: row.get(5),
     }
 }
 
@@ -124,6 +125,38 @@ impl PgDirectory {
             Err(Ok(e)) => Err(BucketError::Unavailable(format!("PostgreSQL: {e}"))),
             Err(Err(e)) => Err(BucketError::Unavailable(e)),
         }
+    }
+
+    async fn set_cors(
+        &self,
+        name: &str,
+        tenant: &str,
+        cors: Option<String>,
+    ) -> Result<(), BucketError> {
+        match self
+            .change(
+                "UPDATE buckets SET cors = $3 WHERE name = $1 AND tenant_id = $2",
+                &[&name, &tenant, &cors],
+            )
+            .await
+        {
+            Ok(0) => Err(BucketError::NotFound(name.to_owned())),
+            Ok(_) => {
+                self.shared.created.invalidate(name);
+                Ok(())
+            }
+            Err(Ok(e)) => Err(BucketError::Unavailable(format!("PostgreSQL: {e}"))),
+            Err(Err(e)) => Err(BucketError::Unavailable(e)),
+        }
+    }
+
+    pub(super) fn set_bucket_cors_row<'a>(
+        &'a self,
+        name: &'a str,
+        tenant: &'a str,
+        cors: Option<String>,
+    ) -> BoxFuture<'a, Result<(), BucketError>> {
+        Box::pin(self.set_cors(name, tenant, cors))
     }
 
     async fn of(&self, tenant: &str) -> Result<Vec<BucketRecord>, DirectoryError> {

@@ -601,6 +601,15 @@ impl Directory for PgDirectory {
     ) -> futures::future::BoxFuture<'a, Result<(), crate::BucketError>> {
         self.delete_bucket_row(name, tenant)
     }
+
+    fn set_bucket_cors<'a>(
+        &'a self,
+        name: &'a str,
+        tenant: &'a str,
+        cors: Option<String>,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::BucketError>> {
+        self.set_bucket_cors_row(name, tenant, cors)
+    }
 }
 
 impl PgDirectory {

@@ -170,7 +170,7 @@ fn region_named(policy: &Policy, constraint: &str) -> Option<RegionId> {
     })
 }
 
-fn bucket_error(e: BucketError) -> S3Error {
+pub(super) fn bucket_error(e: BucketError) -> S3Error {
     match e {
         BucketError::Taken { by_you: true, name } => s3_error!(
             BucketAlreadyOwnedByYou,
