@@ -248,13 +248,6 @@ CASES = [
 ]
 
 
-def normalize(case, answer):
-    """Garage answers a wrong key with 400 InvalidRequest; S3 documents 403
-    AccessDenied: the sidecar passes Garage's answer on (documented in
-    docs/s3-compatibility.md), so the answers compare as they are."""
-    return answer
-
-
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.__name__[5:])
 def test_sse_c_answers_as_garage(sides, case):
     through, direct = both(sides, case)
