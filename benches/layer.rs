@@ -110,7 +110,10 @@ fn bytes_1() -> bytes::Bytes {
 }
 
 fn head_op() -> Operation {
-    Operation::Head { key: KEY.into() }
+    Operation::Head {
+        key: KEY.into(),
+        sse: None,
+    }
 }
 
 /// Runs `iters` requests back to back inside one `block_on`.

@@ -97,6 +97,7 @@ pub(crate) fn meta_of(info: &ObjectInfo) -> PutMeta {
         content_length: Some(info.size),
         checksums: Default::default(),
         checksum_algorithm: None,
+        sse: Default::default(),
     }
 }
 

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 mod directory;
+mod encryption;
 mod limits;
 mod shared;
 mod tls;
@@ -76,6 +77,18 @@ pub enum BackendConfig {
         /// (default true); `false` sends every call through `aws-sdk-s3`.
         #[serde(default = "yes")]
         fast_path: bool,
+        /// SSE-C (customer-provided keys) is passed to the service (default
+        /// true: S3 and Garage honour it); `false` refuses it with 501.
+        #[serde(default = "yes")]
+        sse_c: bool,
+        /// The service encrypts with its own keys on `x-amz-server-side-encryption:
+        /// AES256` (SSE-S3). Default false: refused with 501 (Garage ignores it).
+        #[serde(default)]
+        sse_s3: bool,
+        /// The region's KMS key ids (ids or ARNs), the first the default for
+        /// `aws:kms` without a key id. Empty (default): SSE-KMS is refused.
+        #[serde(default)]
+        kms_key_ids: Vec<String>,
     },
     /// Accepts and discards writes (benchmarks only: the sidecar's own
     /// ceiling); see `residency_store::NullBackend` for what reads answer.
@@ -386,6 +399,9 @@ impl Config {
             }
             regions.push((id.clone(), b.get_ref().clone()));
         }
+        for (span, message) in encryption::problems(&raw.regions) {
+            errors.push(err(path, source, span, message));
+        }
         let upload_id_secret = match (&raw.upload_id_secret, &raw.upload_id_secret_env) {
             (None, None) => None,
             (s, e) => match env_or_inline("upload_id_secret", s, e, None) {
@@ -669,6 +685,9 @@ impl Config {
                     stall_timeout_secs,
                     max_attempts,
                     fast_path,
+                    sse_c,
+                    sse_s3,
+                    kms_key_ids,
                     ..
                 } => {
                     let ak = env_or_inline(
@@ -699,7 +718,12 @@ impl Config {
                         .connect_timeout(Duration::from_secs(connect_timeout_secs.unwrap_or(5)))
                         .stall_timeout(Duration::from_secs(stall_timeout_secs.unwrap_or(30)))
                         .max_attempts(max_attempts.unwrap_or(2))
-                        .fast_path(*fast_path);
+                        .fast_path(*fast_path)
+                        .sse(residency_store::SseSupport {
+                            customer: *sse_c,
+                            s3: *sse_s3,
+                            kms_key_ids: kms_key_ids.clone(),
+                        });
                     if let Some(e) = endpoint {
                         builder = builder.endpoint(e.clone());
                     }

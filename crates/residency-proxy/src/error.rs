@@ -43,7 +43,14 @@ pub(crate) fn to_s3(e: BoxError) -> S3Error {
             if source.is_unavailable() {
                 tracing::warn!(region = %region, error = %source, "region unavailable: failing closed");
             }
-            source.to_string()
+            match source {
+                // The reason names the region the object is placed in.
+                residency_store::StoreError::EncryptionUnsupported { .. }
+                | residency_store::StoreError::EncryptionDenied { .. } => {
+                    format!("region {region}: {source}")
+                }
+                _ => source.to_string(),
+            }
         }
         RoutingError::NotFound { key } => format!("no such key: {key}"),
         RoutingError::InvalidArgument { message } => message.clone(),

@@ -22,12 +22,14 @@ mod output;
 mod part_copy;
 mod refused;
 pub(crate) mod shared;
+mod sse;
 
 use input::{
     bucket_input, category_of, check_key, checksums_of, copy_source_key, object_input, put_meta,
     trailer, trailer_algorithm, user_metadata,
 };
 use output::{etag, head_output, outcome, region_header, with_checksums};
+use sse::{with_sse_report, write_sse_of};
 
 /// The sidecar's S3 implementation.
 #[derive(Clone)]
@@ -98,6 +100,7 @@ impl S3 for Gateway {
             meta.headers.content_encoding.filter(|e| e != "aws-chunked");
         meta.content_length = len;
         meta.checksums = checksums_of!(input);
+        meta.sse = write_sse_of!(input);
         let (body, checks) = incoming(input.body, len, self.max_object_bytes, trailer, &failure);
         let mut sreq = StorageRequest::for_resolved(
             tenant,
@@ -119,6 +122,7 @@ impl S3 for Gateway {
             },
             &out.checksums
         );
+        let output = with_sse_report!(output, &out.sse);
         Ok(region_header(S3Response::new(output), &r))
     }
 
@@ -134,12 +138,18 @@ impl S3 for Gateway {
             }
             None => None,
         };
+        let sse = sse::customer_only(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
         let r = self
             .run(StorageRequest::for_resolved(
                 tenant,
                 Operation::Get {
                     key: input.key,
                     range,
+                    sse,
                 },
             ))
             .await?;
@@ -192,6 +202,10 @@ impl S3 for Gateway {
                 None
             },
             accept_ranges: Some("bytes".into()),
+            server_side_encryption: head.server_side_encryption,
+            ssekms_key_id: head.ssekms_key_id,
+            sse_customer_algorithm: head.sse_customer_algorithm,
+            sse_customer_key_md5: head.sse_customer_key_md5,
             ..Default::default()
         };
         let mut resp = S3Response::new(output);
@@ -212,10 +226,18 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let (input, tenant) = object_input!(self, req);
         conditional::check_version(input.version_id.as_deref())?;
+        let sse = sse::customer_only(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
         let r = self
             .run(StorageRequest::for_resolved(
                 tenant,
-                Operation::Head { key: input.key },
+                Operation::Head {
+                    key: input.key,
+                    sse,
+                },
             ))
             .await?;
         let info = outcome!(&r.outcome, Head);
@@ -354,6 +376,12 @@ impl S3 for Gateway {
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
             ));
         }
+        let mut copy_sse = write_sse_of!(input);
+        copy_sse.copy_source_customer = sse::copy_source_key(
+            input.copy_source_sse_customer_algorithm.as_deref(),
+            input.copy_source_sse_customer_key.as_deref(),
+            input.copy_source_sse_customer_key_md5.as_deref(),
+        )?;
         let (meta, category) = if replace {
             let mut user = user_metadata(input.metadata);
             buckets::default_category(&tenant, &input.key, &mut user);
@@ -371,6 +399,7 @@ impl S3 for Gateway {
                 src_key: src_key.to_string(),
                 dst_key: input.key,
                 meta: meta.map(Box::new),
+                sse: (!copy_sse.is_empty()).then(|| Box::new(copy_sse)),
             },
         );
         sreq.category = category;
@@ -384,6 +413,7 @@ impl S3 for Gateway {
             }),
             ..Default::default()
         };
+        let output = with_sse_report!(output, &out.sse);
         Ok(region_header(S3Response::new(output), &r))
     }
 
@@ -399,7 +429,9 @@ impl S3 for Gateway {
             .checksum_algorithm
             .as_ref()
             .map(|a| a.as_str().to_string());
-        let echo = shared::client_key(&tenant, input.key.clone());
+        meta.sse = write_sse_of!(input);
+        let echo = sse::echo(Some(&meta.sse));
+        let echo_key = shared::client_key(&tenant, input.key.clone());
         let mut sreq = StorageRequest::for_resolved(
             tenant,
             Operation::CreateMultipart {
@@ -412,11 +444,12 @@ impl S3 for Gateway {
         let id = outcome!(&r.outcome, CreateMultipart);
         let output = CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
-            key: Some(echo),
+            key: Some(echo_key),
             upload_id: Some(id.clone()),
             checksum_algorithm: input.checksum_algorithm,
             ..Default::default()
         };
+        let output = with_sse_report!(output, &echo);
         Ok(region_header(S3Response::new(output), &r))
     }
 
@@ -438,12 +471,19 @@ impl S3 for Gateway {
         let (body, checks) = incoming(input.body, len, self.max_object_bytes, trailer, &failure);
         let mut checksums = checksums_of!(input);
         checksums.compute = compute;
+        let sse = sse::customer_only(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        let echo = sse::echo(sse.as_deref());
         let op = Operation::UploadPart {
             key: input.key,
             upload_id: input.upload_id,
             part_number: input.part_number as u32,
             body,
             checksums: Box::new(checksums),
+            sse,
         };
         let r = self
             .run_streaming(
@@ -459,6 +499,7 @@ impl S3 for Gateway {
             },
             &p.checksums
         );
+        let output = with_sse_report!(output, &echo);
         Ok(region_header(S3Response::new(output), &r))
     }
 

@@ -9,6 +9,7 @@ use crate::object::{
     PartUpload, PartsPage, PartsQuery, PutMeta, PutOutput, UploadInfo,
 };
 use crate::range::ByteRange;
+use crate::sse::{Sse, SseSupport};
 
 /// One regional bucket (or directory).
 ///
@@ -53,6 +54,52 @@ pub trait Backend: Send + Sync + 'static {
     /// # Errors
     /// `NotFound`, `Unavailable`, `Backend`, `Io`.
     async fn head_object(&self, key: &str) -> Result<ObjectInfo, StoreError>;
+
+    /// The encryption this backend honours (default: none, so that
+    /// [`crate::execute`] refuses every request that asks for some).
+    fn sse_support(&self) -> SseSupport {
+        SseSupport::default()
+    }
+
+    /// [`Self::get_object`] with a customer key (SSE-C). The default refuses
+    /// any encryption and reads plainly without.
+    ///
+    /// # Errors
+    /// As `get_object`; `EncryptionUnsupported`.
+    async fn get_object_sse(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+        sse: &Sse,
+    ) -> Result<GetOutput, StoreError> {
+        refuse_sse(self.describe().kind, sse)?;
+        self.get_object(key, range).await
+    }
+
+    /// [`Self::head_object`] with a customer key (SSE-C).
+    ///
+    /// # Errors
+    /// As `head_object`; `EncryptionUnsupported`.
+    async fn head_object_sse(&self, key: &str, sse: &Sse) -> Result<ObjectInfo, StoreError> {
+        refuse_sse(self.describe().kind, sse)?;
+        self.head_object(key).await
+    }
+
+    /// [`Self::copy_object`] with the source's customer key and the
+    /// destination's encryption.
+    ///
+    /// # Errors
+    /// As `copy_object`; `EncryptionUnsupported`.
+    async fn copy_object_sse(
+        &self,
+        src_key: &str,
+        dst_key: &str,
+        meta: Option<PutMeta>,
+        sse: &Sse,
+    ) -> Result<PutOutput, StoreError> {
+        refuse_sse(self.describe().kind, sse)?;
+        self.copy_object(src_key, dst_key, meta).await
+    }
 
     /// Deletes an object. Deleting a missing object succeeds, as in S3.
     ///
@@ -136,4 +183,16 @@ pub trait Backend: Send + Sync + 'static {
     /// # Errors
     /// `Unavailable` when the backend cannot serve requests.
     async fn health(&self) -> Result<(), StoreError>;
+}
+
+/// Refuses a call that asks for encryption from a backend that honours none.
+///
+/// # Errors
+/// `EncryptionUnsupported` when `sse` is not empty.
+pub(crate) fn refuse_sse(kind: &str, sse: &Sse) -> Result<(), StoreError> {
+    if sse.is_empty() {
+        Ok(())
+    } else {
+        SseSupport::default().resolve(kind, &mut sse.clone())
+    }
 }

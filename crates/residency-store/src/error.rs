@@ -104,6 +104,21 @@ pub enum StoreError {
         /// The backend's message.
         message: String,
     },
+    /// The backend cannot honour the encryption the request asks for (SSE-C
+    /// on a directory, SSE-KMS on a region without KMS keys): S3
+    /// `NotImplemented`, 501. Nothing was stored.
+    #[error("{message}")]
+    EncryptionUnsupported {
+        /// What cannot be honoured, and by which backend.
+        message: String,
+    },
+    /// The encryption asked for is not allowed in this region (a KMS key id
+    /// of another region): S3 `AccessDenied`, 403. Nothing was stored.
+    #[error("{message}")]
+    EncryptionDenied {
+        /// Why.
+        message: String,
+    },
     /// A local I/O error (directory backend).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -126,6 +141,8 @@ impl StoreError {
             Self::InvalidArgument { .. } => "InvalidArgument",
             Self::Unavailable { .. } => "ServiceUnavailable",
             Self::Backend { code, .. } => code.as_deref().unwrap_or("InternalError"),
+            Self::EncryptionUnsupported { .. } => "NotImplemented",
+            Self::EncryptionDenied { .. } => "AccessDenied",
             Self::Io(_) => "InternalError",
         }
     }
@@ -145,6 +162,8 @@ impl StoreError {
             | Self::InvalidArgument { .. } => 400,
             Self::Unavailable { .. } => 503,
             Self::Backend { status, .. } => status.unwrap_or(500),
+            Self::EncryptionUnsupported { .. } => 501,
+            Self::EncryptionDenied { .. } => 403,
             Self::Io(_) => 500,
         }
     }

@@ -40,6 +40,7 @@ mod object;
 mod operation;
 mod range;
 mod s3;
+mod sse;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -68,3 +69,4 @@ pub use range::ByteRange;
 #[doc(hidden)]
 pub use s3::BenchSigner;
 pub use s3::{S3Backend, S3BackendConfig, S3BackendConfigBuilder};
+pub use sse::{CustomerKey, ServerSide, Sse, SseReport, SseSupport};

@@ -207,6 +207,7 @@ fn info_from(
         headers: meta.headers.clone(),
         checksums,
         version_id: None,
+        sse: Default::default(),
     }
 }
 
@@ -239,6 +240,7 @@ impl Backend for MemoryBackend {
             etag,
             checksums,
             version_id: None,
+            sse: Default::default(),
         })
     }
 
@@ -342,6 +344,7 @@ impl Backend for MemoryBackend {
             etag: info.etag.clone(),
             checksums: info.checksums.clone(),
             version_id: None,
+            sse: Default::default(),
         };
         state.objects.insert(
             dst_key.to_owned(),
@@ -423,6 +426,7 @@ impl Backend for MemoryBackend {
             etag,
             checksums: Default::default(),
             version_id: None,
+            sse: Default::default(),
         })
     }
 
@@ -530,6 +534,7 @@ mod tests {
         let Outcome::Get(g) = run(Operation::Get {
             key: "acme/a".into(),
             range: Some(ByteRange::Suffix { len: 2 }),
+            sse: Default::default(),
         })
         .await
         else {
@@ -538,12 +543,14 @@ mod tests {
         assert_eq!(g.body.collect().await.unwrap(), "lo");
         run(Operation::Head {
             key: "acme/a".into(),
+            sse: Default::default(),
         })
         .await;
         let copy = Operation::Copy {
             src_key: "acme/a".into(),
             dst_key: "acme/b".into(),
             meta: Some(Box::new(PutMeta::with_content_type("text/plain"))),
+            sse: Default::default(),
         };
         assert_eq!(
             (copy.key(), copy.source_key(), copy.content_type()),
@@ -576,6 +583,7 @@ mod tests {
             part_number: 1,
             body: Body::from("part"),
             checksums: Default::default(),
+            sse: Default::default(),
         })
         .await
         else {

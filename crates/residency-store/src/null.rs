@@ -129,6 +129,7 @@ impl NullBackend {
             },
             checksums: Default::default(),
             version_id: None,
+            sse: Default::default(),
         }
     }
 
@@ -190,6 +191,7 @@ impl Backend for NullBackend {
             etag,
             checksums: meta.checksums.without_md5(),
             version_id: None,
+            sse: Default::default(),
         })
     }
 
@@ -263,6 +265,7 @@ impl Backend for NullBackend {
             etag,
             checksums: Default::default(),
             version_id: None,
+            sse: Default::default(),
         })
     }
 
@@ -328,6 +331,7 @@ impl Backend for NullBackend {
             etag,
             checksums: Default::default(),
             version_id: None,
+            sse: Default::default(),
         })
     }
 

@@ -154,6 +154,8 @@ pub struct PutMeta {
     /// `x-amz-checksum-algorithm` (`CRC32`, `CRC32C`, `SHA1`, `SHA256`,
     /// `CRC64NVME`): for `create_multipart`, the algorithm the parts will carry.
     pub checksum_algorithm: Option<String>,
+    /// The encryption asked for (SSE-C key, SSE-S3, SSE-KMS); empty for none.
+    pub sse: crate::Sse,
 }
 
 impl PutMeta {
@@ -187,6 +189,8 @@ pub struct ObjectInfo {
     pub checksums: Checksums,
     /// The version id, on a versioned S3 bucket.
     pub version_id: Option<String>,
+    /// The encryption the service reports for the object.
+    pub sse: crate::SseReport,
 }
 
 /// One entry of a listing: S3 list answers carry no content type or user metadata.
@@ -211,6 +215,8 @@ pub struct PutOutput {
     pub checksums: Checksums,
     /// The version id, on a versioned S3 bucket.
     pub version_id: Option<String>,
+    /// The encryption the service reports for the write.
+    pub sse: crate::SseReport,
 }
 
 /// The answer to a GET.
@@ -374,6 +380,8 @@ pub struct PartUpload<'a> {
     pub body: crate::Body,
     /// Checksums to verify, as for a put.
     pub checksums: Checksums,
+    /// SSE-C: the upload's customer key (empty: none).
+    pub sse: crate::Sse,
 }
 
 impl<'a> PartUpload<'a> {
@@ -386,6 +394,7 @@ impl<'a> PartUpload<'a> {
             part_number,
             body,
             checksums: Checksums::default(),
+            sse: crate::Sse::default(),
         }
     }
 }

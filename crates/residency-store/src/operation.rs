@@ -8,6 +8,7 @@ use crate::object::{
     PartsPage, PartsQuery, PutMeta, PutOutput, UploadInfo,
 };
 use crate::range::ByteRange;
+use crate::sse::Sse;
 
 /// What an [`Operation`] does, without its arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -113,11 +114,15 @@ pub enum Operation {
         key: String,
         /// Optional byte range.
         range: Option<ByteRange>,
+        /// SSE-C: the object's customer key.
+        sse: Option<Box<Sse>>,
     },
     /// [`Backend::head_object`].
     Head {
         /// Object key.
         key: String,
+        /// SSE-C: the object's customer key.
+        sse: Option<Box<Sse>>,
     },
     /// [`Backend::delete_object`].
     Delete {
@@ -137,6 +142,8 @@ pub enum Operation {
         dst_key: String,
         /// Replacement metadata; `None` copies the source's.
         meta: Option<Box<PutMeta>>,
+        /// The source's customer key and the destination's encryption.
+        sse: Option<Box<Sse>>,
     },
     /// [`Backend::create_multipart`].
     CreateMultipart {
@@ -157,6 +164,8 @@ pub enum Operation {
         body: Body,
         /// Part checksums.
         checksums: Box<Checksums>,
+        /// SSE-C: the upload's customer key.
+        sse: Option<Box<Sse>>,
     },
     /// [`Backend::complete_multipart`].
     CompleteMultipart {
@@ -217,7 +226,7 @@ impl Operation {
         match self {
             Self::Put { key, .. }
             | Self::Get { key, .. }
-            | Self::Head { key }
+            | Self::Head { key, .. }
             | Self::Delete { key }
             | Self::CreateMultipart { key, .. }
             | Self::UploadPart { key, .. }
@@ -329,14 +338,35 @@ impl Outcome {
 /// # Errors
 /// Whatever the backend method returns.
 pub async fn execute(backend: &dyn Backend, op: Operation) -> Result<Outcome, StoreError> {
+    let kind = backend.describe().kind;
+    // Encryption the backend cannot honour is refused before anything is
+    // sent (a backend that ignored it would store the object unencrypted).
+    let resolve = |sse: Option<Box<Sse>>| -> Result<Sse, StoreError> {
+        let mut sse = sse.map(|s| *s).unwrap_or_default();
+        if !sse.is_empty() {
+            backend.sse_support().resolve(kind, &mut sse)?;
+        }
+        Ok(sse)
+    };
     Ok(match op {
-        Operation::Put { key, body, meta } => {
+        Operation::Put {
+            key,
+            body,
+            mut meta,
+        } => {
+            if !meta.sse.is_empty() {
+                backend.sse_support().resolve(kind, &mut meta.sse)?;
+            }
             Outcome::Put(Box::new(backend.put_object(&key, body, *meta).await?))
         }
-        Operation::Get { key, range } => {
-            Outcome::Get(Box::new(backend.get_object(&key, range).await?))
+        Operation::Get { key, range, sse } => {
+            let sse = resolve(sse)?;
+            Outcome::Get(Box::new(backend.get_object_sse(&key, range, &sse).await?))
         }
-        Operation::Head { key } => Outcome::Head(Box::new(backend.head_object(&key).await?)),
+        Operation::Head { key, sse } => {
+            let sse = resolve(sse)?;
+            Outcome::Head(Box::new(backend.head_object_sse(&key, &sse).await?))
+        }
         Operation::Delete { key } => {
             backend.delete_object(&key).await?;
             Outcome::Delete
@@ -346,12 +376,19 @@ pub async fn execute(backend: &dyn Backend, op: Operation) -> Result<Outcome, St
             src_key,
             dst_key,
             meta,
-        } => Outcome::Copy(Box::new(
-            backend
-                .copy_object(&src_key, &dst_key, meta.map(|m| *m))
-                .await?,
-        )),
-        Operation::CreateMultipart { key, meta } => {
+            sse,
+        } => {
+            let sse = resolve(sse)?;
+            Outcome::Copy(Box::new(
+                backend
+                    .copy_object_sse(&src_key, &dst_key, meta.map(|m| *m), &sse)
+                    .await?,
+            ))
+        }
+        Operation::CreateMultipart { key, mut meta } => {
+            if !meta.sse.is_empty() {
+                backend.sse_support().resolve(kind, &mut meta.sse)?;
+            }
             Outcome::CreateMultipart(backend.create_multipart(&key, *meta).await?)
         }
         Operation::UploadPart {
@@ -360,17 +397,22 @@ pub async fn execute(backend: &dyn Backend, op: Operation) -> Result<Outcome, St
             part_number,
             body,
             checksums,
-        } => Outcome::UploadPart(Box::new(
-            backend
-                .upload_part(PartUpload {
-                    key: &key,
-                    upload_id: &upload_id,
-                    part_number,
-                    body,
-                    checksums: *checksums,
-                })
-                .await?,
-        )),
+            sse,
+        } => {
+            let sse = resolve(sse)?;
+            Outcome::UploadPart(Box::new(
+                backend
+                    .upload_part(PartUpload {
+                        key: &key,
+                        upload_id: &upload_id,
+                        part_number,
+                        body,
+                        checksums: *checksums,
+                        sse,
+                    })
+                    .await?,
+            ))
+        }
         Operation::CompleteMultipart {
             key,
             upload_id,

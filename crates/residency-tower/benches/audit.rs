@@ -41,7 +41,10 @@ fn put_op() -> Operation {
 }
 
 fn head_op() -> Operation {
-    Operation::Head { key: KEY.into() }
+    Operation::Head {
+        key: KEY.into(),
+        sse: Default::default(),
+    }
 }
 
 type Stack = RoutingService<RegionalDispatch>;

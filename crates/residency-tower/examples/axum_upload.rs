@@ -128,7 +128,14 @@ async fn get_object(
     State(storage): State<Storage>,
     UrlPath((tenant, key)): UrlPath<(String, String)>,
 ) -> Response {
-    let req = StorageRequest::new(tenant, Operation::Get { key, range: None });
+    let req = StorageRequest::new(
+        tenant,
+        Operation::Get {
+            key,
+            range: None,
+            sse: Default::default(),
+        },
+    );
     let resp = match storage.oneshot(req).await {
         Ok(resp) => resp,
         Err(e) => return error_response(&e),

@@ -386,6 +386,7 @@ async fn reads_try_the_tenants_regions_in_order() {
             Operation::Get {
                 key: key.into(),
                 range: None,
+                sse: Default::default(),
             },
         )
     };

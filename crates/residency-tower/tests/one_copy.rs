@@ -97,6 +97,7 @@ impl Stack {
                 Operation::Get {
                     key: key.into(),
                     range: None,
+                    sse: Default::default(),
                 },
             )
             .await
@@ -113,7 +114,13 @@ impl Stack {
 
     async fn head_size(&self, tenant: &str, key: &str) -> u64 {
         match self
-            .send(tenant, Operation::Head { key: key.into() })
+            .send(
+                tenant,
+                Operation::Head {
+                    key: key.into(),
+                    sse: Default::default(),
+                },
+            )
             .await
             .expect("head")
             .outcome

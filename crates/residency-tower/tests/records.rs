@@ -244,10 +244,14 @@ fn run_on_this_thread(svc: &RoutingService<RegionalDispatch>, n: usize) {
     rt.block_on(async {
         for i in 0..n {
             let key = format!("tickets/{i}.json");
-            let head = Operation::Head { key: key.clone() };
+            let head = Operation::Head {
+                key: key.clone(),
+                sse: Default::default(),
+            };
             // Read from eu then us: not found in either.
             let missing = Operation::Head {
                 key: "misc/missing.txt".into(),
+                sse: Default::default(),
             };
             let reqs = [
                 StorageRequest::new("acme", put(&key)),

@@ -245,6 +245,7 @@ async fn every_object_lands_in_its_allowed_region_and_nowhere_else() {
         let get_op = Operation::Get {
             key: "chat/1.json".into(),
             range: None,
+            sse: Default::default(),
         };
         let get = send(&svc, "globex", get_op).await.unwrap();
         assert_eq!(get.region.as_deref(), Some("eu"));

@@ -108,6 +108,7 @@ mod tests {
             headers: Default::default(),
             checksums: Default::default(),
             version_id: None,
+            sse: Default::default(),
         }
     }
 

@@ -60,7 +60,7 @@ macro_rules! outcome {
 pub(super) use outcome;
 
 pub(super) fn head_output(info: &ObjectInfo) -> HeadObjectOutput {
-    with_checksums!(
+    let out = with_checksums!(
         HeadObjectOutput {
             content_length: Some(info.size as i64),
             content_type: info.headers.content_type.clone(),
@@ -75,5 +75,6 @@ pub(super) fn head_output(info: &ObjectInfo) -> HeadObjectOutput {
             ..Default::default()
         },
         &info.checksums
-    )
+    );
+    super::sse::with_sse_report!(out, &info.sse)
 }

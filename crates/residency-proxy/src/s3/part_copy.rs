@@ -12,7 +12,7 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use super::conditional::Conditions;
 use super::input::{bucket_input, check_key, copy_source_key};
 use super::output::{self, etag, outcome, region_header};
-use super::Gateway;
+use super::{sse, Gateway};
 
 pub(super) async fn upload_part_copy(
     gw: &Gateway,
@@ -43,12 +43,32 @@ pub(super) async fn upload_part_copy(
         })?),
         None => None,
     };
+    // The source is read with its customer key, the part written with the
+    // upload's (SSE-C); each travels only to the region it is for.
+    let source_sse = sse::copy_source_key(
+        input.copy_source_sse_customer_algorithm.as_deref(),
+        input.copy_source_sse_customer_key.as_deref(),
+        input.copy_source_sse_customer_key_md5.as_deref(),
+    )?
+    .map(|k| {
+        Box::new(residency_store::Sse {
+            customer: Some(k),
+            ..Default::default()
+        })
+    });
+    let part_sse = sse::customer_only(
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    )?;
+    let echo = sse::echo(part_sse.as_deref());
     let source = gw
         .run(StorageRequest::for_resolved(
             tenant.clone(),
             Operation::Get {
                 key: src_key.to_string(),
                 range,
+                sse: source_sse,
             },
         ))
         .await?;
@@ -90,6 +110,7 @@ pub(super) async fn upload_part_copy(
                 part_number: input.part_number as u32,
                 body: got.body,
                 checksums: Box::new(Checksums::default()),
+                sse: part_sse,
             },
         ))
         .await?;
@@ -100,6 +121,8 @@ pub(super) async fn upload_part_copy(
             last_modified: Some(Timestamp::from(std::time::SystemTime::now())),
             ..Default::default()
         }),
+        sse_customer_algorithm: echo.customer_algorithm,
+        sse_customer_key_md5: echo.customer_key_md5,
         ..Default::default()
     };
     Ok(region_header(S3Response::new(output), &r))

@@ -56,6 +56,7 @@ impl Backend for DirBackend {
             etag: stored.etag,
             checksums: stored.checksums,
             version_id: None,
+            sse: Default::default(),
         })
     }
 
@@ -218,6 +219,7 @@ impl Backend for DirBackend {
             etag: stored.etag,
             checksums: stored.checksums,
             version_id: None,
+            sse: Default::default(),
         })
     }
 
@@ -328,6 +330,7 @@ impl Backend for DirBackend {
             etag: stored.etag,
             checksums: Default::default(),
             version_id: None,
+            sse: Default::default(),
         })
     }
 

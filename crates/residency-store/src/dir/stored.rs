@@ -35,6 +35,7 @@ impl StoredMeta {
             headers: self.headers.clone(),
             checksums: self.checksums.clone(),
             version_id: None,
+            sse: Default::default(),
         }
     }
 }

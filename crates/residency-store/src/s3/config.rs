@@ -39,6 +39,9 @@ pub struct S3BackendConfig {
     /// client, SigV4 with the signing key kept per day) instead of the SDK's
     /// orchestrator. Default `true`; `false` sends every call through the SDK.
     pub fast_path: bool,
+    /// The encryption the service honours (SSE-C, SSE-S3, the region's KMS
+    /// key ids). Default: none (every request asking for some is refused).
+    pub sse: crate::SseSupport,
 }
 
 impl fmt::Debug for S3BackendConfig {
@@ -59,6 +62,7 @@ impl fmt::Debug for S3BackendConfig {
             .field("stall_timeout", &self.stall_timeout)
             .field("max_attempts", &self.max_attempts)
             .field("fast_path", &self.fast_path)
+            .field("sse", &self.sse)
             .finish()
     }
 }
@@ -80,6 +84,7 @@ impl S3BackendConfig {
                 stall_timeout: Duration::from_secs(30),
                 max_attempts: 2,
                 fast_path: true,
+                sse: crate::SseSupport::default(),
             },
         }
     }
@@ -190,6 +195,13 @@ impl S3BackendConfigBuilder {
     #[must_use]
     pub fn fast_path(mut self, yes: bool) -> Self {
         self.config.fast_path = yes;
+        self
+    }
+
+    /// Sets the encryption the service honours (see [`S3BackendConfig::sse`]).
+    #[must_use]
+    pub fn sse(mut self, support: crate::SseSupport) -> Self {
+        self.config.sse = support;
         self
     }
 

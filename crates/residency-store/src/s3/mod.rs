@@ -11,6 +11,7 @@ mod lean;
 mod path;
 mod sdk;
 mod service_error;
+mod sse;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::object::{
     PartUpload, PartsPage, PartsQuery, PutMeta, PutOutput, UploadInfo,
 };
 use crate::range::ByteRange;
+use crate::sse::{Sse, SseSupport};
 use lean::LeanPath;
 use sdk::SdkPath;
 
@@ -189,9 +191,14 @@ impl Backend for S3Backend {
         body: Body,
         meta: PutMeta,
     ) -> Result<PutOutput, StoreError> {
-        let mut out = match self.lean_put(key, body, &meta).await {
-            Ok(sent) => sent?,
-            Err(body) => self.sdk.put_object(key, body, &meta).await?,
+        // Encryption headers travel through the SDK path only.
+        let mut out = if meta.sse.is_empty() {
+            match self.lean_put(key, body, &meta).await {
+                Ok(sent) => sent?,
+                Err(body) => self.sdk.put_object(key, body, &meta).await?,
+            }
+        } else {
+            self.sdk.put_object(key, body, &meta).await?
         };
         // A service that reports no checksums stored the ones it verified.
         if out.checksums.is_empty() {
@@ -207,15 +214,51 @@ impl Backend for S3Backend {
     ) -> Result<GetOutput, StoreError> {
         match &self.lean {
             Some(lean) => self.timed(lean.get(key, range)).await,
-            None => self.timed(self.sdk.get_object(key, range)).await,
+            None => {
+                self.timed(self.sdk.get_object(key, range, &Sse::default()))
+                    .await
+            }
         }
     }
 
     async fn head_object(&self, key: &str) -> Result<ObjectInfo, StoreError> {
         match &self.lean {
             Some(lean) => self.timed(lean.head(key)).await,
-            None => self.timed(self.sdk.head_object(key)).await,
+            None => self.timed(self.sdk.head_object(key, &Sse::default())).await,
         }
+    }
+
+    fn sse_support(&self) -> SseSupport {
+        self.config.sse.clone()
+    }
+
+    async fn get_object_sse(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+        sse: &Sse,
+    ) -> Result<GetOutput, StoreError> {
+        if sse.is_empty() {
+            return self.get_object(key, range).await;
+        }
+        self.timed(self.sdk.get_object(key, range, sse)).await
+    }
+
+    async fn head_object_sse(&self, key: &str, sse: &Sse) -> Result<ObjectInfo, StoreError> {
+        if sse.is_empty() {
+            return self.head_object(key).await;
+        }
+        self.timed(self.sdk.head_object(key, sse)).await
+    }
+
+    async fn copy_object_sse(
+        &self,
+        src_key: &str,
+        dst_key: &str,
+        meta: Option<PutMeta>,
+        sse: &Sse,
+    ) -> Result<PutOutput, StoreError> {
+        self.sdk.copy_object(src_key, dst_key, meta, sse).await
     }
 
     async fn delete_object(&self, key: &str) -> Result<(), StoreError> {
@@ -235,7 +278,9 @@ impl Backend for S3Backend {
         dst_key: &str,
         meta: Option<PutMeta>,
     ) -> Result<PutOutput, StoreError> {
-        self.sdk.copy_object(src_key, dst_key, meta).await
+        self.sdk
+            .copy_object(src_key, dst_key, meta, &Sse::default())
+            .await
     }
 
     async fn create_multipart(&self, key: &str, meta: PutMeta) -> Result<String, StoreError> {

@@ -28,6 +28,7 @@ use http_body::{Frame, SizeHint};
 use super::config::S3BackendConfig;
 use super::path::encode_key;
 use super::service_error::service_error;
+use super::sse::{sse_of_output, with_copy_source_key, with_customer_key, with_sse};
 use crate::body::{Body, BodyStream};
 use crate::error::{BoxError, StoreError};
 use crate::object::{
@@ -35,6 +36,7 @@ use crate::object::{
     PartInfo, PartUpload, PartsPage, PartsQuery, PutMeta, PutOutput, StoredHeaders, UploadInfo,
 };
 use crate::range::{parse_content_range, ByteRange};
+use crate::sse::Sse;
 
 /// Maps an SDK error: not found / no such upload to their variants,
 /// unreachable / timeout / 5xx to `Unavailable`, the rest to `Backend`.
@@ -221,6 +223,7 @@ macro_rules! info_of_output {
             },
             checksums: checksums_of_output!($o),
             version_id: owned($o.version_id()),
+            sse: sse_of_output!($o),
         }
     };
 }
@@ -294,11 +297,13 @@ impl SdkPath {
             .set_checksum_algorithm(compute_algorithm(&meta.checksums));
         let req = with_checksums!(req, meta.checksums.clone());
         let req = with_meta!(req, meta);
+        let req = with_sse!(req, &meta.sse);
         let out = req.send().await.map_err(|e| map_err(e, key, None))?;
         Ok(PutOutput {
             etag: out.e_tag().unwrap_or_default().to_owned(),
             checksums: checksums_of_output!(out),
             version_id: owned(out.version_id()),
+            sse: sse_of_output!(out),
         })
     }
 
@@ -306,13 +311,15 @@ impl SdkPath {
         &self,
         key: &str,
         range: Option<ByteRange>,
+        sse: &Sse,
     ) -> Result<GetOutput, StoreError> {
-        let out = self
+        let req = self
             .client
             .get_object()
             .bucket(self.bucket())
             .key(key)
-            .set_range(range.map(|r| r.to_header()))
+            .set_range(range.map(|r| r.to_header()));
+        let out = with_customer_key!(req, sse)
             .send()
             .await
             .map_err(|e| map_err(e, key, None))?;
@@ -335,12 +342,9 @@ impl SdkPath {
         })
     }
 
-    pub(super) async fn head_object(&self, key: &str) -> Result<ObjectInfo, StoreError> {
-        let out = self
-            .client
-            .head_object()
-            .bucket(self.bucket())
-            .key(key)
+    pub(super) async fn head_object(&self, key: &str, sse: &Sse) -> Result<ObjectInfo, StoreError> {
+        let req = self.client.head_object().bucket(self.bucket()).key(key);
+        let out = with_customer_key!(req, sse)
             .send()
             .await
             .map_err(|e| map_err(e, key, None))?;
@@ -404,6 +408,7 @@ impl SdkPath {
         src_key: &str,
         dst_key: &str,
         meta: Option<PutMeta>,
+        sse: &Sse,
     ) -> Result<PutOutput, StoreError> {
         let mut req = self
             .client
@@ -414,14 +419,14 @@ impl SdkPath {
         if let Some(meta) = &meta {
             req = with_meta!(req.metadata_directive(MetadataDirective::Replace), meta);
         }
-        let out = req
-            .send()
-            .await
-            .map_err(|e| match map_err(e, dst_key, None) {
+        let req = with_sse!(req, sse);
+        let out = with_copy_source_key!(req, sse).send().await.map_err(|e| {
+            match map_err(e, dst_key, None) {
                 // The destination is written, so a missing key is the source.
                 StoreError::NotFound { .. } => StoreError::not_found(src_key),
                 other => other,
-            })?;
+            }
+        })?;
         let result = out.copy_object_result();
         Ok(PutOutput {
             etag: result
@@ -430,6 +435,7 @@ impl SdkPath {
                 .to_owned(),
             checksums: result.map(|r| checksums_of_output!(r)).unwrap_or_default(),
             version_id: owned(out.version_id()),
+            sse: sse_of_output!(out),
         })
     }
 
@@ -448,7 +454,8 @@ impl SdkPath {
                     .as_deref()
                     .map(ChecksumAlgorithm::from),
             );
-        let out = with_meta!(req, meta)
+        let req = with_meta!(req, meta);
+        let out = with_sse!(req, &meta.sse)
             .send()
             .await
             .map_err(|e| map_err(e, key, None))?;
@@ -475,7 +482,7 @@ impl SdkPath {
             .set_content_md5(part.checksums.content_md5.clone())
             .set_checksum_algorithm(compute_algorithm(&part.checksums));
         let req = with_checksums!(req, part.checksums.clone());
-        let out = req
+        let out = with_customer_key!(req, &part.sse)
             .send()
             .await
             .map_err(|e| map_err(e, part.key, Some(part.upload_id)))?;
@@ -525,6 +532,7 @@ impl SdkPath {
             etag: out.e_tag().unwrap_or_default().to_owned(),
             checksums: checksums_of_output!(out),
             version_id: owned(out.version_id()),
+            sse: Default::default(),
         })
     }
 

@@ -2,7 +2,7 @@
 //! another region is denied (it would move data between regions).
 
 use residency_policy::RegionId;
-use residency_store::{Operation, PutMeta};
+use residency_store::{Operation, PutMeta, Sse};
 
 use super::{is_not_found, not_found, RegionalDispatch, StorageResponse};
 use crate::error::{Denied, RoutingError};
@@ -19,14 +19,36 @@ impl RegionalDispatch {
         src: String,
         dst_key: String,
         meta: Option<Box<PutMeta>>,
+        sse: Option<Box<Sse>>,
     ) -> Result<StorageResponse, RoutingError> {
         let rb = self.region(route, dst)?;
-        match Self::call(route, rb, Operation::Head { key: src.clone() }).await {
-            Ok(_) => {
+        // The source is looked up with its own customer key (SSE-C), if any.
+        let src_sse = sse.as_ref().and_then(|s| {
+            s.copy_source_customer.as_ref().map(|k| {
+                Box::new(Sse {
+                    customer: Some(k.clone()),
+                    ..Sse::default()
+                })
+            })
+        });
+        let head = |key: String| Operation::Head {
+            key,
+            sse: src_sse.clone(),
+        };
+        let found = match Self::call(route, rb, head(src.clone())).await {
+            // A HEAD of an SSE-C object without (or with the wrong) key is
+            // refused with 400: the source is here, and the copy answers
+            // as the region does.
+            Err(RoutingError::Store { source, .. }) if source.http_status() == 400 => Ok(()),
+            other => other.map(|_| ()),
+        };
+        match found {
+            Ok(()) => {
                 let op = Operation::Copy {
                     src_key: src,
                     dst_key,
                     meta,
+                    sse,
                 };
                 let out = Self::call(route, rb, op).await?;
                 Ok(self.served(out, rb))
@@ -35,7 +57,7 @@ impl RegionalDispatch {
                 let order = route.rules.policy().read_order(&route.tenant);
                 for r in order.iter().filter(|r| *r != dst) {
                     let other = self.region(route, r)?;
-                    match Self::call(route, other, Operation::Head { key: src.clone() }).await {
+                    match Self::call(route, other, head(src.clone())).await {
                         Ok(_) => {
                             return Err(RoutingError::Denied(Denied {
                                 reason: "cross_region_copy",

@@ -51,6 +51,7 @@ impl RegionalDispatch {
             let heads = look_in.iter().map(|r| {
                 let op = Operation::Head {
                     key: full_key.clone(),
+                    sse: None,
                 };
                 async move {
                     let rb = self.region(route, r)?;
@@ -61,6 +62,11 @@ impl RegionalDispatch {
             for head in futures::future::join_all(heads).await {
                 match head? {
                     (r, Ok(_)) => found.push(r),
+                    // A HEAD without the customer key of an SSE-C object
+                    // is refused with 400: the object is there.
+                    (r, Err(RoutingError::Store { source, .. })) if source.http_status() == 400 => {
+                        found.push(r)
+                    }
                     (_, Err(e)) if is_not_found(&e) => {}
                     (_, Err(RoutingError::Store { region, source })) if source.is_unavailable() => {
                         return Err(RoutingError::Store {

@@ -47,6 +47,7 @@ impl RegionalDispatch {
                     part_number,
                     body,
                     checksums,
+                    sse,
                     ..
                 },
                 Target::Region(r),
@@ -59,17 +60,19 @@ impl RegionalDispatch {
                     part_number,
                     body,
                     checksums,
+                    sse,
                 };
                 let out = Self::call_with_body(&route, rb, op, Some(watch)).await?;
                 Ok(self.served(out, rb))
             }
-            (Operation::Get { key, range }, Target::Regions(order)) => {
+            (Operation::Get { key, range, sse }, Target::Regions(order)) => {
                 let key = full(&key);
                 for r in order.iter() {
                     let rb = self.region(&route, r)?;
                     let op = Operation::Get {
                         key: key.clone(),
                         range,
+                        sse: sse.clone(),
                     };
                     match Self::call(&route, rb, op).await {
                         Ok(Outcome::Get(mut out)) => {
@@ -84,11 +87,14 @@ impl RegionalDispatch {
                 }
                 Err(not_found(&key, &prefix))
             }
-            (Operation::Head { key }, Target::Regions(order)) => {
+            (Operation::Head { key, sse }, Target::Regions(order)) => {
                 let key = full(&key);
                 for r in order.iter() {
                     let rb = self.region(&route, r)?;
-                    let op = Operation::Head { key: key.clone() };
+                    let op = Operation::Head {
+                        key: key.clone(),
+                        sse: sse.clone(),
+                    };
                     match Self::call(&route, rb, op).await {
                         Ok(Outcome::Head(mut info)) => {
                             strip_in_place(&mut info.key, &prefix);
@@ -182,13 +188,14 @@ impl RegionalDispatch {
                     src_key,
                     dst_key,
                     meta,
+                    sse,
                 },
                 Target::Region(dst),
             ) => {
                 let older = self.older_copies(route, &dst_key, *dst, prefix).await?;
                 let dst_key = full(&dst_key);
                 let out = self
-                    .copy(route, *dst, full(&src_key), dst_key.clone(), meta)
+                    .copy(route, *dst, full(&src_key), dst_key.clone(), meta, sse)
                     .await?;
                 let rb = self.region(route, *dst)?;
                 self.remove_older_copies(route, &dst_key, rb, older).await?;

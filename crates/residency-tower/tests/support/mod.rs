@@ -114,6 +114,7 @@ pub fn upload_part(key: &str, upload_id: String, body: impl Into<Body>) -> Opera
         part_number: 1,
         body: body.into(),
         checksums: Default::default(),
+        sse: Default::default(),
     }
 }
 
@@ -136,9 +137,13 @@ pub fn copy(src_key: &str, dst_key: &str) -> Operation {
         src_key: src_key.into(),
         dst_key: dst_key.into(),
         meta: None,
+        sse: Default::default(),
     }
 }
 
 pub fn head(key: &str) -> Operation {
-    Operation::Head { key: key.into() }
+    Operation::Head {
+        key: key.into(),
+        sse: Default::default(),
+    }
 }

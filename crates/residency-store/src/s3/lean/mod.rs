@@ -225,6 +225,7 @@ impl LeanPath {
             etag: header(h, "etag").unwrap_or_default(),
             checksums: Checksums::from_http(h),
             version_id: header(h, "x-amz-version-id"),
+            sse: crate::SseReport::from_http(h),
         })
     }
 

@@ -119,6 +119,7 @@ pub(super) fn info_of(h: &http::HeaderMap, key: &str, size: u64) -> ObjectInfo {
         headers: StoredHeaders::from_http(h),
         checksums: Checksums::from_http(h),
         version_id: header(h, "x-amz-version-id"),
+        sse: crate::SseReport::from_http(h),
     }
 }
 
