@@ -16,16 +16,21 @@ use crate::error::to_s3;
 
 mod conditional;
 mod input;
+mod key_lock;
 mod list;
 mod output;
 mod part_copy;
 mod refused;
+mod tagging;
+mod tags;
+mod write_condition;
 
 use input::{
     bucket_input, category_of, check_key, checksums_of, copy_source_key, object_input, put_meta,
     trailer, trailer_algorithm, user_metadata,
 };
 use output::{etag, head_output, outcome, region_header, with_checksums};
+use write_condition::WriteCondition;
 
 /// The sidecar's S3 implementation.
 #[derive(Clone)]
@@ -34,6 +39,8 @@ pub struct Gateway {
     pub(crate) stack: RoutingService<RegionalDispatch>,
     /// Largest object or part body, whatever its framing.
     pub(crate) max_object_bytes: u64,
+    /// Per-key locks for the writes that read before they write.
+    pub(crate) locks: key_lock::KeyLocks,
 }
 
 impl Gateway {
@@ -83,7 +90,19 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let trailer = trailer(&req);
         let (input, tenant) = object_input!(self, req);
-        let user = user_metadata(input.metadata);
+        let mut user = user_metadata(input.metadata)?;
+        if let Some(t) = &input.tagging {
+            tags::store(&mut user, &tags::from_header(t)?);
+        }
+        let cond = WriteCondition {
+            if_match: input.if_match,
+            if_none_match: input.if_none_match,
+        };
+        let _guard = match cond.is_some() {
+            true => Some(self.locks.lock(&input.bucket, &input.key).await),
+            false => None,
+        };
+        write_condition::check(self, &tenant, &input.key, &cond).await?;
         let failure = BodyFailure::default();
         let len = input.content_length.map(|n| n as u64);
         let mut meta = put_meta!(input, user.clone());
@@ -156,6 +175,7 @@ impl S3 for Gateway {
             e_tag: head.e_tag,
             last_modified: head.last_modified,
             metadata: head.metadata,
+            tag_count: tags::count(&info.headers.user_metadata),
             cache_control: head.cache_control,
             content_disposition: head.content_disposition,
             content_encoding: head.content_encoding,
@@ -313,6 +333,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let cond = WriteCondition::from_headers(&req.headers)?;
         let (input, tenant) = object_input!(self, req);
         let src_key = copy_source_key(&input.copy_source, &input.bucket)?;
         let replace = input
@@ -335,14 +356,34 @@ impl S3 for Gateway {
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
             ));
         }
+        let new_tags = tags::of_copy(input.tagging_directive.as_ref(), input.tagging.as_deref())?;
         let (meta, category) = if replace {
-            let user = user_metadata(input.metadata);
+            let mut user = user_metadata(input.metadata)?;
+            let tags = match new_tags {
+                Some(t) => t,
+                None => tags::stored(
+                    &tagging::head(self, &tenant, src_key)
+                        .await?
+                        .headers
+                        .user_metadata,
+                ),
+            };
+            tags::store(&mut user, &tags);
             let category = category_of(&user);
             let meta = put_meta!(input, user);
             (Some(meta), category)
+        } else if let Some(tags) = new_tags {
+            // The source's headers and metadata, with new tags.
+            let info = tagging::head(self, &tenant, src_key).await?;
+            (Some(tags::meta_with(&info, &tags)), None)
         } else {
             (None, None)
         };
+        let _guard = match cond.is_some() {
+            true => Some(self.locks.lock(&input.bucket, &input.key).await),
+            false => None,
+        };
+        write_condition::check(self, &tenant, &input.key, &cond).await?;
         let mut sreq = StorageRequest::for_resolved(
             tenant,
             Operation::Copy {
@@ -370,7 +411,10 @@ impl S3 for Gateway {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let (input, tenant) = object_input!(self, req);
-        let user = user_metadata(input.metadata);
+        let mut user = user_metadata(input.metadata)?;
+        if let Some(t) = &input.tagging {
+            tags::store(&mut user, &tags::from_header(t)?);
+        }
         let mut meta = put_meta!(input, user.clone());
         meta.checksum_algorithm = input
             .checksum_algorithm
@@ -476,6 +520,15 @@ impl S3 for Gateway {
                 },
             });
         }
+        let cond = WriteCondition {
+            if_match: input.if_match,
+            if_none_match: input.if_none_match,
+        };
+        let _guard = match cond.is_some() {
+            true => Some(self.locks.lock(&input.bucket, &input.key).await),
+            false => None,
+        };
+        write_condition::check(self, &tenant, &input.key, &cond).await?;
         let op = Operation::CompleteMultipart {
             key: input.key.clone(),
             upload_id: input.upload_id,
@@ -558,6 +611,27 @@ impl S3 for Gateway {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         list::uploads(self, req).await
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        tagging::put(self, req).await
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        tagging::get(self, req).await
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        tagging::delete(self, req).await
     }
 
     async fn put_bucket_replication(
@@ -674,5 +748,6 @@ pub(crate) fn gateway(
         rules,
         stack,
         max_object_bytes,
+        locks: key_lock::KeyLocks::default(),
     }
 }
