@@ -34,6 +34,7 @@ pub async fn run_all(backend: &dyn Backend, prefix: &str) {
     bad_digest_stores_nothing(backend, prefix).await;
     listing(backend, prefix).await;
     copy(backend, prefix).await;
+    copy_onto_itself(backend, prefix).await;
     multipart(backend, prefix).await;
     multipart_errors(backend, prefix).await;
     assert_prefix_empty(backend, prefix).await;
@@ -461,6 +462,51 @@ pub async fn copy(backend: &dyn Backend, prefix: &str) {
     for k in [&src, &dst, &dst2] {
         backend.delete_object(k).await.unwrap();
     }
+}
+
+/// A copy of an object onto itself with new metadata (how the sidecar
+/// changes an object's tags without moving it): the same bytes and ETag,
+/// only the metadata replaced.
+pub async fn copy_onto_itself(backend: &dyn Backend, prefix: &str) {
+    let key = format!("{prefix}copy/self");
+    let headers = StoredHeaders {
+        content_type: Some("application/json".into()),
+        cache_control: Some("no-cache".into()),
+        user_metadata: BTreeMap::from([("kept".to_string(), "yes".to_string())]),
+        ..StoredHeaders::default()
+    };
+    let put = backend
+        .put_object(
+            &key,
+            Body::from("stays where it is"),
+            PutMeta {
+                headers: headers.clone(),
+                ..PutMeta::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut replaced = headers.clone();
+    replaced
+        .user_metadata
+        .insert("residency-tagging".into(), "a=1".into());
+    let out = backend
+        .copy_object(
+            &key,
+            &key,
+            Some(PutMeta {
+                headers: replaced.clone(),
+                ..PutMeta::default()
+            }),
+        )
+        .await
+        .expect("copy onto itself");
+    assert_eq!(out.etag, put.etag);
+    let head = backend.head_object(&key).await.unwrap();
+    assert_eq!(head.headers, replaced);
+    assert_eq!(head.etag, put.etag);
+    assert_eq!(get_bytes(backend, &key, None).await, "stays where it is");
+    backend.delete_object(&key).await.unwrap();
 }
 
 /// Create, upload (one part twice), list, complete: the object is the parts
