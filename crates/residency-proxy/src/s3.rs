@@ -111,6 +111,8 @@ impl S3 for Gateway {
             meta.headers.content_encoding.filter(|e| e != "aws-chunked");
         meta.content_length = len;
         meta.checksums = checksums_of!(input);
+        // Also asked of the region, which decides it atomically where it can.
+        meta.create_only = cond.is_create_only();
         let (body, checks) = incoming(input.body, len, self.max_object_bytes, trailer, &failure);
         let mut sreq = StorageRequest::for_resolved(
             tenant,

@@ -716,6 +716,49 @@ mod tests {
         }
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn local_backends_decide_create_only_puts() {
+        let m = MemoryBackend::new("eu");
+        let tmp = tempfile::tempdir().unwrap();
+        let d = DirBackend::open(tmp.path()).await.unwrap();
+        let create_only = || PutMeta {
+            create_only: true,
+            ..PutMeta::default()
+        };
+        for b in [&m as &dyn Backend, &d] {
+            b.put_object("k", Body::from("first"), create_only())
+                .await
+                .expect("a new key is created");
+            let err = b
+                .put_object("k", Body::from("second"), create_only())
+                .await
+                .unwrap_err();
+            assert!(err.is_precondition_failed(), "{err:?}");
+            assert_eq!(
+                (err.http_status(), err.s3_code()),
+                (412, "PreconditionFailed")
+            );
+            assert_eq!(get_bytes(b, "k", None).await, "first");
+            // Many create-only writers of one key: exactly one wins.
+            let wins = futures::future::join_all((0..8).map(|i| {
+                b.put_object(
+                    "race",
+                    Body::from(bytes::Bytes::from(format!("writer {i}"))),
+                    create_only(),
+                )
+            }))
+            .await
+            .into_iter()
+            .filter(Result::is_ok)
+            .count();
+            assert_eq!(wins, 1);
+            b.put_object("k", Body::from("third"), PutMeta::default())
+                .await
+                .expect("an unconditional put overwrites");
+            assert_eq!(get_bytes(b, "k", None).await, "third");
+        }
+    }
+
     #[tokio::test]
     async fn memory_backend_conforms() {
         let m = MemoryBackend::new("eu");

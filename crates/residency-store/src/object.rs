@@ -154,6 +154,13 @@ pub struct PutMeta {
     /// `x-amz-checksum-algorithm` (`CRC32`, `CRC32C`, `SHA1`, `SHA256`,
     /// `CRC64NVME`): for `create_multipart`, the algorithm the parts will carry.
     pub checksum_algorithm: Option<String>,
+    /// Create only (`If-None-Match: *`, `put_object` only): store nothing
+    /// when an object has the key, and fail with `PreconditionFailed`
+    /// ([`crate::StoreError::is_precondition_failed`]). The memory and
+    /// directory backends decide it atomically within their process; the S3
+    /// backend sends the header, which S3 honours and some S3-compatible
+    /// stores (Garage v1.x) ignore, overwriting.
+    pub create_only: bool,
 }
 
 impl PutMeta {

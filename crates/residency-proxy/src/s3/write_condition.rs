@@ -51,6 +51,11 @@ impl WriteCondition {
         self.if_match.is_some() || self.if_none_match.is_some()
     }
 
+    /// True for `If-None-Match: *`, which the store is asked to decide too.
+    pub(super) fn is_create_only(&self) -> bool {
+        matches!(self.if_none_match, Some(ETagCondition::Any))
+    }
+
     /// Decides the conditions on the key's current object (`None`: no object).
     ///
     /// # Errors
