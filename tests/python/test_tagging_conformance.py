@@ -11,10 +11,22 @@ in the object's own region (docs/s3-compatibility.md)."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 from botocore.exceptions import ClientError
 
-from helpers import error_code, error_message, http_status
+from conftest import (
+    log_tail,
+    make_sidecar_client,
+    sidecar_binary,
+    spawn_sidecar,
+    stop_process,
+    wait_http,
+    wait_ready,
+)
+from helpers import TENANT_KEYS, error_code, error_message, http_status
 
 RESERVED = "residency-tagging"
 BODY = b'{"tagged": true}'
@@ -193,3 +205,41 @@ def test_a_multipart_upload_keeps_its_tags(s3, uid, garage_eu):
     assert tags_of(c, "acme", key) == [("multi", "part")]
     assert c.get_object(Bucket="acme", Key=key)["TagCount"] == 1
     c.delete_object(Bucket="acme", Key=key)
+
+
+def test_tags_on_directory_backends_are_audited_as_writes_of_the_object(tmp_path):
+    """The sidecar on directory backends (local files): tags set, replaced and
+    removed in the object's own directory; each change is audited as a write
+    (a copy onto itself) of that key, as any CopyObject is."""
+    from test_audit_durable import residency, write_config
+
+    config, listen, admin = write_config(tmp_path, "durable")
+    log = tmp_path / "sidecar.log"
+    proc = spawn_sidecar(sidecar_binary(), config, log, {**os.environ, "NO_COLOR": "1"})
+    key = "tickets/dir-tagged.json"
+    try:
+        deadline = time.monotonic() + 30
+        wait_http(f"http://127.0.0.1:{listen}/", deadline, proc)
+        wait_ready(f"http://127.0.0.1:{admin}/readyz", deadline, proc)
+        c = make_sidecar_client(f"http://127.0.0.1:{listen}", *TENANT_KEYS["acme"])
+        c.put_object(Bucket="acme", Key=key, Body=BODY, Tagging="a=1", Metadata={"kept": "yes"})
+        assert tags_of(c, "acme", key) == [("a", "1")]
+        c.put_object_tagging(Bucket="acme", Key=key, Tagging=tagset([("b", "2"), ("c", "3")]))
+        got = c.get_object(Bucket="acme", Key=key)
+        assert (got["Body"].read(), got["TagCount"], got["Metadata"]) == (BODY, 2, {"kept": "yes"})
+        assert tags_of(c, "acme", key) == [("b", "2"), ("c", "3")]
+        assert answer(lambda: c.put_object_tagging(
+            Bucket="acme", Key=key, Tagging=tagset([("x", "1")] * 2)))[:2] == (400, "InvalidTag")
+        c.delete_object_tagging(Bucket="acme", Key=key)
+        assert tags_of(c, "acme", key) == []
+        # Only in the directory of the region the key is placed in.
+        held = [r for r in ("eu", "us") if any(p.name == "dir-tagged.json" for p in (tmp_path / r).rglob("*"))]
+        assert len(held) == 1, held
+    finally:
+        stop_process(proc)
+    show = residency("audit", "show", "--config", str(config), "--tenant", "acme")
+    assert show.returncode == 0, show.stderr
+    lines = [l for l in show.stdout.splitlines() if key in l]
+    # The put and the two tag changes (the refused one changed nothing).
+    writes = [l for l in lines if "copy" in l]
+    assert len(writes) == 2, f"{show.stdout}\n{log_tail(log)}"
