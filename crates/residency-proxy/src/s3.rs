@@ -15,6 +15,7 @@ use crate::body::{incoming, BodyFailure};
 use crate::error::to_s3;
 
 mod conditional;
+mod copy;
 mod input;
 mod key_lock;
 mod list;
@@ -26,8 +27,8 @@ mod tags;
 mod write_condition;
 
 use input::{
-    bucket_input, category_of, check_key, checksums_of, copy_source_key, object_input, put_meta,
-    trailer, trailer_algorithm, user_metadata,
+    bucket_input, category_of, check_key, checksums_of, object_input, put_meta, trailer,
+    trailer_algorithm, user_metadata,
 };
 use output::{etag, head_output, outcome, region_header, with_checksums};
 use write_condition::WriteCondition;
@@ -98,11 +99,8 @@ impl S3 for Gateway {
             if_match: input.if_match,
             if_none_match: input.if_none_match,
         };
-        let _guard = match cond.is_some() {
-            true => Some(self.locks.lock(&input.bucket, &input.key).await),
-            false => None,
-        };
-        write_condition::check(self, &tenant, &input.key, &cond).await?;
+        let _guard =
+            write_condition::locked(self, &tenant, &input.bucket, &input.key, &cond).await?;
         let failure = BodyFailure::default();
         let len = input.content_length.map(|n| n as u64);
         let mut meta = put_meta!(input, user.clone());
@@ -335,77 +333,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
-        let cond = WriteCondition::from_headers(&req.headers)?;
-        let (input, tenant) = object_input!(self, req);
-        let src_key = copy_source_key(&input.copy_source, &input.bucket)?;
-        let replace = input
-            .metadata_directive
-            .as_ref()
-            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        // S3 refuses a copy that would change nothing (and Garage performs
-        // it): only new metadata, storage class, redirect, encryption or
-        // checksum algorithm make copying an object onto itself a change.
-        let changes_something = replace
-            || input.storage_class.is_some()
-            || input.website_redirect_location.is_some()
-            || input.server_side_encryption.is_some()
-            || input.sse_customer_algorithm.is_some()
-            || input.ssekms_key_id.is_some()
-            || input.checksum_algorithm.is_some();
-        if src_key == input.key && !changes_something {
-            return Err(s3_error!(
-                InvalidRequest,
-                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
-            ));
-        }
-        let new_tags = tags::of_copy(input.tagging_directive.as_ref(), input.tagging.as_deref())?;
-        let (meta, category) = if replace {
-            let mut user = user_metadata(input.metadata)?;
-            let tags = match new_tags {
-                Some(t) => t,
-                None => tags::stored(
-                    &tagging::head(self, &tenant, src_key)
-                        .await?
-                        .headers
-                        .user_metadata,
-                ),
-            };
-            tags::store(&mut user, &tags);
-            let category = category_of(&user);
-            let meta = put_meta!(input, user);
-            (Some(meta), category)
-        } else if let Some(tags) = new_tags {
-            // The source's headers and metadata, with new tags.
-            let info = tagging::head(self, &tenant, src_key).await?;
-            (Some(tags::meta_with(&info, &tags)), None)
-        } else {
-            (None, None)
-        };
-        let _guard = match cond.is_some() {
-            true => Some(self.locks.lock(&input.bucket, &input.key).await),
-            false => None,
-        };
-        write_condition::check(self, &tenant, &input.key, &cond).await?;
-        let mut sreq = StorageRequest::for_resolved(
-            tenant,
-            Operation::Copy {
-                src_key: src_key.to_string(),
-                dst_key: input.key,
-                meta: meta.map(Box::new),
-            },
-        );
-        sreq.category = category;
-        let r = self.run(sreq).await?;
-        let out = outcome!(&r.outcome, Copy);
-        let output = CopyObjectOutput {
-            copy_object_result: Some(CopyObjectResult {
-                e_tag: Some(etag(&out.etag)),
-                last_modified: Some(Timestamp::from(std::time::SystemTime::now())),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        Ok(region_header(S3Response::new(output), &r))
+        copy::copy_object(self, req).await
     }
 
     async fn create_multipart_upload(
@@ -526,11 +454,8 @@ impl S3 for Gateway {
             if_match: input.if_match,
             if_none_match: input.if_none_match,
         };
-        let _guard = match cond.is_some() {
-            true => Some(self.locks.lock(&input.bucket, &input.key).await),
-            false => None,
-        };
-        write_condition::check(self, &tenant, &input.key, &cond).await?;
+        let _guard =
+            write_condition::locked(self, &tenant, &input.bucket, &input.key, &cond).await?;
         let op = Operation::CompleteMultipart {
             key: input.key.clone(),
             upload_id: input.upload_id,

@@ -115,6 +115,27 @@ pub(super) async fn current(
     }
 }
 
+/// Takes the key's lock when the write has conditions and checks them; the
+/// caller holds the guard until its write is done (`None`: no conditions,
+/// no lock).
+///
+/// # Errors
+/// As [`check`].
+pub(super) async fn locked<'a>(
+    gw: &'a Gateway,
+    tenant: &Resolved,
+    bucket: &str,
+    key: &str,
+    cond: &WriteCondition,
+) -> S3Result<Option<tokio::sync::MutexGuard<'a, ()>>> {
+    if !cond.is_some() {
+        return Ok(None);
+    }
+    let guard = gw.locks.lock(bucket, key).await;
+    check(gw, tenant, key, cond).await?;
+    Ok(Some(guard))
+}
+
 /// Checks a write's conditions (nothing when it has none). The caller holds
 /// the key's lock until its write is done.
 ///
