@@ -88,6 +88,12 @@ pub(crate) struct CopyHooks<'a> {
     pub(crate) journal: Option<(&'a Journal, &'a str)>,
     /// Counts parts for the `after_part:N` fault point.
     pub(crate) faults: Option<&'a Faults>,
+    /// The destination had no object at the key: a single-request copy is
+    /// then create-only (`If-None-Match: *`), so that it fails with
+    /// `PreconditionFailed` instead of overwriting a write that landed in
+    /// between, where the store decides it (not Garage v1.x; a multipart
+    /// copy has no such guard).
+    pub(crate) create_only: bool,
 }
 
 /// The metadata to store with the copy: exactly the source's.
@@ -98,6 +104,7 @@ pub(crate) fn meta_of(info: &ObjectInfo) -> PutMeta {
         checksums: Default::default(),
         checksum_algorithm: None,
         sse: Default::default(),
+        create_only: false,
     }
 }
 
@@ -230,6 +237,10 @@ pub(crate) async fn stream_copy(
     let meta = meta_of(info);
     if size <= multipart_threshold {
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let meta = PutMeta {
+            create_only: hooks.create_only,
+            ..meta
+        };
         let put = dst.put_object(key, Body::from_stream(ChannelStream(rx), Some(size)), meta);
         let (sent, put) = tokio::join!(pump.send(size, tx), put);
         put.map_err(CopyError::Dest)?;

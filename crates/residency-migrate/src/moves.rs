@@ -77,16 +77,26 @@ pub async fn move_object(
         Err(e) => return Err(MigrateError::store(from, e)),
     };
     let info = got.info;
-    let copied = stream_copy(
+    let copied = match stream_copy(
         dst,
         key,
         &info,
         got.body,
         PART_SIZE,
         PART_SIZE,
-        CopyHooks::default(),
+        CopyHooks {
+            create_only: true,
+            ..CopyHooks::default()
+        },
     )
     .await
+    {
+        // Written in the destination since the HEAD above.
+        Err(CopyError::Dest(e)) if e.is_precondition_failed() => {
+            return Ok(Moved::DestinationTaken)
+        }
+        r => r,
+    }
     .map_err(|e| match e {
         CopyError::Source(e) => MigrateError::store(from, e),
         CopyError::Dest(e) => MigrateError::store(to, e),

@@ -15,21 +15,27 @@ use crate::error::to_s3;
 
 pub(crate) mod buckets;
 mod conditional;
+mod copy;
 pub(crate) mod cors;
 mod input;
+mod key_lock;
 mod list;
 mod output;
 mod part_copy;
 mod refused;
 pub(crate) mod shared;
 mod sse;
+mod tagging;
+mod tags;
+mod write_condition;
 
 use input::{
-    bucket_input, category_of, check_key, checksums_of, copy_source_key, object_input, put_meta,
-    trailer, trailer_algorithm, user_metadata,
+    bucket_input, category_of, check_key, checksums_of, object_input, put_meta, trailer,
+    trailer_algorithm, user_metadata,
 };
 use output::{etag, head_output, outcome, region_header, with_checksums};
 use sse::{with_sse_report, write_sse_of};
+use write_condition::WriteCondition;
 
 /// The sidecar's S3 implementation.
 #[derive(Clone)]
@@ -40,6 +46,8 @@ pub struct Gateway {
     pub(crate) max_object_bytes: u64,
     /// Buckets shared by tenants (`[[shared_buckets]]`).
     pub(crate) shared: std::sync::Arc<shared::SharedBuckets>,
+    /// Per-key locks for the writes that read before they write.
+    pub(crate) locks: key_lock::KeyLocks,
 }
 
 impl Gateway {
@@ -90,8 +98,17 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let trailer = trailer(&req);
         let (input, tenant) = object_input!(self, req);
-        let mut user = user_metadata(input.metadata);
+        let mut user = user_metadata(input.metadata)?;
         buckets::default_category(&tenant, &input.key, &mut user);
+        if let Some(t) = &input.tagging {
+            tags::store(&mut user, &tags::from_header(t)?);
+        }
+        let cond = WriteCondition {
+            if_match: input.if_match,
+            if_none_match: input.if_none_match,
+        };
+        let _guard =
+            write_condition::locked(self, &tenant, &input.bucket, &input.key, &cond).await?;
         let failure = BodyFailure::default();
         let len = input.content_length.map(|n| n as u64);
         let mut meta = put_meta!(input, user.clone());
@@ -101,6 +118,8 @@ impl S3 for Gateway {
         meta.content_length = len;
         meta.checksums = checksums_of!(input);
         meta.sse = write_sse_of!(input);
+        // Also asked of the region, which decides it atomically where it can.
+        meta.create_only = cond.is_create_only();
         let (body, checks) = incoming(input.body, len, self.max_object_bytes, trailer, &failure);
         let mut sreq = StorageRequest::for_resolved(
             tenant,
@@ -172,6 +191,7 @@ impl S3 for Gateway {
             e_tag: head.e_tag,
             last_modified: head.last_modified,
             metadata: head.metadata,
+            tag_count: tags::count(&info.headers.user_metadata),
             cache_control: head.cache_control,
             content_disposition: head.content_disposition,
             content_encoding: head.content_encoding,
@@ -349,72 +369,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
-        let (input, tenant) = object_input!(self, req);
-        let src_key = shared::stored_key(
-            &tenant,
-            copy_source_key(&input.copy_source, &input.bucket)?.to_owned(),
-        )?;
-        let src_key = src_key.as_str();
-        buckets::check_reserved(&tenant, src_key)?;
-        let replace = input
-            .metadata_directive
-            .as_ref()
-            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        // S3 refuses a copy that would change nothing (and Garage performs
-        // it): only new metadata, storage class, redirect, encryption or
-        // checksum algorithm make copying an object onto itself a change.
-        let changes_something = replace
-            || input.storage_class.is_some()
-            || input.website_redirect_location.is_some()
-            || input.server_side_encryption.is_some()
-            || input.sse_customer_algorithm.is_some()
-            || input.ssekms_key_id.is_some()
-            || input.checksum_algorithm.is_some();
-        if src_key == input.key && !changes_something {
-            return Err(s3_error!(
-                InvalidRequest,
-                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
-            ));
-        }
-        let mut copy_sse = write_sse_of!(input);
-        copy_sse.copy_source_customer = sse::copy_source_key(
-            input.copy_source_sse_customer_algorithm.as_deref(),
-            input.copy_source_sse_customer_key.as_deref(),
-            input.copy_source_sse_customer_key_md5.as_deref(),
-        )?;
-        let (meta, category) = if replace {
-            let mut user = user_metadata(input.metadata);
-            buckets::default_category(&tenant, &input.key, &mut user);
-            let category = category_of(&user);
-            let meta = put_meta!(input, user);
-            (Some(meta), category)
-        } else {
-            // The copy keeps the source's metadata; in a bucket with a
-            // default category, a key no rule classifies takes it.
-            (None, buckets::default_for(&tenant, &input.key))
-        };
-        let mut sreq = StorageRequest::for_resolved(
-            tenant,
-            Operation::Copy {
-                src_key: src_key.to_string(),
-                dst_key: input.key,
-                meta: meta.map(Box::new),
-                sse: (!copy_sse.is_empty()).then(|| Box::new(copy_sse)),
-            },
-        );
-        sreq.category = category;
-        let r = self.run(sreq).await?;
-        let out = outcome!(&r.outcome, Copy);
-        let output = CopyObjectOutput {
-            copy_object_result: Some(CopyObjectResult {
-                e_tag: Some(etag(&out.etag)),
-                last_modified: Some(Timestamp::from(std::time::SystemTime::now())),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let output = with_sse_report!(output, &out.sse);
-        Ok(region_header(S3Response::new(output), &r))
+        copy::copy_object(self, req).await
     }
 
     async fn create_multipart_upload(
@@ -422,8 +377,11 @@ impl S3 for Gateway {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let (input, tenant) = object_input!(self, req);
-        let mut user = user_metadata(input.metadata);
+        let mut user = user_metadata(input.metadata)?;
         buckets::default_category(&tenant, &input.key, &mut user);
+        if let Some(t) = &input.tagging {
+            tags::store(&mut user, &tags::from_header(t)?);
+        }
         let mut meta = put_meta!(input, user.clone());
         meta.checksum_algorithm = input
             .checksum_algorithm
@@ -541,6 +499,12 @@ impl S3 for Gateway {
                 },
             });
         }
+        let cond = WriteCondition {
+            if_match: input.if_match,
+            if_none_match: input.if_none_match,
+        };
+        let _guard =
+            write_condition::locked(self, &tenant, &input.bucket, &input.key, &cond).await?;
         let op = Operation::CompleteMultipart {
             key: input.key.clone(),
             upload_id: input.upload_id,
@@ -625,6 +589,27 @@ impl S3 for Gateway {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         list::uploads(self, req).await
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        tagging::put(self, req).await
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        tagging::get(self, req).await
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        tagging::delete(self, req).await
     }
 
     async fn put_bucket_replication(
@@ -734,5 +719,6 @@ pub(crate) fn gateway(
         stack,
         max_object_bytes,
         shared,
+        locks: key_lock::KeyLocks::default(),
     }
 }

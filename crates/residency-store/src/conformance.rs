@@ -34,6 +34,7 @@ pub async fn run_all(backend: &dyn Backend, prefix: &str) {
     bad_digest_stores_nothing(backend, prefix).await;
     listing(backend, prefix).await;
     copy(backend, prefix).await;
+    copy_onto_itself(backend, prefix).await;
     multipart(backend, prefix).await;
     multipart_errors(backend, prefix).await;
     assert_prefix_empty(backend, prefix).await;
@@ -463,6 +464,51 @@ pub async fn copy(backend: &dyn Backend, prefix: &str) {
     }
 }
 
+/// A copy of an object onto itself with new metadata (how the sidecar
+/// changes an object's tags without moving it): the same bytes and ETag,
+/// only the metadata replaced.
+pub async fn copy_onto_itself(backend: &dyn Backend, prefix: &str) {
+    let key = format!("{prefix}copy/self");
+    let headers = StoredHeaders {
+        content_type: Some("application/json".into()),
+        cache_control: Some("no-cache".into()),
+        user_metadata: BTreeMap::from([("kept".to_string(), "yes".to_string())]),
+        ..StoredHeaders::default()
+    };
+    let put = backend
+        .put_object(
+            &key,
+            Body::from("stays where it is"),
+            PutMeta {
+                headers: headers.clone(),
+                ..PutMeta::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut replaced = headers.clone();
+    replaced
+        .user_metadata
+        .insert("residency-tagging".into(), "a=1".into());
+    let out = backend
+        .copy_object(
+            &key,
+            &key,
+            Some(PutMeta {
+                headers: replaced.clone(),
+                ..PutMeta::default()
+            }),
+        )
+        .await
+        .expect("copy onto itself");
+    assert_eq!(out.etag, put.etag);
+    let head = backend.head_object(&key).await.unwrap();
+    assert_eq!(head.headers, replaced);
+    assert_eq!(head.etag, put.etag);
+    assert_eq!(get_bytes(backend, &key, None).await, "stays where it is");
+    backend.delete_object(&key).await.unwrap();
+}
+
 /// Create, upload (one part twice), list, complete: the object is the parts
 /// in order and its ETag is `"<hex>-2"`; the upload is gone afterwards.
 pub async fn multipart(backend: &dyn Backend, prefix: &str) {
@@ -667,6 +713,49 @@ mod tests {
             }
             let err = b.complete_multipart("k", &id, parts).await.unwrap_err();
             assert!(matches!(err, StoreError::EntityTooSmall { part_number: 1 }));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn local_backends_decide_create_only_puts() {
+        let m = MemoryBackend::new("eu");
+        let tmp = tempfile::tempdir().unwrap();
+        let d = DirBackend::open(tmp.path()).await.unwrap();
+        let create_only = || PutMeta {
+            create_only: true,
+            ..PutMeta::default()
+        };
+        for b in [&m as &dyn Backend, &d] {
+            b.put_object("k", Body::from("first"), create_only())
+                .await
+                .expect("a new key is created");
+            let err = b
+                .put_object("k", Body::from("second"), create_only())
+                .await
+                .unwrap_err();
+            assert!(err.is_precondition_failed(), "{err:?}");
+            assert_eq!(
+                (err.http_status(), err.s3_code()),
+                (412, "PreconditionFailed")
+            );
+            assert_eq!(get_bytes(b, "k", None).await, "first");
+            // Many create-only writers of one key: exactly one wins.
+            let wins = futures::future::join_all((0..8).map(|i| {
+                b.put_object(
+                    "race",
+                    Body::from(bytes::Bytes::from(format!("writer {i}"))),
+                    create_only(),
+                )
+            }))
+            .await
+            .into_iter()
+            .filter(Result::is_ok)
+            .count();
+            assert_eq!(wins, 1);
+            b.put_object("k", Body::from("third"), PutMeta::default())
+                .await
+                .expect("an unconditional put overwrites");
+            assert_eq!(get_bytes(b, "k", None).await, "third");
         }
     }
 

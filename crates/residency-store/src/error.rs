@@ -182,6 +182,28 @@ impl StoreError {
         }
     }
 
+    /// A create-only write found an object at the key (S3 `412
+    /// PreconditionFailed`).
+    pub fn precondition_failed(key: &str) -> Self {
+        Self::Backend {
+            code: Some("PreconditionFailed".into()),
+            status: Some(412),
+            message: format!("{key}: an object has this key (the write was create-only)"),
+        }
+    }
+
+    /// True for a write whose precondition did not hold (HTTP 412), from
+    /// this crate's backends or an S3 service.
+    pub fn is_precondition_failed(&self) -> bool {
+        matches!(
+            self,
+            Self::Backend {
+                status: Some(412),
+                ..
+            }
+        ) || matches!(self, Self::Backend { code: Some(c), .. } if c == "PreconditionFailed")
+    }
+
     pub(crate) fn invalid_key(key: &str, reason: impl Into<String>) -> Self {
         Self::InvalidKey {
             key: key.to_owned(),

@@ -233,7 +233,11 @@ impl Backend for MemoryBackend {
         let checksums = digests.checksums.clone();
         let info = info_from(key, &meta, digests.len, digests.etag(), checksums.clone());
         let etag = info.etag.clone();
-        self.lock()
+        let mut state = self.lock();
+        if meta.create_only && state.objects.contains_key(key) {
+            return Err(StoreError::precondition_failed(key));
+        }
+        state
             .objects
             .insert(key.to_owned(), StoredObject { data, info });
         Ok(PutOutput {

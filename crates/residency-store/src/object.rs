@@ -156,6 +156,13 @@ pub struct PutMeta {
     pub checksum_algorithm: Option<String>,
     /// The encryption asked for (SSE-C key, SSE-S3, SSE-KMS); empty for none.
     pub sse: crate::Sse,
+    /// Create only (`If-None-Match: *`, `put_object` only): store nothing
+    /// when an object has the key, and fail with `PreconditionFailed`
+    /// ([`crate::StoreError::is_precondition_failed`]). The memory and
+    /// directory backends decide it atomically within their process; the S3
+    /// backend sends the header, which S3 honours and some S3-compatible
+    /// stores (Garage v1.x) ignore, overwriting.
+    pub create_only: bool,
 }
 
 impl PutMeta {

@@ -57,6 +57,7 @@ pub(super) async fn migrate_object(
     };
     let mut problem = String::new();
     for attempt in 0..COPY_ATTEMPTS {
+        let mut dest_absent = false;
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
         }
@@ -146,7 +147,7 @@ pub(super) async fn migrate_object(
                     });
                 }
             }
-            Err(StoreError::NotFound { .. }) => {}
+            Err(StoreError::NotFound { .. }) => dest_absent = true,
             Err(e) => return Err(derr(e)),
         }
         // Copy, streaming.
@@ -166,11 +167,25 @@ pub(super) async fn migrate_object(
             CopyHooks {
                 journal: Some((&ctx.journal, &ctx.id)),
                 faults: Some(&ctx.faults),
+                create_only: dest_absent,
             },
         )
         .await
         {
             Ok(c) => c,
+            Err(CopyError::Dest(e)) if e.is_precondition_failed() => {
+                // Written since the HEAD above (the tenant, through the
+                // switched sidecar): the create-only copy left it alone.
+                let d = with_retry(|| ctx.dst.head_object(key)).await.ok();
+                return Ok(Record {
+                    outcome: Outcome::Superseded,
+                    size: info.size,
+                    etag: info.etag,
+                    dest_etag: d.map(|d| d.etag),
+                    detail: Some(format!("written in {} during the copy", ctx.to)),
+                    ..base
+                });
+            }
             Err(CopyError::Stop(e)) => return Err(e),
             Err(CopyError::Source(e)) | Err(CopyError::Dest(e))
                 if e.is_unavailable() && attempt + 1 < COPY_ATTEMPTS =>

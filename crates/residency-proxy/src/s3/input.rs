@@ -77,13 +77,18 @@ macro_rules! object_input {
 }
 pub(super) use object_input;
 
-pub(super) fn user_metadata(m: Option<Metadata>) -> BTreeMap<String, String> {
-    m.map(|m| {
-        m.into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
-            .collect()
-    })
-    .unwrap_or_default()
+/// A write's user metadata, names lowercased; the name the sidecar keeps
+/// tags under is refused (see [`super::tagging::RESERVED`]).
+pub(super) fn user_metadata(m: Option<Metadata>) -> S3Result<BTreeMap<String, String>> {
+    let meta = m
+        .map(|m| {
+            m.into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect()
+        })
+        .unwrap_or_default();
+    super::tags::refuse_reserved(&meta)?;
+    Ok(meta)
 }
 
 /// The trailing checksum a streaming upload announces (`x-amz-trailer`).

@@ -11,8 +11,14 @@ pub(super) fn etag(s: &str) -> ETag {
     ETag::Strong(s.trim_matches('"').to_string())
 }
 
+/// User metadata as answered: without the entry the sidecar keeps tags in.
 pub(super) fn meta_out(m: &BTreeMap<String, String>) -> Option<Metadata> {
-    (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    let shown: Metadata = m
+        .iter()
+        .filter(|(k, _)| k.as_str() != super::tags::RESERVED)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (!shown.is_empty()).then_some(shown)
 }
 
 pub(super) fn region_header<T>(mut resp: S3Response<T>, r: &StorageResponse) -> S3Response<T> {

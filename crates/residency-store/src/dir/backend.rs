@@ -51,7 +51,8 @@ impl Backend for DirBackend {
             &meta,
             digests.checksums.clone(),
         );
-        self.commit(key, tmp, &stored, None).await?;
+        self.commit(key, tmp, &stored, None, meta.create_only)
+            .await?;
         Ok(PutOutput {
             etag: stored.etag,
             checksums: stored.checksums,
@@ -214,7 +215,7 @@ impl Backend for DirBackend {
                 ..stored
             }
         };
-        self.commit(dst_key, tmp, &stored, None).await?;
+        self.commit(dst_key, tmp, &stored, None, false).await?;
         Ok(PutOutput {
             etag: stored.etag,
             checksums: stored.checksums,
@@ -325,7 +326,8 @@ impl Backend for DirBackend {
             headers: upload.headers,
             checksums: Default::default(),
         };
-        self.commit(key, tmp, &stored, Some(upload_id)).await?;
+        self.commit(key, tmp, &stored, Some(upload_id), false)
+            .await?;
         Ok(PutOutput {
             etag: stored.etag,
             checksums: Default::default(),

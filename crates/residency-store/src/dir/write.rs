@@ -90,13 +90,15 @@ impl DirBackend {
 
     /// Renames a received body and its metadata into place, atomically with
     /// respect to readers. With `upload`, the upload must still exist and is
-    /// removed in the same step.
+    /// removed in the same step. With `create_only`, nothing is stored when
+    /// an object has the key (`PreconditionFailed`).
     pub(super) async fn commit(
         &self,
         key: &str,
         mut data: TempFile,
         meta: &StoredMeta,
         upload: Option<&str>,
+        create_only: bool,
     ) -> Result<(), StoreError> {
         let mut meta_tmp = self.new_temp("meta");
         {
@@ -130,6 +132,11 @@ impl DirBackend {
             })?;
             if data_path.is_dir() {
                 return Err(conflict(&k));
+            }
+            // Decided under the namespace lock every writer of this
+            // directory (in this process) holds.
+            if create_only && data_path.exists() {
+                return Err(StoreError::precondition_failed(&k));
             }
             if let Some(p) = meta_path.parent() {
                 fs::create_dir_all(p)?;

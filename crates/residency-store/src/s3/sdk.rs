@@ -294,7 +294,8 @@ impl SdkPath {
             .body(stream)
             .set_content_length(len)
             .set_content_md5(meta.checksums.content_md5.clone())
-            .set_checksum_algorithm(compute_algorithm(&meta.checksums));
+            .set_checksum_algorithm(compute_algorithm(&meta.checksums))
+            .set_if_none_match(meta.create_only.then(|| "*".to_string()));
         let req = with_checksums!(req, meta.checksums.clone());
         let req = with_meta!(req, meta);
         let req = with_sse!(req, &meta.sse);

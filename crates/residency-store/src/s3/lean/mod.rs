@@ -197,6 +197,9 @@ impl LeanPath {
         for (k, v) in &m.headers.user_metadata {
             h.push(&format!("x-amz-meta-{}", k.to_ascii_lowercase()), v)?;
         }
+        if m.create_only {
+            h.push("if-none-match", "*")?;
+        }
         Some(h)
     }
 
