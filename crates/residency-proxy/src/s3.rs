@@ -176,6 +176,13 @@ impl S3 for Gateway {
         let info = &out.info;
         conditional::of!(input).check(info)?;
         let head = head_output(info);
+        // S3 sends an object's checksums only when asked (x-amz-checksum-mode:
+        // ENABLED), and never for a range.
+        let sums = range.is_none()
+            && input
+                .checksum_mode
+                .as_ref()
+                .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
         let (content_length, content_range) = match out.content_range {
             Some((start, end, total)) => (
                 Some((end + 1 - start) as i64),
@@ -196,31 +203,11 @@ impl S3 for Gateway {
             content_disposition: head.content_disposition,
             content_encoding: head.content_encoding,
             content_language: head.content_language,
-            checksum_crc32: if range.is_none() {
-                head.checksum_crc32
-            } else {
-                None
-            },
-            checksum_crc32c: if range.is_none() {
-                head.checksum_crc32c
-            } else {
-                None
-            },
-            checksum_crc64nvme: if range.is_none() {
-                head.checksum_crc64nvme
-            } else {
-                None
-            },
-            checksum_sha1: if range.is_none() {
-                head.checksum_sha1
-            } else {
-                None
-            },
-            checksum_sha256: if range.is_none() {
-                head.checksum_sha256
-            } else {
-                None
-            },
+            checksum_crc32: if sums { head.checksum_crc32 } else { None },
+            checksum_crc32c: if sums { head.checksum_crc32c } else { None },
+            checksum_crc64nvme: if sums { head.checksum_crc64nvme } else { None },
+            checksum_sha1: if sums { head.checksum_sha1 } else { None },
+            checksum_sha256: if sums { head.checksum_sha256 } else { None },
             accept_ranges: Some("bytes".into()),
             server_side_encryption: head.server_side_encryption,
             ssekms_key_id: head.ssekms_key_id,
@@ -262,7 +249,21 @@ impl S3 for Gateway {
             .await?;
         let info = outcome!(&r.outcome, Head);
         conditional::of!(input).check(info)?;
-        Ok(region_header(S3Response::new(head_output(info)), &r))
+        let mut out = head_output(info);
+        // S3 sends an object's checksums only when asked.
+        let asked = input
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+        if !asked {
+            out.checksum_crc32 = None;
+            out.checksum_crc32c = None;
+            out.checksum_crc64nvme = None;
+            out.checksum_sha1 = None;
+            out.checksum_sha256 = None;
+            out.checksum_type = None;
+        }
+        Ok(region_header(S3Response::new(out), &r))
     }
 
     async fn delete_object(
