@@ -133,3 +133,32 @@ def test_multipart_upload_answers_as_garage_does(sides):
                         done["ETag"], got["ContentLength"], hashlib.md5(body).hexdigest()))
         results[-1] += (outcome(c.abort_multipart_upload, Bucket=b, Key=key, UploadId=up["UploadId"])[:2],)
     assert results[0] == results[1], results
+
+
+def test_copy_source_conditions_answer_as_garage_does(sides):
+    import datetime as dt
+
+    hour = dt.timedelta(hours=1)
+    results = []
+    for c, b, p in sides:
+        c.put_object(Bucket=b, Key=p + "csrc.json", Body=BODY)
+        h = c.head_object(Bucket=b, Key=p + "csrc.json")
+        etag, modified = h["ETag"], h["LastModified"]
+        cases = [
+            {"CopySourceIfMatch": etag},
+            {"CopySourceIfMatch": '"0123456789abcdef0123456789abcdef"'},
+            {"CopySourceIfNoneMatch": etag},
+            {"CopySourceIfNoneMatch": '"0123456789abcdef0123456789abcdef"'},
+            {"CopySourceIfModifiedSince": modified + hour},
+            {"CopySourceIfModifiedSince": modified - hour},
+            {"CopySourceIfUnmodifiedSince": modified - hour},
+            {"CopySourceIfUnmodifiedSince": modified + hour},
+            {"CopySourceIfMatch": etag, "CopySourceIfUnmodifiedSince": modified - hour},
+        ]
+        results.append([
+            outcome(c.copy_object, Bucket=b, Key=p + "cdst.json",
+                    CopySource={"Bucket": b, "Key": p + "csrc.json"}, **kw)[:2]
+            for kw in cases
+        ])
+    assert results[0] == results[1], results
+    assert [r[0] for r in results[1]] == [200, 412, 412, 200, 412, 200, 412, 200, 200], results

@@ -64,6 +64,14 @@ fn stamp(t: &Timestamp) -> i64 {
 }
 
 impl Conditions<'_> {
+    /// Whether any condition is given.
+    pub(super) fn any(&self) -> bool {
+        self.if_match.is_some()
+            || self.if_none_match.is_some()
+            || self.if_modified_since.is_some()
+            || self.if_unmodified_since.is_some()
+    }
+
     /// `Ok` when the object is to be sent.
     ///
     /// # Errors

@@ -7,6 +7,7 @@ use residency_tower::StorageRequest;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
+use super::conditional::Conditions;
 use super::input::{
     bucket_input, category_of, check_key, copy_source_key, object_input, put_meta, user_metadata,
 };
@@ -46,6 +47,28 @@ pub(super) async fn copy_object(
             InvalidRequest,
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
         ));
+    }
+    // Copy-source conditions (x-amz-copy-source-if-*), decided on the
+    // source as a HEAD finds it just before the copy: each that fails is
+    // 412 ("not modified" is a failed precondition for a copy).
+    let source_conditions = Conditions {
+        if_match: input.copy_source_if_match.as_ref(),
+        if_none_match: input.copy_source_if_none_match.as_ref(),
+        if_modified_since: input.copy_source_if_modified_since.as_ref(),
+        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+    };
+    if source_conditions.any() {
+        let info = tagging::head(gw, &tenant, src_key).await?;
+        source_conditions.check(&info).map_err(|e| {
+            if *e.code() == s3s::S3ErrorCode::NotModified {
+                s3_error!(
+                    PreconditionFailed,
+                    "At least one of the pre-conditions you specified did not hold"
+                )
+            } else {
+                e
+            }
+        })?;
     }
     let mut copy_sse = write_sse_of!(input);
     copy_sse.copy_source_customer = sse::copy_source_key(
