@@ -22,3 +22,13 @@ def error_message(exc: ClientError) -> str:
 
 def http_status(exc: ClientError) -> int:
     return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+
+
+def remove_bucket(client, bucket: str) -> None:
+    """Empties and deletes a bucket a test created (gone already: nothing)."""
+    try:
+        for o in client.list_objects_v2(Bucket=bucket).get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=o["Key"])
+        client.delete_bucket(Bucket=bucket)
+    except ClientError:
+        pass

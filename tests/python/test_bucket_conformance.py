@@ -22,7 +22,7 @@ import subprocess
 import pytest
 from botocore.exceptions import ClientError
 
-from helpers import TENANT_KEYS, error_code, http_status
+from helpers import TENANT_KEYS, error_code, http_status, remove_bucket
 
 
 def answer(f, *args, **kwargs):
@@ -42,12 +42,7 @@ def sides(s3, backends, uid):
     out = [("garage", garage, f"conf-g-{uid[:12]}"), ("sidecar", s3("acme"), f"conf-s-{uid[:12]}")]
     yield out
     for _, c, b in out:
-        try:
-            for o in c.list_objects_v2(Bucket=b).get("Contents", []):
-                c.delete_object(Bucket=b, Key=o["Key"])
-            c.delete_bucket(Bucket=b)
-        except ClientError:
-            pass
+        remove_bucket(c, b)
 
 
 def both(sides, call):

@@ -27,7 +27,7 @@ import urllib.request
 import pytest
 from botocore.exceptions import ClientError
 
-from helpers import error_code
+from helpers import error_code, remove_bucket
 
 RULES = {
     "CORSRules": [
@@ -67,13 +67,8 @@ def cors_buckets(s3, backends, garage, sidecar, uid):
     garage_client.create_bucket(Bucket=g)
     acme.create_bucket(Bucket=s)
     yield [(garage_client, g, garage["us"]["endpoint"]), (acme, s, sidecar.endpoint)]
-    for c, b, _ in ((garage_client, g, None), (acme, s, None)):
-        try:
-            for o in c.list_objects_v2(Bucket=b).get("Contents", []):
-                c.delete_object(Bucket=b, Key=o["Key"])
-            c.delete_bucket(Bucket=b)
-        except ClientError:
-            pass
+    remove_bucket(garage_client, g)
+    remove_bucket(acme, s)
 
 
 PREFLIGHTS = [

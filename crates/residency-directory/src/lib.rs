@@ -250,6 +250,13 @@ pub struct DirectoryHealth {
     pub detail: Option<String>,
 }
 
+/// The answer of a directory that keeps no bucket registry.
+fn no_registry<'a>() -> BoxFuture<'a, Result<(), BucketError>> {
+    Box::pin(std::future::ready(Err(BucketError::Unsupported(
+        "this tenant directory keeps no bucket registry".to_owned(),
+    ))))
+}
+
 /// Where tenants are looked up. See the crate documentation.
 pub trait Directory: Send + Sync + fmt::Debug + 'static {
     /// The tenant with this id, validated against `policy`.
@@ -312,9 +319,7 @@ pub trait Directory: Send + Sync + fmt::Debug + 'static {
     /// created or a configured bucket.
     fn create_bucket(&self, record: BucketRecord) -> BoxFuture<'_, Result<(), BucketError>> {
         let _ = record;
-        Box::pin(std::future::ready(Err(BucketError::Unsupported(
-            "this tenant directory keeps no bucket registry".to_owned(),
-        ))))
+        no_registry()
     }
 
     /// Sets (`None`: removes) the CORS rules of the created bucket `name`
@@ -326,9 +331,7 @@ pub trait Directory: Send + Sync + fmt::Debug + 'static {
         cors: Option<String>,
     ) -> BoxFuture<'a, Result<(), BucketError>> {
         let _ = (name, tenant, cors);
-        Box::pin(std::future::ready(Err(BucketError::Unsupported(
-            "this tenant directory keeps no bucket registry".to_owned(),
-        ))))
+        no_registry()
     }
 
     /// Removes the created bucket `name` of `tenant` from the registry (the
@@ -339,8 +342,6 @@ pub trait Directory: Send + Sync + fmt::Debug + 'static {
         tenant: &'a str,
     ) -> BoxFuture<'a, Result<(), BucketError>> {
         let _ = (name, tenant);
-        Box::pin(std::future::ready(Err(BucketError::Unsupported(
-            "this tenant directory keeps no bucket registry".to_owned(),
-        ))))
+        no_registry()
     }
 }

@@ -110,21 +110,12 @@ impl PgDirectory {
     }
 
     async fn delete(&self, name: &str, tenant: &str) -> Result<(), BucketError> {
-        match self
-            .change(
-                "DELETE FROM buckets WHERE name = $1 AND tenant_id = $2",
-                &[&name, &tenant],
-            )
-            .await
-        {
-            Ok(0) => Err(BucketError::NotFound(name.to_owned())),
-            Ok(_) => {
-                self.shared.created.invalidate(name);
-                Ok(())
-            }
-            Err(Ok(e)) => Err(BucketError::Unavailable(format!("PostgreSQL: {e}"))),
-            Err(Err(e)) => Err(BucketError::Unavailable(e)),
-        }
+        self.change_one(
+            name,
+            "DELETE FROM buckets WHERE name = $1 AND tenant_id = $2",
+            &[&name, &tenant],
+        )
+        .await
     }
 
     async fn set_cors(
@@ -133,13 +124,23 @@ impl PgDirectory {
         tenant: &str,
         cors: Option<String>,
     ) -> Result<(), BucketError> {
-        match self
-            .change(
-                "UPDATE buckets SET cors = $3 WHERE name = $1 AND tenant_id = $2",
-                &[&name, &tenant, &cors],
-            )
-            .await
-        {
+        self.change_one(
+            name,
+            "UPDATE buckets SET cors = $3 WHERE name = $1 AND tenant_id = $2",
+            &[&name, &tenant, &cors],
+        )
+        .await
+    }
+
+    /// A statement that changes the row of the created bucket `name` (of
+    /// the tenant it names): none changed is `NotFound`.
+    async fn change_one(
+        &self,
+        name: &str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<(), BucketError> {
+        match self.change(sql, params).await {
             Ok(0) => Err(BucketError::NotFound(name.to_owned())),
             Ok(_) => {
                 self.shared.created.invalidate(name);

@@ -72,6 +72,24 @@ impl Conditions<'_> {
             || self.if_unmodified_since.is_some()
     }
 
+    /// [`Conditions::check`] of a copy's source: "not modified" is a failed
+    /// precondition too (412).
+    ///
+    /// # Errors
+    /// `PreconditionFailed` (412).
+    pub(super) fn check_copy_source(&self, info: &ObjectInfo) -> S3Result<()> {
+        self.check(info).map_err(|e| {
+            if *e.code() == s3s::S3ErrorCode::NotModified {
+                s3_error!(
+                    PreconditionFailed,
+                    "At least one of the pre-conditions you specified did not hold"
+                )
+            } else {
+                e
+            }
+        })
+    }
+
     /// `Ok` when the object is to be sent.
     ///
     /// # Errors

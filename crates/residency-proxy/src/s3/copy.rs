@@ -59,16 +59,7 @@ pub(super) async fn copy_object(
     };
     if source_conditions.any() {
         let info = tagging::head(gw, &tenant, src_key).await?;
-        source_conditions.check(&info).map_err(|e| {
-            if *e.code() == s3s::S3ErrorCode::NotModified {
-                s3_error!(
-                    PreconditionFailed,
-                    "At least one of the pre-conditions you specified did not hold"
-                )
-            } else {
-                e
-            }
-        })?;
+        source_conditions.check_copy_source(&info)?;
     }
     let mut copy_sse = write_sse_of!(input);
     copy_sse.copy_source_customer = sse::copy_source_key(

@@ -81,17 +81,7 @@ pub(super) async fn upload_part_copy(
         if_modified_since: input.copy_source_if_modified_since.as_ref(),
         if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
     }
-    .check(&got.info)
-    .map_err(|e| {
-        if *e.code() == s3s::S3ErrorCode::NotModified {
-            s3_error!(
-                PreconditionFailed,
-                "At least one of the pre-conditions you specified did not hold"
-            )
-        } else {
-            e
-        }
-    })?;
+    .check_copy_source(&got.info)?;
     let len = got
         .content_range
         .map_or(got.info.size, |(s, e, _)| e + 1 - s);
