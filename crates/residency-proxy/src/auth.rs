@@ -111,14 +111,13 @@ impl TenantAccess {
         };
         let bucket = match cx.s3_path() {
             S3Path::Root => return Ok(()),
-            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => bucket.to_string(),
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => &**bucket,
         };
-        let bucket = bucket.as_str();
         // A new bucket has no owner yet: the handler decides whose it is.
         if cx.s3_op().name() == "CreateBucket" {
             return Ok(());
         }
-        let resolved = match self.shared.resolve(&current, cx, bucket).await? {
+        let resolved = match self.shared.resolve(&current, &*cx, bucket).await? {
             // A shared bucket named with no tenant (HeadBucket).
             Some(None) => return Ok(()),
             Some(Some(r)) => Some(r),

@@ -10,6 +10,7 @@ pub mod config;
 mod error;
 mod form;
 mod gate;
+mod host;
 pub mod migrations;
 mod range;
 mod s3;

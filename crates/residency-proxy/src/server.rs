@@ -29,6 +29,7 @@ use crate::client_body::{BodyLimits, ClientBody, ClientTimeout};
 use crate::config::{BackendConfig, Config, LogFormat};
 use crate::error;
 use crate::gate::RequestGate;
+use crate::host::without_port;
 use crate::range::{self, RangeFix};
 use crate::s3::gateway;
 use residency_directory::Directory;
@@ -73,21 +74,6 @@ pub struct ServeOptions {
 /// domains, whatever port the `Host` header carries; anything else is path
 /// style.
 struct Hosts(Vec<String>);
-
-/// `host` without its `:port` (`acme.s3.localhost:9000`, `[::1]:9000`).
-fn without_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        // An IPv6 literal: the port, if any, follows the bracket.
-        return match host.find(']') {
-            Some(i) => &host[..=i],
-            None => host,
-        };
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|c| c.is_ascii_digit()) => h,
-        _ => host,
-    }
-}
 
 impl S3Host for Hosts {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
@@ -573,13 +559,20 @@ pub async fn run(
         let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let s3 = s3.clone();
             let limit = limit.clone();
-            let rules = rules.clone();
-            let domains = domains.clone();
+            // Only a request with `Origin` has CORS to decide.
+            let cors = req
+                .headers()
+                .contains_key(http::header::ORIGIN)
+                .then(|| (rules.clone(), domains.clone()));
             async move {
                 // CORS: a preflight is answered here (browsers send it
                 // unsigned, before any access check); a request with
                 // `Origin` gets the headers its bucket's rule gives.
-                let extra = match crate::s3::cors::decide(&rules, &domains, &req).await {
+                let decision = match &cors {
+                    Some((rules, domains)) => crate::s3::cors::decide(rules, domains, &req).await,
+                    None => crate::s3::cors::Decision::Nothing,
+                };
+                let extra = match decision {
                     crate::s3::cors::Decision::Preflight(resp) => return Ok(resp),
                     crate::s3::cors::Decision::Decorate(h) => Some(h),
                     crate::s3::cors::Decision::Nothing => None,

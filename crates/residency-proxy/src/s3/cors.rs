@@ -189,7 +189,7 @@ fn bucket_of<B>(req: &http::Request<B>, domains: &[String]) -> Option<String> {
         .headers()
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(|h| h.rsplit_once(':').map_or(h, |(h, _)| h));
+        .map(crate::host::without_port);
     if let Some(host) = host {
         for d in domains {
             if let Some(b) = host

@@ -23,24 +23,24 @@ use super::buckets::{signed_header, TENANT_HEADER};
 use crate::config::{SharedBucket, TenantFrom};
 use crate::error::directory_error;
 
-/// The shared buckets of the configuration, by name.
+/// The shared buckets of the configuration, by name: the record a request
+/// is resolved with (its tenant filled in per request) and where the
+/// tenant is named.
 #[derive(Debug, Default)]
-pub(crate) struct SharedBuckets(
-    HashMap<String, Arc<BucketRecord>>,
-    HashMap<String, TenantFrom>,
-);
+pub(crate) struct SharedBuckets(HashMap<String, (Arc<BucketRecord>, TenantFrom)>);
 
 impl SharedBuckets {
     pub(crate) fn new(config: &[SharedBucket]) -> Self {
-        let mut records = HashMap::new();
-        let mut modes = HashMap::new();
-        for b in config {
-            let mut r = BucketRecord::new(b.name.clone(), String::new());
-            r.default_category = b.default_category.clone();
-            records.insert(b.name.clone(), Arc::new(r));
-            modes.insert(b.name.clone(), b.tenant_from);
-        }
-        SharedBuckets(records, modes)
+        SharedBuckets(
+            config
+                .iter()
+                .map(|b| {
+                    let mut r = BucketRecord::new(b.name.clone(), String::new());
+                    r.default_category = b.default_category.clone();
+                    (b.name.clone(), (Arc::new(r), b.tenant_from))
+                })
+                .collect(),
+        )
     }
 
     /// Whether `name` is a shared bucket.
@@ -63,7 +63,7 @@ impl SharedBuckets {
         cx: &S3AccessContext<'_>,
         bucket: &str,
     ) -> S3Result<Option<Option<Resolved>>> {
-        let (Some(record), Some(mode)) = (self.0.get(bucket), self.1.get(bucket)) else {
+        let Some((record, mode)) = self.0.get(bucket) else {
             return Ok(None);
         };
         let named = match mode {
