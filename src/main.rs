@@ -56,12 +56,27 @@ enum Command {
         /// Start even if an S3 bucket reports a location outside its region.
         #[arg(long)]
         allow_location_mismatch: bool,
-        /// Runtime worker threads (default: one per CPU). On a machine whose
-        /// cores the sidecar shares with its backend or application, fewer
-        /// workers hand less work between threads: see docs/performance.md.
+        /// Serving threads (default: one per CPU). On a machine whose cores
+        /// the sidecar shares with its backend or application, fewer threads
+        /// may serve as fast for less CPU: see docs/performance.md.
         #[arg(long, value_name = "N", env = "RESIDENCY_WORKER_THREADS",
               value_parser = clap::value_parser!(u16).range(1..=1024))]
         worker_threads: Option<u16>,
+        /// How requests are spread over the threads. per-core: each thread
+        /// has its own listener on the S3 address (SO_REUSEPORT; the kernel
+        /// spreads connections), its own connections to the regions, and
+        /// serves a request from start to end. work-stealing: one runtime
+        /// whose threads share every connection and hand work to each other
+        /// (the only way before --runtime existed). Request and connection limits, tenant
+        /// shares and the audit log are the same in both.
+        #[arg(
+            long,
+            value_enum,
+            value_name = "KIND",
+            env = "RESIDENCY_RUNTIME",
+            default_value = "per-core"
+        )]
+        runtime: commands::serve::RuntimeKind,
     },
     /// Explain where one object would be placed, and why.
     ///
@@ -365,7 +380,10 @@ fn main() -> ExitCode {
             config,
             allow_location_mismatch,
             worker_threads,
-        } => return commands::serve::run(&config, allow_location_mismatch, worker_threads),
+            runtime,
+        } => {
+            return commands::serve::run(&config, allow_location_mismatch, worker_threads, runtime)
+        }
         Command::Explain {
             files,
             tenant,

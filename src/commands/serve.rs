@@ -7,16 +7,36 @@ use residency_proxy::{serve, ServeError, ServeOptions};
 
 use super::EXIT_CONFIG;
 
+/// How requests are spread over threads (`serve --runtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum RuntimeKind {
+    /// One thread per core, each with its own listener (`SO_REUSEPORT`),
+    /// connections and outbound connections: a request never changes thread.
+    PerCore,
+    /// One tokio runtime whose worker threads steal work from each other:
+    /// a request and its outbound call may run on different threads.
+    WorkStealing,
+}
+
 pub(crate) fn run(
     config: &Path,
     allow_location_mismatch: bool,
-    worker_threads: Option<u16>,
+    threads: Option<u16>,
+    kind: RuntimeKind,
 ) -> ExitCode {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let threads = threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
+    let (mut builder, cores) = match kind {
+        RuntimeKind::PerCore => (tokio::runtime::Builder::new_current_thread(), threads),
+        RuntimeKind::WorkStealing => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(threads);
+            (b, 1)
+        }
+    };
     builder.enable_all();
-    if let Some(n) = worker_threads {
-        builder.worker_threads(usize::from(n));
-    }
     let runtime = match builder.build() {
         Ok(r) => r,
         Err(e) => {
@@ -26,6 +46,7 @@ pub(crate) fn run(
     };
     let opts = ServeOptions {
         allow_location_mismatch,
+        cores,
     };
     match runtime.block_on(serve(config, opts)) {
         Ok(()) => ExitCode::SUCCESS,

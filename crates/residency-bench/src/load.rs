@@ -42,6 +42,8 @@ pub(crate) struct Target {
 pub(crate) enum Op {
     Put,
     Get,
+    /// Only for [`cleanup`]: never measured.
+    Delete,
 }
 
 /// How long to run.
@@ -216,6 +218,7 @@ impl Worker {
         let method = match op {
             Op::Put => "PUT",
             Op::Get => "GET",
+            Op::Delete => "DELETE",
         };
         let (path, signed) = match &self.target.spread {
             None => {
@@ -260,7 +263,7 @@ impl Worker {
                     chunk_no: 0,
                 })
             }
-            Op::Get => ReqBody::Empty,
+            Op::Get | Op::Delete => ReqBody::Empty,
         };
         let req = b.body(body)?;
         let conn = self.conn.as_mut().ok_or_else(|| anyhow!("no connection"))?;
@@ -293,6 +296,7 @@ impl Worker {
             ))),
             Op::Get => Ok(Outcome::Ok { bytes: got }),
             Op::Put => Ok(Outcome::Ok { bytes: size }),
+            Op::Delete => Ok(Outcome::Ok { bytes: 0 }),
         }
     }
 }
@@ -347,6 +351,17 @@ const DONE: u8 = 2;
 
 /// Writes the objects GET will read (one PUT each, not measured).
 pub(crate) async fn prepare(target: Arc<Target>, plan: &Plan) -> Result<()> {
+    each_object(target, plan, Op::Put, "preparing").await
+}
+
+/// Deletes the cell's objects (not measured), so that a run's data does not
+/// pile up on the backend's disk.
+pub(crate) async fn cleanup(target: Arc<Target>, plan: &Plan) -> Result<()> {
+    each_object(target, plan, Op::Delete, "deleting").await
+}
+
+/// One `op` request for each object of each worker, the workers in parallel.
+async fn each_object(target: Arc<Target>, plan: &Plan, op: Op, doing: &'static str) -> Result<()> {
     let template = template();
     let mut tasks = Vec::new();
     for id in 0..plan.clients {
@@ -360,8 +375,8 @@ pub(crate) async fn prepare(target: Arc<Target>, plan: &Plan) -> Result<()> {
         let (objects, size) = (plan.objects, plan.size);
         tasks.push(tokio::spawn(async move {
             for o in 0..objects {
-                if let Outcome::Err(e) = w.request(Op::Put, o, size, o as u64).await {
-                    bail!("preparing object {o} of worker {id}: {e}");
+                if let Outcome::Err(e) = w.request(op, o, size, o as u64).await {
+                    bail!("{doing} object {o} of worker {id}: {e}");
                 }
             }
             Ok(())

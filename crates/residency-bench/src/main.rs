@@ -114,6 +114,9 @@ struct RunArgs {
     /// For GET: do not write the objects first.
     #[arg(long)]
     no_prepare: bool,
+    /// Delete the cell's objects once it is measured (not with --tenants).
+    #[arg(long)]
+    cleanup: bool,
     /// Processes to sample (CPU time, RSS), comma-separated PIDs.
     #[arg(long, value_delimiter = ',')]
     pid: Vec<u32>,
@@ -209,7 +212,12 @@ async fn run(a: RunArgs) -> Result<()> {
     if op == Op::Get && !a.no_prepare {
         load::prepare(target.clone(), &plan).await?;
     }
-    let mut cell = load::run(target, &plan).await?;
+    let mut cell = load::run(target.clone(), &plan).await?;
+    if a.cleanup && target.spread.is_none() {
+        if let Err(e) = load::cleanup(target, &plan).await {
+            eprintln!("cleanup: {e:#}");
+        }
+    }
     cell.target = a.target;
     cell.workload = a.workload.unwrap_or_else(|| {
         format!(

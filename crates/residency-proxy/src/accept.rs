@@ -53,20 +53,27 @@ pub(crate) struct Acceptor {
 }
 
 impl Acceptor {
-    /// Accepts on `listener`; `max_connections` bounds the open ones.
-    pub(crate) fn new(
-        listener: TcpListener,
-        name: &'static str,
-        max_connections: Option<usize>,
-    ) -> Acceptor {
+    /// The bound on open connections, `max_connections` of them, for one
+    /// or more listeners ([`Acceptor::new`]).
+    pub(crate) fn bound(max_connections: Option<usize>) -> Option<Arc<Semaphore>> {
         if max_connections.is_some() {
             metrics::gauge!(OPEN).set(0.0);
         }
+        max_connections.map(|n| Arc::new(Semaphore::new(n)))
+    }
+
+    /// Accepts on `listener`; `open` (from [`Acceptor::bound`]) bounds the
+    /// open connections, counted with those of every listener sharing it.
+    pub(crate) fn new(
+        listener: TcpListener,
+        name: &'static str,
+        open: Option<Arc<Semaphore>>,
+    ) -> Acceptor {
         metrics::counter!(ERRORS, "listener" => name).absolute(0);
         Acceptor {
             listener,
             name,
-            open: max_connections.map(|n| Arc::new(Semaphore::new(n))),
+            open,
             backoff: FIRST_BACKOFF,
             last_log: None,
             suppressed: 0,

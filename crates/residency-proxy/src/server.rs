@@ -68,6 +68,9 @@ pub enum ServeError {
 pub struct ServeOptions {
     /// Start even if a bucket reports a location outside its region.
     pub allow_location_mismatch: bool,
+    /// S3 listeners, one per serving thread (`SO_REUSEPORT`); 0 or 1 for
+    /// one listener on the caller's runtime.
+    pub cores: usize,
 }
 
 /// Resolves `<bucket>.<domain>` (virtual-hosted style) for the configured
@@ -401,12 +404,41 @@ fn mtimes(paths: &[PathBuf]) -> Vec<Option<SystemTime>> {
 /// See [`ServeError`].
 pub async fn serve(config_path: &Path, opts: ServeOptions) -> Result<(), ServeError> {
     let sidecar = Arc::new(Sidecar::build(config_path, &opts).await?);
-    let s3_listener = TcpListener::bind(sidecar.config.listen).await?;
+    let mut listeners = bind_s3(sidecar.config.listen, opts.cores)?.into_iter();
+    let first = TcpListener::from_std(listeners.next().expect("at least one listener"))?;
     let admin_listener = TcpListener::bind(sidecar.config.admin).await?;
-    run(sidecar, s3_listener, admin_listener).await
+    serve_cores(sidecar, first, listeners.collect(), admin_listener).await
 }
 
-/// Serves on listeners already bound (tests bind port 0).
+/// Binds the S3 address once, or, for more than one core, once per core with
+/// `SO_REUSEPORT` (the kernel spreads new connections over the listeners).
+/// A plain bind first: an address some other process listens on (an older
+/// sidecar, say) is refused as in use, never shared.
+fn bind_s3(addr: SocketAddr, cores: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let probe = std::net::TcpListener::bind(addr)?;
+    if cores <= 1 {
+        probe.set_nonblocking(true)?;
+        return Ok(vec![probe]);
+    }
+    // Port 0: every core listens on the port the probe was given.
+    let addr = probe.local_addr()?;
+    drop(probe);
+    (0..cores)
+        .map(|_| {
+            use socket2::{Domain, Protocol, Socket, Type};
+            let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            s.set_reuse_address(true)?;
+            s.set_reuse_port(true)?;
+            s.set_nonblocking(true)?;
+            s.bind(&addr.into())?;
+            s.listen(1024)?;
+            Ok(s.into())
+        })
+        .collect()
+}
+
+/// Serves on listeners already bound (tests bind port 0), all on the
+/// caller's runtime.
 ///
 /// # Errors
 /// Listener failures.
@@ -415,9 +447,23 @@ pub async fn run(
     s3_listener: TcpListener,
     admin_listener: TcpListener,
 ) -> Result<(), ServeError> {
+    serve_cores(sidecar, s3_listener, Vec::new(), admin_listener).await
+}
+
+/// [`run`], with `more` listeners on the same address, each served by a
+/// thread of its own with a current-thread runtime: a connection, its
+/// requests and their outbound calls then stay on one thread. The request
+/// and connection bounds, the tenant shares and the audit log are shared by
+/// every thread.
+async fn serve_cores(
+    sidecar: Arc<Sidecar>,
+    s3_listener: TcpListener,
+    more: Vec<std::net::TcpListener>,
+    admin_listener: TcpListener,
+) -> Result<(), ServeError> {
     let s3_addr: SocketAddr = s3_listener.local_addr()?;
     let admin_addr: SocketAddr = admin_listener.local_addr()?;
-    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
 
     // Signals: SIGTERM/SIGINT stop; SIGHUP reloads.
     {
@@ -504,7 +550,7 @@ pub async fn run(
         Some(d) => d.redacted_url(),
         None => sidecar.config.tenants.display().to_string(),
     };
-    tracing::info!(s3 = %s3_addr, admin = %admin_addr, policy = %sidecar.config.policy.display(), tenants = %tenants, "residency sidecar ready");
+    tracing::info!(s3 = %s3_addr, admin = %admin_addr, serving_threads = more.len() + 1, policy = %sidecar.config.policy.display(), tenants = %tenants, "residency sidecar ready");
     let scheme = if sidecar.config.tls.files().is_some() {
         "https"
     } else {
@@ -515,165 +561,146 @@ pub async fn run(
         println!("try:\n  {ex}");
     }
 
-    let limit = Arc::new(Semaphore::new(
-        sidecar.config.limits.max_concurrent_requests,
-    ));
-    let graceful = GracefulShutdown::new();
-    let header_timeout = Duration::from_secs(sidecar.config.limits.header_read_timeout_secs);
-    // hyper refuses a buffer under 8 KiB (the config check says so too).
-    let max_header_bytes = sidecar.config.limits.max_header_bytes.max(8192);
-    let max_object_bytes = sidecar.config.limits.max_object_bytes;
-    let body_limits = BodyLimits {
-        idle: Duration::from_secs(sidecar.config.limits.client_body_idle_secs),
-        min_rate: sidecar.config.limits.client_min_bytes_per_sec,
-    };
     // HTTPS: the certificate, watched for renewals.
     let certificates = match sidecar.config.tls.files() {
-        Some((cert, key)) => {
-            let c = crate::tls::Certificates::new(cert, key)
-                .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
-            let _watch = c.watch(Duration::from_secs(sidecar.config.tls.reload_secs));
-            Some(c)
-        }
+        Some((cert, key)) => Some(
+            crate::tls::Certificates::new(cert, key)
+                .map_err(|e| ServeError::Io(std::io::Error::other(e)))?,
+        ),
         None => None,
     };
-    let mut acceptor = Acceptor::new(
-        s3_listener,
-        "s3",
-        Some(sidecar.config.limits.max_connections),
-    );
-    let gate = RequestGate {
-        allow_sigv2: sidecar.config.auth.allow_sigv2,
-    };
-    let domains: Arc<[String]> = sidecar.config.virtual_host_domains.clone().into();
+    let _watch = certificates
+        .as_ref()
+        .map(|c| c.watch(Duration::from_secs(sidecar.config.tls.reload_secs)));
+    let limits = &sidecar.config.limits;
+    let serving = Arc::new(Serving {
+        s3: sidecar.s3.clone(),
+        limit: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
+        rules: sidecar.rules.clone(),
+        domains: sidecar.config.virtual_host_domains.clone().into(),
+        gate: RequestGate {
+            allow_sigv2: sidecar.config.auth.allow_sigv2,
+        },
+        header_timeout: Duration::from_secs(limits.header_read_timeout_secs),
+        // hyper refuses a buffer under 8 KiB (the config check says so too).
+        max_header_bytes: limits.max_header_bytes.max(8192),
+        max_object_bytes: limits.max_object_bytes,
+        body_limits: BodyLimits {
+            idle: Duration::from_secs(limits.client_body_idle_secs),
+            min_rate: limits.client_min_bytes_per_sec,
+        },
+        certificates,
+        grace: Duration::from_secs(limits.shutdown_grace_secs),
+    });
+    // One bound on open connections for every core's listener.
+    let open = Acceptor::bound(Some(limits.max_connections));
+    let mut cores = Vec::with_capacity(more.len());
+    for (i, listener) in more.into_iter().enumerate() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (serving, open, stop) = (serving.clone(), open.clone(), stop_rx.clone());
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("residency-core-{}", i + 1))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(l) => serve_listener(serving, Acceptor::new(l, "s3", open), stop).await,
+                        Err(e) => tracing::error!(error = %e, "a serving thread cannot listen"),
+                    }
+                });
+                let _ = done.send(());
+            })?;
+        cores.push(finished);
+    }
+    serve_listener(serving, Acceptor::new(s3_listener, "s3", open), stop_rx).await;
+    for finished in cores {
+        if finished.await.is_err() {
+            tracing::error!("a serving thread ended abnormally");
+        }
+    }
+    if let Some(a) = &sidecar.audit {
+        crate::flush_audit(a).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// What serving a connection needs; one for every core.
+struct Serving {
+    s3: S3Service,
+    limit: Arc<Semaphore>,
+    rules: RulesetHandle,
+    domains: Arc<[String]>,
+    gate: RequestGate,
+    header_timeout: Duration,
+    max_header_bytes: usize,
+    max_object_bytes: u64,
+    body_limits: BodyLimits,
+    certificates: Option<Arc<crate::tls::Certificates>>,
+    grace: Duration,
+}
+
+/// Accepts on one listener, each connection served on this thread's
+/// runtime, until `stop`; then waits up to the grace period for the requests
+/// in flight.
+async fn serve_listener(
+    serving: Arc<Serving>,
+    mut acceptor: Acceptor,
+    mut stop: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer, open) = tokio::select! {
             c = acceptor.accept() => c,
-            _ = stop_rx.changed() => break,
+            _ = stop.changed() => break,
         };
+        serving.connection(stream, peer, open, graceful.watcher());
+    }
+    drop(acceptor);
+    tracing::info!(
+        grace_secs = serving.grace.as_secs(),
+        "no longer accepting; waiting for in-flight requests"
+    );
+    if tokio::time::timeout(serving.grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish within the grace period");
+    }
+}
+
+impl Serving {
+    /// Serves one connection in a task of its own.
+    fn connection(
+        self: &Arc<Self>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        open: crate::accept::OpenConnection,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) {
         let _ = stream.set_nodelay(true);
-        let s3 = sidecar.s3.clone();
-        let limit = limit.clone();
-        let rules = sidecar.rules.clone();
-        let domains = domains.clone();
+        let this = self.clone();
         let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-            let s3 = s3.clone();
-            let limit = limit.clone();
-            // Only a request with `Origin` has CORS to decide.
-            let cors = req
-                .headers()
-                .contains_key(http::header::ORIGIN)
-                .then(|| (rules.clone(), domains.clone()));
-            async move {
-                // CORS: a preflight is answered here (browsers send it
-                // unsigned, before any access check); a request with
-                // `Origin` gets the headers its bucket's rule gives.
-                let decision = match &cors {
-                    Some((rules, domains)) => crate::s3::cors::decide(rules, domains, &req).await,
-                    None => crate::s3::cors::Decision::Nothing,
-                };
-                let extra = match decision {
-                    crate::s3::cors::Decision::Preflight(resp) => return Ok(resp),
-                    crate::s3::cors::Decision::Decorate(h) => Some(h),
-                    crate::s3::cors::Decision::Nothing => None,
-                };
-                let resp = async move {
-                    // A request refused before its body was read leaves that body
-                    // on the connection; whatever the client sends of it would be
-                    // read as the start of its next request (seen as a rare
-                    // SignatureDoesNotMatch on the request after a denial). Such a
-                    // connection is closed after the error response.
-                    let has_body = req
-                        .headers()
-                        .get(http::header::CONTENT_LENGTH)
-                        .is_some_and(|v| v.as_bytes() != b"0")
-                        || req.headers().contains_key(http::header::TRANSFER_ENCODING);
-                    let close = |mut resp: http::Response<s3s::Body>| {
-                        if has_body && !resp.status().is_success() {
-                            resp.headers_mut().insert(
-                                http::header::CONNECTION,
-                                http::HeaderValue::from_static("close"),
-                            );
-                        }
-                        resp
-                    };
-                    if let Err(r) = gate.check(req.uri(), req.headers()) {
-                        metrics::counter!("residency_rejected_total", "reason" => "authentication")
-                            .increment(1);
-                        return Ok(close(error::response(
-                            error::code(r.code),
-                            &r.message,
-                            r.status,
-                        )));
-                    }
-                    if let Some(refused) = check_size(&req, max_object_bytes) {
-                        return Ok(close(refused));
-                    }
-                    let Ok(_permit) = limit.try_acquire_owned() else {
-                        metrics::counter!("residency_shed_total").increment(1);
-                        return Ok(close(error::response(
-                            S3ErrorCode::SlowDown,
-                            "Please reduce your request rate.",
-                            http::StatusCode::SERVICE_UNAVAILABLE,
-                        )));
-                    };
-                    if !has_body {
-                        let fix = match *req.method() {
-                            http::Method::GET | http::Method::HEAD => {
-                                req.headers().get(http::header::RANGE).map(range::fix)
-                            }
-                            _ => None,
-                        };
-                        return match fix {
-                            None | Some(RangeFix::Keep) => {
-                                s3.call(req.map(s3s::Body::from)).await.map(close)
-                            }
-                            Some(fix) => range::serve_fixed(&s3, req, fix).await.map(close),
-                        };
-                    }
-                    let timed_out = ClientTimeout::default();
-                    let (parts, body) = req.into_parts();
-                    let mut body = ClientBody::new(body, body_limits, timed_out.clone());
-                    if let Some(refused) = check_form(&parts, &mut body).await {
-                        return Ok(close(if timed_out.fired() {
-                            request_timeout()
-                        } else {
-                            refused
-                        }));
-                    }
-                    let resp = s3
-                        .call(http::Request::from_parts(parts, s3s::Body::http_body(body)))
-                        .await;
-                    if timed_out.fired() {
-                        return Ok(close(request_timeout()));
-                    }
-                    resp.map(close)
-                }
-                .await;
-                match extra {
-                    Some(h) => resp.map(|mut r| {
-                        r.headers_mut().extend(h);
-                        r
-                    }),
-                    None => resp,
-                }
-            }
+            let this = this.clone();
+            async move { this.request(req).await }
         });
+        let header_timeout = self.header_timeout;
         let mut builder = ConnBuilder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
-            .max_buf_size(max_header_bytes);
+            .max_buf_size(self.max_header_bytes);
         // An HTTP/2 peer that stops answering pings is closed.
         builder
             .http2()
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(header_timeout))
             .keep_alive_timeout(header_timeout)
-            .max_header_list_size(max_header_bytes as u32);
-        let watcher = graceful.watcher();
-        let tls = certificates.as_ref().map(|c| c.acceptor());
+            .max_header_list_size(self.max_header_bytes as u32);
+        let tls = self.certificates.as_ref().map(|c| c.acceptor());
         tokio::spawn(async move {
             let _open = open;
             let result = match tls {
@@ -717,23 +744,109 @@ pub async fn run(
             }
         });
     }
-    drop(acceptor);
-    let grace = Duration::from_secs(sidecar.config.limits.shutdown_grace_secs);
-    tracing::info!(
-        grace_secs = grace.as_secs(),
-        "no longer accepting; waiting for in-flight requests"
-    );
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("in-flight requests did not finish within the grace period");
+
+    /// One request: CORS, the head checks, the request bound, then s3s.
+    async fn request(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> Result<http::Response<s3s::Body>, s3s::HttpError> {
+        // CORS: a preflight is answered here (browsers send it unsigned,
+        // before any access check); a request with `Origin` gets the headers
+        // its bucket's rule gives. Only a request with `Origin` has CORS to
+        // decide.
+        let extra = if req.headers().contains_key(http::header::ORIGIN) {
+            match crate::s3::cors::decide(&self.rules, &self.domains, &req).await {
+                crate::s3::cors::Decision::Preflight(resp) => return Ok(resp),
+                crate::s3::cors::Decision::Decorate(h) => Some(h),
+                crate::s3::cors::Decision::Nothing => None,
+            }
+        } else {
+            None
+        };
+        let resp = self.checked(req).await;
+        match extra {
+            Some(h) => resp.map(|mut r| {
+                r.headers_mut().extend(h);
+                r
+            }),
+            None => resp,
+        }
     }
-    if let Some(a) = &sidecar.audit {
-        crate::flush_audit(a).await;
+
+    async fn checked(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> Result<http::Response<s3s::Body>, s3s::HttpError> {
+        let s3 = &self.s3;
+        // A request refused before its body was read leaves that body on the
+        // connection; whatever the client sends of it would be read as the
+        // start of its next request (seen as a rare SignatureDoesNotMatch on
+        // the request after a denial). Such a connection is closed after the
+        // error response.
+        let has_body = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+            || req.headers().contains_key(http::header::TRANSFER_ENCODING);
+        let close = |mut resp: http::Response<s3s::Body>| {
+            if has_body && !resp.status().is_success() {
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            resp
+        };
+        if let Err(r) = self.gate.check(req.uri(), req.headers()) {
+            metrics::counter!("residency_rejected_total", "reason" => "authentication")
+                .increment(1);
+            return Ok(close(error::response(
+                error::code(r.code),
+                &r.message,
+                r.status,
+            )));
+        }
+        if let Some(refused) = check_size(&req, self.max_object_bytes) {
+            return Ok(close(refused));
+        }
+        let Ok(_permit) = self.limit.try_acquire() else {
+            metrics::counter!("residency_shed_total").increment(1);
+            return Ok(close(error::response(
+                S3ErrorCode::SlowDown,
+                "Please reduce your request rate.",
+                http::StatusCode::SERVICE_UNAVAILABLE,
+            )));
+        };
+        if !has_body {
+            let fix = match *req.method() {
+                http::Method::GET | http::Method::HEAD => {
+                    req.headers().get(http::header::RANGE).map(range::fix)
+                }
+                _ => None,
+            };
+            return match fix {
+                None | Some(RangeFix::Keep) => s3.call(req.map(s3s::Body::from)).await.map(close),
+                Some(fix) => range::serve_fixed(s3, req, fix).await.map(close),
+            };
+        }
+        let timed_out = ClientTimeout::default();
+        let (parts, body) = req.into_parts();
+        let mut body = ClientBody::new(body, self.body_limits, timed_out.clone());
+        if let Some(refused) = check_form(&parts, &mut body).await {
+            return Ok(close(if timed_out.fired() {
+                request_timeout()
+            } else {
+                refused
+            }));
+        }
+        let resp = s3
+            .call(http::Request::from_parts(parts, s3s::Body::http_body(body)))
+            .await;
+        if timed_out.fired() {
+            return Ok(close(request_timeout()));
+        }
+        resp.map(close)
     }
-    tracing::info!("stopped");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -421,15 +421,169 @@ fn sidecar_child() {
     let Ok(config) = std::env::var("RESIDENCY_CHILD_CONFIG") else {
         return;
     };
+    // RESIDENCY_CHILD_CORES: serving threads, each with its own listener.
+    let cores = std::env::var("RESIDENCY_CHILD_CORES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         residency_proxy::serve(
             std::path::Path::new(&config),
-            residency_proxy::ServeOptions::default(),
+            residency_proxy::ServeOptions {
+                cores,
+                ..residency_proxy::ServeOptions::default()
+            },
         )
         .await
         .expect("serve");
     });
+}
+
+/// A config for a child sidecar (`sidecar_child`) on two fresh ports.
+fn child_config(
+    dir: &std::path::Path,
+    o: &SidecarOptions,
+) -> (std::path::PathBuf, SocketAddr, SocketAddr) {
+    let config = write_config_with(dir, o);
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (s3, admin) = (free(), free());
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("listen = \"127.0.0.1:1\"", &format!("listen = \"{s3}\""))
+        .replace("admin = \"127.0.0.1:2\"", &format!("admin = \"{admin}\""));
+    std::fs::write(&config, text).unwrap();
+    (config, s3, admin)
+}
+
+/// Starts `sidecar_child` with `cores` serving threads (under `shell`, a
+/// prefix such as `ulimit -n 64 &&`), its log in `log`; returns once it
+/// accepts connections.
+async fn spawn_child(
+    config: &std::path::Path,
+    s3: SocketAddr,
+    cores: usize,
+    shell: &str,
+    log: &std::path::Path,
+) -> std::process::Child {
+    let exe = std::env::current_exe().unwrap();
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{shell} exec \"$0\" \"$@\""))
+        .arg(&exe)
+        .args(["sidecar_child", "--exact", "--ignored", "--nocapture"])
+        .env("RESIDENCY_CHILD_CONFIG", config)
+        .env("RESIDENCY_CHILD_CORES", cores.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("spawn child sidecar");
+    let t = Instant::now();
+    while TcpStream::connect(s3).await.is_err() {
+        assert!(t.elapsed() < Duration::from_secs(30), "child did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child
+}
+
+/// The names of a process's threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+/// Serving on three cores (`serve --runtime per-core`): three listeners
+/// share the S3 port and every one of them answers; `max_connections`
+/// bounds the connections of all of them together, not of each; an address
+/// another process listens on is refused, not shared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_core_listeners_share_the_port_and_the_connection_bound() {
+    bounded("per-core", async {
+        let _ = cluster();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (config, s3, _) = child_config(
+            dir.path(),
+            &limits("header_read_timeout_secs = 30\nmax_connections = 4"),
+        );
+        let log = dir.path().join("child.log");
+        let mut child = spawn_child(&config, s3, 3, "", &log).await;
+        let names = thread_names(child.id());
+        for core in ["residency-core-1", "residency-core-2"] {
+            assert!(
+                names.iter().any(|n| n == core),
+                "no thread {core}: {names:?}"
+            );
+        }
+        // New connections are spread over the three listeners by their
+        // source port: every one is answered (30 connections miss a
+        // listener with a chance under 2 in 10^5).
+        for i in 0..30 {
+            let mut s = TcpStream::connect(s3).await.expect("connect");
+            s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await
+                .expect("request");
+            let (a, closed) = read_answer(&mut s, Duration::from_secs(5)).await;
+            assert!(
+                a.starts_with("HTTP/1.1 ") && closed,
+                "connection {i}: {a:?}"
+            );
+        }
+        // Four connections open, wherever they landed: a fifth waits, on
+        // whichever listener it reaches. (Each listener with a bound of its
+        // own would serve it unless all four had landed on its listener.)
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let mut s = TcpStream::connect(s3).await.expect("connect");
+            s.write_all(b"GET /acme HTTP/1.1\r\n")
+                .await
+                .expect("partial");
+            held.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut fifth = TcpStream::connect(s3).await.expect("connect (backlog)");
+        fifth
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("request");
+        let mut tmp = [0u8; 64];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(700), fifth.read(&mut tmp))
+                .await
+                .is_err(),
+            "the fifth connection must wait while four are open"
+        );
+        drop(held.pop());
+        let (a, _) = read_answer(&mut fifth, Duration::from_secs(5)).await;
+        assert!(a.starts_with("HTTP/1.1 "), "served once one closed: {a:?}");
+
+        // A second sidecar on the same address is refused (address in use),
+        // never given a share of the first one's connections.
+        let second = residency_proxy::serve(
+            &config,
+            residency_proxy::ServeOptions {
+                cores: 3,
+                ..residency_proxy::ServeOptions::default()
+            },
+        )
+        .await;
+        match second {
+            Err(residency_proxy::ServeError::Io(e)) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
+            }
+            other => panic!("a second sidecar on {s3}: {other:?}"),
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    })
+    .await;
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
@@ -448,37 +602,10 @@ async fn accept_errors_back_off() {
     bounded("accept back-off", async {
         let _ = cluster();
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = write_config_with(dir.path(), &SidecarOptions::default());
-        let free = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-        };
-        let (s3, admin) = (free(), free());
-        let text = std::fs::read_to_string(&config)
-            .unwrap()
-            .replace("listen = \"127.0.0.1:1\"", &format!("listen = \"{s3}\""))
-            .replace("admin = \"127.0.0.1:2\"", &format!("admin = \"{admin}\""));
-        std::fs::write(&config, text).unwrap();
+        let (config, s3, admin) = child_config(dir.path(), &SidecarOptions::default());
         let log = dir.path().join("child.log");
-        let exe = std::env::current_exe().unwrap();
-        let mut child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg("ulimit -n 64 && exec \"$0\" \"$@\"")
-            .arg(&exe)
-            .args(["sidecar_child", "--exact", "--ignored", "--nocapture"])
-            .env("RESIDENCY_CHILD_CONFIG", &config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn child sidecar");
+        let mut child = spawn_child(&config, s3, 0, "ulimit -n 64 &&", &log).await;
         let pid = child.id();
-        let t = Instant::now();
-        while TcpStream::connect(s3).await.is_err() {
-            assert!(t.elapsed() < Duration::from_secs(30), "child did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         let mut held = Vec::new();
         for _ in 0..120 {
             if let Ok(s) = TcpStream::connect(s3).await {

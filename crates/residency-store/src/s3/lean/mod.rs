@@ -78,9 +78,17 @@ const POOL_IDLE: Duration = Duration::from_secs(20);
 /// Error bodies are read up to this size.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
+type HttpClient = Client<HttpsConnector<HttpConnector>, OutBody>;
+
 /// The lean client for one bucket.
 pub(crate) struct LeanPath {
-    client: Client<HttpsConnector<HttpConnector>, OutBody>,
+    /// One connection pool per thread that calls: hyper's client drives each
+    /// connection in a task it spawns on the caller's runtime, so with one
+    /// runtime per core (`serve --runtime per-core`) a request and its
+    /// outbound connection stay on one thread, and no request waits on a
+    /// connection another thread drives.
+    clients: thread_local::ThreadLocal<HttpClient>,
+    connector: HttpsConnector<HttpConnector>,
     /// `http://127.0.0.1:3900` (scheme and authority, no trailing slash).
     origin: String,
     /// The `Host` header value, signed.
@@ -164,12 +172,9 @@ impl LeanPath {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(connector);
         Ok(Self {
-            client,
+            clients: thread_local::ThreadLocal::new(),
+            connector,
             origin,
             host: HeaderValue::from_str(&host).map_err(|e| format!("host {host:?}: {e}"))?,
             path_prefix,
@@ -177,6 +182,16 @@ impl LeanPath {
             retry: RetryPolicy::new(config.max_attempts),
             stall_timeout: config.stall_timeout,
             bucket: config.bucket.clone(),
+        })
+    }
+
+    /// This thread's client (built on its first call).
+    fn client(&self) -> &HttpClient {
+        self.clients.get_or(|| {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(POOL_IDLE)
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .build(self.connector.clone())
         })
     }
 
@@ -344,7 +359,7 @@ impl LeanPath {
             let progress = body.progress();
             let req = self.request(&method, &path, headers, body)?;
             let last = self.retry.is_last(attempt, replayable);
-            let call = self.client.request(req);
+            let call = self.client().request(req);
             let result = match progress {
                 None => call.await,
                 Some(p) => self.watched(call, &p).await?,
