@@ -602,7 +602,7 @@ async fn serve_cores(
         let (serving, open, stop) = (serving.clone(), open.clone(), stop_rx.clone());
         let (done, finished) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()
-            .name(format!("residency-core-{}", i + 1))
+            .name(format!("serve-core-{}", i + 1))
             .spawn(move || {
                 runtime.block_on(async move {
                     match TcpListener::from_std(listener) {

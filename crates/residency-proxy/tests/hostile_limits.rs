@@ -516,7 +516,7 @@ async fn per_core_listeners_share_the_port_and_the_connection_bound() {
         let log = dir.path().join("child.log");
         let mut child = spawn_child(&config, s3, 3, "", &log).await;
         let names = thread_names(child.id());
-        for core in ["residency-core-1", "residency-core-2"] {
+        for core in ["serve-core-1", "serve-core-2"] {
             assert!(
                 names.iter().any(|n| n == core),
                 "no thread {core}: {names:?}"
