@@ -10,14 +10,14 @@
 # Targets (all write to and read from the same Garage instance, the US one,
 # except where the route itself decides):
 #   direct          Garage 2.5 itself (the limit), TCP_NODELAY preloaded
-#   sidecar         `residency serve` (one thread per core, its default),
+#   sidecar         `residency serve` (its default runtime: work-stealing),
 #                   S3 backends = the Garage pair, durable audit on, the
 #                   tenants in the PostgreSQL directory (served from its
 #                   cache), per-tenant shares on; tenant globex (US
 #                   locality), keys under tickets/ -> the US region
-#   sidecar-ws      the same sidecar on one work-stealing runtime
-#                   (`serve --runtime work-stealing`, the way it served
-#                   before the per-core runtime)
+#   sidecar-pc      the same sidecar with one thread per core
+#                   (`serve --runtime per-core`: a listener, connections and
+#                   outbound pool per thread)
 #   nginx           nginx as a plain reverse proxy (default buffers)
 #   nginx-256k      the same with 256 KiB proxy buffers
 #   rclone-combine  `rclone serve s3` over a `combine` remote: bucket
@@ -72,7 +72,7 @@ DURATION="${BENCH_DURATION:-10}"
 LARGE_DURATION="${BENCH_LARGE_DURATION:-}"
 WARMUP="${BENCH_WARMUP:-1}"
 REPS="${BENCH_REPS:-1}"
-TARGETS="${BENCH_TARGETS:-direct sidecar sidecar-ws sidecar-1w nginx nginx-256k rclone-combine sidecar-null}"
+TARGETS="${BENCH_TARGETS:-direct sidecar sidecar-pc sidecar-1w nginx nginx-256k rclone-combine sidecar-null}"
 WORKLOADS="${BENCH_WORKLOADS:-4KiB:put:16 4KiB:put:64 4KiB:get:16 4KiB:get:64 1MiB:put:16 1MiB:get:16 64MiB:put:4 64MiB:get:4}"
 MEMORY=1
 OUT=""
@@ -270,8 +270,8 @@ start_sidecar sidecar 19100 s3
 SIDECAR_S3_PID=$SIDECAR_PID
 start_sidecar sidecar-1w 19160 s3 RESIDENCY_WORKER_THREADS=1
 SIDECAR_1W_PID=$SIDECAR_PID
-start_sidecar sidecar-ws 19200 s3 RESIDENCY_RUNTIME=work-stealing
-SIDECAR_WS_PID=$SIDECAR_PID
+start_sidecar sidecar-pc 19200 s3 RESIDENCY_RUNTIME=per-core
+SIDECAR_PC_PID=$SIDECAR_PID
 start_sidecar sidecar-null 19110 null
 SIDECAR_NULL_PID=$SIDECAR_PID
 if [[ -n "${BENCH_BASELINE_BIN:-}" ]]; then
@@ -383,7 +383,7 @@ target_args() { # target -> args for residency-bench run
         sidecar) echo "--endpoint http://127.0.0.1:19100 --bucket globex --prefix tickets/bench/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid $SIDECAR_S3_PID" ;;
         sidecar-base) echo "--endpoint http://127.0.0.1:19170 --bucket globex --prefix tickets/bench-base/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid ${SIDECAR_BASE_PID:?BENCH_BASELINE_BIN is not set}" ;;
         sidecar-1w) echo "--endpoint http://127.0.0.1:19160 --bucket globex --prefix tickets/bench-1w/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid $SIDECAR_1W_PID" ;;
-        sidecar-ws) echo "--endpoint http://127.0.0.1:19200 --bucket globex --prefix tickets/bench-ws/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid $SIDECAR_WS_PID" ;;
+        sidecar-pc) echo "--endpoint http://127.0.0.1:19200 --bucket globex --prefix tickets/bench-pc/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid $SIDECAR_PC_PID" ;;
         sidecar-null) echo "--endpoint http://127.0.0.1:19110 --bucket globex --prefix tickets/bench/ --access-key $TENANT_AK --secret-key $TENANT_SK --pid $SIDECAR_NULL_PID" ;;
         nginx) echo "--endpoint http://127.0.0.1:19120 --bucket $RESIDENCY_TEST_US_BUCKET --prefix bench-nginx/ --region $RESIDENCY_TEST_US_REGION --access-key $RESIDENCY_TEST_US_ACCESS_KEY --secret-key $RESIDENCY_TEST_US_SECRET_KEY --pid $NGINX_PIDS" ;;
         nginx-256k) echo "--endpoint http://127.0.0.1:19121 --bucket $RESIDENCY_TEST_US_BUCKET --prefix bench-nginx256/ --region $RESIDENCY_TEST_US_REGION --access-key $RESIDENCY_TEST_US_ACCESS_KEY --secret-key $RESIDENCY_TEST_US_SECRET_KEY --pid $NGINX_PIDS" ;;
@@ -392,6 +392,31 @@ target_args() { # target -> args for residency-bench run
     esac
 }
 
+# Garage frees a deleted object's blocks only 10 minutes later (its
+# BLOCK_GC_DELAY, not configurable), so deleting each cell's objects does not
+# free their space in time: a 64 MiB cell writes 2-4 GB, and the 64 MiB cells
+# of two repetitions fall within those 10 minutes (the 3-repetition run of
+# 2026-12-07 filled a 91 GB disk that way). Before each 64 MiB cell, wait
+# until BENCH_CELL_FREE_GB (default 12) are free again.
+CELL_FREE_GB="${BENCH_CELL_FREE_GB:-12}"
+wait_for_disk() {
+    local free waited=0
+    while :; do
+        free=$(( $(df -Pk "${TMPDIR:-/tmp}" | awk 'NR==2 {print $4}') / 1024 / 1024 ))
+        ((free >= CELL_FREE_GB)) && break
+        if ((waited == 0)); then
+            echo "    ${free} GB free (< ${CELL_FREE_GB}): waiting for Garage to free deleted blocks (up to 11 min)" >&2
+        fi
+        if ((waited >= 660)); then
+            echo "    still only ${free} GB free after ${waited}s; going on" >&2
+            break
+        fi
+        sleep 10
+        waited=$((waited + 10))
+    done
+    ((waited > 0)) && echo "    waited ${waited}s for disk (${free} GB free)" >&2
+    return 0
+}
 read -r -a TLIST <<<"$TARGETS"
 read -r -a WLIST <<<"$WORKLOADS"
 log "measuring: ${#WLIST[@]} workloads x ${#TLIST[@]} targets x $REPS reps, ${DURATION}s per cell, ${LARGE_DURATION}s per 64 MiB cell (load: $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -408,6 +433,7 @@ for ((rep = 0; rep < REPS; rep++)); do
         secs=$DURATION
         [[ $size == 64MiB ]] && secs=$LARGE_DURATION
         for t in "${order[@]}"; do
+            [[ $size == 64MiB ]] && wait_for_disk
             # shellcheck disable=SC2046
             "$BENCH" run $(target_args "$t") --target "$t" --op "$op" --size "$size" \
                 --clients "$clients" --objects "$objects" --duration "$secs" --warmup "$WARMUP" \

@@ -62,19 +62,21 @@ enum Command {
         #[arg(long, value_name = "N", env = "RESIDENCY_WORKER_THREADS",
               value_parser = clap::value_parser!(u16).range(1..=1024))]
         worker_threads: Option<u16>,
-        /// How requests are spread over the threads. per-core: each thread
-        /// has its own listener on the S3 address (SO_REUSEPORT; the kernel
-        /// spreads connections), its own connections to the regions, and
-        /// serves a request from start to end. work-stealing: one runtime
-        /// whose threads share every connection and hand work to each other
-        /// (the only way before --runtime existed). Request and connection limits, tenant
-        /// shares and the audit log are the same in both.
+        /// How requests are spread over the threads. work-stealing (the
+        /// default): one runtime whose threads share every connection and
+        /// hand work to each other. per-core: each thread has its own
+        /// listener on the S3 address (SO_REUSEPORT; the kernel spreads new
+        /// connections by address and port, so a client with few
+        /// connections may load one thread only), its own connections to
+        /// the regions, and serves a request from start to end. Request and
+        /// connection limits, tenant shares and the audit log are the same
+        /// in both; see docs/performance.md for what each costs.
         #[arg(
             long,
             value_enum,
             value_name = "KIND",
             env = "RESIDENCY_RUNTIME",
-            default_value = "per-core"
+            default_value = "work-stealing"
         )]
         runtime: commands::serve::RuntimeKind,
     },

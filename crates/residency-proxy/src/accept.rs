@@ -2,8 +2,9 @@
 //! `accept` fails (out of file descriptors, say), and a bound on the time from
 //! accept to the first request byte.
 //!
-//! - `max_connections`: a connection is accepted only while fewer are open;
-//!   the others wait, unaccepted, in the kernel's listen backlog.
+//! - `max_connections`: a connection is served only while fewer are open;
+//!   one more per listener waits accepted but unserved, the others wait,
+//!   unaccepted, in the kernel's listen backlog.
 //! - `accept` errors: the loop waits 5 ms, doubling to 1 s, before trying
 //!   again (a failing accept otherwise spins a core), and logs at most one
 //!   line a second with the number of errors it did not log. The counter
@@ -80,17 +81,23 @@ impl Acceptor {
         }
     }
 
-    /// The next connection, once one may be open; errors are counted,
+    /// The next connection, once it may be open; errors are counted,
     /// logged (rate-limited) and waited out.
+    ///
+    /// The bound is taken after the accept: a connection accepted while the
+    /// bound is reached waits here, unserved, and this listener accepts no
+    /// other until it is served. Taken before, an idle listener would hold a
+    /// share of the bound that another listener of the same address
+    /// (`serve --runtime per-core`) needs for the connections queued at it.
     pub(crate) async fn accept(&mut self) -> (TcpStream, SocketAddr, OpenConnection) {
-        let permit = match &self.open {
-            Some(s) => Some(s.clone().acquire_owned().await.expect("never closed")),
-            None => None,
-        };
         loop {
             match self.listener.accept().await {
                 Ok((stream, peer)) => {
                     self.backoff = FIRST_BACKOFF;
+                    let permit = match &self.open {
+                        Some(s) => Some(s.clone().acquire_owned().await.expect("never closed")),
+                        None => None,
+                    };
                     if permit.is_some() {
                         metrics::gauge!(OPEN).increment(1.0);
                     }

@@ -76,6 +76,35 @@ async fn stall_uploads(addr: SocketAddr, prefix: &str) -> Vec<TcpStream> {
     stalled
 }
 
+/// With four connections open (each mid-head) on a sidecar whose
+/// `max_connections` is 4, a fifth waits unaccepted until one closes.
+async fn fifth_waits_for_four(addr: SocketAddr) {
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /acme HTTP/1.1\r\n")
+            .await
+            .expect("partial");
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fifth = TcpStream::connect(addr).await.expect("connect (backlog)");
+    fifth
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut tmp = [0u8; 64];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), fifth.read(&mut tmp))
+            .await
+            .is_err(),
+        "the fifth connection must wait while four are open"
+    );
+    drop(held.pop());
+    let (a, _) = read_answer(&mut fifth, Duration::from_secs(5)).await;
+    assert!(a.starts_with("HTTP/1.1 "), "served once one closed: {a:?}");
+}
+
 fn limits(extra: &str) -> SidecarOptions {
     SidecarOptions::with_limits(&format!(
         "client_body_idle_secs = 1\nper_region_concurrency = 8\nper_tenant_region_share = 0.5\n{extra}"
@@ -322,30 +351,7 @@ async fn silent_connections_are_closed_and_bounded() {
         ))
         .await;
         let addr = header_timeout_env.sidecar.addr;
-        let mut held = Vec::new();
-        for _ in 0..4 {
-            let mut s = TcpStream::connect(addr).await.expect("connect");
-            s.write_all(b"GET /acme HTTP/1.1\r\n")
-                .await
-                .expect("partial");
-            held.push(s);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut fifth = TcpStream::connect(addr).await.expect("connect (backlog)");
-        fifth
-            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-            .await
-            .expect("request");
-        let mut tmp = [0u8; 64];
-        assert!(
-            tokio::time::timeout(Duration::from_millis(700), fifth.read(&mut tmp))
-                .await
-                .is_err(),
-            "the fifth connection must wait while four are open"
-        );
-        drop(held.pop());
-        let (a, _) = read_answer(&mut fifth, Duration::from_secs(5)).await;
-        assert!(a.starts_with("HTTP/1.1 "), "served once one closed: {a:?}");
+        fifth_waits_for_four(addr).await;
     })
     .await;
 }
@@ -539,30 +545,7 @@ async fn per_core_listeners_share_the_port_and_the_connection_bound() {
         // Four connections open, wherever they landed: a fifth waits, on
         // whichever listener it reaches. (Each listener with a bound of its
         // own would serve it unless all four had landed on its listener.)
-        let mut held = Vec::new();
-        for _ in 0..4 {
-            let mut s = TcpStream::connect(s3).await.expect("connect");
-            s.write_all(b"GET /acme HTTP/1.1\r\n")
-                .await
-                .expect("partial");
-            held.push(s);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut fifth = TcpStream::connect(s3).await.expect("connect (backlog)");
-        fifth
-            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-            .await
-            .expect("request");
-        let mut tmp = [0u8; 64];
-        assert!(
-            tokio::time::timeout(Duration::from_millis(700), fifth.read(&mut tmp))
-                .await
-                .is_err(),
-            "the fifth connection must wait while four are open"
-        );
-        drop(held.pop());
-        let (a, _) = read_answer(&mut fifth, Duration::from_secs(5)).await;
-        assert!(a.starts_with("HTTP/1.1 "), "served once one closed: {a:?}");
+        fifth_waits_for_four(s3).await;
 
         // A second sidecar on the same address is refused (address in use),
         // never given a share of the first one's connections.
