@@ -773,6 +773,8 @@ impl Serving {
         }
     }
 
+    /// The head checks (signature version, size), the request bound, the
+    /// body's limits, then s3s.
     async fn checked(
         &self,
         req: http::Request<hyper::body::Incoming>,
